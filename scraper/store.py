@@ -1,0 +1,197 @@
+"""SQLite storage: the one place that opens the database and owns the core schema.
+
+We open the connection ourselves (sqlite-utils' ``Database(path)`` would use the rollback
+journal): WAL lets readers (``scrape status``, exports) run beside the daemon's writer,
+``synchronous=NORMAL`` is durable enough under WAL, and a busy timeout turns a concurrent
+``scrape --once`` into a short wait instead of "database is locked".
+
+Feature modules (dedup, export, ...) keep their own tables; they add them through
+``MIGRATIONS`` here so that the schema version in ``PRAGMA user_version`` tells the whole story.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlite_utils
+
+#: Seconds a writer waits for another writer's transaction before giving up.  A feed refresh
+#: transaction takes milliseconds; 30 s covers a dedup rebuild running beside the daemon.
+BUSY_TIMEOUT_MS = 30_000
+
+# Each migration runs once, in order, inside one transaction; the list index + 1 is the
+# schema version stored in PRAGMA user_version.  Append, never edit a released entry.
+MIGRATIONS: list[str] = [
+    # 1: core tables
+    """
+    CREATE TABLE feeds (
+        name TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        etag TEXT,
+        last_modified TEXT,
+        last_fetch_at TEXT,
+        last_success_at TEXT,
+        last_status INTEGER,
+        last_error TEXT,
+        last_error_at TEXT,
+        error_count INTEGER NOT NULL DEFAULT 0,
+        next_due_at TEXT,
+        retry_after_at TEXT,
+        cache_max_age INTEGER,
+        ttl INTEGER,
+        claimed_by TEXT,
+        claimed_until TEXT,
+        entry_count INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE entries (
+        id INTEGER PRIMARY KEY,
+        feed TEXT NOT NULL,
+        entry_key TEXT NOT NULL,
+        url TEXT,
+        guid TEXT,
+        title TEXT,
+        author TEXT,
+        published TEXT,
+        content_html TEXT,
+        content_text TEXT,
+        summary TEXT,
+        image TEXT,
+        raw_html TEXT,
+        raw_hash TEXT,
+        fetched_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        duplicate_of INTEGER REFERENCES entries(id),
+        dup_method TEXT,
+        dup_score REAL,
+        UNIQUE (feed, entry_key)
+    );
+    CREATE INDEX entries_published ON entries(published);
+    CREATE INDEX entries_duplicate_of ON entries(duplicate_of);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+    """,
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(dt: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a ``Z``: sorts as text, so SQL can compare timestamps directly."""
+    if dt is None:
+        return None
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """Open (creating if needed) and migrate the database at ``path``."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                           check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    migrate(conn)
+    return conn
+
+
+def database(conn: sqlite3.Connection) -> sqlite_utils.Database:
+    """A sqlite-utils view over our own configured connection (for its query helpers)."""
+    return sqlite_utils.Database(conn)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring the schema up to date; safe when several processes start at once."""
+    if schema_version(conn) >= len(MIGRATIONS):
+        return
+    # BEGIN IMMEDIATE takes the write lock first, so two processes never both migrate.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = schema_version(conn)
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in _statements(script):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a migration into statements (executescript would commit our transaction)."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                yield buffer
+            buffer = ""
+    if buffer.strip():
+        yield buffer
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction: all or nothing, so a crash loses at most the refresh in flight.
+
+    IMMEDIATE takes the write lock up front; a deferred transaction that reads first and
+    writes later can fail with SQLITE_BUSY without waiting on the busy timeout.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+
+
+def sync_feeds(conn: sqlite3.Connection, feeds: list[tuple[str, str]]) -> None:
+    """Make sure every configured feed (name, url) has a row; a changed URL is updated.
+
+    Rows of feeds removed from the config stay, with their entries: nothing is lost.
+    """
+    with transaction(conn):
+        conn.executemany(
+            "INSERT INTO feeds (name, url) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET url = excluded.url WHERE url != excluded.url",
+            feeds,
+        )
+
+
+def feed_state(conn: sqlite3.Connection, name: str) -> dict:
+    row = conn.execute("SELECT * FROM feeds WHERE name = ?", (name,)).fetchone()
+    return dict(row) if row else {}
+
+
+def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return row[0] if row else None
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
