@@ -73,6 +73,34 @@ MIGRATIONS: list[str] = [
     CREATE INDEX entries_duplicate_of ON entries(duplicate_of);
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
     """,
+    # 2: what each export target already has, so re-exports write only what is new
+    """
+    CREATE TABLE exports (
+        target TEXT NOT NULL,
+        entry_id INTEGER NOT NULL REFERENCES entries(id),
+        path TEXT,
+        content_hash TEXT,
+        exported_at TEXT NOT NULL,
+        PRIMARY KEY (target, entry_id)
+    );
+    """,
+    # 3: dedup fingerprints and LSH index (scraper/dedup.py: MIGRATION, kept identical)
+    """
+CREATE TABLE dedup_fingerprints (
+    entry_id INTEGER PRIMARY KEY REFERENCES entries(id) ON DELETE CASCADE,
+    ts INTEGER NOT NULL,
+    canonical_url TEXT,
+    text_hash TEXT NOT NULL,
+    title TEXT NOT NULL,
+    length INTEGER NOT NULL,
+    keys BLOB NOT NULL
+);
+CREATE TABLE dedup_keys (
+    key INTEGER NOT NULL,
+    entry_id INTEGER NOT NULL,
+    PRIMARY KEY (key, entry_id)
+) WITHOUT ROWID;
+""",
 ]
 
 

@@ -47,7 +47,7 @@ def parse_post(path: Path) -> Post:
     front = yaml.safe_load(front_text)
     body = rest.strip()
     if body.startswith("<div>"):
-        body = body[len("<div>"):]
+        body = body[len("<div>") :]
     if body.endswith("</div>"):
         body = body[: -len("</div>")]
     date = email.utils.parsedate_to_datetime(front["date"]).astimezone(UTC)
@@ -75,7 +75,12 @@ def seed_posts() -> list[Post]:
 
 def find_post(posts: list[Post], title_start: str, site: str | None = None) -> Post:
     """The post whose title starts with ``title_start`` (and from ``site``, if given)."""
-    matches = [p for p in posts if p.title.startswith(title_start) and (site is None or site in p.path.parts or p.site == site)]
+    matches = [
+        p
+        for p in posts
+        if p.title.startswith(title_start)
+        and (site is None or site in p.path.parts or p.site == site)
+    ]
     if len(matches) != 1:
         raise LookupError(f"{len(matches)} posts match {title_start!r} (site {site!r})")
     return matches[0]
@@ -84,12 +89,20 @@ def find_post(posts: list[Post], title_start: str, site: str | None = None) -> P
 #: Reprint groups from ../shared/corpus/README.md, as (site dir, title prefix) pairs.
 DUPLICATE_GROUPS: dict[str, list[tuple[str, str]]] = {
     "00后少年": [("ZAKER", "00后少年40分钟"), ("快科技（原驱动之家）", "00后少年40分钟")],
-    "12.88元": [("ZAKER", "12.88元买入，夫妻俩转手卖了7万多元，结果…..."), ("ZAKER", "12.88元买入，夫妻俩转手卖了7万多元，结果来了")],
+    "12.88元": [
+        ("ZAKER", "12.88元买入，夫妻俩转手卖了7万多元，结果…..."),
+        ("ZAKER", "12.88元买入，夫妻俩转手卖了7万多元，结果来了"),
+    ],
     "龙芯 PC": [("ZAKER", "100% 国产芯"), ("快科技（原驱动之家）", "100%国产芯")],
 }
 DISTINCT_GROUPS: dict[str, list[tuple[str, str]]] = {
     "密室逃脱": [("ZAKER", "00后女生每周"), ("快科技（原驱动之家）", "00后女生1周")],
-    "小米 × 徕卡": [("ZAKER", "师承华为"), ("ZAKER", "雷军：是徕卡"), ("快科技（原驱动之家）", "小米徕卡首款"), ("快科技（原驱动之家）", "雷军：小米和徕卡")],
+    "小米 × 徕卡": [
+        ("ZAKER", "师承华为"),
+        ("ZAKER", "雷军：是徕卡"),
+        ("快科技（原驱动之家）", "小米徕卡首款"),
+        ("快科技（原驱动之家）", "雷军：小米和徕卡"),
+    ],
 }
 
 
@@ -116,7 +129,7 @@ def rss_item(post: Post, link: str, guid: str | None = None, body: str | None = 
         "<item>"
         f"<title>{escape(post.title)}</title>"
         f"<link>{escape(link)}</link>"
-        f"<guid isPermaLink=\"false\">{escape(guid or link)}</guid>"
+        f'<guid isPermaLink="false">{escape(guid or link)}</guid>'
         f"<author>{escape(post.author)}</author>"
         f"<pubDate>{email.utils.format_datetime(post.date, usegmt=True)}</pubDate>"
         f"<description><![CDATA[{body}]]></description>"
@@ -124,14 +137,14 @@ def rss_item(post: Post, link: str, guid: str | None = None, body: str | None = 
     )
 
 
-def rss_feed(title: str, items: list[str], encoding: str = "utf-8", link: str = "https://example.org/") -> bytes:
+def rss_feed(
+    title: str, items: list[str], encoding: str = "utf-8", link: str = "https://example.org/"
+) -> bytes:
     xml = (
         f'<?xml version="1.0" encoding="{encoding}"?>\n'
         '<rss version="2.0"><channel>'
         f"<title>{escape(title)}</title><link>{escape(link)}</link>"
-        f"<description>{escape(title)}</description>"
-        + "".join(items)
-        + "</channel></rss>"
+        f"<description>{escape(title)}</description>" + "".join(items) + "</channel></rss>"
     )
     return xml.encode("gb18030" if encoding.lower() in {"gbk", "gb2312", "gb18030"} else encoding)
 
@@ -155,12 +168,12 @@ def atom_feed(title: str, entries: list[str]) -> bytes:
         '<?xml version="1.0" encoding="utf-8"?>\n'
         '<feed xmlns="http://www.w3.org/2005/Atom">'
         f"<title>{escape(title)}</title><id>urn:feed:{escape(title)}</id>"
-        "<updated>2022-06-28T00:00:00Z</updated>"
-        + "".join(entries)
-        + "</feed>"
+        "<updated>2022-06-28T00:00:00Z</updated>" + "".join(entries) + "</feed>"
     ).encode()
 
 
-def posts_feed(posts: list[Post], title: str = "corpus", base: str = "https://example.org") -> bytes:
+def posts_feed(
+    posts: list[Post], title: str = "corpus", base: str = "https://example.org"
+) -> bytes:
     """All ``posts`` as one RSS 2.0 feed, each linked with :func:`post_link`."""
     return rss_feed(title, [rss_item(p, post_link(p, base)) for p in posts])

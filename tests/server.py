@@ -7,6 +7,7 @@ test can check what the client sent (conditional headers, User-Agent).
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
@@ -60,16 +61,18 @@ class FeedServer:
                     self.end_headers()
                     return
                 response = handler(request)
-                try:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self._send(request, response)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
 
             def _send(self, request: Request, response: Response) -> None:
                 if isinstance(response.body, bytes | bytearray):
                     body = bytes(response.body)
                     tag = '"' + hashlib.sha1(body).hexdigest()[:16] + '"'
-                    if response.etag and response.status == 200 and request.headers.get("if-none-match") == tag:
+                    if (
+                        response.etag
+                        and response.status == 200
+                        and request.headers.get("if-none-match") == tag
+                    ):
                         self.send_response(304)
                         self.send_header("ETag", tag)
                         self.send_header("Content-Length", "0")
@@ -123,8 +126,13 @@ class FeedServer:
         else:
             self.routes[path] = handler
 
-    def serve(self, path: str, body: bytes, content_type: str = "application/rss+xml; charset=utf-8",
-              **headers: str) -> None:
+    def serve(
+        self,
+        path: str,
+        body: bytes,
+        content_type: str = "application/rss+xml; charset=utf-8",
+        **headers: str,
+    ) -> None:
         self.route(path, Response(body=body, headers={"Content-Type": content_type, **headers}))
 
     def requests_to(self, path: str) -> list[Request]:
@@ -134,13 +142,16 @@ class FeedServer:
 
 # Hostile endpoints -----------------------------------------------------------------------
 
+
 def drip(total_seconds: float = 120, chunk: bytes = b" ") -> Response:
     """One byte a second: defeats a per-read timeout, must hit the total deadline."""
+
     def body() -> Iterable[bytes]:
         yield b'<?xml version="1.0"?><rss version="2.0"><channel>'
         deadline = time.monotonic() + total_seconds
         while time.monotonic() < deadline:
             yield chunk
+
     return Response(body=body(), headers={"Content-Type": "application/rss+xml"}, delay=1.0)
 
 
@@ -148,12 +159,17 @@ def hang(seconds: float = 120) -> Handler:
     def handler(_req: Request) -> Response:
         time.sleep(seconds)
         return Response(body=b"")
+
     return handler
 
 
 def redirect_loop(server: FeedServer, path: str) -> None:
-    server.route(path, Response(status=302, headers={"Location": server.url(path + "x")}, etag=False))
-    server.route(path + "x", Response(status=302, headers={"Location": server.url(path)}, etag=False))
+    server.route(
+        path, Response(status=302, headers={"Location": server.url(path + "x")}, etag=False)
+    )
+    server.route(
+        path + "x", Response(status=302, headers={"Location": server.url(path)}, etag=False)
+    )
 
 
 def random_bytes(size: int = 64 * 1024) -> Response:
@@ -167,17 +183,21 @@ def gzip_bomb(inflated: int = 1 << 30) -> Response:
     parts = [compressor.compress(block) for _ in range(inflated // len(block))]
     parts.append(compressor.flush())
     body = b"".join(parts)
-    return Response(body=body, headers={"Content-Type": "application/rss+xml", "Content-Encoding": "gzip"})
+    return Response(
+        body=body, headers={"Content-Type": "application/rss+xml", "Content-Encoding": "gzip"}
+    )
 
 
 def huge_body(size: int = 1 << 30) -> Response:
     """A body of ``size`` bytes, streamed so the server itself does not hold it."""
+
     def body() -> Iterable[bytes]:
         block = b"<!-- padding -->" * 4096
         sent = 0
         while sent < size:
             yield block
             sent += len(block)
+
     return Response(body=body(), headers={"Content-Type": "application/rss+xml"})
 
 

@@ -1,0 +1,176 @@
+"""The ``scrape`` command line.
+
+``scrape`` runs the daemon, ``scrape --once`` one refresh of every enabled feed; the other
+commands (status, dups, dedup, export) are registered by the modules that implement them,
+each through a ``register(subparsers, common)`` function, so this file stays the router.
+
+Exit codes: 0 success, 1 some feed failed (the others are stored), 2 config or usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sqlite3
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from scraper import __version__, store
+from scraper.config import Config, ConfigError, FeedConfig, load_config
+
+log = logging.getLogger("scraper")
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+@dataclass
+class App:
+    """What every command needs: the validated config and an open, migrated database."""
+
+    config: Config
+    conn: sqlite3.Connection
+    args: argparse.Namespace
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options every command accepts; a parent parser for the subcommands."""
+    common = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a subcommand that is not given --db must not reset the top level's value.
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="feeds file (default: ./feeds.yaml)")
+    common.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS,
+                        help="SQLite database (default: 'database:' in the config, "
+                             "else scrape.db beside it)")
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="more log output (-vv for library debug output)")
+    common.add_argument("--log-format", choices=("text", "json"), default=argparse.SUPPRESS,
+                        help="log line format on stderr (json for log collectors)")
+    return common
+
+
+def load(args: argparse.Namespace) -> Config:
+    return load_config(getattr(args, "config", None) or "feeds.yaml")
+
+
+def open_app(args: argparse.Namespace, config: Config | None = None) -> App:
+    config = config or load(args)
+    db = getattr(args, "db", None)
+    path = Path(db) if db else config.database
+    return App(config=config, conn=store.connect(path), args=args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = common_options()
+    parser = argparse.ArgumentParser(
+        prog="scrape", parents=[common],
+        description="Fetch RSS/Atom feeds, clean and deduplicate their articles, store them "
+                    "in SQLite. Without a command: run the daemon (or one pass with --once).")
+    parser.add_argument("--version", action="version", version=f"scrape {__version__}")
+    parser.add_argument("--once", action="store_true",
+                        help="refresh every enabled feed once, print a summary, exit")
+    parser.add_argument("--feed", action="append", metavar="NAME",
+                        help="only this feed (repeatable); with --once")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="processes for parsing and normalizing (default: one per core; "
+                             "0 works inline)")
+    parser.set_defaults(func=None)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for register in _registrars():
+        register(sub, common)
+    return parser
+
+
+def _registrars() -> list:
+    """Each feature module adds its commands; a module not yet present is skipped."""
+    found = []
+    for module_name in ("scraper.status", "scraper.dedup", "scraper.export"):
+        try:
+            module = __import__(module_name, fromlist=["register"])
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        if hasattr(module, "register"):
+            found.append(module.register)
+    return found
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        payload = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+                   "level": record.levelname.lower(), "logger": record.name,
+                   "message": record.getMessage()}
+        payload.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return json.dumps(payload, ensure_ascii=False)
+
+
+def setup_logging(verbose: int, fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
+                                               "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("scraper").setLevel(logging.DEBUG if verbose else logging.INFO)
+    for noisy in ("httpx", "httpcore", "apscheduler"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(getattr(args, "verbose", 0) or 0, getattr(args, "log_format", "text"))
+    try:
+        if args.func is not None:
+            return int(args.func(args) or 0)
+        if args.once:
+            return run_once_command(args)
+        from scraper import daemon
+
+        return daemon.run(args)
+    except ConfigError as exc:
+        print(f"scrape: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+def select_feeds(config: Config, names: list[str] | None) -> list[FeedConfig]:
+    if not names:
+        return [f for f in config.feeds if f.enabled]
+    known = {f.name: f for f in config.feeds}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise ConfigError(f"{config.path.name}: --feed: no feed named "
+                          f"{', '.join(repr(m) for m in missing)} "
+                          f"(known: {', '.join(sorted(known)) or 'none'})")
+    return [known[n] for n in names]
+
+
+def run_once_command(args: argparse.Namespace) -> int:
+    from scraper import pipeline, report
+
+    config = load(args)
+    feeds = select_feeds(config, args.feed)
+    app = open_app(args, config)
+    progress = report.Progress(len(feeds), enabled=sys.stderr.isatty())
+    try:
+        results = asyncio.run(pipeline.run_once(config, app.conn, feeds, workers=args.workers,
+                                                on_done=progress.update))
+    finally:
+        progress.close()
+        app.close()
+    report.print_summary(results, sys.stdout)
+    return EXIT_FAILED if any(r.failed for r in results) else EXIT_OK

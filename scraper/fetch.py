@@ -1,0 +1,248 @@
+"""HTTP fetching with the limits httpx does not give us by itself.
+
+httpx 0.28 (checked on this machine, see ../shared/DESIGN.md):
+- its timeouts are per read, so a server dripping a byte a second holds a request for
+  minutes: we wrap every attempt in a total deadline (``asyncio.timeout``);
+- it decompresses without a limit: we ask only for gzip/deflate and inflate ourselves with
+  ``zlib``'s ``max_length`` so a 1 MiB bomb never becomes more than the cap in memory;
+- it follows redirects anywhere: we follow them by hand, at most ``max_redirects``, and for
+  URLs taken from feed content (full-text pages) every hop is checked by ``netguard``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from scraper import USER_AGENT, netguard
+from scraper.config import FetchSettings
+
+log = logging.getLogger(__name__)
+
+_REDIRECTS = {301, 302, 303, 307, 308}
+#: Statuses worth another attempt: the server may be back in a moment.
+_RETRY_STATUSES = {429, 500, 502, 503, 504}
+#: A Retry-After longer than this is not waited for inside a run; it goes to the scheduler.
+MAX_RETRY_WAIT = 30.0
+_READ_CHUNK = 64 * 1024
+
+
+class FetchError(Exception):
+    """A failure phrased as the one line the run summary shows."""
+
+
+class _BodyTooLarge(FetchError):
+    pass
+
+
+@dataclass
+class FetchResult:
+    url: str  # the URL finally answered, after redirects
+    status: int | None = None
+    body: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    attempts: int = 0
+    #: Seconds the server asked us to wait (429/503 Retry-After), for the scheduler.
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.status in (200, 304)
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def backoff_delay(attempt: int, base: float, rng: random.Random) -> float:
+    """Exponential backoff with full jitter, so failed feeds do not retry in lockstep."""
+    return rng.uniform(0, base * (2 ** attempt))
+
+
+class Fetcher:
+    """One shared ``httpx.AsyncClient`` with global and per-host concurrency limits."""
+
+    def __init__(self, settings: FetchSettings | None = None, *, retry_base: float = 1.0,
+                 rng: random.Random | None = None) -> None:
+        self.settings = settings or FetchSettings()
+        self.retry_base = retry_base
+        self.rng = rng or random.Random()
+        self._global = asyncio.Semaphore(self.settings.concurrency)
+        self._hosts: dict[str, asyncio.Semaphore] = {}
+        self._client = httpx.AsyncClient(
+            follow_redirects=False,
+            headers={"User-Agent": self.settings.user_agent or USER_AGENT,
+                     "Accept-Encoding": "gzip, deflate"},
+            limits=httpx.Limits(max_connections=self.settings.concurrency,
+                                max_keepalive_connections=self.settings.concurrency),
+            timeout=httpx.Timeout(self.settings.timeout),
+            trust_env=False,
+        )
+
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _host_limit(self, url: str) -> asyncio.Semaphore:
+        host = (urlsplit(url).hostname or "").lower()
+        if host not in self._hosts:
+            self._hosts[host] = asyncio.Semaphore(self.settings.per_host)
+        return self._hosts[host]
+
+    async def fetch(self, url: str, *, etag: str | None = None, last_modified: str | None = None,
+                    timeout: float | None = None, guard: bool = False,
+                    accept: str = "application/rss+xml, application/atom+xml, "
+                                  "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.8",
+                    ) -> FetchResult:
+        """GET ``url`` with retries; never raises for network or HTTP trouble."""
+        headers = {"Accept": accept}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        deadline = timeout or self.settings.timeout
+        result = FetchResult(url=url)
+        attempts = self.settings.retries + 1
+        for attempt in range(attempts):
+            result = FetchResult(url=url, attempts=attempt + 1)
+            async with self._global, self._host_limit(url):
+                try:
+                    async with asyncio.timeout(deadline):
+                        await self._attempt(url, headers, guard, result)
+                except TimeoutError:
+                    result.error = f"timed out after {deadline:g} s (total deadline)"
+                    return result  # a slow server stays slow: do not spend another deadline
+                except netguard.BlockedAddress as exc:
+                    result.error = f"refused: {exc}"
+                    return result
+                except FetchError as exc:
+                    result.error = str(exc)
+                    return result
+                except httpx.TransportError as exc:
+                    result.error = f"connection failed: {_describe(exc)}"
+            retryable = result.error is not None or result.status in _RETRY_STATUSES
+            if not retryable or attempt == attempts - 1:
+                break
+            wait = backoff_delay(attempt, self.retry_base, self.rng)
+            if result.retry_after is not None:
+                if result.retry_after > MAX_RETRY_WAIT:
+                    break  # the scheduler honours it; a run must still end
+                wait = max(wait, result.retry_after)
+            log.debug("retrying %s in %.1f s (%s)", url, wait, result.error or result.status)
+            await asyncio.sleep(wait)
+        if result.error is None and result.status not in (200, 304):
+            reason = httpx.codes.get_reason_phrase(result.status or 0)
+            tries = f" (after {result.attempts} attempts)" if result.attempts > 1 else ""
+            result.error = f"HTTP {result.status} {reason}{tries}".replace("  ", " ")
+        elif result.error and result.attempts > 1:
+            result.error += f" (after {result.attempts} attempts)"
+        return result
+
+    async def _attempt(self, url: str, headers: Mapping[str, str], guard: bool,
+                       result: FetchResult) -> None:
+        current = url
+        for hop in range(self.settings.max_redirects + 1):
+            if guard:
+                await netguard.check_url(current, self.settings.allow_private)
+            async with self._client.stream("GET", current, headers=headers) as response:
+                result.url = current
+                result.status = response.status_code
+                result.headers = {k.lower(): v for k, v in response.headers.items()}
+                location = response.headers.get("location")
+                if response.status_code in _REDIRECTS and location:
+                    if hop == self.settings.max_redirects:
+                        raise FetchError(
+                            f"too many redirects (more than {self.settings.max_redirects})")
+                    current = urljoin(current, location)
+                    continue
+                if response.status_code in (429, 503):
+                    result.retry_after = parse_retry_after(response.headers.get("retry-after"))
+                if response.status_code == 200:
+                    result.body = await self._read(response)
+                return
+
+    async def _read(self, response: httpx.Response) -> bytes:
+        """Read and inflate the body, never holding more than ``max_bytes`` of it."""
+        cap = self.settings.max_bytes
+        encoding = response.headers.get("content-encoding", "").strip().lower()
+        inflater = None
+        if encoding in ("gzip", "x-gzip"):
+            inflater = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header
+        elif encoding == "deflate":
+            inflater = zlib.decompressobj()
+        elif encoding not in ("", "identity"):
+            raise FetchError(f"unsupported Content-Encoding {encoding!r}")
+        chunks: list[bytes] = []
+        size = 0
+        async for raw in response.aiter_raw(_READ_CHUNK):
+            if inflater is None:
+                data = raw
+            else:
+                # max_length bounds what one chunk may inflate to: a bomb stops at the cap.
+                data = inflater.decompress(raw, cap - size + 1)
+                if inflater.unconsumed_tail:
+                    raise _BodyTooLarge(_too_large(cap))
+            size += len(data)
+            if size > cap:
+                raise _BodyTooLarge(_too_large(cap))
+            chunks.append(data)
+        if inflater is not None:
+            data = inflater.flush()
+            size += len(data)
+            if size > cap:
+                raise _BodyTooLarge(_too_large(cap))
+            chunks.append(data)
+        return b"".join(chunks)
+
+
+def _too_large(cap: int) -> str:
+    return f"body larger than {cap / 1048576:g} MiB (decompressed); raise fetch.max_bytes to allow"
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+class Stopwatch:
+    """Wall time of a block, for the per-feed summary line."""
+
+    def __enter__(self) -> Stopwatch:
+        self.start = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start
