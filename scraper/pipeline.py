@@ -132,18 +132,28 @@ class Refresher:
 
     def __init__(self, config: Config, conn: sqlite3.Connection, fetcher: Fetcher,
                  executor: Executor | None = None, rng: random.Random | None = None,
-                 clock: Callable[[], datetime] = store.utcnow) -> None:
+                 clock: Callable[[], datetime] = store.utcnow,
+                 make_executor: Callable[[], Executor | None] | None = None) -> None:
         self.config = config
         self.conn = conn
         self.fetcher = fetcher
         self.executor = executor
+        self.make_executor = make_executor
         self.rng = rng or random.Random()
         self.clock = clock
 
     async def _cpu(self, fn: Callable, *args: object) -> object:
+        if self.executor is None and self.make_executor is not None:
+            # Made on first use: a warm run where every feed answers 304 never pays for it.
+            self.executor, self.make_executor = self.make_executor(), None
         if self.executor is None:
             return fn(*args)
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            self.executor = None
 
     async def refresh_many(self, feeds: Iterable[FeedConfig],
                            on_done: Callable[[FeedResult], None] | None = None
@@ -186,10 +196,13 @@ class Refresher:
         with store.transaction(self.conn):
             self.conn.execute("INSERT OR IGNORE INTO feeds (name, url) VALUES (?, ?)",
                               (feed.name, feed.url))
+            holder = self.conn.execute("SELECT claimed_by FROM feeds WHERE name = ?",
+                                       (feed.name,)).fetchone()[0]
+            stale = holder is not None and claim_is_dead(holder)
             cur = self.conn.execute(
                 "UPDATE feeds SET claimed_by = ?, claimed_until = ? WHERE name = ? "
-                "AND (claimed_until IS NULL OR claimed_until < ? OR claimed_by = ?)",
-                (CLAIMANT, store.iso(until), feed.name, store.iso(now), CLAIMANT))
+                "AND (claimed_until IS NULL OR claimed_until < ? OR claimed_by = ? OR ?)",
+                (CLAIMANT, store.iso(until), feed.name, store.iso(now), CLAIMANT, stale))
             return cur.rowcount == 1
 
     def _release(self, feed: FeedConfig) -> None:
@@ -323,6 +336,20 @@ class Refresher:
                  fetched.status, store.iso(due), max_age, ttl, feed.name, feed.name))
 
 
+def claim_is_dead(holder: str) -> bool:
+    """True when a claim was left by a process of this host that no longer runs (killed)."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's claim: only its expiry can free it
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def _prepare_fulltext(body: bytes, headers: Mapping[str, str], url: str, item: Prepared,
                       feed: FeedConfig, sites: Mapping[str, rules.SiteRule],
                       settings: dedup.DedupSettings) -> Prepared:
@@ -341,11 +368,10 @@ async def run_once(config: Config, conn: sqlite3.Connection, feeds: list[FeedCon
                    on_done: Callable[[FeedResult], None] | None = None) -> list[FeedResult]:
     """Refresh ``feeds`` once (the body of ``scrape --once``)."""
     store.sync_feeds(conn, [(f.name, f.url) for f in config.feeds])
-    executor = make_executor(workers) if feeds else None
-    try:
-        async with Fetcher(config.fetch, retry_base=retry_base) as fetcher:
-            refresher = Refresher(config, conn, fetcher, executor)
+    async with Fetcher(config.fetch, retry_base=retry_base) as fetcher:
+        refresher = Refresher(config, conn, fetcher,
+                              make_executor=lambda: make_executor(workers))
+        try:
             return await refresher.refresh_many(feeds, on_done)
-    finally:
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+        finally:
+            refresher.close()
