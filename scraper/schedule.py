@@ -1,27 +1,49 @@
 """When is a feed due next?  Pure functions of stored state: no clock, no network.
 
 The daemon, ``scrape --once`` and a future multi-machine worker all ask the same question
-of the same database row, so the answer must depend on nothing else.
+of the same database row, so the answer must depend on nothing else: the caller passes
+``now`` and a ``random.Random``, and the tests pin both.
+
+The rules, and the complaint each one answers:
+- a failing feed backs off exponentially but is never dropped from polling (Miniflux stops
+  after a few errors: miniflux #1893, #4261); the backoff is capped at 24 h;
+- every delay carries jitter, including the capped one and a Retry-After, so feeds that
+  fail together do not retry together (miniflux #3130: every failed feed retried at +1 h);
+- the server's hints (Cache-Control max-age / Expires, RSS ``<ttl>``, Retry-After) may only
+  stretch the configured interval, never shorten it: they are requests to poll less.
 """
 
 from __future__ import annotations
 
+import email.utils
 import random
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 #: Failures back off exponentially from the interval up to this cap: a feed broken for a
 #: week is still tried every day, never dropped (Miniflux drops it after 3 errors, #1893).
 MAX_BACKOFF = 24 * 3600
 #: Spread around the nominal time, as a fraction of the delay, so that feeds added together
-#: (or failing together) do not stay synchronised (Miniflux #3130).
+#: (or failing together) do not stay synchronised (Miniflux #3130).  With the 30 min
+#: default interval this is +-3 min: 100 feeds failing in the same second retry spread over
+#: 360 distinct seconds.
 JITTER = 0.1
 #: Servers' hints may stretch the interval, but not past this: a max-age of a year on a
 #: news feed is a misconfiguration, not a wish.
 MAX_HINT = 24 * 3600
 
-_MAX_AGE = re.compile(r"(?:^|,)\s*(?:s-)?max-age\s*=\s*(\d+)", re.IGNORECASE)
+#: Adaptive mode bounds and window.  The shape follows Miniflux's ``entry_frequency``
+#: scheduler (POLLING_SCHEDULER=entry_frequency): weekly entry count -> interval, clamped to
+#: [5 min, 24 h] by its SCHEDULER_ENTRY_FREQUENCY_MIN/MAX_INTERVAL defaults.
+ADAPTIVE_WINDOW = 7 * 24 * 3600
+ADAPTIVE_MIN = 5 * 60
+ADAPTIVE_MAX = 24 * 3600
+
+# ``max-age`` only: ``s-maxage`` is addressed to shared caches, and we are a private client.
+_MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)", re.IGNORECASE)
+_NO_CACHE = re.compile(r"(?:^|[,\s])(?:no-cache|no-store)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -32,50 +54,94 @@ class Outcome:
     max_age: int | None = None  # seconds, from Cache-Control max-age or Expires
     ttl_minutes: int | None = None  # RSS <ttl>
     retry_after: float | None = None  # seconds, from Retry-After
+    #: An interval derived from the feed's publishing rate (``adaptive_interval``); when
+    #: given it replaces the configured interval for a successful refresh.
+    adaptive: int | None = None
 
 
-def cache_lifetime(headers: dict[str, str], now: datetime) -> int | None:
-    """Seconds the response says it stays fresh: Cache-Control max-age, else Expires."""
+def cache_lifetime(headers: Mapping[str, str], now: datetime) -> int | None:
+    """Seconds the response says it stays fresh: Cache-Control max-age, else Expires.
+
+    ``headers`` have lower-case names (as ``fetch.FetchResult.headers``).  As RFC 9111
+    (4.2.1, 4.2.3) says, an ``Age`` is subtracted from max-age, and Expires is measured
+    from the server's own ``Date`` when it sends one, so that a skewed clock on either
+    side does not turn a 10-minute lifetime into zero or into a day.
+    """
     control = headers.get("cache-control", "")
-    if "no-cache" in control.lower() or "no-store" in control.lower():
+    if _NO_CACHE.search(control):
         return 0
+    age = _int_or_none(headers.get("age")) or 0
     if m := _MAX_AGE.search(control):
-        return int(m.group(1))
+        return max(0, int(m.group(1)) - age)
     expires = headers.get("expires")
-    if expires:
-        import email.utils
-
-        try:
-            when = email.utils.parsedate_to_datetime(expires)
-        except (TypeError, ValueError):
-            return 0  # RFC 9111: an invalid Expires means already stale
-        if when.tzinfo is None:
-            return None
-        return max(0, int((when - now).total_seconds()))
-    return None
+    if expires is None:
+        return None
+    when = _http_date(expires)
+    if when is None:
+        return 0  # RFC 9111 5.3: an invalid Expires (often "0" or "-1") means already stale
+    reference = _http_date(headers.get("date", "")) or now
+    return max(0, int((when - reference).total_seconds()) - age)
 
 
-def jittered(seconds: float, rng: random.Random, spread: float = JITTER) -> float:
-    return seconds * (1 + rng.uniform(-spread, spread))
+def _int_or_none(text: str | None) -> int | None:
+    if text is None or not text.strip().isdigit():
+        return None
+    return int(text.strip())
+
+
+def _http_date(text: str) -> datetime | None:
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; "-0000" parses as naive
+        when = when.replace(tzinfo=UTC)
+    return when
+
+
+def jittered(seconds: float, rng: random.Random, spread: float = JITTER,
+             ceiling: float | None = None) -> float:
+    """``seconds`` moved by up to +-``spread`` of itself, never above ``ceiling``.
+
+    Clipping after jittering would put every capped delay on the ceiling itself (all
+    feeds failing for a day would retry in the same second); instead the window is
+    shifted below the ceiling, so capped delays stay spread.
+    """
+    low, high = seconds * (1 - spread), seconds * (1 + spread)
+    if ceiling is not None and high > ceiling:
+        high = ceiling
+        low = min(low, ceiling * (1 - spread))
+    return rng.uniform(low, high)
+
+
+def backoff(interval: int, error_count: int) -> float:
+    """The nominal delay after ``error_count`` consecutive failures (this one included).
+
+    1 -> interval, 2 -> 2x, 3 -> 4x, ... up to ``MAX_BACKOFF``.
+    """
+    exponent = max(0, error_count - 1)
+    if exponent > 40:  # 2**40 intervals is past any cap; avoid float overflow on old rows
+        return float(MAX_BACKOFF)
+    return float(min(MAX_BACKOFF, max(1, interval) * 2 ** exponent))
 
 
 def delay_after(interval: int, error_count: int, outcome: Outcome, rng: random.Random) -> float:
     """Seconds until the next refresh."""
     if not outcome.ok:
-        # error_count already counts this failure: 1 -> interval, 2 -> 2x, 3 -> 4x, ...
-        backoff = min(MAX_BACKOFF, interval * 2 ** max(0, error_count - 1))
-        delay = jittered(backoff, rng)
-        if outcome.retry_after is not None:
-            delay = max(delay, min(outcome.retry_after, MAX_BACKOFF))
-        return min(delay, MAX_BACKOFF * (1 + JITTER))
-    base = float(interval)
-    hints = [h for h in (outcome.max_age,
-                         outcome.ttl_minutes * 60 if outcome.ttl_minutes else None) if h]
-    if hints:
-        base = max(base, min(max(hints), MAX_HINT))
+        delay = jittered(backoff(interval, error_count), rng, ceiling=MAX_BACKOFF)
+    else:
+        base = float(outcome.adaptive if outcome.adaptive else interval)
+        hints = [h for h in (outcome.max_age,
+                             outcome.ttl_minutes * 60 if outcome.ttl_minutes else None) if h]
+        if hints:
+            base = max(base, float(min(max(hints), MAX_HINT)))
+        delay = jittered(base, rng, ceiling=max(float(interval), MAX_HINT))
     if outcome.retry_after is not None:
-        base = max(base, min(outcome.retry_after, MAX_HINT))
-    return jittered(base, rng)
+        # Retry-After means "not before": wait at least that long, plus a positive jitter,
+        # so that the feeds of one rate-limited host do not all come back in one second.
+        wait = min(outcome.retry_after, MAX_BACKOFF)
+        delay = max(delay, wait + rng.uniform(0, wait * JITTER))
+    return delay
 
 
 def next_due(now: datetime, interval: int, error_count: int, outcome: Outcome,
@@ -86,3 +152,22 @@ def next_due(now: datetime, interval: int, error_count: int, outcome: Outcome,
 def is_due(next_due_at: datetime | None, now: datetime) -> bool:
     """A feed never fetched is due; otherwise when its time has come."""
     return next_due_at is None or next_due_at <= now
+
+
+def adaptive_interval(published: Iterable[datetime | None], now: datetime, floor: int,
+                      ceiling: int = ADAPTIVE_MAX, window: int = ADAPTIVE_WINDOW) -> int:
+    """An interval that follows the feed's publishing rate over the last ``window`` seconds.
+
+    A feed that published ``n`` entries in the window is polled about ``n`` times per
+    window, never more often than ``floor`` (the configured interval, or ``ADAPTIVE_MIN``)
+    and never less often than ``ceiling``; a feed silent for the whole window gets the
+    ceiling.  Dates in the future (clock skew, scheduled posts) and undated entries are
+    not evidence of a rate and are ignored.
+    """
+    floor = max(1, floor)
+    ceiling = max(floor, ceiling)
+    start = now - timedelta(seconds=window)
+    count = sum(1 for when in published if when is not None and start <= when <= now)
+    if count == 0:
+        return ceiling
+    return int(min(ceiling, max(floor, window / count)))

@@ -1,0 +1,249 @@
+"""Soak test of the daemon: does its memory stay flat over hours of refreshes?
+
+Runs ``scrape`` (the daemon, as a subprocess) against 200 loopback feeds polled every
+10 s for an hour by default, samples the resident memory (RSS) of the daemon and of its
+worker processes, and prints the figures at the start (after the first round of
+refreshes, once the imports and caches are warm) and at the end, then stops the daemon
+with SIGTERM and checks the exit code and the database.
+
+The feeds are a mix meant to exercise every path a months-long run takes:
+- "fresh" feeds (70%) publish one new entry per request, reusing the corpus articles
+  under new GUIDs, so every refresh writes and the dedup index keeps growing;
+- "static" feeds (20%) answer 304 Not Modified after the first fetch;
+- "broken" feeds (10%) answer 500, so the backoff path runs too.
+
+Usage:
+    python bench/soak.py                      # one hour (the issue's figure)
+    python bench/soak.py --duration 300       # a five-minute check
+    python bench/soak.py --duration 300 --feeds 50 --interval 5 --sample 30
+
+Not a test: it takes as long as you ask, and memory figures are for a human to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from corpus import Post, corpus_posts, post_link, rss_feed, rss_item, seed_posts  # noqa: E402
+from server import FeedServer, Request, Response  # noqa: E402
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class FreshFeed:
+    """One new entry per request: a window of 5 items sliding over an endless sequence."""
+
+    def __init__(self, name: str, posts: list[Post]) -> None:
+        self.name, self.posts = name, posts
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, _req: Request) -> Response:
+        with self._lock:
+            start = self.count
+            self.count += 1
+        items = []
+        for n in range(start, start + 5):
+            post = self.posts[n % len(self.posts)]
+            link = post_link(post, f"https://{self.name}.example") + f"?n={n}"
+            items.append(rss_item(post, link, guid=f"{self.name}-{n}"))
+        return Response(body=rss_feed(self.name, items),
+                        headers={"Content-Type": "application/rss+xml"}, etag=False)
+
+
+def tree_rss(pid: int) -> tuple[int, int]:
+    """(RSS of ``pid``, RSS of ``pid`` and all its descendants), in bytes, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+
+    def rss(p: int) -> int:
+        try:
+            with open(f"/proc/{p}/statm", encoding="ascii") as f:
+                return int(f.read().split()[1]) * PAGE
+        except OSError:
+            return 0
+
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        total += rss(p)
+        stack.extend(children.get(p, []))
+    return rss(pid), total
+
+
+@dataclass
+class Sample:
+    t: float
+    rss: int
+    tree: int
+    refreshes: int
+    errors: int
+    entries: int
+
+
+def count_events(log: Path) -> tuple[int, int, int]:
+    """(refresh lines, refresh lines with status error, 'database is locked' mentions)."""
+    refreshes = errors = locked = 0
+    with log.open(encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if "database is locked" in line:
+                locked += 1
+            if not line.startswith("{") or '"event": "refresh"' not in line:
+                continue
+            refreshes += 1
+            try:
+                if json.loads(line).get("status") == "error":
+                    errors += 1
+            except json.JSONDecodeError:
+                pass
+    return refreshes, errors, locked
+
+
+def entry_count(db: Path) -> int:
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error:
+        return 0
+    try:
+        return conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+    finally:
+        conn.close()
+
+
+def mib(n: int) -> str:
+    return f"{n / 1048576:7.1f} MiB"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=3600, help="seconds (default 3600)")
+    parser.add_argument("--feeds", type=int, default=200, help="loopback feeds (default 200)")
+    parser.add_argument("--interval", type=int, default=10, help="feed interval, s (default 10)")
+    parser.add_argument("--sample", type=float, default=60, help="seconds between samples")
+    parser.add_argument("--workers", type=int, default=2, help="daemon --workers (default 2)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args()
+
+    posts = corpus_posts() + seed_posts()
+    server = FeedServer().start()
+    work = Path(tempfile.mkdtemp(prefix="scrape-soak-"))
+    config, db, log = work / "feeds.yaml", work / "scrape.db", work / "daemon.log"
+    lines = ["fetch:", "  per_host: 16", "  retries: 0", "feeds:"]
+    kinds = {"fresh": 0, "static": 0, "broken": 0}
+    for i in range(args.feeds):
+        name = f"feed{i:03d}"
+        kind = "broken" if i % 10 == 9 else "static" if i % 10 in (7, 8) else "fresh"
+        kinds[kind] += 1
+        path = f"/{name}.xml"
+        if kind == "fresh":
+            server.route(path, FreshFeed(name, posts[i % len(posts):] + posts[:i % len(posts)]))
+        elif kind == "static":
+            server.serve(path, rss_feed(name, [rss_item(p, post_link(p, f"https://{name}.x"))
+                                               for p in posts[:6]]))
+        else:
+            server.route(path, Response(status=500, body=b"oops", etag=False))
+        lines += [f"  - name: {name}", f"    url: {server.url(path)}",
+                  f"    interval: {args.interval}s"]
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               SCRAPE_HEARTBEAT="10")
+    print(f"soak: {args.feeds} feeds ({kinds['fresh']} fresh, {kinds['static']} static, "
+          f"{kinds['broken']} broken) every {args.interval} s for {args.duration:g} s; "
+          f"workers={args.workers}; in {work}", flush=True)
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "scraper", "--config", str(config),
+                                 "--db", str(db), "--workers", str(args.workers),
+                                 "--log-format", "json"],
+                                cwd=work, stdout=out, stderr=subprocess.STDOUT, env=env)
+    started = time.monotonic()
+    samples: list[Sample] = []
+    warm: Sample | None = None
+    print(f"{'t (s)':>7} {'daemon RSS':>12} {'with workers':>13} {'refreshes':>10} "
+          f"{'errors':>7} {'entries':>8}", flush=True)
+    try:
+        next_sample = started
+        while True:
+            now = time.monotonic()
+            if proc.poll() is not None:
+                print(f"daemon exited early with {proc.returncode}; see {log}")
+                return 1
+            if now >= next_sample or now - started >= args.duration:
+                rss, tree = tree_rss(proc.pid)
+                refreshes, errors, _ = count_events(log)
+                sample = Sample(now - started, rss, tree, refreshes, errors, entry_count(db))
+                samples.append(sample)
+                print(f"{sample.t:7.0f} {mib(rss):>12} {mib(tree):>13} {refreshes:>10} "
+                      f"{errors:>7} {sample.entries:>8}", flush=True)
+                # "Start" is the first sample after every feed was refreshed once: the
+                # imports, the pool and SQLite's page cache are warm by then.
+                if warm is None and refreshes >= args.feeds:
+                    warm = sample
+                next_sample += args.sample
+            if now - started >= args.duration:
+                break
+            time.sleep(min(1.0, max(0.05, next_sample - time.monotonic())))
+    finally:
+        stop_started = time.monotonic()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+        stop_seconds = time.monotonic() - stop_started
+        server.stop()
+
+    end = samples[-1]
+    warm = warm or samples[0]
+    refreshes, errors, locked = count_events(log)
+    conn = sqlite3.connect(db)
+    check = conn.execute("PRAGMA integrity_check").fetchone()[0]
+    dups = conn.execute("SELECT COUNT(*) FROM (SELECT 1 FROM entries GROUP BY feed, entry_key "
+                        "HAVING COUNT(*) > 1)").fetchone()[0]
+    conn.close()
+    half = [s for s in samples if s.t >= end.t / 2]
+    print()
+    print(f"RSS at start (t={warm.t:.0f} s): daemon {mib(warm.rss)}, with workers "
+          f"{mib(warm.tree)}")
+    print(f"RSS at end   (t={end.t:.0f} s): daemon {mib(end.rss)}, with workers {mib(end.tree)}")
+    print(f"change: daemon {(end.rss - warm.rss) / 1048576:+.1f} MiB, with workers "
+          f"{(end.tree - warm.tree) / 1048576:+.1f} MiB; second half: daemon "
+          f"{(half[-1].rss - half[0].rss) / 1048576:+.1f} MiB")
+    print(f"refreshes: {refreshes} ({errors} errors, from the broken feeds), entries: "
+          f"{end.entries}, duplicate rows: {dups}, 'database is locked': {locked}")
+    print(f"SIGTERM -> exit {code} in {stop_seconds:.1f} s; integrity_check: {check}")
+    if not args.keep:
+        for p in sorted(work.iterdir()):
+            p.unlink()
+        work.rmdir()
+    return 0 if code == 0 and check == "ok" and not dups and not locked else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

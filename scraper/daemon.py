@@ -1,0 +1,601 @@
+"""The long-running ``scrape``: refresh every feed when it is due, for months.
+
+One asyncio loop holds, for the whole life of the process, one ``Fetcher`` (one HTTP
+connection pool), one process pool for the CPU work and one SQLite connection (the only
+writer in this process).  APScheduler 3.x (``AsyncIOScheduler``) is the timer: one
+date job per feed, set from ``feeds.next_due_at``, plus interval jobs for the heartbeat, the
+config watch and a sweep.
+
+Why it is shaped this way:
+- **The database is the schedule.**  A job only says "look at this feed now"; when it
+  fires, the feed's row decides (``schedule.is_due``), and after a refresh the next job is
+  set from the ``next_due_at`` the pipeline wrote.  A restart therefore keeps the schedule,
+  feeds never fetched are due at once, and a ``scrape --once`` that refreshed a feed in the
+  meantime simply moves the daemon's next visit.
+- **APScheduler's job only starts the refresh; the refresh is our own task.**  Its asyncio
+  executor cancels running jobs on shutdown, and a date job that is refused for
+  ``max_instances`` is dropped for good: neither is acceptable for a refresh.  Our tasks are
+  tracked per feed (a feed is never refreshed twice at once in this process; the pipeline's
+  row claim covers other processes) and each one sets its feed's next job when it ends,
+  whatever happened.  A periodic sweep re-adds a job for any feed that has none, so no
+  failure path can silently drop a feed from polling.
+- **misfire_grace_time=None**: APScheduler 3's default (1 s) skips, and for a date job
+  deletes, a run that is more than a second late, which a busy loop easily is.
+- **Shutdown** stops the timer first, lets the refreshes in flight finish until the grace
+  deadline, then cancels the rest.  Every write is one synchronous transaction with no
+  ``await`` inside, so a cancelled refresh leaves no half-written feed; its row keeps the
+  old ``next_due_at`` and it is due again at the next start.
+
+Tuning through the environment (the CLI belongs to ``cli.py``): ``SCRAPE_HEARTBEAT``
+(seconds between heartbeats), ``SCRAPE_CONFIG_POLL`` (seconds between feeds.yaml checks;
+0 turns the watch off, SIGHUP still reloads), ``SCRAPE_SHUTDOWN_GRACE`` (seconds in-flight
+refreshes get after SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from scraper import __version__, pipeline, schedule, store
+from scraper import status as meta_keys
+from scraper.config import Config, ConfigError, FeedConfig, load_config
+from scraper.fetch import Fetcher
+
+log = logging.getLogger(__name__)
+
+#: Retry delay for a feed another process holds (``scrape --once`` refreshing it): a
+#: refresh takes seconds, so a short wait usually finds the row updated, and the visit then
+#: only reschedules.  Never more often than the feed's own interval.
+BUSY_RETRY = 30.0
+#: When a job finds the feed's row due "now" right after refreshing it (the pipeline could
+#: not record the outcome), this is the floor before the next try, to rule out a hot loop.
+MIN_DELAY = 1.0
+#: Seconds cancelled refreshes get to unwind after the grace deadline.
+CANCEL_WAIT = 3.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Timings of the daemon's own housekeeping (not of the feeds: those are in feeds.yaml)."""
+
+    #: Seconds between heartbeats.  ``scrape status --check`` calls the daemon dead after
+    #: three missed beats, so 30 s gives a 90 s detection time, close to Docker's default
+    #: health-check period (30 s x 3 retries).
+    heartbeat: float = 30.0
+    #: Seconds between checks of feeds.yaml's mtime; 0 turns the watch off.
+    config_poll: float = 2.0
+    #: Seconds in-flight refreshes get after SIGTERM.  The issue's bound is an exit within
+    #: 30 s; this leaves 5 s to cancel, close the pool and the database.
+    shutdown_grace: float = 25.0
+    #: Seconds between sweeps that re-add a lost feed job and follow rows moved earlier.
+    sweep: float = 60.0
+
+    ENV = {"heartbeat": "SCRAPE_HEARTBEAT", "config_poll": "SCRAPE_CONFIG_POLL",
+           "shutdown_grace": "SCRAPE_SHUTDOWN_GRACE", "sweep": "SCRAPE_SWEEP"}
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, float] = {}
+        for f in fields(cls):
+            name = cls.ENV.get(f.name)
+            raw = env.get(name) if name else None
+            if raw is None or not raw.strip():
+                continue
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ConfigError(f"{name}: expected seconds, got {raw!r}") from None
+            if value < 0 or (value == 0 and f.name != "config_poll"):
+                raise ConfigError(f"{name}: expected a positive number of seconds, got {raw!r}")
+            values[f.name] = value
+        return cls(**values)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``scrape`` without ``--once``: run until SIGTERM/SIGINT, then exit 0."""
+    from scraper import cli
+
+    settings = Settings.from_env()
+    config = cli.load(args)
+    names = getattr(args, "feed", None)
+    cli.select_feeds(config, names)  # a wrong --feed is a usage error before anything starts
+    app = cli.open_app(args, config)
+    try:
+        daemon = Daemon(config, app.conn, workers=getattr(args, "workers", None),
+                        settings=settings, only=names,
+                        db_from_args=bool(getattr(args, "db", None)))
+        return asyncio.run(daemon.serve())
+    finally:
+        app.close()
+
+
+def release_stale_claims(conn: sqlite3.Connection, host: str | None = None) -> list[str]:
+    """Clear claims left by dead processes of this host (a crash, a SIGKILL).
+
+    Without this, a daemon restarted right after a crash would see its own feeds as
+    "busy" until the old claims expire (minutes).  Claims of other hosts, or of live
+    processes, are left alone: their owner may still be writing.
+    """
+    host = host or socket.gethostname()
+    freed = []
+    rows = conn.execute("SELECT name, claimed_by FROM feeds WHERE claimed_by LIKE ?",
+                        (host.replace("%", "\\%") + ":%",)).fetchall()
+    for name, claimant in rows:
+        pid_text = claimant.rsplit(":", 1)[-1]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _alive(int(pid_text)):
+            continue
+        with store.transaction(conn):
+            conn.execute("UPDATE feeds SET claimed_by = NULL, claimed_until = NULL "
+                         "WHERE name = ? AND claimed_by = ?", (name, claimant))
+        freed.append(name)
+    return freed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, owned by someone else
+    return True
+
+
+class Daemon:
+    """The scheduler loop over ``pipeline.Refresher``; ``serve()`` runs it until stopped."""
+
+    def __init__(self, config: Config, conn: sqlite3.Connection, *, workers: int | None = None,
+                 settings: Settings | None = None, only: list[str] | None = None,
+                 db_from_args: bool = True, rng: random.Random | None = None,
+                 clock: Callable[[], datetime] = store.utcnow) -> None:
+        self.config = config
+        self.conn = conn
+        self.workers = workers
+        self.settings = settings or Settings()
+        self.only = only
+        self.db_from_args = db_from_args
+        self.rng = rng or random.Random()
+        self.clock = clock
+        self.feeds: dict[str, FeedConfig] = {f.name: f for f in self._select(config)}
+        self.running: dict[str, asyncio.Task[None]] = {}
+        self.refreshes = 0  # completed refreshes, for tests and the log
+        self.stopping = False
+        self.executor: Executor | None = None
+        self.fetcher: Fetcher | None = None
+        self.refresher: pipeline.Refresher | None = None
+        self.scheduler: AsyncIOScheduler | None = None
+        self._retired: list[tuple[Fetcher, set[asyncio.Task[None]]]] = []
+        self._background: set[asyncio.Future[None]] = set()  # keeps fire-and-forget alive
+        self._stop: asyncio.Event | None = None
+        self._abandon: asyncio.Event | None = None
+        self._config_key: tuple[int, int, int] | None = None
+        self._config_missing = False
+        self._started_at = store.iso(clock())
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    async def serve(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._stop, self._abandon = asyncio.Event(), asyncio.Event()
+        self._install_signals(loop)
+        store.sync_feeds(self.conn, [(f.name, f.url) for f in self.config.feeds])
+        freed = release_stale_claims(self.conn)
+        if freed:
+            log.info("released %d claims left by a dead process: %s", len(freed),
+                     ", ".join(freed))
+        self._warn_other_daemon()
+        self.executor = pipeline.make_executor(self.workers)
+        self.fetcher = Fetcher(self.config.fetch)
+        self.refresher = pipeline.Refresher(self.config, self.conn, self.fetcher, self.executor)
+        self._config_key = self._stat_config()
+        self.scheduler = AsyncIOScheduler(
+            event_loop=loop, timezone=UTC,
+            job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1})
+        self.scheduler.start()
+        for name in self.feeds:
+            self._schedule_from_row(name)
+        self._add_interval(self._heartbeat_job, self.settings.heartbeat, "heartbeat")
+        if self.settings.config_poll > 0:
+            self._add_interval(self._config_job, self.settings.config_poll, "config-watch")
+        self._add_interval(self._sweep_job, self.settings.sweep, "sweep")
+        self._beat("running")
+        log.info("daemon started (pid %d, scrape %s): %d feeds from %s, database %s",
+                 os.getpid(), __version__, len(self.feeds), self.config.path, self._db_name(),
+                 extra={"fields": {"event": "start", "feeds": len(self.feeds)}})
+        try:
+            await self._stop.wait()
+        finally:
+            await self._shutdown()
+        return 0
+
+    def request_stop(self, reason: str = "request") -> None:
+        if self._stop is None:
+            return
+        if self.stopping or self._stop.is_set():
+            # A second signal: the user does not want to wait for the grace period.
+            log.warning("%s again: abandoning the refreshes in flight now", reason)
+            assert self._abandon is not None
+            self._abandon.set()
+            return
+        log.info("%s: stopping; no new refreshes, %d in flight get up to %g s to finish",
+                 reason, len(self.running), self.settings.shutdown_grace,
+                 extra={"fields": {"event": "stop", "signal": reason,
+                                   "in_flight": len(self.running)}})
+        self._stop.set()
+
+    def request_reload(self, reason: str = "SIGHUP") -> None:
+        if self.stopping:
+            return
+        self._config_key = self._stat_config()  # this reload covers the current file
+        self.reload(reason)
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig, handler in ((signal.SIGTERM, self.request_stop),
+                             (signal.SIGINT, self.request_stop),
+                             (signal.SIGHUP, self.request_reload)):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, handler, sig.name)
+
+    async def _shutdown(self) -> None:
+        self.stopping = True
+        self._beat("stopping")
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)  # no new work; our refresh tasks are not its
+        abandoned = await self._drain(self.settings.shutdown_grace)
+        fetchers = [self.fetcher, *(f for f, _ in self._retired)]
+        for fetcher in fetchers:
+            if fetcher is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(fetcher.aclose(), CANCEL_WAIT)
+        self._close_executor(self.executor, abandoned=bool(abandoned))
+        self._beat("stopped")
+        log.info("daemon stopped (%d refreshes done, %d abandoned)", self.refreshes,
+                 len(abandoned), extra={"fields": {"event": "stopped",
+                                                   "refreshes": self.refreshes,
+                                                   "abandoned": sorted(abandoned)}})
+
+    async def _drain(self, grace: float) -> list[str]:
+        """Wait for the refreshes in flight until ``grace`` runs out; cancel the rest."""
+        assert self._abandon is not None
+        deadline = time.monotonic() + grace
+        abandon = asyncio.ensure_future(self._abandon.wait())
+        try:
+            while self.running and not self._abandon.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                await asyncio.wait([*self.running.values(), abandon], timeout=remaining,
+                                   return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            abandon.cancel()
+        left = dict(self.running)
+        for name, task in left.items():
+            log.warning("%s: refresh abandoned at the shutdown deadline; it is due again at "
+                        "the next start", name,
+                        extra={"fields": {"event": "abandoned", "feed": name}})
+            task.cancel()
+        if left:
+            await asyncio.wait(list(left.values()), timeout=CANCEL_WAIT)
+        return sorted(left)
+
+    @staticmethod
+    def _close_executor(executor: Executor | None, abandoned: bool) -> None:
+        if executor is None:
+            return
+        if abandoned:
+            # A worker may still be busy with an abandoned feed's CPU work; waiting for it
+            # could break the 30 s promise.  ``_processes`` is ProcessPoolExecutor's own
+            # (CPython 3.11-3.13), hence the getattr.
+            for process in list(getattr(executor, "_processes", {}).values()):
+                with contextlib.suppress(Exception):
+                    process.terminate()
+            executor.shutdown(wait=False, cancel_futures=True)
+        else:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def _warn_other_daemon(self) -> None:
+        health = meta_keys.daemon_health(self.conn, self.clock())
+        pid, host = health.pid, health.host
+        if health.healthy and health.state == "running" and (
+                pid != str(os.getpid()) or host != socket.gethostname()):
+            log.warning("another daemon (pid %s on %s) has a fresh heartbeat on this database; "
+                        "both will run, the per-feed claims keep them from refreshing the "
+                        "same feed at once", pid, host)
+
+    # -- scheduling ----------------------------------------------------------------------
+
+    def _add_interval(self, func: Callable[[], object], seconds: float, job_id: str) -> None:
+        assert self.scheduler is not None
+        self.scheduler.add_job(func, "interval", seconds=seconds, id=job_id, name=job_id,
+                               replace_existing=True)
+
+    @staticmethod
+    def _job_id(name: str) -> str:
+        return f"feed:{name}"
+
+    def _schedule(self, name: str, when: datetime) -> None:
+        """Set the feed's one timer job to ``when`` (now if that is past)."""
+        if self.stopping or self.scheduler is None or name not in self.feeds:
+            return
+        now = self.clock()
+        self.scheduler.add_job(self._fire, "date", run_date=max(when, now), args=[name],
+                               id=self._job_id(name), name=f"refresh {name}",
+                               replace_existing=True)
+
+    def _schedule_from_row(self, name: str) -> None:
+        due = store.parse_iso(store.feed_state(self.conn, name).get("next_due_at"))
+        self._schedule(name, due or self.clock())
+
+    def _unschedule(self, name: str) -> None:
+        if self.scheduler is None:
+            return
+        with contextlib.suppress(JobLookupError):
+            self.scheduler.remove_job(self._job_id(name))
+
+    async def _fire(self, name: str) -> None:
+        """The timer of one feed went off: refresh it if its row says it is due."""
+        if self.stopping or name not in self.feeds or name in self.running:
+            return  # a running refresh sets the next timer itself when it ends
+        due = store.parse_iso(store.feed_state(self.conn, name).get("next_due_at"))
+        now = self.clock()
+        if not schedule.is_due(due, now):
+            assert due is not None
+            self._schedule(name, due)  # someone (scrape --once) refreshed it meanwhile
+            return
+        self._start(name)
+
+    def _start(self, name: str) -> None:
+        assert self.refresher is not None
+        refresher = self.refresher
+        task = asyncio.create_task(self._refresh(refresher, self.feeds[name]),
+                                   name=f"refresh:{name}")
+        self.running[name] = task
+
+    async def _refresh(self, refresher: pipeline.Refresher, feed: FeedConfig) -> None:
+        started = time.perf_counter()
+        result: pipeline.FeedResult | None = None
+        try:
+            result = await refresher.refresh(feed)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the pipeline handles feed errors; this is a bug or a locked db
+            log.exception("%s: refresh failed outside the pipeline's error handling", feed.name)
+        finally:
+            if self.running.get(feed.name) is asyncio.current_task():
+                del self.running[feed.name]
+            self._reap_fetchers()
+        self.refreshes += 1
+        try:
+            self._after(feed, result, time.perf_counter() - started)
+        except Exception:
+            # Never let a logging or database hiccup leave the feed without a timer.
+            log.exception("%s: could not reschedule; retrying in its interval", feed.name)
+            self._schedule(feed.name, self.clock() + timedelta(seconds=feed.interval))
+
+    def _after(self, feed: FeedConfig, result: pipeline.FeedResult | None,
+               seconds: float) -> None:
+        """Log the refresh and set the feed's next timer from its row."""
+        now = self.clock()
+        if result is not None and result.status == "busy":
+            wait = schedule.jittered(min(float(feed.interval), BUSY_RETRY), self.rng)
+            due = now + timedelta(seconds=wait)
+        else:
+            due = store.parse_iso(store.feed_state(self.conn, feed.name).get("next_due_at"))
+            if due is None or due <= now:
+                floor = max(MIN_DELAY, schedule.jittered(float(feed.interval), self.rng))
+                due = now + timedelta(seconds=floor)
+        log_refresh(feed.name, result, seconds, due, now)
+        if result is not None and result.error and "BrokenProcessPool" in result.error:
+            self._replace_executor()
+        self._schedule(feed.name, due)
+
+    def _replace_executor(self) -> None:
+        """A worker process died (OOM killer, a crash): the pool refuses all work from then
+        on, so every later refresh would fail.  Start a new one."""
+        old = self.executor
+        self.executor = pipeline.make_executor(self.workers)
+        for refresher in self._refreshers():
+            refresher.executor = self.executor
+        log.warning("the worker pool broke (a worker process died); started a new one")
+        if old is not None:
+            with contextlib.suppress(Exception):
+                old.shutdown(wait=False, cancel_futures=True)
+
+    def _refreshers(self) -> list[pipeline.Refresher]:
+        return [self.refresher] if self.refresher is not None else []
+
+    # -- housekeeping jobs ---------------------------------------------------------------
+
+    async def _heartbeat_job(self) -> None:
+        self._beat("running")
+
+    def _beat(self, state: str) -> None:
+        """Record that the loop is alive; ``scrape status --check`` reads it."""
+        now = store.iso(self.clock())
+        values = {meta_keys.HEARTBEAT: now, meta_keys.STATE: state,
+                  meta_keys.HEARTBEAT_INTERVAL: f"{self.settings.heartbeat:g}",
+                  meta_keys.PID: str(os.getpid()), meta_keys.HOST: socket.gethostname(),
+                  meta_keys.STARTED: self._started_at or now, meta_keys.VERSION: __version__}
+        try:
+            with store.transaction(self.conn):
+                for key, value in values.items():
+                    store.set_meta(self.conn, key, value)
+        except sqlite3.Error as exc:
+            log.warning("heartbeat not written: %s", exc)
+
+    async def _config_job(self) -> None:
+        key = self._stat_config()
+        if key is None:
+            if not self._config_missing:
+                log.warning("%s: cannot read it any more; keeping the current config",
+                            self.config.path)
+                self._config_missing = True
+            return
+        self._config_missing = False
+        if key != self._config_key:
+            self._config_key = key
+            self.reload(f"{self.config.path.name} changed")
+
+    def _stat_config(self) -> tuple[int, int, int] | None:
+        try:
+            st = Path(self.config.path).stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    async def _sweep_job(self) -> None:
+        self.sweep()
+
+    def sweep(self) -> None:
+        """Give every feed a timer, and follow rows whose due time moved earlier."""
+        if self.stopping or self.scheduler is None:
+            return
+        rows = {r["name"]: store.parse_iso(r["next_due_at"])
+                for r in self.conn.execute("SELECT name, next_due_at FROM feeds")}
+        for name in self.feeds:
+            if name in self.running:
+                continue
+            job = self.scheduler.get_job(self._job_id(name))
+            due = rows.get(name) or self.clock()
+            if job is None:
+                log.warning("%s: had no timer; rescheduled from its row", name)
+                self._schedule(name, due)
+            elif job.next_run_time is not None and due < job.next_run_time - timedelta(
+                    seconds=1):
+                self._schedule(name, due)
+
+    # -- reload --------------------------------------------------------------------------
+
+    def _select(self, config: Config) -> list[FeedConfig]:
+        from scraper.cli import select_feeds
+
+        return select_feeds(config, self.only)
+
+    def reload(self, reason: str) -> bool:
+        """Load feeds.yaml again and apply it; an invalid file changes nothing."""
+        try:
+            new = load_config(self.config.path)
+            selected = self._select(new)
+        except ConfigError as exc:
+            log.error("config reload (%s) refused, the previous config stays in force: %s",
+                      reason, exc, extra={"fields": {"event": "reload-refused",
+                                                     "reason": reason, "error": str(exc)}})
+            return False
+        except Exception as exc:  # a validator's bug must not take the daemon down
+            log.exception("config reload (%s) refused, the previous config stays in force: "
+                          "%s: %s", reason, type(exc).__name__, exc)
+            return False
+        self._apply(new, selected, reason)
+        return True
+
+    def _apply(self, new: Config, selected: list[FeedConfig], reason: str) -> None:
+        old_feeds, new_feeds = self.feeds, {f.name: f for f in selected}
+        added = sorted(new_feeds.keys() - old_feeds.keys())
+        removed = sorted(old_feeds.keys() - new_feeds.keys())
+        changed = sorted(n for n in new_feeds.keys() & old_feeds.keys()
+                         if new_feeds[n] != old_feeds[n])
+        if new.database != self.config.database and not self.db_from_args:
+            log.warning("config reload: 'database' changed to %s; the daemon keeps %s until "
+                        "it is restarted", new.database, self.config.database)
+        now = self.clock()
+        moved = [n for n in changed if new_feeds[n].url != old_feeds[n].url]
+        store.sync_feeds(self.conn, [(f.name, f.url) for f in new.feeds])
+        with store.transaction(self.conn):
+            for name in moved:
+                # The validators (ETag, Last-Modified) belong to the old URL; fetch anew now.
+                self.conn.execute("UPDATE feeds SET etag = NULL, last_modified = NULL, "
+                                  "next_due_at = NULL WHERE name = ?", (name,))
+            for name in changed:
+                if name in moved or new_feeds[name].interval >= old_feeds[name].interval:
+                    continue
+                # A shorter interval takes effect now, not after the old, longer wait
+                # (a failing feed keeps its backoff).
+                soon = now + timedelta(seconds=schedule.jittered(new_feeds[name].interval,
+                                                                 self.rng))
+                self.conn.execute(
+                    "UPDATE feeds SET next_due_at = ? WHERE name = ? AND error_count = 0 "
+                    "AND (next_due_at IS NULL OR next_due_at > ?)",
+                    (store.iso(soon), name, store.iso(soon)))
+        if new.fetch != self.config.fetch and self.refresher is not None:
+            # In-flight refreshes finish with the old client; it is closed when they end.
+            if self.fetcher is not None:
+                self._retired.append((self.fetcher, set(self.running.values())))
+            self.fetcher = Fetcher(new.fetch)
+            self.refresher = pipeline.Refresher(new, self.conn, self.fetcher, self.executor)
+            self._reap_fetchers()
+        elif self.refresher is not None:
+            self.refresher.config = new
+        self.config, self.feeds = new, new_feeds
+        for name in removed:
+            self._unschedule(name)
+        for name in added + changed:
+            if name not in self.running:
+                self._schedule_from_row(name)
+        log.info("config reloaded (%s): %d feeds; added: %s; removed: %s; changed: %s",
+                 reason, len(new_feeds), ", ".join(added) or "-", ", ".join(removed) or "-",
+                 ", ".join(changed) or "-",
+                 extra={"fields": {"event": "reload", "reason": reason,
+                                   "feeds": len(new_feeds), "added": added,
+                                   "removed": removed, "changed": changed}})
+
+    def _reap_fetchers(self) -> None:
+        """Close replaced HTTP clients once the refreshes that used them have ended."""
+        keep = []
+        for fetcher, users in self._retired:
+            if all(t.done() for t in users):
+                if not self.stopping:
+                    closing = asyncio.ensure_future(fetcher.aclose())
+                    self._background.add(closing)
+                    closing.add_done_callback(self._background.discard)
+            else:
+                keep.append((fetcher, users))
+        if not self.stopping:
+            self._retired = keep
+
+    def _db_name(self) -> str:
+        row = self.conn.execute("PRAGMA database_list").fetchone()
+        return str(row[2]) if row else "?"
+
+
+def log_refresh(name: str, result: pipeline.FeedResult | None, seconds: float,
+                due: datetime, now: datetime) -> None:
+    """The one log line per refresh: feed, status, counts, duration, next visit."""
+    if result is None:
+        status, error = "error", "internal error (see the traceback above)"
+        new = updated = duplicates = unchanged = 0
+        http_status = None
+    else:
+        status, error = result.status, result.error
+        new, updated = result.new, result.updated
+        duplicates, unchanged = result.duplicates, result.unchanged
+        http_status = result.http_status
+    wait = max(0.0, (due - now).total_seconds())
+    fields = {"event": "refresh", "feed": name, "status": status, "new": new,
+              "updated": updated, "duplicates": duplicates, "unchanged": unchanged,
+              "duration": round(seconds, 3), "http_status": http_status,
+              "next_due_at": store.iso(due), "error": error}
+    if result is not None and result.warning:
+        fields["warning"] = result.warning
+    level = logging.WARNING if status == "error" else logging.INFO
+    tail = f" error: {error}" if error else ""
+    log.log(level, "refresh %s: %s new=%d updated=%d duplicates=%d unchanged=%d "
+            "in %.2fs, next in %.0fs%s", name, status, new, updated, duplicates, unchanged,
+            seconds, wait, tail, extra={"fields": fields})

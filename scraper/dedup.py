@@ -1,0 +1,645 @@
+"""Cross-feed deduplication: link each reprint to the earliest-seen entry of its story.
+
+Three levels of evidence, each found through one SQLite index of 64-bit keys
+(``dedup_keys``) and each confirmed before a link is made:
+
+- ``url``: the same canonical URL (tracking parameters, fragment, scheme dropped);
+- ``exact``: the same folded text (SHA-256 of :func:`fingerprint.fold_text`);
+- ``near``: LSH band keys of a one-permutation MinHash over character shingles find
+  candidates; a candidate is linked only when the exact shingle containment (how much of the
+  shorter text lies inside the longer) reaches ``threshold``.  Containment and not Jaccard,
+  because a reprint that trims a quarter of the article (the corpus' 龙芯 pair, Jaccard 0.61,
+  containment 0.85) is still the same article, while two write-ups of one event sharing 70%
+  of their text stay below it;
+- ``title``: teasers and title-only items (under ``short_chars`` folded characters) cannot
+  be judged by their text; they link by title similarity within ``title_window_hours``, or
+  (``near``) when their text lies inside a longer article found through the title or the
+  article's opening ("lead" key).
+
+Links, never deletions: ``entries.duplicate_of`` is the earliest-seen (lowest id) entry of
+the cluster, ``dup_method`` and ``dup_score`` say why.  An entry is only ever compared with
+entries of lower id, in id order, so re-processing gives the same answer and a link never
+points forward.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from scraper import fingerprint as fpmod
+from scraper.fingerprint import Fingerprint
+
+#: SQL for the dedup tables; appended to ``store.MIGRATIONS``.
+#: ``dedup_keys`` is WITHOUT ROWID so that the (key, entry_id) primary key is the only
+#: B-tree: one index seek per key on lookup, one insert per key.  Each fingerprint keeps its
+#: own keys as a blob, so an update deletes them by primary key without a second index.
+MIGRATION = """
+CREATE TABLE dedup_fingerprints (
+    entry_id INTEGER PRIMARY KEY REFERENCES entries(id) ON DELETE CASCADE,
+    ts INTEGER NOT NULL,
+    canonical_url TEXT,
+    text_hash TEXT NOT NULL,
+    title TEXT NOT NULL,
+    length INTEGER NOT NULL,
+    keys BLOB NOT NULL
+);
+CREATE TABLE dedup_keys (
+    key INTEGER NOT NULL,
+    entry_id INTEGER NOT NULL,
+    PRIMARY KEY (key, entry_id)
+) WITHOUT ROWID;
+"""
+
+METHODS = ("url", "exact", "near", "title")
+_PRIORITY = {m: i for i, m in enumerate(METHODS)}
+
+#: Candidates confirmed per entry at most (each costs a text fold and a set intersection,
+#: about 60 µs).  Candidates come strongest first and one per cluster, so this only bounds
+#: pathological buckets: a story reprinted by 32 distinct unlinked clusters.
+MAX_CONFIRMATIONS = 32
+
+#: A short text shorter than this (folded characters) is not evidence even when it lies
+#: inside an article: "点击查看全文" would otherwise link every teaser that ends with it.
+MIN_CONTAINED_CHARS = 20
+
+
+@dataclass(frozen=True)
+class DedupSettings:
+    """Thresholds of the ``dedup:`` block of feeds.yaml; defaults measured by the benches.
+
+    bench/dedup_quality.py (900 variants per kind), containment at 4-character shingles: at
+    least 0.85 for edits up to 3%, 1.0 for an added header or footer, 0.92 for reordered
+    paragraphs, 0.85 for the corpus' trimmed 龙芯 reprint; at most 0.73 for same-event
+    articles sharing 70% of their characters.  0.8 sits between.  5-character shingles
+    narrowed the gap (0.82 against 0.73) and 3-character ones let unrelated Chinese text
+    overlap more.  10 bands x 2 rows find a pair at Jaccard 0.5 94% of the time, at 0.6
+    99% (1 - (1 - J**2)**10): the lowest Jaccard of a targeted kind is 0.74, the 龙芯
+    pair's 0.61.  20 x 3 catch the same but store 28 keys per entry instead of 18, and
+    bench/dedup_scale.py measured 0.63 against 0.46 ms per article at 100k entries.
+    """
+
+    threshold: float = 0.8  # shingle containment that confirms a near-duplicate
+    shingle: int = 4  # characters per shingle
+    bands: int = 10
+    rows: int = 2
+    short_chars: int = 100  # texts shorter than this (folded) are judged by their title
+    title_threshold: float = 0.6  # bigram Jaccard of folded titles
+    title_window_hours: float = 72.0
+    window_days: float = 14.0  # only entries this close in time are compared
+    explain_candidates: int = 10
+
+    @property
+    def window_seconds(self) -> int:
+        return int(self.window_days * 86400)
+
+    @property
+    def title_window_seconds(self) -> int:
+        return int(self.title_window_hours * 3600)
+
+
+_FLOAT_01 = {"threshold", "title_threshold"}
+_POSITIVE_NUMBER = {"title_window_hours", "window_days"}
+_INT_RANGES = {"shingle": (2, 16), "bands": (1, 256), "rows": (1, 32), "short_chars": (0, 100_000),
+               "explain_candidates": (1, 1000)}
+
+
+def dedup_from_mapping(data: object, where: str) -> DedupSettings:
+    """Validate the ``dedup:`` block; errors read ``field: problem`` (the caller adds the file)."""
+    if data is None:
+        return DedupSettings()
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a mapping of dedup settings, got {data!r}")
+    known = [f.name for f in fields(DedupSettings)]
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ValueError(f"{key}: unknown key (expected one of: {', '.join(known)})")
+        if key in _FLOAT_01:
+            if not _is_number(value) or not 0 < value <= 1:
+                raise ValueError(f"{key}: expected a number between 0 and 1, got {value!r}")
+            values[key] = float(value)
+        elif key in _POSITIVE_NUMBER:
+            if not _is_number(value) or value <= 0:
+                raise ValueError(f"{key}: expected a positive number, got {value!r}")
+            values[key] = float(value)
+        else:
+            low, high = _INT_RANGES[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{key}: expected a whole number from {low} to {high}, "
+                                 f"got {value!r}")
+            values[key] = value
+    return DedupSettings(**values)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+@dataclass(frozen=True)
+class Link:
+    entry_id: int
+    duplicate_of: int
+    method: str
+    score: float
+
+
+@dataclass
+class _Entry:
+    id: int
+    feed: str
+    title: str
+    text: str
+    url: str | None
+    ts: int
+    duplicate_of: int | None
+    dup_method: str | None
+    dup_score: float | None
+    stored: tuple[Any, ...] | None = None  # (ts, text_hash, title, keys) as last indexed
+
+
+@dataclass
+class _Candidate:
+    id: int
+    ts: int
+    length: int
+    title: str
+    text_hash: str
+    kinds: set[str]
+    root: int  # its cluster root (itself when it is an original)
+    bands: int = 0  # LSH bands shared
+
+
+@dataclass
+class _Verdict:
+    method: str | None  # None: not a duplicate
+    score: float
+    reason: str
+    jaccard: float | None = None
+    containment: float | None = None
+    title_similarity: float | None = None
+
+
+_ENTRY_COLUMNS = ("e.id, e.feed, e.title, e.content_text, e.summary, e.url, e.published, "
+                  "e.fetched_at, e.duplicate_of, e.dup_method, e.dup_score, "
+                  "f.ts, f.text_hash, f.title, f.keys")
+
+
+def _entry(row: Sequence[Any]) -> _Entry:
+    ts_text = row[6] or row[7]
+    return _Entry(id=row[0], feed=row[1], title=row[2] or "", text=row[3] or row[4] or "",
+                  url=row[5], ts=_epoch(ts_text), duplicate_of=row[8], dup_method=row[9],
+                  dup_score=row[10], stored=None if row[11] is None else tuple(row[11:15]))
+
+
+def _epoch(text: str | None) -> int:
+    if not text:
+        return 0
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return 0
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp())
+
+
+def _load_entries(conn: sqlite3.Connection, ids: Sequence[int]) -> list[_Entry]:
+    out: list[_Entry] = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT {_ENTRY_COLUMNS} FROM entries e LEFT JOIN dedup_fingerprints f "
+            f"ON f.entry_id = e.id WHERE e.id IN ({marks})", chunk)
+        out.extend(_entry(tuple(r)) for r in rows)
+    out.sort(key=lambda e: e.id)
+    return out
+
+
+class _TextCache:
+    """Folded text and shingle sets, computed only when a candidate needs confirming (most
+    entries have no candidate) and kept for the rest of one link_entries call."""
+
+    def __init__(self, conn: sqlite3.Connection, settings: DedupSettings, size: int = 256):
+        self.conn, self.settings, self.size = conn, settings, size
+        self._raw: dict[int, str] = {}
+        self._items: OrderedDict[int, tuple[str, np.ndarray]] = OrderedDict()
+
+    def put(self, entry_id: int, text: str) -> None:
+        self._raw[entry_id] = text
+        self._items.pop(entry_id, None)
+
+    def get(self, entry_id: int) -> tuple[str, np.ndarray]:
+        item = self._items.get(entry_id)
+        if item is not None:
+            self._items.move_to_end(entry_id)
+            return item
+        text = self._raw.pop(entry_id, None)
+        if text is None:
+            row = self.conn.execute("SELECT content_text, summary FROM entries WHERE id = ?",
+                                    (entry_id,)).fetchone()
+            text = (row[0] or row[1] or "") if row else ""
+        folded = fpmod.fold_text(text)
+        item = (folded, fpmod.shingle_set(folded, self.settings.shingle))
+        self._items[entry_id] = item
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return item
+
+    def drop(self, entry_id: int) -> None:
+        self._raw.pop(entry_id, None)
+
+
+def _keys_blob(keys: Iterable[int]) -> bytes:
+    return np.array(list(keys), dtype=np.int64).tobytes()
+
+
+def _candidates(conn: sqlite3.Connection, fp: Fingerprint, before: int | None,
+                exclude: int, ts: int | None = None,
+                window: int | None = None) -> dict[int, _Candidate]:
+    """Entries sharing at least one index key with ``fp``: of lower id than ``before`` and
+    within ``window`` seconds of ``ts`` when given (the SQL drops the rest early)."""
+    kinds_of: dict[int, str] = {}
+    for kind, key in fp.probe_keys():
+        kinds_of.setdefault(key, kind)
+    if not kinds_of:
+        return {}
+    marks = ",".join("?" * len(kinds_of))
+    sql = (
+        "SELECT k.key, f.entry_id, f.ts, f.length, f.title, f.text_hash, e.duplicate_of "
+        "FROM dedup_keys k JOIN dedup_fingerprints f ON f.entry_id = k.entry_id "
+        "JOIN entries e ON e.id = k.entry_id "
+        f"WHERE k.key IN ({marks}) AND k.entry_id != ?"
+    )
+    params: list[Any] = [*kinds_of, exclude]
+    if before is not None:
+        sql += " AND k.entry_id < ?"
+        params.append(before)
+    if ts is not None and window is not None:
+        sql += " AND f.ts BETWEEN ? AND ?"
+        params += [ts - window, ts + window]
+    found: dict[int, _Candidate] = {}
+    for key, entry_id, cts, length, title, digest, dup_of in conn.execute(sql, params):
+        cand = found.get(entry_id)
+        if cand is None:
+            cand = found[entry_id] = _Candidate(entry_id, cts, length, title, digest, set(),
+                                                dup_of if dup_of is not None else entry_id)
+        kind = kinds_of[key]
+        cand.kinds.add(kind)
+        if kind == "near":
+            cand.bands += 1
+    return found
+
+
+def _order(cand: _Candidate) -> tuple[int, int, int]:
+    """Cheap, strong evidence first; then the most shared LSH bands (the likeliest match)."""
+    return (0 if "url" in cand.kinds else 1), -cand.bands, cand.id
+
+
+def _judge(entry: _Entry, fp: Fingerprint, cand: _Candidate, settings: DedupSettings,
+           texts: _TextCache) -> _Verdict:
+    """Is ``entry`` a duplicate of ``cand``?  The one place the rules live (link and explain)."""
+    gap = abs(entry.ts - cand.ts)
+    if gap > settings.window_seconds:
+        return _Verdict(None, 0.0, f"outside the {settings.window_days:g}-day window")
+    if "url" in cand.kinds:
+        return _Verdict("url", 1.0, "same canonical URL")
+    short = fp.short or cand.length < settings.short_chars
+    if not short and cand.text_hash == fp.text_hash:
+        return _Verdict("exact", 1.0, "same normalized text")
+    verdict = _Verdict(None, 0.0, "no evidence")
+    if fp.length and cand.length and max(fp.length, cand.length) >= MIN_CONTAINED_CHARS \
+            and min(fp.length, cand.length) >= MIN_CONTAINED_CHARS:
+        _, mine = texts.get(entry.id)
+        _, theirs = texts.get(cand.id)
+        jac, cont = fpmod.similarity(mine, theirs)
+        verdict.jaccard, verdict.containment = jac, cont
+        verdict.score = cont
+        if cont >= settings.threshold:
+            what = "text contained in the longer one" if short else "near-duplicate text"
+            return _Verdict("near", round(cont, 4), f"{what}: containment {cont:.2f} "
+                            f">= {settings.threshold:g} (Jaccard {jac:.2f})", jac, cont)
+        verdict.reason = f"containment {cont:.2f} < {settings.threshold:g} (Jaccard {jac:.2f})"
+    if short:
+        tsim = fpmod.title_similarity(fp.title, cand.title)
+        verdict.title_similarity = tsim
+        if gap > settings.title_window_seconds:
+            verdict.reason += f"; short text, but {gap / 3600:.0f} h apart " \
+                              f"(title window {settings.title_window_hours:g} h)"
+        elif tsim >= settings.title_threshold:
+            return _Verdict("title", round(tsim, 4), f"short text; title similarity {tsim:.2f} "
+                            f">= {settings.title_threshold:g}", verdict.jaccard,
+                            verdict.containment, tsim)
+        else:
+            verdict.reason += f"; short text, title similarity {tsim:.2f} " \
+                              f"< {settings.title_threshold:g}"
+            verdict.score = max(verdict.score, tsim)
+    return verdict
+
+
+def _better(a: tuple[int, float, int], b: tuple[int, float, int] | None) -> bool:
+    return b is None or (a[0], -a[1], a[2]) < (b[0], -b[1], b[2])
+
+
+def _root(conn: sqlite3.Connection, entry_id: int) -> int:
+    """Follow ``duplicate_of`` to the cluster root (links should be one hop; be safe)."""
+    seen = {entry_id}
+    current = entry_id
+    while True:
+        row = conn.execute("SELECT duplicate_of FROM entries WHERE id = ?", (current,)).fetchone()
+        if row is None or row[0] is None or row[0] in seen:
+            return current
+        current = row[0]
+        seen.add(current)
+
+
+def link_entries(conn: sqlite3.Connection, entry_ids: list[int], settings: DedupSettings,
+                 fingerprints: dict[int, Fingerprint] | None = None) -> list[Link]:
+    """Fingerprint, index and link ``entry_ids``; returns the links of those that are duplicates.
+
+    Runs inside the caller's transaction (a feed refresh), after the ``entries`` rows are
+    written.  An entry whose fingerprint is unchanged since it was last linked is left alone,
+    so a second run over the same feeds changes no link.
+    """
+    return _link(conn, entry_ids, settings, fingerprints or {}, force=False)
+
+
+def _link(conn: sqlite3.Connection, entry_ids: Iterable[int], settings: DedupSettings,
+          fingerprints: dict[int, Fingerprint], force: bool) -> list[Link]:
+    links: list[Link] = []
+    texts = _TextCache(conn, settings)
+    for entry in _load_entries(conn, sorted(set(entry_ids))):
+        fp = fingerprints.get(entry.id) or fpmod.compute(entry.title, entry.text, entry.url,
+                                                         settings)
+        keys = sorted({key for _, key in fp.index_keys()})
+        blob = _keys_blob(keys)
+        stored = entry.stored
+        if not force and stored == (entry.ts, fp.text_hash, fp.title, blob):
+            if entry.duplicate_of is not None:
+                links.append(Link(entry.id, entry.duplicate_of, entry.dup_method or "",
+                                  entry.dup_score or 0.0))
+            continue
+        if stored is not None:
+            old = np.frombuffer(stored[3], dtype=np.int64).tolist()
+            conn.executemany("DELETE FROM dedup_keys WHERE key = ? AND entry_id = ?",
+                             [(k, entry.id) for k in old])
+        conn.execute(
+            "INSERT OR REPLACE INTO dedup_fingerprints "
+            "(entry_id, ts, canonical_url, text_hash, title, length, keys) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (entry.id, entry.ts, fp.canonical_url, fp.text_hash, fp.title, fp.length, blob))
+        conn.executemany("INSERT OR IGNORE INTO dedup_keys (key, entry_id) VALUES (?, ?)",
+                         [(k, entry.id) for k in keys])
+        texts.put(entry.id, entry.text)
+
+        best: tuple[int, float, int] | None = None
+        best_method = ""
+        linked_roots: set[int] = set()
+        confirmations = 0
+        found = _candidates(conn, fp, before=entry.id, exclude=entry.id, ts=entry.ts,
+                            window=max(settings.window_seconds, settings.title_window_seconds))
+        for cand in sorted(found.values(), key=_order):
+            if cand.root in linked_roots:
+                continue  # its cluster is already matched: another member cannot change the root
+            if confirmations >= MAX_CONFIRMATIONS:
+                break
+            confirmations += 1
+            verdict = _judge(entry, fp, cand, settings, texts)
+            if verdict.method is None:
+                continue
+            linked_roots.add(cand.root)
+            rank = (_PRIORITY[verdict.method], verdict.score, cand.root)
+            if _better(rank, best):
+                best, best_method = rank, verdict.method
+        texts.drop(entry.id)
+        new: tuple[int | None, str | None, float | None] = (None, None, None)
+        if best is not None:
+            # Candidates have lower ids, so their roots do too: never self, never forward.
+            root = best[2] if force or stored is None else _root(conn, best[2])
+            new = (root, best_method, best[1])
+        if new != (entry.duplicate_of, entry.dup_method, entry.dup_score):
+            conn.execute("UPDATE entries SET duplicate_of = ?, dup_method = ?, dup_score = ? "
+                         "WHERE id = ?", (*new, entry.id))
+        if new[0] is not None:
+            if stored is not None:
+                # A re-indexed entry that was a root and no longer is: its duplicates follow
+                # it to the new root, so duplicate_of always names the cluster root.  (A new
+                # entry has no duplicates yet.)
+                conn.execute("UPDATE entries SET duplicate_of = ? WHERE duplicate_of = ?",
+                             (new[0], entry.id))
+            links.append(Link(entry.id, new[0], new[1] or "", new[2] or 0.0))
+    return links
+
+
+def rebuild(conn: sqlite3.Connection, settings: DedupSettings,
+            progress: Callable[[int, int], None] | None = None,
+            batch: int = 500) -> dict[str, Any]:
+    """Recompute fingerprints and links of every entry, in id order (after a settings change).
+
+    Commits every ``batch`` entries so the daemon's refreshes are not blocked for the whole
+    rebuild.  Correct without clearing anything first: entries are redone in id order and
+    each is compared only with lower ids, which are already redone.
+    """
+    from scraper import store
+
+    started = time.perf_counter()
+    total = conn.execute("SELECT count(*) FROM entries").fetchone()[0]
+    done = 0
+    last = 0
+    by_method: dict[str, int] = {}
+    while True:
+        ids = [r[0] for r in conn.execute(
+            "SELECT id FROM entries WHERE id > ? ORDER BY id LIMIT ?", (last, batch))]
+        if not ids:
+            break
+        with store.transaction(conn):
+            links = _link(conn, ids, settings, {}, force=True)
+        for link in links:
+            by_method[link.method] = by_method.get(link.method, 0) + 1
+        done += len(ids)
+        last = ids[-1]
+        if progress is not None:
+            progress(done, total)
+    with store.transaction(conn):
+        conn.execute("DELETE FROM dedup_keys WHERE entry_id NOT IN (SELECT id FROM entries)")
+    return {"entries": done, "duplicates": sum(by_method.values()), "by_method": by_method,
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
+def explain(conn: sqlite3.Connection, entry_id: int, settings: DedupSettings) -> dict[str, Any]:
+    """Why ``entry_id`` is or is not linked: its nearest indexed candidates and their scores."""
+    rows = _load_entries(conn, [entry_id])
+    if not rows:
+        raise KeyError(entry_id)
+    entry = rows[0]
+    fp = fpmod.compute(entry.title, entry.text, entry.url, settings)
+    texts = _TextCache(conn, settings)
+    texts.put(entry.id, entry.text)
+    out: list[dict[str, Any]] = []
+    for cand in _candidates(conn, fp, before=None, exclude=entry.id).values():
+        verdict = _judge(entry, fp, cand, settings, texts)
+        later = cand.id > entry.id
+        info = conn.execute("SELECT feed, title, duplicate_of FROM entries WHERE id = ?",
+                            (cand.id,)).fetchone()
+        decision = verdict.method or "no link"
+        if later and verdict.method:
+            decision = f"later entry (it links here by {verdict.method})"
+        out.append({
+            "id": cand.id, "feed": info[0] if info else None,
+            "title": info[1] if info else None,
+            "duplicate_of": info[2] if info else None,
+            "found_by": sorted(cand.kinds), "later": later,
+            "hours_apart": round(abs(entry.ts - cand.ts) / 3600, 1),
+            "jaccard": _r(verdict.jaccard), "containment": _r(verdict.containment),
+            "title_similarity": _r(verdict.title_similarity),
+            "score": _r(verdict.score), "decision": decision, "reason": verdict.reason,
+        })
+    out.sort(key=lambda c: (c["decision"] == "no link", -(c["score"] or 0), c["id"]))
+    if entry.duplicate_of is not None:
+        summary = (f"linked to {entry.duplicate_of} by {entry.dup_method} "
+                   f"(score {entry.dup_score})")
+    elif not out:
+        summary = "not linked: no entry shares an index key (URL, text hash, LSH band, title)"
+    else:
+        summary = "not linked: no earlier candidate passed its threshold"
+    dependents = conn.execute("SELECT count(*) FROM entries WHERE duplicate_of = ?",
+                              (entry.id,)).fetchone()[0]
+    return {
+        "entry": {"id": entry.id, "feed": entry.feed, "title": entry.title,
+                  "folded_length": fp.length, "short": fp.length < settings.short_chars,
+                  "canonical_url": fp.canonical_url, "text_hash": fp.text_hash},
+        "duplicate_of": entry.duplicate_of, "method": entry.dup_method,
+        "score": entry.dup_score, "duplicates": dependents, "summary": summary,
+        "candidates": out[: settings.explain_candidates],
+    }
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def clusters(conn: sqlite3.Connection, limit: int | None = None) -> list[dict[str, Any]]:
+    """Clusters with more than one member, newest root first: root, then its duplicates."""
+    sql = ("SELECT DISTINCT duplicate_of FROM entries WHERE duplicate_of IS NOT NULL "
+           "ORDER BY duplicate_of DESC")
+    roots = [r[0] for r in conn.execute(sql + (" LIMIT ?" if limit else ""),
+                                        (limit,) if limit else ())]
+    out = []
+    for root in roots:
+        head = conn.execute("SELECT id, feed, title, published FROM entries WHERE id = ?",
+                            (root,)).fetchone()
+        members = conn.execute(
+            "SELECT id, feed, title, dup_method, dup_score FROM entries "
+            "WHERE duplicate_of = ? ORDER BY id", (root,)).fetchall()
+        out.append({
+            "id": root, "feed": head[1] if head else None, "title": head[2] if head else None,
+            "published": head[3] if head else None,
+            "duplicates": [{"id": m[0], "feed": m[1], "title": m[2], "method": m[3],
+                            "score": m[4]} for m in members],
+        })
+    return out
+
+
+# -- CLI -------------------------------------------------------------------------------------
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    dups = subparsers.add_parser(
+        "dups", parents=[common], help="list duplicate clusters, or explain one entry",
+        description="List clusters of duplicate entries (the earliest-seen entry, then the "
+                    "entries linked to it with method and score).")
+    dups.add_argument("--explain", type=int, metavar="ID",
+                      help="say why entry ID is or is not linked, with its nearest candidates")
+    dups.add_argument("--limit", type=int, default=50, metavar="N",
+                      help="newest N clusters (default 50; 0 for all)")
+    dups.add_argument("--json", action="store_true", help="machine-readable output")
+    dups.set_defaults(func=_cmd_dups)
+    dd = subparsers.add_parser(
+        "dedup", parents=[common], help="maintain the duplicate index",
+        description="Recompute fingerprints and links for the whole database (after a change "
+                    "of the dedup: settings).")
+    dd.add_argument("--rebuild", action="store_true", required=True,
+                    help="recompute every fingerprint and link, in id order")
+    dd.set_defaults(func=_cmd_dedup)
+
+
+def _cmd_dups(args: argparse.Namespace) -> int:
+    from scraper.cli import open_app
+
+    app = open_app(args)
+    try:
+        settings = app.config.dedup
+        if args.explain is not None:
+            try:
+                report = explain(app.conn, args.explain, settings)
+            except KeyError:
+                print(f"scrape dups: no entry with id {args.explain}", file=sys.stderr)
+                return 2
+            if args.json:
+                print(json.dumps(report, ensure_ascii=False, indent=2))
+            else:
+                _print_explain(report)
+            return 0
+        found = clusters(app.conn, args.limit or None)
+        if args.json:
+            print(json.dumps(found, ensure_ascii=False, indent=2))
+            return 0
+        if not found:
+            print("no duplicates")
+        for cluster in found:
+            print(f"#{cluster['id']} [{cluster['feed']}] {cluster['title']}")
+            for dup in cluster["duplicates"]:
+                print(f"    #{dup['id']} [{dup['feed']}] {dup['title']}  "
+                      f"({dup['method']} {dup['score']:.2f})")
+        return 0
+    finally:
+        app.close()
+
+
+def _print_explain(report: dict[str, Any]) -> None:
+    e = report["entry"]
+    print(f"#{e['id']} [{e['feed']}] {e['title']}")
+    print(f"  {e['folded_length']} folded characters"
+          f"{' (short: judged by title)' if e['short'] else ''}")
+    print(f"  {report['summary']}")
+    if report["duplicates"]:
+        print(f"  {report['duplicates']} entries are linked to it")
+    for c in report["candidates"]:
+        scores = ", ".join(f"{name} {c[key]:.2f}" for name, key in
+                           (("containment", "containment"), ("jaccard", "jaccard"),
+                            ("title", "title_similarity")) if c[key] is not None)
+        print(f"  - #{c['id']} [{c['feed']}] {c['title']}")
+        print(f"      via {', '.join(c['found_by'])}; {c['hours_apart']} h apart; "
+              f"{scores or 'no score'} -> {c['decision']}: {c['reason']}")
+
+
+def _cmd_dedup(args: argparse.Namespace) -> int:
+    from scraper.cli import open_app
+
+    app = open_app(args)
+    try:
+        tty = sys.stderr.isatty()
+
+        def progress(done: int, total: int) -> None:
+            if tty:
+                print(f"\rrebuilding: {done}/{total}", end="", file=sys.stderr, flush=True)
+
+        result = rebuild(app.conn, app.config.dedup, progress)
+        if tty:
+            print(file=sys.stderr)
+        methods = ", ".join(f"{k} {v}" for k, v in sorted(result["by_method"].items()))
+        print(f"rebuilt {result['entries']} entries in {result['seconds']} s: "
+              f"{result['duplicates']} duplicates ({methods or 'none'})")
+        return 0
+    finally:
+        app.close()

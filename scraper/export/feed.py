@@ -1,0 +1,240 @@
+"""One merged feed of the deduplicated stream: Atom 1.0 (default) or RSS 2.0.
+
+The latest N originals across all feeds, newest first, each story once: duplicates are not
+entries of their own, they are listed on their original as ``<link rel="related">`` (in RSS
+as ``<atom:link rel="related">``, which feed readers and feedparser understand), so a
+reader sees every site that carried the story without reading it twice.  Each entry names
+the feed it came from (Atom ``<source>``, RSS ``<source url=…>``) and carries the feed's
+categories.
+
+Entry ids are URNs derived from the entry's own identity (feed + GUID/link), not from the
+database row, so a feed rebuilt from another database keeps its ids and readers do not
+show old stories as new.  No two entries share a link: a second original with a link
+already used (possible only when dedup was switched off or rebuilt differently) is left
+out, which is what "each story once" means to a reader.
+
+Built with ElementTree, which escapes; characters XML 1.0 forbids (control characters that
+some feeds do carry) are removed first, because one of them makes the whole document
+unreadable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+import sys
+import tempfile
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from datetime import datetime
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+from scraper import __version__, store
+from scraper.config import Config, FeedConfig
+from scraper.export import Selection, duplicates_of, feed_config, rows_by_id, where_clause
+
+ATOM = "http://www.w3.org/2005/Atom"
+DC = "http://purl.org/dc/elements/1.1/"
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def clean(text: str | None) -> str:
+    return _XML_ILLEGAL.sub("", text or "")
+
+
+def entry_urn(entry: Mapping[str, Any]) -> str:
+    return "urn:uuid:" + str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                        f"scrape:{entry['feed']}\0{entry['entry_key']}"))
+
+
+def _when(entry: Mapping[str, Any]) -> datetime:
+    return store.parse_iso(entry.get("published") or entry.get("fetched_at")) or store.utcnow()
+
+
+def _rfc3339(when: datetime) -> str:
+    return str(store.iso(when))
+
+
+def _rfc822(when: datetime) -> str:
+    return format_datetime(when.astimezone(store.UTC), usegmt=True)
+
+
+def latest_entries(conn: sqlite3.Connection, limit: int, selection: Selection | None = None
+                   ) -> list[dict[str, Any]]:
+    """The newest ``limit`` originals with distinct links, newest first, with their dups."""
+    selection = Selection(since=(selection or Selection()).since,
+                          feeds=(selection or Selection()).feeds)  # originals only, always
+    where, params = where_clause(selection)
+    order = "COALESCE(e.published, e.fetched_at) DESC, e.id DESC"
+    out: list[dict[str, Any]] = []
+    links: set[str] = set()
+    offset = 0
+    page = max(limit, 50)
+    while len(out) < limit:
+        ids = [row[0] for row in conn.execute(
+            f"SELECT e.id FROM entries e WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*params, page, offset])]
+        if not ids:
+            break
+        offset += len(ids)
+        for entry in rows_by_id(conn, ids):
+            link = entry.get("url")
+            if link:
+                if link in links:
+                    continue
+                links.add(link)
+            out.append(entry)
+            if len(out) == limit:
+                break
+    dups = duplicates_of(conn, [e["id"] for e in out])
+    for entry in out:
+        # a related link equal to the entry's own link would say nothing
+        seen = {entry.get("url")}
+        entry["duplicates"] = []
+        for dup in dups.get(entry["id"], []):
+            if dup["url"] and dup["url"] not in seen:
+                seen.add(dup["url"])
+                entry["duplicates"].append(dup)
+    return out
+
+
+def _feed_urls(conn: sqlite3.Connection) -> dict[str, str]:
+    return dict(conn.execute("SELECT name, url FROM feeds").fetchall())
+
+
+def _author(entry: Mapping[str, Any], feed: FeedConfig | None) -> str:
+    return entry.get("author") or (feed.author if feed and feed.author else entry["feed"])
+
+
+def build_atom(entries: list[dict[str, Any]], config: Config | None, feed_urls: Mapping[str, str],
+               title: str, link: str | None) -> bytes:
+    ET.register_namespace("", ATOM)
+
+    def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+        el = ET.SubElement(parent, f"{{{ATOM}}}{tag}", {k: clean(v) for k, v in attrs.items()})
+        if text is not None:
+            el.text = clean(text)
+        return el
+
+    root = ET.Element(f"{{{ATOM}}}feed")
+    sub(root, "id", link or "urn:scrape:merged-feed")
+    sub(root, "title", title)
+    updated = max((_when(e) for e in entries), default=store.utcnow())
+    sub(root, "updated", _rfc3339(updated))
+    if link:
+        sub(root, "link", rel="self", href=link)
+    sub(root, "generator", "scrape", version=__version__)
+    for entry in entries:
+        feed = feed_config(config, entry["feed"])
+        el = sub(root, "entry")
+        sub(el, "id", entry_urn(entry))
+        sub(el, "title", entry.get("title") or "", type="text")
+        if entry.get("url"):
+            sub(el, "link", rel="alternate", type="text/html", href=entry["url"])
+        for dup in entry["duplicates"]:
+            sub(el, "link", rel="related", type="text/html", href=dup["url"],
+                title=dup.get("title") or dup["feed"])
+        when = _when(entry)
+        sub(el, "published", _rfc3339(when))
+        sub(el, "updated", _rfc3339(when))
+        author = sub(el, "author")
+        sub(author, "name", _author(entry, feed))
+        for category in (feed.categories if feed else ()):
+            sub(el, "category", term=str(category))
+        source = sub(el, "source")
+        source_url = feed_urls.get(entry["feed"]) or (feed.url if feed else None)
+        sub(source, "id", source_url or f"urn:scrape:feed:{entry['feed']}")
+        sub(source, "title", entry["feed"])
+        if source_url:
+            sub(source, "link", rel="self", href=source_url)
+        if entry.get("summary"):
+            sub(el, "summary", entry["summary"], type="text")
+        sub(el, "content", entry.get("content_html") or "", type="html")
+    return _serialize(root)
+
+
+def build_rss(entries: list[dict[str, Any]], config: Config | None, feed_urls: Mapping[str, str],
+              title: str, link: str | None) -> bytes:
+    ET.register_namespace("atom", ATOM)
+    ET.register_namespace("dc", DC)
+
+    def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+        el = ET.SubElement(parent, tag, {k: clean(v) for k, v in attrs.items()})
+        if text is not None:
+            el.text = clean(text)
+        return el
+
+    root = ET.Element("rss", {"version": "2.0"})
+    channel = sub(root, "channel")
+    sub(channel, "title", title)
+    sub(channel, "link", link or "urn:scrape:merged-feed")
+    sub(channel, "description", title)
+    updated = max((_when(e) for e in entries), default=store.utcnow())
+    sub(channel, "lastBuildDate", _rfc822(updated))
+    sub(channel, "generator", f"scrape {__version__}")
+    if link:
+        sub(channel, f"{{{ATOM}}}link", rel="self", href=link, type="application/rss+xml")
+    for entry in entries:
+        feed = feed_config(config, entry["feed"])
+        item = sub(channel, "item")
+        sub(item, "title", entry.get("title") or "")
+        if entry.get("url"):
+            sub(item, "link", entry["url"])
+        sub(item, "guid", entry_urn(entry), isPermaLink="false")
+        sub(item, "pubDate", _rfc822(_when(entry)))
+        sub(item, f"{{{DC}}}creator", _author(entry, feed))
+        for category in (feed.categories if feed else ()):
+            sub(item, "category", str(category))
+        source_url = feed_urls.get(entry["feed"]) or (feed.url if feed else None)
+        if source_url:
+            sub(item, "source", entry["feed"], url=source_url)
+        for dup in entry["duplicates"]:
+            sub(item, f"{{{ATOM}}}link", rel="related", type="text/html", href=dup["url"],
+                title=dup.get("title") or dup["feed"])
+        sub(item, "description", entry.get("content_html") or entry.get("summary") or "")
+    return _serialize(root)
+
+
+def _serialize(root: ET.Element) -> bytes:
+    return (b'<?xml version="1.0" encoding="utf-8"?>\n'
+            + ET.tostring(root, encoding="utf-8", xml_declaration=False) + b"\n")
+
+
+def build_feed(conn: sqlite3.Connection, config: Config | None, *, fmt: str = "atom",
+               limit: int = 50, title: str = "scrape: merged feed", link: str | None = None,
+               selection: Selection | None = None) -> tuple[bytes, int]:
+    """The document and how many entries it holds."""
+    entries = latest_entries(conn, limit, selection)
+    build = build_rss if fmt == "rss" else build_atom
+    return build(entries, config, _feed_urls(conn), title, link), len(entries)
+
+
+def export_feed(conn: sqlite3.Connection, config: Config | None, file: str | Path, *,
+                fmt: str = "atom", limit: int = 50, title: str = "scrape: merged feed",
+                link: str | None = None, selection: Selection | None = None) -> int:
+    """Write the merged feed to ``file`` (``-``: stdout), replacing it at once."""
+    body, count = build_feed(conn, config, fmt=fmt, limit=limit, title=title, link=link,
+                             selection=selection)
+    if str(file) == "-":
+        sys.stdout.buffer.write(body)
+        sys.stdout.flush()
+        return count
+    path = Path(file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A web server may be serving the old file: swap it in whole.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(body)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return count

@@ -1,0 +1,400 @@
+"""Hexo posts in the layout of ../shared/seeds/000-003, minus that publisher's bugs.
+
+The seeds' front matter is reproduced byte for byte (a leading newline, ``---``, the fields
+in their order, ``categories: `` with a trailing space, `` - item`` lines), then ``---``, a
+blank line and the article inside ``<div>   `` ... ``  </div>``.  What the seeds' publisher
+got wrong and we do not:
+
+- the title keeps its real characters (it turned “傻亮” into ``_傻亮_``); only the file name
+  is sanitized, and the YAML quoting is exact for any title, so the front matter always
+  parses back to the very title (Hexo reads it with js-yaml, we check with PyYAML);
+- ``{`` and ``}`` in the body become ``&#123;``/``&#125;``: Hexo renders post bodies through
+  Nunjucks, where ``{{`` or ``{%`` in an article breaks the whole site build;
+- a story is published once: duplicates are skipped, and what was written where is kept in
+  the ``exports`` table, so a re-export neither duplicates a post nor moves it.
+
+File names: the title, made safe for Linux, Windows and macOS and for Hexo itself (Hexo
+ignores files and folders whose name starts with ``_`` or ``.``, and files ending in ``%`` or
+``~``).  Two different entries with the same title get distinct names (the later one a
+stable suffix from its identity), and an entry keeps its recorded path forever, even when
+its title changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import sqlite3
+import tempfile
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.utils import format_datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from scraper import rules, store
+from scraper.config import Config, FeedConfig
+from scraper.export import Selection, feed_config, rows_by_id, where_clause
+
+#: The wrapper around the article, exactly as the seeds have it.
+BODY_OPEN = "<div>   \n"
+BODY_CLOSE = "  \n</div>\n            "
+
+#: A file name's stem is cut to this many UTF-8 bytes (Linux allows 255 per name; leave room
+#: for the disambiguating suffix and ".md", and for Windows' 260-character paths).
+MAX_NAME_BYTES = 150
+
+#: Characters a file name may not hold: reserved on Windows (<>:"/\|?*), or meaningful in a
+#: URL path that Hexo builds from the file name (# ? %), or quotes, which the seeds' site
+#: also replaced with "_" (“傻亮” -> _傻亮_).
+_NAME_UNSAFE = re.compile(r"[<>:\"/\\|?*#%'“”‘’`\x00-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
+_SPACES = re.compile(r"\s+")
+#: Elements whose whitespace is content (see escape_body).
+_VERBATIM = re.compile(r"<(/?)(?:pre|textarea)\b", re.IGNORECASE)
+_WINDOWS_RESERVED = {"con", "prn", "aux", "nul", "clock$",
+                     *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+
+#: Characters a single-quoted YAML scalar cannot carry exactly: line breaks (YAML folds
+#: them; PyYAML also breaks lines at NEL, LS and PS, which js-yaml does not), and characters
+#: YAML forbids in a stream or that a reader may swallow (BOM).
+_NEEDS_DOUBLE = re.compile(
+    "[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
+#: Words YAML 1.1 (PyYAML) or 1.2 (js-yaml) reads as something other than a string.
+_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "y", "n", "null", "~", ""}
+_PLAIN_SAFE = re.compile(r"[^\W\d_][^:#,\[\]{}&*!|>'\"%@`\s]*(?: [^:#,\[\]{}&*!|>'\"%@`\s]+)*")
+
+
+@dataclass
+class HexoReport:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    paths: list[Path] = field(default_factory=list)  # the files written, in order
+
+    @property
+    def written(self) -> int:
+        return self.new + self.updated
+
+
+# -- YAML ------------------------------------------------------------------------------------
+
+def yaml_quoted(text: str) -> str:
+    """``text`` as a YAML scalar that reads back as exactly ``text``, single-quoted if it can.
+
+    Single quotes (the seeds' style) escape nothing but ``'`` (doubled), so they carry any
+    one-line title as is.  A title with a line break or a control character cannot be
+    single-quoted exactly; it gets a double-quoted scalar with escapes, which both PyYAML and
+    js-yaml read back unchanged and which keeps the field on one line.
+    """
+    if not _NEEDS_DOUBLE.search(text):
+        return "'" + text.replace("'", "''") + "'"
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"')
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif code < 0x20 or 0x7F <= code <= 0x9F:
+            out.append(f"\\x{code:02x}")
+        elif _NEEDS_DOUBLE.match(ch):
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def yaml_scalar(text: str) -> str:
+    """Plain when the seeds would write it plain (``ZAKER``, ``快科技（原驱动之家）``), else quoted.
+
+    Plain only for text that starts with a letter, holds no YAML indicator, and is not a
+    word that YAML 1.1 or 1.2 reads as a boolean or null; anything else is quoted, so a
+    category or author never changes type or breaks the front matter.
+    """
+    if (_PLAIN_SAFE.fullmatch(text) and text.lower() not in _YAML_WORDS
+            and yaml.safe_load(f"k: {text}") == {"k": text}):
+        return text
+    return yaml_quoted(text)
+
+
+# -- the post --------------------------------------------------------------------------------
+
+def escape_body(html: str) -> str:
+    """Make article HTML inert for Hexo's renderers without changing what a browser shows.
+
+    Braces go to entities for Nunjucks; backticks too, because Hexo's code-fence filter
+    rewrites a line that starts with three of them before any HTML is looked at.  No line
+    may be blank: Markdown ends an HTML block at a blank line and reads the rest of the
+    article as Markdown (``_x_`` turning into emphasis, indented lines into code).  Between
+    elements a blank line means nothing and is dropped; inside ``<pre>``/``<textarea>`` it
+    is content, so its line break is written as ``&#10;``, which renders the same.
+    """
+    html = html.replace("{", "&#123;").replace("}", "&#125;").replace("`", "&#96;")
+    out: list[str] = []
+    depth = 0
+    for line in html.split("\n"):
+        if line.strip() or not out:
+            if line.strip():
+                out.append(line)
+        elif depth > 0:
+            out[-1] += "&#10;" + line
+        for match in _VERBATIM.finditer(line):
+            depth = max(0, depth + (-1 if match.group(1) else 1))
+    return "\n".join(out)
+
+
+def proxied(url: str | None, rule: rules.SiteRule | None) -> str | None:
+    """The image URL through the rule's image proxy, the way normalize rewrites ``<img>``.
+
+    The proxy applies to the rule's ``image_proxy_hosts``, or to every plain-http image when
+    none are listed (those hosts refuse hot-linking, and browsers block mixed content); an
+    URL already behind the proxy is left alone, so normalize's output is not proxied twice.
+    """
+    if not url or rule is None or not rule.image_proxy:
+        return url
+    template = rule.image_proxy
+    prefix = template.split("{url}", 1)[0]
+    if prefix and url.startswith(prefix):
+        return url
+    parts = urlsplit(url)
+    if rule.image_proxy_hosts:
+        host = (parts.hostname or "").lower()
+        if not any(host == h or host.endswith("." + h) for h in rule.image_proxy_hosts):
+            return url
+    elif parts.scheme.lower() != "http":
+        return url
+    return template.replace("{url}", url)
+
+
+def post_author(feed_name: str, feed: FeedConfig | None) -> str:
+    """The site (the feed's ``author``), as in the seeds; the feed's name when unset."""
+    return feed.author if feed is not None and feed.author else feed_name
+
+
+def post_date(entry: Mapping[str, Any]) -> str:
+    when = store.parse_iso(entry.get("published") or entry.get("fetched_at"))
+    if when is None:
+        when = store.utcnow()
+    return format_datetime(when.astimezone(store.UTC), usegmt=True)
+
+
+def render_post(entry: Mapping[str, Any], feed: FeedConfig | None = None,
+                rule: rules.SiteRule | None = None) -> str:
+    """One post's text, in the seeds' layout; pure, so tests can check it without files."""
+    title = entry.get("title") or ""
+    categories = list(feed.categories) if feed is not None else []
+    image = proxied(entry.get("image"), rule) or ""
+    lines = ["", "---", f"title: {yaml_quoted(title)}"]
+    if categories:
+        lines.append("categories: ")
+        lines.extend(f" - {yaml_scalar(c)}" for c in categories)
+    else:
+        lines.append("categories: []")
+    lines += [
+        f"headimg: {yaml_quoted(image)}",
+        f"author: {yaml_scalar(post_author(entry['feed'], feed))}",
+        "comments: false",
+        f"date: {post_date(entry)}",
+        f"thumbnail: {yaml_quoted(image)}",
+        "---",
+        "",
+        "",
+    ]
+    return "\n".join(lines) + BODY_OPEN + escape_body(entry.get("content_html") or "") + BODY_CLOSE
+
+
+# -- file names ------------------------------------------------------------------------------
+
+def safe_name(text: str, fallback: str = "untitled") -> str:
+    """One path component from a title or category, safe on Linux, Windows, macOS and Hexo.
+
+    NFC (macOS would otherwise store a decomposed name that compares unequal), no reserved
+    or URL-special characters (replaced by ``_`` like the seeds' site did with quotes), no
+    ASCII dots (the seeds' site dropped them: ``12.88元`` is ``1288元``; a name of dots is
+    no name), no leading ``_``/``.``/``-`` (hidden from Hexo, or read as an option), no
+    trailing dot or space (Windows drops them), not a Windows device name, and at most
+    MAX_NAME_BYTES bytes of UTF-8.
+    """
+    name = unicodedata.normalize("NFC", text)
+    name = _NAME_UNSAFE.sub("_", name).replace(".", "")
+    name = _SPACES.sub(" ", name).strip()
+    name = name.lstrip("_-~ ").rstrip(" ~")
+    encoded = name.encode("utf-8")
+    if len(encoded) > MAX_NAME_BYTES:
+        name = encoded[:MAX_NAME_BYTES].decode("utf-8", errors="ignore").rstrip()
+    if not name:
+        name = fallback
+    if name.split(".")[0].lower() in _WINDOWS_RESERVED:
+        name += "_"
+    return name
+
+
+def identity(entry: Mapping[str, Any]) -> str:
+    """A short, stable fingerprint of the entry itself (feed + key), for unique names."""
+    digest = hashlib.sha256(f"{entry['feed']}\0{entry['entry_key']}".encode()).hexdigest()
+    return digest[:8]
+
+
+def planned_path(entry: Mapping[str, Any], feed: FeedConfig | None, flat: bool) -> str:
+    """Where a post goes the first time (relative, POSIX): categories, then the title."""
+    folders = [] if flat or feed is None else [safe_name(str(c), "_") for c in feed.categories]
+    folders = [f for f in folders if f != "_"]
+    return str(PurePosixPath(*folders, safe_name(entry.get("title") or "") + ".md"))
+
+
+def _path_key(path: str) -> str:
+    """Two paths that are one file on a case-insensitive (Windows, macOS) file system."""
+    return unicodedata.normalize("NFC", path).casefold()
+
+
+def _with_suffix(path: str, suffix: str) -> str:
+    p = PurePosixPath(path)
+    return str(p.with_name(f"{p.stem}-{suffix}{p.suffix}"))
+
+
+# -- the export ------------------------------------------------------------------------------
+
+def target_name(directory: Path, flat: bool) -> str:
+    """The ``exports.target`` for one output directory and layout."""
+    return f"hexo{'-flat' if flat else ''}:{directory.resolve()}"
+
+
+def export_hexo(conn: sqlite3.Connection, config: Config | None, directory: str | Path, *,
+                flat: bool = False, rewrite_all: bool = False,
+                selection: Selection | None = None) -> HexoReport:
+    """Write the posts that are new (or changed) since the last export into ``directory``.
+
+    Incremental by default: an entry is written when it has no ``exports`` row for this
+    target, or was updated since, and its post text differs from what was written.
+    ``rewrite_all`` looks at every selected entry and rewrites a file that is missing or
+    differs on disk.  Either way an entry keeps the path recorded for it.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    selection = selection or Selection()
+    target = target_name(directory, flat)
+    where, params = where_clause(selection)
+    recorded: dict[int, tuple[str, str | None]] = {
+        row[0]: (row[1], row[2]) for row in conn.execute(
+            "SELECT entry_id, path, content_hash FROM exports WHERE target = ?", (target,))}
+    taken: dict[str, int] = {_path_key(p): eid for eid, (p, _) in recorded.items()}
+
+    query = f"SELECT e.id FROM entries e WHERE {where}"
+    if not rewrite_all:
+        query += (" AND NOT EXISTS (SELECT 1 FROM exports x WHERE x.target = ? "
+                  "AND x.entry_id = e.id AND x.exported_at > e.updated_at)")
+        params.append(target)
+    ids = [row[0] for row in conn.execute(query + " ORDER BY e.id", params)]
+
+    report = HexoReport()
+    pending: list[tuple[int, str, str, str]] = []  # entry id, path, hash, text
+
+    for entry in rows_by_id(conn, ids):
+        feed = feed_config(config, entry["feed"])
+        rule = rules.resolve_rule(entry.get("url"), feed.rule if feed else None,
+                                  config.sites if config else {})
+        text = render_post(entry, feed, rule)
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        entry_id = int(entry["id"])
+        if entry_id in recorded:
+            path, old_hash = recorded[entry_id]
+            if old_hash == digest and not (rewrite_all and not _same_file(directory / path, text)):
+                report.unchanged += 1
+                # refresh exported_at, so the entry is not looked at again until it changes
+                pending.append((entry_id, path, digest, ""))
+                continue
+            report.updated += 1
+        else:
+            path = _free_path(directory, planned_path(entry, feed, flat), entry, text, taken)
+            taken[_path_key(path)] = entry_id
+            report.new += 1
+        pending.append((entry_id, path, digest, text))
+        if len(pending) >= 100:
+            _flush(conn, directory, target, pending, report)
+    _flush(conn, directory, target, pending, report)
+    return report
+
+
+def _same_file(path: Path, text: str) -> bool:
+    try:
+        return path.read_bytes() == text.encode("utf-8")
+    except OSError:
+        return False
+
+
+def _free_path(directory: Path, wanted: str, entry: Mapping[str, Any], text: str,
+               taken: Mapping[str, int]) -> str:
+    """``wanted``, or a stable variant of it when another entry or a foreign file has it.
+
+    A file already on disk with exactly this post's text is ours (an export that crashed
+    after writing, before recording): it is adopted rather than duplicated.
+    """
+    candidates = [wanted, _with_suffix(wanted, identity(entry)),
+                  _with_suffix(wanted, f"{identity(entry)}-{entry['id']}")]
+    for path in candidates:
+        if _path_key(path) in taken:
+            continue
+        on_disk = directory / path
+        if on_disk.exists() and not _same_file(on_disk, text):
+            continue
+        return path
+    raise RuntimeError(f"no free file name for entry {entry['id']} near {wanted!r}")
+
+
+def _flush(conn: sqlite3.Connection, directory: Path, target: str,
+           pending: list[tuple[int, str, str, str]], report: HexoReport) -> None:
+    """Record and write a batch in one transaction: a crash leaves no record without file.
+
+    A file written just before a crash, whose record rolled back, is adopted by the next
+    run (see ``_free_path``), so it never turns into a second copy of the post.
+    """
+    if not pending:
+        return
+    stamp = store.iso(store.utcnow())
+    with store.transaction(conn):
+        for entry_id, path, digest, text in pending:
+            conn.execute(
+                "INSERT INTO exports (target, entry_id, path, content_hash, exported_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(target, entry_id) DO UPDATE SET "
+                "path = excluded.path, content_hash = excluded.content_hash, "
+                "exported_at = excluded.exported_at",
+                (target, entry_id, path, digest, stamp))
+            if text:
+                _write_atomic(directory / path, text)
+                report.paths.append(directory / path)
+    pending.clear()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write through a hidden temporary file and rename: Hexo never reads half a post."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the site's web server must read it
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def exported_paths(conn: sqlite3.Connection, directory: str | Path,
+                   flat: bool = False) -> dict[int, str]:
+    """entry id -> recorded relative path, for one output directory and layout."""
+    target = target_name(Path(directory), flat)
+    return {row[0]: row[1] for row in conn.execute(
+        "SELECT entry_id, path FROM exports WHERE target = ?", (target,))}
+

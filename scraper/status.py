@@ -1,0 +1,283 @@
+"""``scrape status``: what every feed is doing, and whether the daemon is alive.
+
+It reads only the database (the ``feeds`` rows and the daemon's heartbeat in ``meta``),
+never the network, so it is cheap enough for a container health check every 30 s and works
+beside a running daemon (WAL readers do not block the writer).
+
+``--check`` is that health check: exit 0 when the daemon's heartbeat is fresh, 1 when it is
+stale, missing or the daemon said it stopped.  It must not depend on the config being
+valid: a typo in feeds.yaml is refused by the running daemon, which keeps working, and the
+container must not be restarted for it; so with ``--db`` the config is optional.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from scraper import store
+from scraper.config import Config, ConfigError
+
+# The daemon's keys in ``meta``; the daemon writes them, this module reads them.
+HEARTBEAT = "daemon.heartbeat"
+HEARTBEAT_INTERVAL = "daemon.heartbeat_interval"
+STATE = "daemon.state"  # running | stopping | stopped
+PID = "daemon.pid"
+HOST = "daemon.host"
+STARTED = "daemon.started_at"
+VERSION = "daemon.version"
+
+#: A heartbeat is stale after this many missed beats.  Three tolerates one beat delayed by
+#: a long write transaction (the busy timeout is 30 s) without flapping the health check.
+MISSED_BEATS = 3
+#: ...and never sooner than this, whatever the interval.
+MIN_STALE_AFTER = 60.0
+
+EXIT_HEALTHY, EXIT_UNHEALTHY = 0, 1
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "status", parents=[common], help="show each feed's state and the daemon's health",
+        description="Per feed: last success, last error, consecutive errors, next due time "
+                    "and entry count; then the totals and the daemon's heartbeat. Reads the "
+                    "database only.")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--check", action="store_true",
+                        help="health check: exit 1 when the daemon's heartbeat is stale or "
+                             "missing, 0 when it is fresh (prints one line)")
+    parser.add_argument("--max-age", type=float, default=None, metavar="SECONDS",
+                        help=f"with --check: heartbeat age that counts as stale (default: "
+                             f"{MISSED_BEATS} heartbeat intervals, at least "
+                             f"{MIN_STALE_AFTER:g} s)")
+    parser.set_defaults(func=run)
+
+
+@dataclass
+class Health:
+    healthy: bool
+    reason: str
+    state: str | None
+    heartbeat_at: datetime | None
+    age: float | None
+    stale_after: float
+    pid: str | None
+    host: str | None
+    started_at: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"healthy": self.healthy, "reason": self.reason, "state": self.state,
+                "heartbeat_at": store.iso(self.heartbeat_at),
+                "heartbeat_age": None if self.age is None else round(self.age, 1),
+                "stale_after": self.stale_after, "pid": self.pid, "host": self.host,
+                "started_at": self.started_at}
+
+
+def daemon_health(conn: sqlite3.Connection, now: datetime,
+                  max_age: float | None = None) -> Health:
+    """Is a daemon alive on this database?  Decided from ``meta`` alone."""
+    def meta(key: str) -> str | None:
+        return store.get_meta(conn, key)
+
+    beat = store.parse_iso(meta(HEARTBEAT))
+    state = meta(STATE)
+    if max_age is None:
+        try:
+            interval = float(meta(HEARTBEAT_INTERVAL) or 0)
+        except ValueError:
+            interval = 0.0
+        max_age = max(MIN_STALE_AFTER, MISSED_BEATS * interval)
+    age = None if beat is None else (now - beat).total_seconds()
+    if beat is None:
+        healthy, reason = False, "no heartbeat: the daemon has never run on this database"
+    elif state == "stopped":
+        healthy, reason = False, f"the daemon stopped {_ago(age)}"
+    elif age is not None and age > max_age:
+        healthy, reason = False, (f"heartbeat is stale: last {_ago(age)}, "
+                                  f"limit {max_age:g} s")
+    else:
+        healthy, reason = True, f"heartbeat {_ago(age)}"
+    return Health(healthy, reason, state, beat, age, max_age, meta(PID), meta(HOST),
+                  meta(STARTED))
+
+
+def run(args: argparse.Namespace) -> int:
+    db_arg = getattr(args, "db", None)
+    config: Config | None = None
+    config_problem: str | None = None
+    try:
+        from scraper import cli
+
+        config = cli.load(args)
+    except ConfigError as exc:
+        if not db_arg:
+            raise  # no way to find the database: cli.main reports it (exit 2)
+        config_problem = str(exc)
+    path = Path(db_arg) if db_arg else config.database  # type: ignore[union-attr]
+    if not path.exists():
+        # Do not create an empty database as a side effect of looking at it.
+        print(f"scrape status: no database at {path} (the daemon has not run yet?)",
+              file=sys.stderr)
+        return EXIT_UNHEALTHY
+    conn = store.connect(path)
+    try:
+        now = store.utcnow()
+        health = daemon_health(conn, now, args.max_age)
+        if args.check:
+            if args.json:
+                print(json.dumps(health.as_dict(), ensure_ascii=False))
+            else:
+                word = "healthy" if health.healthy else "UNHEALTHY"
+                print(f"daemon {word}: {health.reason}")
+            return EXIT_HEALTHY if health.healthy else EXIT_UNHEALTHY
+        report = build_report(conn, config, now, health)
+        if config_problem:
+            report["config_problem"] = config_problem
+        if args.json:
+            json.dump(report, sys.stdout, ensure_ascii=False, indent=2)
+            sys.stdout.write("\n")
+        else:
+            print_report(report, sys.stdout, now)
+        return 0
+    finally:
+        conn.close()
+
+
+def build_report(conn: sqlite3.Connection, config: Config | None, now: datetime,
+                 health: Health) -> dict[str, Any]:
+    """Everything ``status`` shows, as plain data (the ``--json`` output)."""
+    configured = {f.name: f for f in config.feeds} if config else {}
+    rows = {r["name"]: dict(r) for r in conn.execute("SELECT * FROM feeds ORDER BY name")}
+    names = list(configured) + sorted(n for n in rows if n not in configured)
+    feeds = []
+    for name in names:
+        row = rows.get(name, {})
+        feed = configured.get(name)
+        claimed_until = store.parse_iso(row.get("claimed_until"))
+        due = store.parse_iso(row.get("next_due_at"))
+        enabled = feed.enabled if feed else None
+        errors = int(row.get("error_count") or 0)
+        if config is not None and feed is None:
+            state = "removed"  # its rows stay: nothing is lost when a feed leaves the config
+        elif feed is not None and not feed.enabled:
+            state = "disabled"
+        elif claimed_until is not None and claimed_until > now:
+            state = "refreshing"
+        elif not row.get("last_fetch_at"):
+            state = "never"
+        elif errors:
+            state = "failing"
+        else:
+            state = "ok"
+        feeds.append({
+            "name": name,
+            "url": row.get("url") or (feed.url if feed else None),
+            "state": state,
+            "enabled": enabled,
+            "last_success_at": row.get("last_success_at"),
+            "last_error_at": row.get("last_error_at"),
+            "last_error": row.get("last_error"),
+            "error_count": errors,
+            "last_status": row.get("last_status"),
+            "next_due_at": row.get("next_due_at"),
+            "overdue_seconds": (max(0, int((now - due).total_seconds()))
+                                if due is not None and due <= now else 0),
+            "entry_count": int(row.get("entry_count") or 0),
+            "claimed_by": row.get("claimed_by") if state == "refreshing" else None,
+        })
+    duplicates = conn.execute(
+        "SELECT COUNT(*) FROM entries WHERE duplicate_of IS NOT NULL").fetchone()[0]
+    entries = conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+    counted = [f for f in feeds if f["state"] not in ("removed", "disabled")]
+    totals = {
+        "feeds": len(counted),
+        "ok": sum(f["state"] == "ok" for f in counted),
+        "failing": sum(f["error_count"] > 0 for f in counted),
+        "never_fetched": sum(f["state"] == "never" for f in counted),
+        "refreshing": sum(f["state"] == "refreshing" for f in counted),
+        "disabled": sum(f["state"] == "disabled" for f in feeds),
+        "removed": sum(f["state"] == "removed" for f in feeds),
+        "entries": entries,
+        "duplicates": duplicates,
+        "originals": entries - duplicates,
+    }
+    return {"generated_at": store.iso(now), "daemon": health.as_dict(), "feeds": feeds,
+            "totals": totals}
+
+
+# -- text output ---------------------------------------------------------------------------
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    return f"{_span(seconds)} ago" if seconds >= 0 else f"in {_span(-seconds)}"
+
+
+def _span(seconds: float) -> str:
+    seconds = int(round(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            whole, rest = divmod(seconds, size)
+            smaller = {"d": ("h", 3600), "h": ("m", 60), "m": ("s", 1)}[unit]
+            part = rest // smaller[1]
+            return f"{whole}{unit}{part}{smaller[0]}" if part else f"{whole}{unit}"
+    return f"{seconds}s"
+
+
+def _when(text: str | None, now: datetime) -> str:
+    when = store.parse_iso(text)
+    return "-" if when is None else _ago((now - when).total_seconds())
+
+
+def _due(text: str | None, now: datetime) -> str:
+    when = store.parse_iso(text)
+    if when is None:
+        return "now"
+    delta = (when - now).total_seconds()
+    if delta > 0:
+        return f"in {_span(delta)}"
+    return "now" if delta > -60 else f"overdue {_span(-delta)}"
+
+
+def _width(text: str) -> int:
+    """Terminal columns: CJK characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * max(0, width - _width(text))
+
+
+def print_report(report: dict[str, Any], out: TextIO, now: datetime) -> None:
+    feeds = report["feeds"]
+    if report.get("config_problem"):
+        out.write(f"warning: config not loaded, showing the database only: "
+                  f"{report['config_problem']}\n")
+    name_w = max([4, *(_width(f["name"]) for f in feeds)])
+    head = (f"{_pad('feed', name_w)}  {'state':<10} {'last success':<13} {'errors':>6} "
+            f"{'next due':<14} {'entries':>7}  last error")
+    out.write(head + "\n")
+    for f in feeds:
+        error = ""
+        if f["last_error"] and f["error_count"]:
+            error = f"{_when(f['last_error_at'], now)}: {f['last_error']}"
+            error = error if len(error) <= 80 else error[:79] + "…"
+        due = "-" if f["state"] in ("removed", "disabled") else _due(f["next_due_at"], now)
+        out.write(f"{_pad(f['name'], name_w)}  {f['state']:<10} "
+                  f"{_when(f['last_success_at'], now):<13} {f['error_count']:>6} "
+                  f"{due:<14} {f['entry_count']:>7}  {error}\n")
+    t = report["totals"]
+    extra = "".join(f", {t[k]} {k}" for k in ("disabled", "removed") if t[k])
+    out.write(f"total: {t['feeds']} feeds, {t['ok']} ok, {t['failing']} failing, "
+              f"{t['never_fetched']} never fetched{extra}; {t['entries']} entries "
+              f"({t['originals']} originals, {t['duplicates']} duplicates)\n")
+    d = report["daemon"]
+    who = f" (pid {d['pid']} on {d['host']})" if d["pid"] else ""
+    out.write(f"daemon: {'running' if d['healthy'] else 'not running'}{who}: {d['reason']}\n")

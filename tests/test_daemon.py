@@ -1,0 +1,404 @@
+"""The daemon, run for real: a subprocess against loopback feeds with 2 s intervals.
+
+What must hold (issue 5): repeated refreshes of every feed; SIGHUP after adding a feed
+picks it up, an invalid config is refused and the old one stays; SIGTERM lets in-flight
+refreshes finish, abandons the hopeless ones at the deadline and exits 0 within 30 s with a
+database that passes ``PRAGMA integrity_check``; ``scrape --once`` in a loop beside the
+daemon gives no error, no "database is locked" and no duplicate row.  The daemon's own
+helpers (settings, stale claims, the log line, reload) are tested in-process first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from corpus import Post, corpus_posts, post_link, rss_feed, rss_item, seed_posts
+from server import FeedServer, Request, Response, hang
+
+from scraper import daemon, pipeline, store
+from scraper.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parent.parent
+#: The issue's bound for a graceful stop.
+EXIT_DEADLINE = 30.0
+
+
+# -- in-process: the helpers -----------------------------------------------------------------
+
+def test_settings_from_env() -> None:
+    s = daemon.Settings.from_env({"SCRAPE_HEARTBEAT": "1", "SCRAPE_CONFIG_POLL": "0",
+                                  "SCRAPE_SHUTDOWN_GRACE": "2.5"})
+    assert (s.heartbeat, s.config_poll, s.shutdown_grace) == (1.0, 0.0, 2.5)
+    assert daemon.Settings.from_env({}) == daemon.Settings()
+    with pytest.raises(ConfigError, match="SCRAPE_HEARTBEAT"):
+        daemon.Settings.from_env({"SCRAPE_HEARTBEAT": "0"})
+    with pytest.raises(ConfigError, match="SCRAPE_SHUTDOWN_GRACE"):
+        daemon.Settings.from_env({"SCRAPE_SHUTDOWN_GRACE": "soon"})
+
+
+def test_stale_claims_of_dead_local_processes_are_released(tmp_path: Path) -> None:
+    conn = store.connect(tmp_path / "x.db")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    until = "2999-01-01T00:00:00Z"
+    rows = [("dead", f"box:{dead.pid}"), ("alive", f"box:{os.getppid()}"),
+            ("other-host", f"elsewhere:{dead.pid}"), ("free", None)]
+    for name, claimant in rows:
+        conn.execute("INSERT INTO feeds (name, url, claimed_by, claimed_until) VALUES (?,?,?,?)",
+                     (name, "http://x/", claimant, until if claimant else None))
+    assert daemon.release_stale_claims(conn, host="box") == ["dead"]
+    held = dict(conn.execute("SELECT name, claimed_by FROM feeds").fetchall())
+    assert held == {"dead": None, "alive": f"box:{os.getppid()}",
+                    "other-host": f"elsewhere:{dead.pid}", "free": None}
+    conn.close()
+
+
+def test_one_log_line_per_refresh_carries_the_counts(caplog: pytest.LogCaptureFixture) -> None:
+    now = store.utcnow()
+    result = pipeline.FeedResult(feed="zaker", status="ok", new=3, updated=1, duplicates=2,
+                                 unchanged=7, http_status=200)
+    with caplog.at_level(logging.INFO, logger="scraper.daemon"):
+        daemon.log_refresh("zaker", result, 0.4567, now, now)
+        daemon.log_refresh("broken", pipeline.FeedResult(feed="broken", status="error",
+                                                         error="HTTP 503"), 1.0, now, now)
+    ok, failed = caplog.records
+    assert ok.levelno == logging.INFO and failed.levelno == logging.WARNING
+    fields: dict[str, Any] = ok.fields  # type: ignore[attr-defined]
+    assert {k: fields[k] for k in ("feed", "status", "new", "updated", "duplicates",
+                                   "duration")} == {
+        "feed": "zaker", "status": "ok", "new": 3, "updated": 1, "duplicates": 2,
+        "duration": 0.457}
+    assert "zaker" in ok.getMessage() and "new=3" in ok.getMessage()
+    assert "HTTP 503" in failed.getMessage()
+
+
+def test_reload_refuses_an_invalid_config_and_applies_a_valid_one(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.yaml"
+    path.write_text(feeds_yaml({"a": "http://127.0.0.1:9/a.xml"}), encoding="utf-8")
+    config = load_config(path)
+    conn = store.connect(tmp_path / "x.db")
+    d = daemon.Daemon(config, conn)
+    path.write_text("feeds:\n  - name: b\n    url: ftp://nope\n", encoding="utf-8")
+    assert d.reload("test") is False
+    assert d.config is config and list(d.feeds) == ["a"]
+    path.write_text(feeds_yaml({"a": "http://127.0.0.1:9/a2.xml", "b": "http://127.0.0.1:9/b"}),
+                    encoding="utf-8")
+    conn.execute("UPDATE feeds SET etag = 'x', next_due_at = '2999-01-01T00:00:00Z'")
+    assert d.reload("test") is True
+    assert sorted(d.feeds) == ["a", "b"]
+    rows = {r["name"]: dict(r) for r in conn.execute("SELECT * FROM feeds")}
+    # A moved feed forgets the old URL's validators and is due at once.
+    assert rows["a"]["url"].endswith("/a2.xml") and rows["a"]["etag"] is None
+    assert rows["a"]["next_due_at"] is None and "b" in rows
+    conn.close()
+
+
+# -- the subprocess harness --------------------------------------------------------------------
+
+def feeds_yaml(feeds: dict[str, str], interval: str = "2s",
+               extra: dict[str, dict[str, Any]] | None = None) -> str:
+    lines = ["fetch:", "  per_host: 16", "  retries: 0", "feeds:"]
+    for name, url in feeds.items():
+        lines += [f"  - name: {name}", f"    url: {url}", f"    interval: {interval}"]
+        for key, value in (extra or {}).get(name, {}).items():
+            lines.append(f"    {key}: {value}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    config: Path
+    db: Path
+
+    def events(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("{"):
+                with suppress(json.JSONDecodeError):
+                    out.append(json.loads(line))
+        return out
+
+    def refreshes(self, feed: str) -> list[dict[str, Any]]:
+        return [e for e in self.events() if e.get("event") == "refresh" and e["feed"] == feed]
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def env(**settings: str) -> dict[str, str]:
+    out = dict(os.environ)
+    out["PYTHONPATH"] = str(REPO) + os.pathsep + out.get("PYTHONPATH", "")
+    out.update(settings)
+    return out
+
+
+def scrape(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "scraper", *args], cwd=cwd, env=env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@contextmanager
+def running_daemon(tmp_path: Path, config_text: str, **settings: str) -> Iterator[Running]:
+    config, db, log_path = tmp_path / "feeds.yaml", tmp_path / "scrape.db", tmp_path / "d.log"
+    config.write_text(config_text, encoding="utf-8")
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "scraper", "--config", str(config), "--db", str(db),
+             "--workers", "1", "--log-format", "json"],
+            cwd=tmp_path, stdout=log_file, stderr=subprocess.STDOUT,
+            env=env(SCRAPE_HEARTBEAT="1", SCRAPE_SWEEP="1", **settings))
+    try:
+        yield Running(proc, log_path, config, db)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str,
+             proc: subprocess.Popen[bytes] | None = None, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:] if log else ""
+            pytest.fail(f"daemon exited ({proc.returncode}) while waiting for {what}\n{tail}")
+        time.sleep(0.1)
+    tail = log.read_text(errors="replace")[-3000:] if log else ""
+    pytest.fail(f"timed out after {timeout:g} s waiting for {what}\n{tail}")
+
+
+def static_feed(posts: list[Post], title: str, base: str) -> bytes:
+    return rss_feed(title, [rss_item(p, post_link(p, base)) for p in posts])
+
+
+class Rotating:
+    """A feed whose window over the posts moves one item per request (new entries keep
+    coming), and which records how many requests it served at the same time."""
+
+    def __init__(self, posts: list[Post], base: str, delay: float = 0.0, size: int = 5) -> None:
+        self.posts, self.base, self.delay, self.size = posts, base, delay, size
+        self.count = 0
+        self.active = 0
+        self.max_active = 0
+        self.served: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, _req: Request) -> Response:
+        with self._lock:
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+            start = self.count
+            self.count += 1
+        try:
+            if self.delay:
+                time.sleep(self.delay)
+            window = [self.posts[(start + i) % len(self.posts)] for i in range(self.size)]
+            links = [post_link(p, self.base) for p in window]
+            with self._lock:
+                self.served.update(links)
+            body = rss_feed(self.base, [rss_item(p, link) for p, link in zip(window, links,
+                                                                             strict=True)])
+            return Response(body=body, headers={"Content-Type": "application/rss+xml"},
+                            etag=False)
+        finally:
+            with self._lock:
+                self.active -= 1
+
+
+def integrity(db: Path) -> str:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def duplicate_rows(db: Path) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT feed, entry_key, COUNT(*) FROM entries "
+                            "GROUP BY feed, entry_key HAVING COUNT(*) > 1").fetchall()
+    finally:
+        conn.close()
+
+
+# -- the daemon, for real ----------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_daemon_refreshes_reloads_and_stops_gracefully(feed_server: FeedServer,
+                                                       tmp_path: Path) -> None:
+    posts = corpus_posts()
+    zaker = [p for p in posts if p.site == "ZAKER"]
+    mydrivers = [p for p in posts if p.site != "ZAKER"]
+    feed_server.serve("/a.xml", static_feed(zaker, "zaker", "https://a.example"))
+    feed_server.serve("/b.xml", static_feed(mydrivers, "mydrivers", "https://b.example"))
+    feed_server.serve("/c.xml", static_feed(seed_posts(), "seeds", "https://c.example"))
+    feed_server.serve("/d.xml", static_feed(zaker[:2], "late", "https://d.example"))
+    slow = Rotating(mydrivers, "https://slow.example", delay=2.0)
+    feed_server.route("/slow.xml", slow)
+    feed_server.route("/hang.xml", hang(120))
+    feeds = {n: feed_server.url(f"/{n}.xml") for n in ("a", "b", "c", "slow", "hang")}
+    hang_timeout = {"hang": {"timeout": "60s"}}
+    with running_daemon(tmp_path, feeds_yaml(feeds, extra=hang_timeout),
+                        SCRAPE_CONFIG_POLL="0", SCRAPE_SHUTDOWN_GRACE="5") as d:
+        def requests(path: str) -> int:
+            return len(feed_server.requests_to(path))
+
+        # Repeated refreshes of every feed.
+        wait_for(lambda: all(requests(f"/{n}.xml") >= 3 for n in "abc")
+                 and requests("/slow.xml") >= 2, 25, "three refreshes of every feed",
+                 d.proc, d.log_path)
+        lines = d.refreshes("a")
+        assert len(lines) >= 2
+        first = lines[0]
+        assert first["status"] == "ok" and first["new"] == len(zaker)
+        assert {"feed", "status", "new", "updated", "duplicates", "duration"} <= first.keys()
+        assert any(line["status"] == "not-modified" for line in lines[1:])  # ETag -> 304
+        assert d.refreshes("b")[0]["new"] == len(mydrivers)
+        # Every request of a feed came from one refresh at a time.
+        assert slow.max_active == 1
+
+        # The health check sees the heartbeat of the live daemon.
+        assert scrape("status", "--check", "--db", str(d.db), cwd=tmp_path).returncode == 0
+
+        # An invalid config is refused; the daemon keeps going with the old one.
+        d.config.write_text(feeds_yaml({**feeds, "d": "ftp://not-http/"}, extra=hang_timeout),
+                            encoding="utf-8")
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: any(e.get("event") == "reload-refused" for e in d.events()), 10,
+                 "the refusal of the invalid config", d.proc, d.log_path)
+        refused = next(e for e in d.events() if e.get("event") == "reload-refused")
+        assert "feeds[5] 'd'" in refused["error"] and "url" in refused["error"]
+        before = requests("/a.xml")
+        wait_for(lambda: requests("/a.xml") >= before + 2, 10, "refreshes after the refusal",
+                 d.proc, d.log_path)
+        assert requests("/d.xml") == 0
+
+        # SIGHUP with a valid config adding a feed: the feed is picked up.
+        d.config.write_text(feeds_yaml({**feeds, "d": feed_server.url("/d.xml")},
+                                       extra=hang_timeout), encoding="utf-8")
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: requests("/d.xml") >= 2, 15, "the added feed's refreshes",
+                 d.proc, d.log_path)
+        reload = next(e for e in d.events() if e.get("event") == "reload")
+        assert reload["added"] == ["d"]
+
+        # SIGTERM while a refresh is in flight (the slow feed takes 2 s to answer; the
+        # hanging one never answers and must be abandoned at the grace deadline).
+        seen = requests("/slow.xml")
+        wait_for(lambda: requests("/slow.xml") > seen, 10, "a slow refresh in flight",
+                 d.proc, d.log_path)
+        started = time.monotonic()
+        d.proc.send_signal(signal.SIGTERM)
+        try:
+            code = d.proc.wait(timeout=EXIT_DEADLINE)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"no exit within {EXIT_DEADLINE} s of SIGTERM\n{d.log_text()[-3000:]}")
+        elapsed = time.monotonic() - started
+        assert code == 0, d.log_text()[-3000:]
+        assert elapsed < EXIT_DEADLINE
+
+        events = d.events()
+        stop = next(i for i, e in enumerate(events) if e.get("event") == "stop")
+        after = events[stop + 1:]
+        # The refresh in flight was let finish...
+        assert any(e.get("event") == "refresh" and e["feed"] == "slow" and e["status"] == "ok"
+                   for e in after), after
+        # ...the hopeless one abandoned, and nothing new started.
+        assert [e["feed"] for e in after if e.get("event") == "abandoned"] == ["hang"]
+        assert not [e for e in after if e.get("event") == "refresh" and e["feed"] != "slow"]
+        assert any(e.get("event") == "stopped" for e in after)
+        assert "Traceback" not in d.log_text()
+
+    assert integrity(d.db) == "ok"
+    conn = sqlite3.connect(d.db)
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM feeds WHERE claimed_by IS NOT NULL"
+                            ).fetchone()[0] == 0
+        state = conn.execute("SELECT value FROM meta WHERE key = 'daemon.state'").fetchone()[0]
+        assert state == "stopped"
+        # The schedule is in the rows: every feed that was refreshed has its next visit.
+        due = dict(conn.execute("SELECT name, next_due_at FROM feeds").fetchall())
+        assert all(due[n] for n in ("a", "b", "c", "d", "slow"))
+        assert due["hang"] is None  # abandoned before its first outcome: due at next start
+    finally:
+        conn.close()
+    assert duplicate_rows(d.db) == []
+    # A stopped daemon is not a healthy one.
+    assert scrape("status", "--check", "--db", str(d.db), cwd=tmp_path).returncode == 1
+
+
+@pytest.mark.slow
+def test_once_runs_beside_the_daemon(feed_server: FeedServer, tmp_path: Path) -> None:
+    posts = corpus_posts() + seed_posts()
+    rotating = {name: Rotating(posts[i:] + posts[:i], f"https://{name}.example", delay=0.3)
+                for i, name in enumerate(("r1", "r2", "r3"))}
+    for name, handler in rotating.items():
+        feed_server.route(f"/{name}.xml", handler)
+    late = Rotating(posts, "https://late.example")
+    feed_server.route("/late.xml", late)
+    feeds = {n: feed_server.url(f"/{n}.xml") for n in rotating}
+    with running_daemon(tmp_path, feeds_yaml(feeds), SCRAPE_CONFIG_POLL="0.5") as d:
+        wait_for(lambda: all(len(d.refreshes(n)) >= 1 for n in rotating), 20,
+                 "the daemon's first refreshes", d.proc, d.log_path)
+        outputs: list[str] = []
+        started = time.monotonic()
+        while len(outputs) < 6 or time.monotonic() - started < 8:
+            if len(outputs) == 2:
+                # An edit of feeds.yaml (no signal) is picked up by the mtime watch.
+                d.config.write_text(feeds_yaml({**feeds, "late": feed_server.url("/late.xml")}),
+                                    encoding="utf-8")
+            done = scrape("--once", "--config", str(d.config), "--db", str(d.db),
+                          "--workers", "0", cwd=tmp_path)
+            outputs.append(done.stdout + done.stderr)
+            assert done.returncode == 0, outputs[-1]
+            statuses = [line.split()[1] for line in done.stdout.splitlines()[1:-1]]
+            assert statuses and "error" not in statuses, outputs[-1]
+        wait_for(lambda: len(d.refreshes("late")) >= 1, 10, "the daemon refreshing the feed "
+                 "added by editing feeds.yaml", d.proc, d.log_path)
+        # The one-shot runs move the rows' due times; the daemon follows and keeps going.
+        wait_for(lambda: all(len(d.refreshes(n)) >= 2 for n in rotating), 10,
+                 "the daemon's refreshes after the one-shot runs", d.proc, d.log_path)
+        d.proc.send_signal(signal.SIGTERM)
+        assert d.proc.wait(timeout=EXIT_DEADLINE) == 0
+        log = d.log_text()
+
+    everything = "\n".join(outputs) + log
+    assert "database is locked" not in everything
+    assert "Traceback" not in everything
+    levels = Counter(e.get("level") for e in d.events())
+    assert levels["error"] == 0, [e for e in d.events() if e.get("level") == "error"]
+    assert not [e for e in d.events() if e.get("event") == "refresh" and e["status"] == "error"]
+    # The per-feed claim: never two refreshes of one feed at once, across the processes.
+    assert all(h.max_active == 1 for h in rotating.values()), \
+        {n: h.max_active for n, h in rotating.items()}
+    assert duplicate_rows(d.db) == []
+    assert integrity(d.db) == "ok"
+    conn = sqlite3.connect(d.db)
+    try:
+        # Each item a feed served is stored exactly once (by link, as well as by key).
+        for name, handler in rotating.items():
+            links = [r[0] for r in conn.execute("SELECT url FROM entries WHERE feed = ?",
+                                                (name,))]
+            assert sorted(links) == sorted(handler.served), name
+    finally:
+        conn.close()

@@ -1,0 +1,351 @@
+"""Deduplication: the corpus' reprints linked, related stories apart, links stable across runs."""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from corpus import DISTINCT_GROUPS, DUPLICATE_GROUPS, Post, corpus_posts, group_posts, post_link
+from selectolax.lexbor import LexborHTMLParser
+
+from scraper import dedup, fingerprint, store
+from scraper.dedup import DedupSettings, dedup_from_mapping, explain, link_entries, rebuild
+
+SETTINGS = DedupSettings()
+T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
+
+
+def post_text(post: Post) -> str:
+    """Plain text of a post as normalize.py would leave it: 快科技's end block is boilerplate
+    its site rule removes (p.zhuanzai, p.url, p.bqian, "- THE END -")."""
+    text = LexborHTMLParser(post.body).text(separator="\n")
+    lines = []
+    for line in (raw.strip() for raw in text.splitlines()):
+        if line.startswith(("如需转载", "- THE END -")):
+            break
+        if line:
+            lines.append(line)
+    return "\n".join(lines)
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> sqlite3.Connection:
+    connection = store.connect(tmp_path / "dedup.db")
+    yield connection
+    connection.close()
+
+
+def add(conn: sqlite3.Connection, title: str, text: str, *, feed: str = "f",
+        url: str | None = None, when: datetime = T0, key: str | None = None) -> int:
+    stamp = store.iso(when)
+    cur = conn.execute(
+        "INSERT INTO entries (feed, entry_key, url, title, published, content_text, fetched_at, "
+        "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (feed, key or f"{title}|{url}|{stamp}|{len(text)}", url, title, stamp, text, stamp,
+         stamp))
+    return int(cur.lastrowid)
+
+
+def link(conn: sqlite3.Connection, ids: list[int],
+         settings: DedupSettings = SETTINGS) -> list[dedup.Link]:
+    with store.transaction(conn):
+        return link_entries(conn, ids, settings)
+
+
+def link_of(conn: sqlite3.Connection, entry_id: int) -> tuple:
+    row = conn.execute("SELECT duplicate_of, dup_method, dup_score FROM entries WHERE id = ?",
+                       (entry_id,)).fetchone()
+    return tuple(row)
+
+
+def snapshot(conn: sqlite3.Connection) -> list[tuple]:
+    return [tuple(r) for r in conn.execute(
+        "SELECT e.id, e.duplicate_of, e.dup_method, e.dup_score, f.ts, f.text_hash, f.keys "
+        "FROM entries e LEFT JOIN dedup_fingerprints f ON f.entry_id = e.id ORDER BY e.id")] + [
+        tuple(r) for r in conn.execute("SELECT key, entry_id FROM dedup_keys ORDER BY 1, 2")]
+
+
+def store_corpus(conn: sqlite3.Connection, posts: list[Post]) -> dict[Path, int]:
+    ids = {}
+    with store.transaction(conn):
+        for post in posts:
+            ids[post.path] = add(conn, post.title, post_text(post), feed=post.site,
+                                 url=post_link(post), when=post.date, key=post.slug)
+        link_entries(conn, list(ids.values()), SETTINGS)
+    return ids
+
+
+# -- settings -----------------------------------------------------------------------------
+
+def test_settings_defaults_and_overrides() -> None:
+    assert dedup_from_mapping({}, "dedup") == DedupSettings()
+    assert dedup_from_mapping(None, "dedup") == DedupSettings()
+    custom = dedup_from_mapping({"threshold": 0.9, "window_days": 3, "shingle": 5,
+                                 "title_window_hours": 24}, "dedup")
+    assert (custom.threshold, custom.window_days, custom.shingle) == (0.9, 3.0, 5)
+    assert custom.title_window_seconds == 24 * 3600
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"threshold": "high"}, "threshold: expected a number between 0 and 1, got 'high'"),
+    ({"threshold": 1.5}, "threshold: expected a number between 0 and 1, got 1.5"),
+    ({"threshold": True}, "threshold: expected a number between 0 and 1, got True"),
+    ({"title_threshold": 0}, "title_threshold: expected a number between 0 and 1, got 0"),
+    ({"window_days": -1}, "window_days: expected a positive number, got -1"),
+    ({"shingle": 4.5}, "shingle: expected a whole number from 2 to 16, got 4.5"),
+    ({"bands": 0}, "bands: expected a whole number from 1 to 256, got 0"),
+    ({"rows": True}, "rows: expected a whole number from 1 to 32, got True"),
+    ({"treshold": 0.8}, "treshold: unknown key (expected one of: threshold, "),
+    (["threshold"], "expected a mapping of dedup settings"),
+])
+def test_settings_errors_name_the_field(data: object, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        dedup_from_mapping(data, "dedup")
+    assert str(info.value).startswith(message)
+
+
+def test_config_prefixes_the_file(tmp_path: Path) -> None:
+    from scraper.config import ConfigError, load_config
+
+    path = tmp_path / "feeds.yaml"
+    path.write_text("dedup:\n  threshold: high\nfeeds:\n  - name: a\n    url: https://e.org/f\n",
+                    encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^feeds.yaml: dedup: threshold: expected a number"):
+        load_config(path)
+
+
+def test_migration_is_in_the_store_schema() -> None:
+    assert dedup.MIGRATION.strip() in [m.strip() for m in store.MIGRATIONS]
+
+
+# -- the corpus ---------------------------------------------------------------------------
+
+def test_corpus_duplicates_linked_and_related_stories_apart(conn: sqlite3.Connection) -> None:
+    posts = corpus_posts()
+    ids = store_corpus(conn, posts)
+    for name, members in DUPLICATE_GROUPS.items():
+        group = sorted(ids[p.path] for p in group_posts(posts, members))
+        root = group[0]
+        assert link_of(conn, root)[0] is None, name
+        for other in group[1:]:
+            duplicate_of, method, score = link_of(conn, other)
+            assert duplicate_of == root, name
+            assert method in ("exact", "near") and score >= SETTINGS.threshold, name
+    for name, members in DISTINCT_GROUPS.items():
+        for post in group_posts(posts, members):
+            assert link_of(conn, ids[post.path]) == (None, None, None), (name, post.title)
+    methods = dict(conn.execute("SELECT dup_method, count(*) FROM entries "
+                                "WHERE duplicate_of IS NOT NULL GROUP BY 1").fetchall())
+    # 00后少年 and 12.88元 are the same text once folded; 龙芯 is a trimmed reprint
+    assert methods == {"exact": 2, "near": 1}
+
+
+def test_corpus_in_reverse_order_links_to_the_earliest_seen(conn: sqlite3.Connection) -> None:
+    posts = list(reversed(corpus_posts()))
+    ids = store_corpus(conn, posts)
+    linked = conn.execute("SELECT id, duplicate_of FROM entries "
+                          "WHERE duplicate_of IS NOT NULL").fetchall()
+    assert len(linked) == 3
+    for entry_id, duplicate_of in linked:
+        assert duplicate_of < entry_id
+    longxin = group_posts(posts, DUPLICATE_GROUPS["龙芯 PC"])
+    first, second = sorted(ids[p.path] for p in longxin)
+    assert link_of(conn, second)[:2] == (first, "near")
+
+
+def test_second_run_changes_nothing(conn: sqlite3.Connection) -> None:
+    ids = list(store_corpus(conn, corpus_posts()).values())
+    before = snapshot(conn)
+    links = link(conn, ids)
+    assert snapshot(conn) == before
+    assert sorted((lk.entry_id, lk.duplicate_of, lk.method) for lk in links) == sorted(
+        (r[0], r[1], r[2]) for r in conn.execute(
+            "SELECT id, duplicate_of, dup_method FROM entries WHERE duplicate_of IS NOT NULL"))
+    # given precomputed fingerprints (the pipeline's path), still nothing changes
+    rows = conn.execute("SELECT id, title, content_text, url FROM entries").fetchall()
+    fps = {r[0]: fingerprint.compute(r[1], r[2], r[3], SETTINGS) for r in rows}
+    with store.transaction(conn):
+        link_entries(conn, ids, SETTINGS, fps)
+    assert snapshot(conn) == before
+
+
+# -- levels -------------------------------------------------------------------------------
+
+ARTICLE = "\n".join(
+    f"第{i}段：记者从发布会现场获悉，新款设备在第{i}季度上市，售价为{i * 1000 + 99}元，"
+    f"首批供货城市包括北京、上海和深圳等{i + 3}个城市。" for i in range(1, 16))
+OTHER = "\n".join(
+    f"另一篇报道第{i}部分：气象台预计本周末将有{i}毫米降雨，提醒市民出行注意安全，"
+    f"并关注{i + 2}号预警信号。" for i in range(1, 16))
+
+
+def test_url_with_tracking_params_links_across_feeds(conn: sqlite3.Connection) -> None:
+    a = add(conn, "原文", ARTICLE, feed="a", url="https://news.example.com/2024/1.html")
+    b = add(conn, "别的标题", OTHER, feed="b",
+            url="HTTPS://News.Example.com/2024/1.html?utm_source=rss&spm=1#top")
+    link(conn, [a, b])
+    assert link_of(conn, b) == (a, "url", 1.0)
+
+
+def test_edited_reprint_with_header_is_near(conn: sqlite3.Connection) -> None:
+    a = add(conn, "原文", ARTICLE, feed="a")
+    reprint = "编者按：本文转载自合作媒体，观点不代表本站立场。\n" + ARTICLE.replace("深圳", "广州", 3)
+    b = add(conn, "转载", reprint.replace("，", " , "), feed="b", when=T0 + timedelta(hours=5))
+    c = add(conn, "无关", OTHER, feed="c")
+    link(conn, [a, b, c])
+    duplicate_of, method, score = link_of(conn, b)
+    assert (duplicate_of, method) == (a, "near") and score >= 0.8
+    assert link_of(conn, c) == (None, None, None)
+
+
+def test_same_event_sharing_most_paragraphs_is_not_linked(conn: sqlite3.Connection) -> None:
+    paras = ARTICLE.split("\n")
+    mixed = "\n".join(paras[:9] + OTHER.split("\n")[:7])  # 9 of 15 paragraphs shared
+    a = add(conn, "原文", ARTICLE)
+    b = add(conn, "同一事件的另一篇", mixed)
+    link(conn, [a, b])
+    assert link_of(conn, b) == (None, None, None)
+    report = explain(conn, b, SETTINGS)
+    assert report["candidates"] and report["candidates"][0]["id"] == a
+    assert report["candidates"][0]["containment"] < SETTINGS.threshold
+    assert report["candidates"][0]["decision"] == "no link"
+
+
+def test_link_follows_to_the_cluster_root(conn: sqlite3.Connection) -> None:
+    a = add(conn, "原文", ARTICLE, url="https://a.example/1")
+    b = add(conn, "转载", ARTICLE, feed="b", url="https://b.example/1")
+    c = add(conn, "另一篇", OTHER, feed="c", url="https://b.example/1?from=timeline")
+    link(conn, [a, b, c])
+    assert link_of(conn, b) == (a, "exact", 1.0)
+    assert link_of(conn, c) == (a, "url", 1.0)  # matched b by URL; b's root is a
+
+
+def test_outside_the_window_is_not_compared(conn: sqlite3.Connection) -> None:
+    a = add(conn, "原文", ARTICLE)
+    b = add(conn, "一个月后", ARTICLE, feed="b", when=T0 + timedelta(days=30))
+    link(conn, [a, b])
+    assert link_of(conn, b) == (None, None, None)
+    rebuild(conn, replace(SETTINGS, window_days=60))  # rebuild commits on its own
+    assert link_of(conn, b) == (a, "exact", 1.0)
+
+
+def test_short_teaser_links_by_title_within_the_window(conn: sqlite3.Connection) -> None:
+    a = add(conn, "小米12S Ultra 7月4日发布：徕卡影像加持", ARTICLE, feed="full")
+    teaser = add(conn, "小米 12S Ultra 7 月 4 日发布，徕卡影像加持", "点击阅读全文。", feed="t",
+                 when=T0 + timedelta(hours=20))
+    late = add(conn, "小米12S Ultra 7月4日发布：徕卡影像加持", "点击阅读全文。", feed="u",
+               when=T0 + timedelta(hours=100))
+    unrelated = add(conn, "华为发布新款平板电脑", "点击阅读全文。", feed="v",
+                    when=T0 + timedelta(hours=1))
+    link(conn, [a, teaser, late, unrelated])
+    duplicate_of, method, score = link_of(conn, teaser)
+    assert (duplicate_of, method) == (a, "title") and score >= SETTINGS.title_threshold
+    assert link_of(conn, late) == (None, None, None)  # 100 h > 72 h
+    assert link_of(conn, unrelated) == (None, None, None)
+
+
+def test_short_text_contained_in_an_article_links_to_it(conn: sqlite3.Connection) -> None:
+    a = add(conn, "发布会全文", ARTICLE, feed="full")
+    lead = ARTICLE.split("\n")[0]  # the first paragraph, as a summary-only feed sends it
+    assert len(fingerprint.fold_text(lead)) < SETTINGS.short_chars
+    b = add(conn, "完全不同的标题", lead, feed="summary", when=T0 + timedelta(hours=1))
+    link(conn, [a, b])
+    duplicate_of, method, score = link_of(conn, b)
+    assert (duplicate_of, method) == (a, "near") and score >= SETTINGS.threshold
+
+
+def test_no_self_or_forward_links(conn: sqlite3.Connection) -> None:
+    ids = [add(conn, "同题", ARTICLE, feed=f"f{i}", when=T0 + timedelta(hours=i))
+           for i in range(4)]
+    link(conn, list(reversed(ids)))  # processing order does not matter: id order is used
+    rows = conn.execute("SELECT id, duplicate_of FROM entries").fetchall()
+    assert rows[0][1] is None
+    assert all(dup == ids[0] for _, dup in rows[1:])
+
+
+def test_updated_entry_is_relinked_and_its_duplicates_follow(conn: sqlite3.Connection) -> None:
+    x = add(conn, "X", ARTICLE, feed="x")
+    y = add(conn, "Y", OTHER, feed="y")
+    z = add(conn, "Z", OTHER, feed="z")
+    link(conn, [x, y, z])
+    assert link_of(conn, z)[0] == y
+    # y's content changes into x's article: y now duplicates x, and z follows y to x
+    conn.execute("UPDATE entries SET content_text = ? WHERE id = ?", (ARTICLE, y))
+    link(conn, [y])
+    assert link_of(conn, y)[:2] == (x, "exact")
+    assert link_of(conn, z)[0] == x
+    # and an entry whose content stops matching loses its link
+    conn.execute("UPDATE entries SET content_text = ? WHERE id = ?", (OTHER + "\n补充。", y))
+    link(conn, [y])
+    assert link_of(conn, y) == (None, None, None)
+
+
+# -- explain and rebuild --------------------------------------------------------------------
+
+def test_explain_shows_scores_and_reason(conn: sqlite3.Connection) -> None:
+    posts = corpus_posts()
+    ids = store_corpus(conn, posts)
+    first, second = sorted(ids[p.path] for p in group_posts(posts, DUPLICATE_GROUPS["龙芯 PC"]))
+    report = explain(conn, second, SETTINGS)
+    assert report["duplicate_of"] == first and report["method"] == "near"
+    top = report["candidates"][0]
+    assert top["id"] == first and top["decision"] == "near"
+    assert 0.8 <= top["containment"] < 0.95 and top["jaccard"] < top["containment"]
+    assert "containment" in top["reason"]
+    # the root itself: its candidate is later and links to it
+    root_report = explain(conn, first, SETTINGS)
+    assert root_report["duplicate_of"] is None and root_report["duplicates"] == 1
+    assert root_report["candidates"][0]["later"]
+    with pytest.raises(KeyError):
+        explain(conn, 99999, SETTINGS)
+
+
+def test_rebuild_applies_new_thresholds(conn: sqlite3.Connection) -> None:
+    posts = corpus_posts()
+    ids = store_corpus(conn, posts)
+    before = snapshot(conn)
+    strict = replace(SETTINGS, threshold=0.95)
+    calls: list[tuple[int, int]] = []
+    result = rebuild(conn, strict, progress=lambda done, total: calls.append((done, total)))
+    assert result["entries"] == len(ids) and result["by_method"] == {"exact": 2}
+    assert calls[-1] == (len(ids), len(ids))
+    assert rebuild(conn, SETTINGS)["by_method"] == {"exact": 2, "near": 1}
+    assert snapshot(conn) == before
+
+
+# -- CLI ----------------------------------------------------------------------------------
+
+def test_cli_dups_and_rebuild(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from scraper.cli import main
+
+    db = tmp_path / "cli.db"
+    config = tmp_path / "feeds.yaml"
+    config.write_text("feeds:\n  - name: a\n    url: https://e.org/f\n", encoding="utf-8")
+    conn = store.connect(db)
+    posts = corpus_posts()
+    ids = store_corpus(conn, posts)
+    conn.close()
+    args = ["--config", str(config), "--db", str(db)]
+    assert main(["dups", *args]) == 0
+    out = capsys.readouterr().out
+    assert "100%国产芯+操作系统" in out and "(near 0.8" in out and "(exact 1.00)" in out
+    longxin = max(ids[p.path] for p in group_posts(posts, DUPLICATE_GROUPS["龙芯 PC"]))
+    assert main(["dups", "--explain", str(longxin), *args]) == 0
+    out = capsys.readouterr().out
+    assert "containment 0.8" in out and "-> near" in out
+    assert main(["dedup", "--rebuild", *args]) == 0
+    assert "rebuilt 12 entries" in capsys.readouterr().out
+    assert main(["dups", "--explain", "424242", *args]) == 2
+
+
+def test_register_adds_the_commands() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    dedup.register(sub, argparse.ArgumentParser(add_help=False))
+    args = parser.parse_args(["dups", "--explain", "7"])
+    assert args.explain == 7 and args.func is dedup._cmd_dups
+    assert parser.parse_args(["dedup", "--rebuild"]).rebuild

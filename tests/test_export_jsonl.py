@@ -1,0 +1,110 @@
+"""`scrape export jsonl`: every stored field, one object per line, duplicate links both ways."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from scraper import store
+from scraper.cli import main
+from scraper.export import Selection, jsonl
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> sqlite3.Connection:
+    conn = store.connect(tmp_path / "scrape.db")
+    yield conn
+    conn.close()
+
+
+def add(conn: sqlite3.Connection, feed: str, key: str, title: str, published: str,
+        duplicate_of: int | None = None, stamp: str = "2024-01-01T00:00:00Z") -> int:
+    cur = conn.execute(
+        "INSERT INTO entries (feed, entry_key, url, guid, title, author, published, "
+        "content_html, content_text, summary, image, raw_html, raw_hash, fetched_at, "
+        "updated_at, duplicate_of, dup_method, dup_score) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (feed, key, f"https://example.org/{feed}/{key}", f"guid-{key}", title, "作者",
+         published, f"<p>{title}</p>", title, title[:5], "https://img.example.org/1.jpg",
+         f"<div class=raw>{title}</div>", f"hash-{key}", stamp, stamp, duplicate_of,
+         "exact" if duplicate_of else None, 1.0 if duplicate_of else None))
+    return int(cur.lastrowid or 0)
+
+
+def read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+
+
+def columns(conn: sqlite3.Connection) -> list[str]:
+    return [row[1] for row in conn.execute("PRAGMA table_info(entries)")]
+
+
+def test_every_field_and_duplicate_links(db: sqlite3.Connection, tmp_path: Path) -> None:
+    a = add(db, "zaker", "1", "雷军：是徕卡找的我们", "2022-06-28T01:50:00Z")
+    b = add(db, "kkj", "2", "雷军：是徕卡找的我们（转载）", "2022-06-28T02:00:00Z", duplicate_of=a)
+    c = add(db, "ithome", "3", "别的新闻 \"quoted\"\n第二行", "2022-06-29T00:00:00Z")
+    out = tmp_path / "out" / "entries.jsonl"
+    assert jsonl.export_jsonl(db, out) == 2
+    records = read(out)
+    assert [r["id"] for r in records] == [a, c]
+    first = records[0]
+    for name in columns(db):
+        assert name in first, name
+    stored = dict(db.execute("SELECT * FROM entries WHERE id = ?", (a,)).fetchone())
+    assert {k: first[k] for k in stored} == stored
+    assert first["duplicates"] == [{
+        "id": b, "feed": "kkj", "url": "https://example.org/kkj/2",
+        "title": "雷军：是徕卡找的我们（转载）", "published": "2022-06-28T02:00:00Z",
+        "method": "exact", "score": 1.0}]
+    assert first["duplicate_of_url"] is None
+    assert records[1]["title"] == "别的新闻 \"quoted\"\n第二行"
+    assert records[1]["duplicates"] == []
+    # one object per line, whatever the text holds
+    assert len(out.read_text("utf-8").splitlines()) == 2
+
+    both = tmp_path / "all.jsonl"
+    assert jsonl.export_jsonl(db, both, selection=Selection(include_duplicates=True)) == 3
+    dup = {r["id"]: r for r in read(both)}[b]
+    assert dup["duplicate_of"] == a and dup["duplicate_of_url"] == "https://example.org/zaker/1"
+    assert dup["dup_method"] == "exact"
+
+
+def test_incremental_appends_only_what_is_new_or_changed(
+        db: sqlite3.Connection, tmp_path: Path) -> None:
+    add(db, "zaker", "1", "一", "2022-05-01T00:00:00Z")
+    add(db, "zaker", "2", "二", "2022-05-02T00:00:00Z")
+    out = tmp_path / "e.jsonl"
+    assert jsonl.export_jsonl(db, out, incremental=True) == 2
+    assert jsonl.export_jsonl(db, out, incremental=True) == 0
+    three = add(db, "zaker", "3", "三", "2022-05-03T00:00:00Z")
+    assert jsonl.export_jsonl(db, out, incremental=True) == 1
+    assert [r["id"] for r in read(out)][-1] == three and len(read(out)) == 3
+    db.execute("UPDATE entries SET title = '一（更新）', updated_at = '2999-01-01T00:00:00Z' "
+               "WHERE entry_key = '1'")
+    assert jsonl.export_jsonl(db, out, incremental=True) == 1
+    assert read(out)[-1]["title"] == "一（更新）"
+    # a full export rewrites the file; the incremental one after it has nothing to add
+    assert jsonl.export_jsonl(db, out) == 3 and len(read(out)) == 3
+    four = add(db, "zaker", "4", "四", "2022-05-04T00:00:00Z")
+    assert jsonl.export_jsonl(db, out, incremental=True) == 1
+    assert [r["id"] for r in read(out)][-1] == four
+
+
+def test_stdout_filters_and_no_raw(db: sqlite3.Connection, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    add(db, "zaker", "1", "old", "2022-01-01T00:00:00Z")
+    add(db, "zaker", "2", "new", "2022-06-01T00:00:00Z")
+    add(db, "kkj", "3", "other", "2022-06-02T00:00:00Z")
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_text("feeds:\n  - name: zaker\n    url: https://example.org/z.xml\n", "utf-8")
+    args = ["--config", str(cfg), "--db", str(tmp_path / "scrape.db")]
+    assert main(["export", "jsonl", "-", "--since", "2022-05-01", "--feed", "zaker",
+                 "--no-raw", *args]) == 0
+    captured = capsys.readouterr()
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    assert [r["title"] for r in records] == ["new"]
+    assert "raw_html" not in records[0]
+    assert "1 entries" in captured.err

@@ -1,0 +1,219 @@
+"""``scrape status``: the per-feed table, the totals, ``--json`` and the ``--check`` exit code."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from scraper import cli, status, store
+
+CONFIG = """\
+feeds:
+  - name: alpha
+    url: http://127.0.0.1:9/alpha.xml
+  - name: beta
+    url: http://127.0.0.1:9/beta.xml
+  - name: 快科技
+    url: http://127.0.0.1:9/mydrivers.xml
+  - name: delta
+    url: http://127.0.0.1:9/delta.xml
+    enabled: false
+"""
+
+
+def ago(seconds: float) -> str:
+    return store.iso(store.utcnow() - timedelta(seconds=seconds)) or ""
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Path, Path]:
+    config = tmp_path / "feeds.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    db = tmp_path / "scrape.db"
+    conn = store.connect(db)
+    with store.transaction(conn):
+        conn.executemany(
+            "INSERT INTO feeds (name, url, last_fetch_at, last_success_at, last_error, "
+            "last_error_at, error_count, next_due_at, entry_count) VALUES (?,?,?,?,?,?,?,?,?)",
+            [("alpha", "http://127.0.0.1:9/alpha.xml", ago(60), ago(60), None, None, 0,
+              store.iso(store.utcnow() + timedelta(minutes=29)), 2),
+             ("beta", "http://127.0.0.1:9/beta.xml", ago(30), ago(7200), "HTTP 503 Service "
+              "Unavailable (after 3 attempts)", ago(30), 3,
+              store.iso(store.utcnow() + timedelta(hours=2)), 1),
+             ("快科技", "http://127.0.0.1:9/mydrivers.xml", None, None, None, None, 0, None, 0),
+             ("gone", "http://127.0.0.1:9/gone.xml", ago(86400), ago(86400), None, None, 0,
+              ago(80000), 1)])
+        stamp = ago(60)
+        rows = [("alpha", "a1", None), ("alpha", "a2", None), ("beta", "b1", 1),
+                ("gone", "g1", 2)]
+        for feed, key, dup in rows:
+            conn.execute("INSERT INTO entries (feed, entry_key, title, fetched_at, updated_at, "
+                         "duplicate_of) VALUES (?, ?, ?, ?, ?, ?)",
+                         (feed, key, key, stamp, stamp, dup))
+    conn.close()
+    return config, db
+
+
+def beat(db: Path, age: float, state: str = "running", interval: str = "30") -> None:
+    conn = store.connect(db)
+    with store.transaction(conn):
+        store.set_meta(conn, status.HEARTBEAT, ago(age))
+        store.set_meta(conn, status.STATE, state)
+        store.set_meta(conn, status.HEARTBEAT_INTERVAL, interval)
+        store.set_meta(conn, status.PID, "4242")
+        store.set_meta(conn, status.HOST, "box")
+    conn.close()
+
+
+def run(*args: str) -> int:
+    return cli.main(list(args))
+
+
+def test_table_shows_each_feed_and_the_totals(setup: tuple[Path, Path],
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    config, db = setup
+    beat(db, 5)
+    assert run("status", "--config", str(config), "--db", str(db)) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert "ok" in lines["alpha"].split() and lines["alpha"].split()[-1] == "2"
+    beta = lines["beta"]
+    assert "failing" in beta and " 3 " in beta and "HTTP 503" in beta
+    assert re.search(r"\bin (1h59m|2h)\b", beta)  # next due
+    assert "never" in lines["快科技"] and "now" in lines["快科技"]
+    assert "disabled" in lines["delta"]
+    assert "removed" in lines["gone"]  # its rows stay; status says it left the config
+    total = lines["total:"]
+    assert "3 feeds, 1 ok, 1 failing, 1 never fetched, 1 disabled, 1 removed" in total
+    assert "4 entries (2 originals, 2 duplicates)" in total
+    assert "daemon: running (pid 4242 on box)" in out
+
+
+def test_json_has_every_field_per_feed(setup: tuple[Path, Path],
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    config, db = setup
+    beat(db, 5)
+    assert run("status", "--json", "--config", str(config), "--db", str(db)) == 0
+    report = json.loads(capsys.readouterr().out)
+    feeds = {f["name"]: f for f in report["feeds"]}
+    assert list(feeds) == ["alpha", "beta", "快科技", "delta", "gone"]
+    beta = feeds["beta"]
+    for key in ("last_success_at", "last_error", "last_error_at", "error_count",
+                "next_due_at", "entry_count"):
+        assert key in beta
+    assert beta["error_count"] == 3 and beta["state"] == "failing"
+    assert beta["last_error"].startswith("HTTP 503")
+    assert feeds["alpha"]["entry_count"] == 2 and feeds["alpha"]["last_error"] is None
+    assert feeds["快科技"]["next_due_at"] is None and feeds["快科技"]["state"] == "never"
+    assert feeds["gone"]["overdue_seconds"] > 0
+    assert report["totals"] == {"feeds": 3, "ok": 1, "failing": 1, "never_fetched": 1,
+                                "refreshing": 0, "disabled": 1, "removed": 1, "entries": 4,
+                                "duplicates": 2, "originals": 2}
+    assert report["daemon"]["healthy"] is True and report["daemon"]["pid"] == "4242"
+
+
+def test_a_claimed_feed_shows_as_refreshing(setup: tuple[Path, Path],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    config, db = setup
+    conn = store.connect(db)
+    conn.execute("UPDATE feeds SET claimed_by = 'box:1', claimed_until = ? WHERE name = 'alpha'",
+                 (store.iso(store.utcnow() + timedelta(minutes=5)),))
+    conn.close()
+    assert run("status", "--json", "--config", str(config), "--db", str(db)) == 0
+    feeds = {f["name"]: f for f in json.loads(capsys.readouterr().out)["feeds"]}
+    assert feeds["alpha"]["state"] == "refreshing" and feeds["alpha"]["claimed_by"] == "box:1"
+
+
+@pytest.mark.parametrize(("age", "state", "expected"), [
+    (5, "running", 0),
+    (89, "running", 0),     # within 3 beats of 30 s
+    (200, "running", 1),    # stale: the loop is stuck or the process is gone
+    (5, "stopped", 1),      # a clean stop is not a healthy daemon either
+    (5, "stopping", 0),     # still finishing its refreshes
+])
+def test_check_exit_code_follows_the_heartbeat(setup: tuple[Path, Path], age: float, state: str,
+                                               expected: int,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    config, db = setup
+    beat(db, age, state)
+    assert run("status", "--check", "--config", str(config), "--db", str(db)) == expected
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("daemon healthy" if expected == 0 else "daemon UNHEALTHY")
+
+
+def test_check_without_any_heartbeat_fails(setup: tuple[Path, Path],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    config, db = setup
+    assert run("status", "--check", "--config", str(config), "--db", str(db)) == 1
+    assert "never run" in capsys.readouterr().out
+
+
+def test_check_max_age_overrides_the_interval(setup: tuple[Path, Path]) -> None:
+    config, db = setup
+    beat(db, 20)
+    assert run("status", "--check", "--max-age", "10", "--db", str(db)) == 1
+    assert run("status", "--check", "--max-age", "60", "--db", str(db)) == 0
+
+
+def test_stale_limit_follows_the_daemons_heartbeat_interval(setup: tuple[Path, Path]) -> None:
+    _, db = setup
+    beat(db, 70, interval="1")  # the test daemon beats every second: 60 s floor applies
+    assert run("status", "--check", "--db", str(db)) == 1
+    beat(db, 250, interval="100")  # 3 x 100 s
+    assert run("status", "--check", "--db", str(db)) == 0
+
+
+def test_check_does_not_need_a_valid_config(setup: tuple[Path, Path],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # A typo in feeds.yaml is refused by the running daemon; the container must stay healthy.
+    config, db = setup
+    config.write_text("feeds: [unclosed\n", encoding="utf-8")
+    beat(db, 5)
+    assert run("status", "--check", "--config", str(config), "--db", str(db)) == 0
+    assert run("status", "--config", str(config), "--db", str(db)) == 0
+    out = capsys.readouterr().out
+    assert "config not loaded" in out and "alpha" in out
+
+
+def test_missing_database_is_unhealthy_and_not_created(tmp_path: Path) -> None:
+    db = tmp_path / "nothing.db"
+    assert run("status", "--check", "--db", str(db)) == 1
+    assert run("status", "--db", str(db)) == 1
+    assert not db.exists()
+
+
+def test_bad_config_without_db_is_a_config_error(tmp_path: Path) -> None:
+    config = tmp_path / "feeds.yaml"
+    config.write_text("feeds:\n  - name: x\n", encoding="utf-8")
+    assert run("status", "--config", str(config)) == cli.EXIT_CONFIG
+
+
+def test_daemon_health_reads_meta_only(tmp_path: Path) -> None:
+    conn = store.connect(tmp_path / "x.db")
+    now = datetime.fromisoformat("2024-05-01T12:00:00+00:00")
+    store.set_meta(conn, status.HEARTBEAT, "2024-05-01T11:59:00Z")
+    store.set_meta(conn, status.STATE, "running")
+    health = status.daemon_health(conn, now)
+    assert health.healthy and health.age == 60 and health.stale_after == status.MIN_STALE_AFTER
+    assert not status.daemon_health(conn, now + timedelta(seconds=1)).healthy
+    conn.close()
+
+
+def test_status_reads_beside_a_writer(setup: tuple[Path, Path]) -> None:
+    # WAL: a reader is not blocked by a writer's open transaction.
+    config, db = setup
+    beat(db, 5)
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE feeds SET error_count = 9 WHERE name = 'alpha'")
+    try:
+        assert run("status", "--check", "--db", str(db)) == 0
+        assert run("status", "--json", "--config", str(config), "--db", str(db)) == 0
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
