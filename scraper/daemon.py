@@ -149,6 +149,28 @@ def release_stale_claims(conn: sqlite3.Connection, host: str | None = None) -> l
     return freed
 
 
+def start_forkserver_deaf_to_sigint() -> None:
+    """Start the pool's fork server with SIGINT ignored, so its workers ignore it too.
+
+    Ctrl-C in a terminal sends SIGINT to the whole process group.  Workers forked with the
+    default handler die of KeyboardInterrupt, the pool breaks, and every refresh in flight
+    is recorded as a failure while the daemon is trying to stop gracefully (seen by hand:
+    "BrokenProcessPool: A child process terminated abruptly").  An ignored signal survives
+    exec, the fork server keeps the disposition it started with as the one to restore in
+    its children, so starting it here, once, covers every worker of every pool.  The
+    preload must be the one ``pipeline.make_executor`` asks for: the server is started
+    once per process and later requests reuse it.
+    """
+    import multiprocessing.forkserver
+
+    multiprocessing.get_context("forkserver").set_forkserver_preload(["scraper.pipeline"])
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -202,6 +224,16 @@ class Daemon:
             log.info("released %d claims left by a dead process: %s", len(freed),
                      ", ".join(freed))
         self._warn_other_daemon()
+        try:
+            await self._start_up(loop)
+            await self._stop.wait()
+        finally:
+            await self._shutdown()
+        return 0
+
+    async def _start_up(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.workers != 0:
+            start_forkserver_deaf_to_sigint()
         self.executor = pipeline.make_executor(self.workers)
         self.fetcher = Fetcher(self.config.fetch)
         self.refresher = pipeline.Refresher(self.config, self.conn, self.fetcher, self.executor)
@@ -220,11 +252,6 @@ class Daemon:
         log.info("daemon started (pid %d, scrape %s): %d feeds from %s, database %s",
                  os.getpid(), __version__, len(self.feeds), self.config.path, self._db_name(),
                  extra={"fields": {"event": "start", "feeds": len(self.feeds)}})
-        try:
-            await self._stop.wait()
-        finally:
-            await self._shutdown()
-        return 0
 
     def request_stop(self, reason: str = "request") -> None:
         if self._stop is None:
@@ -312,13 +339,19 @@ class Daemon:
             executor.shutdown(wait=True, cancel_futures=True)
 
     def _warn_other_daemon(self) -> None:
+        """Say so when this database already has a live daemon, or had one that crashed."""
         health = meta_keys.daemon_health(self.conn, self.clock())
         pid, host = health.pid, health.host
-        if health.healthy and health.state == "running" and (
-                pid != str(os.getpid()) or host != socket.gethostname()):
-            log.warning("another daemon (pid %s on %s) has a fresh heartbeat on this database; "
-                        "both will run, the per-feed claims keep them from refreshing the "
-                        "same feed at once", pid, host)
+        if health.state not in ("running", "stopping") or (
+                pid == str(os.getpid()) and host == socket.gethostname()):
+            return
+        if host == socket.gethostname() and pid and pid.isdigit() and not _alive(int(pid)):
+            log.warning("the previous daemon (pid %s) did not stop cleanly; its refreshes in "
+                        "flight are due again now", pid)
+        elif health.healthy:
+            log.warning("another daemon (pid %s on %s) has a fresh heartbeat on this "
+                        "database; both will run, and the per-feed claims keep them from "
+                        "refreshing the same feed at once", pid, host)
 
     # -- scheduling ----------------------------------------------------------------------
 
@@ -403,7 +436,8 @@ class Daemon:
                 floor = max(MIN_DELAY, schedule.jittered(float(feed.interval), self.rng))
                 due = now + timedelta(seconds=floor)
         log_refresh(feed.name, result, seconds, due, now)
-        if result is not None and result.error and "BrokenProcessPool" in result.error:
+        if (result is not None and result.error and "BrokenProcessPool" in result.error
+                and not self.stopping):
             self._replace_executor()
         self._schedule(feed.name, due)
 

@@ -139,17 +139,7 @@ _LINE_TAGS = frozenset(
 _LINE_MAX = 300
 
 _WS = re.compile(r"[ \t\n\r\f]+")
-
-
-def _collapse(s: str) -> str:
-    """Whitespace runs to one space.  Most block text needs nothing (a single space is the
-    common run: ZAKER spaces every digit and Latin word), and the substring tests cost far
-    less than a regex pass that replaces each space with itself."""
-    if "\n" in s or "  " in s or "\t" in s or "\r" in s or "\f" in s:
-        return _WS.sub(" ", s)
-    return s
 _BR = "\x00"  # a <br> in a block's text parts (see "the walk"); the parser never emits NUL
-_NL_SPACES = re.compile(r" *\n *")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
 _URL_TABNL = re.compile(r"[\t\n\r]")
 _URL_CTRL = re.compile(r"[\x00-\x1f\x7f]")
@@ -164,6 +154,18 @@ _NOT_LEAD = re.compile(
     re.IGNORECASE,
 )
 _LEAD_MIN_PX = 50  # a picture with a declared side below this is an icon or a badge
+
+
+def _collapse(s: str) -> str:
+    """Whitespace runs to one space.
+
+    Most block text needs nothing (a single space is the common run: ZAKER spaces every
+    digit and Latin word), and substring tests cost far less than a regex pass that
+    replaces each space with itself (measured: half the walk's regex time).
+    """
+    if "\n" in s or "  " in s or "\t" in s or "\r" in s or "\f" in s:
+        return _WS.sub(" ", s)
+    return s
 
 
 def _esc(s: str) -> str:
@@ -728,9 +730,9 @@ def _summary(text: str) -> str:
     if len(flat) <= SUMMARY_CHARS:
         return flat
     cut = flat[:SUMMARY_CHARS]
-    for i in range(len(cut) - 1, SUMMARY_CHARS // 2, -1):
-        if cut[i] in "。！？!?；;":
-            return cut[: i + 1]
+    end = max(cut.rfind(c) for c in "。！？!?；;")
+    if end > SUMMARY_CHARS // 2:
+        return cut[: end + 1]
     return cut.rstrip() + "…"
 
 

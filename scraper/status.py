@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import sys
 import unicodedata
@@ -140,11 +141,17 @@ def run(args: argparse.Namespace) -> int:
         report = build_report(conn, config, now, health)
         if config_problem:
             report["config_problem"] = config_problem
-        if args.json:
-            json.dump(report, sys.stdout, ensure_ascii=False, indent=2)
-            sys.stdout.write("\n")
-        else:
-            print_report(report, sys.stdout, now)
+        try:
+            if args.json:
+                json.dump(report, sys.stdout, ensure_ascii=False, indent=2)
+                sys.stdout.write("\n")
+            else:
+                print_report(report, sys.stdout, now)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # `scrape status | head`: the reader left; not an error.  Point stdout at
+            # /dev/null so the interpreter's final flush does not raise again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     finally:
         conn.close()

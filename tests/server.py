@@ -100,7 +100,11 @@ class FeedServer:
                     if response.delay:
                         time.sleep(response.delay)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        class _Server(ThreadingHTTPServer):
+            # The default backlog of 5 resets connections when a benchmark opens 64 at once.
+            request_queue_size = 512
+
+        self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -10,6 +10,7 @@ helpers (settings, stale claims, the log line, reload) are tested in-process fir
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,48 @@ def test_reload_refuses_an_invalid_config_and_applies_a_valid_one(tmp_path: Path
     conn.close()
 
 
+def test_a_restart_keeps_the_schedule_and_new_feeds_are_due_now(feed_server: FeedServer,
+                                                                tmp_path: Path) -> None:
+    feed_server.serve("/old.xml", static_feed(seed_posts(), "old", "https://old.example"))
+    feed_server.serve("/new.xml", static_feed(seed_posts(), "new", "https://new.example"))
+    path = tmp_path / "feeds.yaml"
+    path.write_text(feeds_yaml({"old": feed_server.url("/old.xml"),
+                                "new": feed_server.url("/new.xml")}, interval="1h"),
+                    encoding="utf-8")
+    conn = store.connect(tmp_path / "x.db")
+    later = store.utcnow() + timedelta(minutes=40)
+    # "old" was refreshed by an earlier run of the daemon: its row says when it is due.
+    conn.execute("INSERT INTO feeds (name, url, last_fetch_at, next_due_at) VALUES (?,?,?,?)",
+                 ("old", feed_server.url("/old.xml"), store.iso(store.utcnow()),
+                  store.iso(later)))
+    d = daemon.Daemon(load_config(path), conn, workers=0,
+                      settings=daemon.Settings(config_poll=0))
+    next_runs: dict[str, datetime] = {}
+
+    async def scenario() -> None:
+        serving = asyncio.create_task(d.serve())
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if d.refreshes >= 1 and not d.running:
+                break
+        assert d.scheduler is not None
+        for name in ("old", "new"):
+            job = d.scheduler.get_job(f"feed:{name}")
+            assert job is not None, name
+            next_runs[name] = job.next_run_time
+        d.request_stop("test")
+        assert await serving == 0
+
+    asyncio.run(scenario())
+    assert len(feed_server.requests_to("/new.xml")) == 1  # never fetched: due at once
+    assert feed_server.requests_to("/old.xml") == []      # not due: left alone
+    assert next_runs["old"] == store.parse_iso(store.iso(later))
+    new_due = store.parse_iso(store.feed_state(conn, "new")["next_due_at"])
+    assert new_due is not None and next_runs["new"] == new_due
+    assert new_due - store.utcnow() > timedelta(minutes=50)  # 1 h +- 10% jitter
+    conn.close()
+
+
 # -- the subprocess harness --------------------------------------------------------------------
 
 def feeds_yaml(feeds: dict[str, str], interval: str = "2s",
@@ -163,13 +207,16 @@ def running_daemon(tmp_path: Path, config_text: str, **settings: str) -> Iterato
             [sys.executable, "-m", "scraper", "--config", str(config), "--db", str(db),
              "--workers", "1", "--log-format", "json"],
             cwd=tmp_path, stdout=log_file, stderr=subprocess.STDOUT,
-            env=env(SCRAPE_HEARTBEAT="1", SCRAPE_SWEEP="1", **settings))
+            env=env(SCRAPE_HEARTBEAT="1", SCRAPE_SWEEP="1", **settings),
+            start_new_session=True)  # its own process group: the daemon and its workers
     try:
         yield Running(proc, log_path, config, db)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        # A failed test must not leave the daemon's pool workers behind: they outlive a
+        # killed parent (each holds its own call-queue pipe open).
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str,
@@ -378,7 +425,9 @@ def test_once_runs_beside_the_daemon(feed_server: FeedServer, tmp_path: Path) ->
         # The one-shot runs move the rows' due times; the daemon follows and keeps going.
         wait_for(lambda: all(len(d.refreshes(n)) >= 2 for n in rotating), 10,
                  "the daemon's refreshes after the one-shot runs", d.proc, d.log_path)
-        d.proc.send_signal(signal.SIGTERM)
+        # Ctrl-C in a terminal: SIGINT to the whole process group, workers included.  They
+        # must not die of it (a broken pool would fail the refreshes in flight).
+        os.killpg(d.proc.pid, signal.SIGINT)
         assert d.proc.wait(timeout=EXIT_DEADLINE) == 0
         log = d.log_text()
 

@@ -193,7 +193,8 @@ def test_url_with_tracking_params_links_across_feeds(conn: sqlite3.Connection) -
 
 def test_edited_reprint_with_header_is_near(conn: sqlite3.Connection) -> None:
     a = add(conn, "原文", ARTICLE, feed="a")
-    reprint = "编者按：本文转载自合作媒体，观点不代表本站立场。\n" + ARTICLE.replace("深圳", "广州", 3)
+    header = "编者按：本文转载自合作媒体，观点不代表本站立场。\n"
+    reprint = header + ARTICLE.replace("深圳", "广州", 3)
     b = add(conn, "转载", reprint.replace("，", " , "), feed="b", when=T0 + timedelta(hours=5))
     c = add(conn, "无关", OTHER, feed="c")
     link(conn, [a, b, c])

@@ -93,7 +93,8 @@ def test_canonical_url_survives_garbage() -> None:
     assert canonical_url("http://[::1") == "http://[::1"  # invalid: returned as given
 
 
-LONG = "".join(f"第{i}段：这是一段用于测试的新闻正文，内容各不相同，编号{i * 7}。" for i in range(40))
+LONG = "".join(f"第{i}段：这是一段用于测试的新闻正文，内容各不相同，编号{i * 7}。"
+               for i in range(40))
 
 
 def test_compute_is_picklable_and_deterministic_across_processes() -> None:

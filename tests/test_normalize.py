@@ -147,7 +147,8 @@ def test_lead_image_matches_the_published_headimg(post: Post, normalized: dict) 
     out = normalized[post_id(post)]
     assert post.headimg
     assert out.image == post.headimg.removeprefix(PROXY.replace("{url}", ""))
-    proxied = normalize(post.body, post_link(post), rule_for(post).merged(SiteRule(image_proxy=PROXY)))
+    with_proxy = rule_for(post).merged(SiteRule(image_proxy=PROXY))
+    proxied = normalize(post.body, post_link(post), with_proxy)
     assert proxied.image == post.headimg
     assert normalize(proxied.html, post_link(post), rule_for(post)) == proxied
 
@@ -224,7 +225,9 @@ def test_image_proxy_off_by_default_and_scoped() -> None:
         "https://proxy.example/?u=http://a.example/1.jpg",
         "https://b.example/2.jpg",
     ]
-    by_host = SiteRule(image_proxy="https://proxy.example/?u={url}", image_proxy_hosts=("b.example",))
+    by_host = SiteRule(
+        image_proxy="https://proxy.example/?u={url}", image_proxy_hosts=("b.example",)
+    )
     assert _img_srcs(normalize(raw, None, by_host).html) == [
         "http://a.example/1.jpg",
         "https://proxy.example/?u=https://b.example/2.jpg",
@@ -289,13 +292,16 @@ def test_drop_lines_match_whole_elements_only() -> None:
 
 def test_remove_selectors_and_duplicates_are_safe() -> None:
     rule = SiteRule(remove=("div.ad", "div.ad", ".ad", "div.ad p"))
-    out = normalize('<div class="ad"><p>buy</p><div class="ad">now</div></div><p>ok</p>', None, rule)
+    raw = '<div class="ad"><p>buy</p><div class="ad">now</div></div><p>ok</p>'
+    out = normalize(raw, None, rule)
     assert out.html == "<p>ok</p>"
 
 
 def test_video_is_kept_with_controls() -> None:
-    raw = ('<div class="video_container" style="width:100%"><video poster="/p.jpg" autoplay '
-           'onplay="x()"><source src="/v.mp4" type="video/mp4"></video></div><p>text</p>')  # fmt: skip
+    raw = (
+        '<div class="video_container" style="width:100%"><video poster="/p.jpg" autoplay '
+        'onplay="x()"><source src="/v.mp4" type="video/mp4"></video></div><p>text</p>'
+    )
     out = normalize(raw, "https://example.org/a", SiteRule())
     assert out.html == (
         '<video poster="https://example.org/p.jpg" controls="">'
@@ -329,3 +335,26 @@ def test_picklable_and_same_in_another_process() -> None:
     assert pickle.loads(pickle.dumps(local[0])) == local[0]
     with ProcessPoolExecutor(max_workers=2) as pool:
         assert list(pool.map(_normalize_args, jobs)) == local
+
+
+def test_mydrivers_lines_caught_without_their_classes() -> None:
+    """A proxy that strips class attributes must not let the boilerplate back in."""
+    raw = (
+        "<p>正文。</p><p> - THE END - </p><div><p><strong>如需转载请务必注明出处：快科技"
+        "</strong></p><p><span>责任编辑：朝晖</span><a href=\"javascript:;\">文章纠错</a></p>"
+        '</div><p>话题标签：<a href="https://news.mydrivers.com/tag/xiaomi.htm">小米</a></p>'
+    )
+    out = normalize(raw, "https://news.mydrivers.com/1/1.htm", PROFILES["mydrivers"])
+    assert out.html == "<p>正文。</p>"
+
+
+def test_ithome_advertising_statement() -> None:
+    raw = (
+        "<p>IT之家 6 月 1 日消息，正文。</p><p class=\"ad-tips\">广告声明：文内含有的对外跳转"
+        "链接（包括不限于超链接、二维码、口令等形式），用于传递更多信息，节省甄选时间，结果仅供"
+        "参考，IT之家所有文章均包含本声明。</p>"
+    )
+    out = normalize(raw, "https://www.ithome.com/0/1/2.htm", PROFILES["ithome"])
+    assert out.text == "IT之家 6 月 1 日消息，正文。"
+    unclassed = raw.replace(' class="ad-tips"', "")
+    assert normalize(unclassed, None, PROFILES["ithome"]).text == out.text

@@ -160,9 +160,9 @@ def _problems(html: str, scripting: bool) -> list[str]:
                 problems.append(f"{tag}[{lname}]")
             if lname in ("style", "class", "id", "srcdoc"):
                 problems.append(f"{tag}[{lname}]")
-            if (lname in URL_ATTRS or lname.endswith(":href")) and value is not None:
-                if not scheme_is_safe(value):
-                    problems.append(f"{tag}[{lname}={value!r}]")
+            is_url = lname in URL_ATTRS or lname.endswith(":href")
+            if is_url and value is not None and not scheme_is_safe(value):
+                problems.append(f"{tag}[{lname}={value!r}]")
     head = tree.head
     if head is not None and head.child is not None:
         problems.append("content in <head>")
