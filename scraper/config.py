@@ -159,11 +159,12 @@ def config_from_data(data: object, path: Path) -> Config:
     else:
         raise fail("database", f"expected a file path, got {database!r}")
 
-    sites_raw = data.get("sites") or {}
-    if not isinstance(sites_raw, dict):
-        raise fail("sites", "expected a mapping of host name to rule")
-    sites = {str(host).lower(): sub(f"sites.{host}", rules.rule_from_mapping, rule)
-             for host, rule in sites_raw.items()}
+    try:
+        sites = rules.sites_from_mapping(data.get("sites"), "sites")
+    except ValueError as exc:
+        text = str(exc)
+        raise ConfigError(f"{label}: {text if text.startswith('sites') else 'sites: ' + text}"
+                          ) from None
     dedup_settings = sub("dedup", dedup.dedup_from_mapping, data.get("dedup") or {})
     fetch_settings = sub("fetch", _fetch_from_mapping, data.get("fetch") or {})
 

@@ -147,6 +147,9 @@ class Fetcher:
                 except netguard.BlockedAddress as exc:
                     result.error = f"refused: {exc}"
                     return result
+                except OSError as exc:  # the guard's DNS lookup failed
+                    result.error = f"cannot resolve: {_describe(exc)}"
+                    return result
                 except FetchError as exc:
                     result.error = str(exc)
                     return result
@@ -174,9 +177,13 @@ class Fetcher:
                        result: FetchResult) -> None:
         current = url
         for hop in range(self.settings.max_redirects + 1):
+            target, hop_headers, extensions = current, dict(headers), {}
             if guard:
-                await netguard.check_url(current, self.settings.allow_private)
-            async with self._client.stream("GET", current, headers=headers) as response:
+                approved = await netguard.check_url(current, self.settings.allow_private)
+                if approved:
+                    target, hop_headers, extensions = _pinned(current, approved[0], hop_headers)
+            async with self._client.stream("GET", target, headers=hop_headers,
+                                           extensions=extensions) as response:
                 result.url = current
                 result.status = response.status_code
                 result.headers = {k.lower(): v for k, v in response.headers.items()}
@@ -225,6 +232,23 @@ class Fetcher:
                 raise _BodyTooLarge(_too_large(cap))
             chunks.append(data)
         return b"".join(chunks)
+
+
+def _pinned(url: str, address: str, headers: dict[str, str]
+            ) -> tuple[str, dict[str, str], dict[str, str]]:
+    """Aim the request at the address the guard approved, keeping Host and TLS SNI.
+
+    Letting httpx resolve the name again would open a DNS-rebinding hole: a name that
+    answers a public address to the check and 127.0.0.1 to the connection.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if host == address.split("%")[0]:
+        return url, headers, {}
+    literal = f"[{address}]" if ":" in address else address
+    netloc = literal + (f":{parts.port}" if parts.port else "")
+    headers["Host"] = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=netloc).geturl(), headers, {"sni_hostname": host}
 
 
 def _too_large(cap: int) -> str:

@@ -129,12 +129,14 @@ def _host_allowed(host: str, hosts: set[str]) -> bool:
     return False
 
 
-async def check_url(url: str, allow: Sequence[str] = ()) -> None:
+async def check_url(url: str, allow: Sequence[str] = ()) -> list[str]:
     """Raise BlockedAddress unless ``url`` is http(s) and every address of its host is public.
 
     ``allow`` lifts the refusal for listed host names (exact, or ``*.domain``) and for
     addresses inside listed CIDRs.  Resolution errors propagate as ``OSError`` (the
-    request would fail the same way).
+    request would fail the same way).  Returns the approved addresses, so the caller can
+    connect to one of them rather than resolve again (a second lookup could answer
+    differently: DNS rebinding); empty for an allow-listed host name.
     """
     try:
         parts = urlsplit(url.strip())
@@ -149,7 +151,7 @@ async def check_url(url: str, allow: Sequence[str] = ()) -> None:
         raise BlockedAddress(f"refusing {url!r}: no host")
     allow_hosts, allow_nets = _parse_allow(allow)
     if allow_hosts and _host_allowed(host, allow_hosts):
-        return
+        return []
     if port is None:
         port = 443 if scheme == "https" else 80
 
@@ -157,8 +159,10 @@ async def check_url(url: str, allow: Sequence[str] = ()) -> None:
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     if not infos:
         raise BlockedAddress(f"refusing {url!r}: {host!r} resolved to no address")
+    approved: list[str] = []
     for _family, _type, _proto, _canon, sockaddr in infos:
         raw = str(sockaddr[0])
+        approved.append(raw)
         ip = ipaddress.ip_address(raw.split("%", 1)[0])
         if isinstance(ip, ipaddress.IPv6Address) and len(sockaddr) >= 4 and sockaddr[3]:
             ip = ipaddress.IPv6Address(f"{ip}%{sockaddr[3]}")
@@ -170,3 +174,4 @@ async def check_url(url: str, allow: Sequence[str] = ()) -> None:
             f"refusing {url!r}: {host!r} resolves to {ip}, which is not a public address "
             "(add the host or a CIDR to the fetch allow-list to permit it)"
         )
+    return approved

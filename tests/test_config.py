@@ -106,3 +106,15 @@ def test_unknown_feed_name_is_a_usage_error(tmp_path: Path,
                                                 ("2h", 7200), ("1.5h", 5400), ("1d", 86400)])
 def test_parse_interval(value: object, seconds: int) -> None:
     assert parse_interval(value) == seconds
+
+
+def test_sites_block_errors_name_the_host(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "sites:\n  example.org: {remove: [3]}\nfeeds: []\n")
+    assert message.startswith("feeds.yaml: sites")
+    assert "example.org" in message and "remove[0]" in message
+
+
+def test_sites_block_is_keyed_by_lowercase_host(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "sites:\n  News.Example.ORG: {remove: [p.ad]}\n"
+                                         "feeds: []\n"))
+    assert config.sites["news.example.org"].remove == ("p.ad",)

@@ -145,3 +145,16 @@ def test_backoff_grows_and_is_jittered() -> None:
     assert [max(d) <= 2 ** a for a, d in enumerate(delays)] == [True] * 4
     assert max(delays[3]) > max(delays[0])
     assert len({round(d, 3) for d in delays[2]}) > 100  # spread, not lockstep
+
+
+def test_guarded_fetch_connects_to_the_address_it_checked(feed_server: FeedServer) -> None:
+    """No second DNS lookup (rebinding): the request goes to the approved address, with the
+    original Host header."""
+    feed_server.serve("/page", b"<html>ok</html>", "text/html")
+    settings = FetchSettings(retries=0, allow_private=("127.0.0.0/8", "::1/128"))
+    url = feed_server.url("/page").replace("127.0.0.1", "localhost")
+    result = fetch(url, settings, guard=True)
+    assert result.ok and result.body == b"<html>ok</html>"
+    assert result.url == url
+    assert feed_server.requests_to("/page")[0].headers["host"] == f"localhost:{feed_server.port}"
+
