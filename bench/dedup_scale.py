@@ -118,16 +118,19 @@ def bulk_load(conn, count: int, keys_per_entry: int, rng: np.random.Generator) -
             ids = np.arange(start_id + offset, start_id + offset + n)
             ts = NOW_TS - rng.integers(0, 365 * 86400, n)
             keys = rng.integers(-(2**63), 2**63 - 1, (n, keys_per_entry), dtype=np.int64)
+            # Random sketches, as unrelated articles' are: the rows are as large as real ones.
+            sketches = rng.integers(0, 2**16, (n, fingerprint.SKETCH_BINS), dtype=np.uint16)
             conn.executemany(
                 "INSERT INTO entries (id, feed, entry_key, title, published, fetched_at, "
                 "updated_at) VALUES (?, 'filler', ?, ?, ?, ?, ?)",
                 [(int(i), f"k{i}", f"filler {i}", NOW, NOW, NOW) for i in ids.tolist()])
             conn.executemany(
                 "INSERT INTO dedup_fingerprints (entry_id, ts, canonical_url, text_hash, title, "
-                "length, keys) VALUES (?, ?, ?, ?, ?, 1500, ?)",
-                [(i, t, f"https://example.org/{i}", f"{i:064x}", f"filler{i}", k.tobytes())
-                 for i, t, k in zip(ids.tolist(), ts.tolist(), np.sort(keys, axis=1),
-                                    strict=True)])
+                "length, keys, sketch, shingles) VALUES (?, ?, ?, ?, ?, 1500, ?, ?, 1490)",
+                [(i, t, f"https://example.org/{i}", f"{i:064x}", f"filler{i}", k.tobytes(),
+                  sk.tobytes())
+                 for i, t, k, sk in zip(ids.tolist(), ts.tolist(), np.sort(keys, axis=1),
+                                        sketches, strict=True)])
             flat = np.column_stack([keys.ravel(), np.repeat(ids, keys_per_entry)])
             flat = flat[np.argsort(flat[:, 0], kind="stable")]
             conn.executemany("INSERT OR IGNORE INTO dedup_keys (key, entry_id) VALUES (?, ?)",

@@ -44,11 +44,12 @@ import signal
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -59,6 +60,7 @@ from scraper.config import Config, ConfigError, FeedConfig, load_config
 from scraper.fetch import Fetcher
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Retry delay for a feed another process holds (``scrape --once`` refreshing it): a
 #: refresh takes seconds, so a short wait usually finds the row updated, and the visit then
@@ -127,28 +129,6 @@ def run(args: argparse.Namespace) -> int:
         app.close()
 
 
-def release_stale_claims(conn: sqlite3.Connection, host: str | None = None) -> list[str]:
-    """Clear claims left by dead processes of this host (a crash, a SIGKILL).
-
-    Without this, a daemon restarted right after a crash would see its own feeds as
-    "busy" until the old claims expire (minutes).  Claims of other hosts, or of live
-    processes, are left alone: their owner may still be writing.
-    """
-    host = host or socket.gethostname()
-    freed = []
-    rows = conn.execute("SELECT name, claimed_by FROM feeds WHERE claimed_by LIKE ?",
-                        (host.replace("%", "\\%") + ":%",)).fetchall()
-    for name, claimant in rows:
-        pid_text = claimant.rsplit(":", 1)[-1]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _alive(int(pid_text)):
-            continue
-        with store.transaction(conn):
-            conn.execute("UPDATE feeds SET claimed_by = NULL, claimed_until = NULL "
-                         "WHERE name = ? AND claimed_by = ?", (name, claimant))
-        freed.append(name)
-    return freed
-
-
 def start_forkserver_deaf_to_sigint() -> None:
     """Start the pool's fork server with SIGINT ignored, so its workers ignore it too.
 
@@ -171,18 +151,15 @@ def start_forkserver_deaf_to_sigint() -> None:
         signal.signal(signal.SIGINT, previous)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, owned by someone else
-    return True
-
-
 class Daemon:
-    """The scheduler loop over ``pipeline.Refresher``; ``serve()`` runs it until stopped."""
+    """The scheduler loop over ``pipeline.Refresher``; ``serve()`` runs it until stopped.
+
+    Database discipline: once serving, every use of ``conn`` goes through the refresher's
+    database thread (``Refresher.db``), the one thread the pipeline itself writes from, so
+    the daemon's own reads and writes (due times, heartbeat, reload) never land inside a
+    refresh's transaction.  Hence one ``Refresher`` for the whole life of the process: a
+    second one would bring a second database thread.
+    """
 
     def __init__(self, config: Config, conn: sqlite3.Connection, *, workers: int | None = None,
                  settings: Settings | None = None, only: list[str] | None = None,
@@ -198,31 +175,37 @@ class Daemon:
         self.clock = clock
         self.feeds: dict[str, FeedConfig] = {f.name: f for f in self._select(config)}
         self.running: dict[str, asyncio.Task[None]] = {}
+        self._firing: set[str] = set()  # timers that went off and are reading their row
+        self._chores: dict[str, asyncio.Task[None]] = {}  # heartbeat, sweep, config watch
         self.refreshes = 0  # completed refreshes, for tests and the log
         self.stopping = False
-        self.executor: Executor | None = None
         self.fetcher: Fetcher | None = None
         self.refresher: pipeline.Refresher | None = None
         self.scheduler: AsyncIOScheduler | None = None
         self._retired: list[tuple[Fetcher, set[asyncio.Task[None]]]] = []
-        self._background: set[asyncio.Future[None]] = set()  # keeps fire-and-forget alive
+        self._background: set[asyncio.Future[object]] = set()  # keeps fire-and-forget alive
+        self._reload_lock: asyncio.Lock | None = None
         self._stop: asyncio.Event | None = None
         self._abandon: asyncio.Event | None = None
         self._config_key: tuple[int, int, int] | None = None
         self._config_missing = False
         self._started_at = store.iso(clock())
 
+    async def _db(self, fn: Callable[..., T], *args: object) -> T:
+        """Run ``fn`` where the pipeline runs its database work (inline before serving)."""
+        if self.refresher is None:
+            return fn(*args)
+        return await self.refresher.db(fn, *args)
+
     # -- life cycle ----------------------------------------------------------------------
 
     async def serve(self) -> int:
         loop = asyncio.get_running_loop()
         self._stop, self._abandon = asyncio.Event(), asyncio.Event()
+        self._reload_lock = asyncio.Lock()
         self._install_signals(loop)
+        # Nothing else uses the connection yet: these run inline.
         store.sync_feeds(self.conn, [(f.name, f.url) for f in self.config.feeds])
-        freed = release_stale_claims(self.conn)
-        if freed:
-            log.info("released %d claims left by a dead process: %s", len(freed),
-                     ", ".join(freed))
         self._warn_other_daemon()
         try:
             await self._start_up(loop)
@@ -234,23 +217,25 @@ class Daemon:
     async def _start_up(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.workers != 0:
             start_forkserver_deaf_to_sigint()
-        self.executor = pipeline.make_executor(self.workers)
         self.fetcher = Fetcher(self.config.fetch)
-        self.refresher = pipeline.Refresher(self.config, self.conn, self.fetcher, self.executor)
+        self.refresher = pipeline.Refresher(self.config, self.conn, self.fetcher,
+                                            pipeline.make_executor(self.workers))
         self._config_key = self._stat_config()
         self.scheduler = AsyncIOScheduler(
             event_loop=loop, timezone=UTC,
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1})
         self.scheduler.start()
+        dues = await self._db(self._due_times)
         for name in self.feeds:
-            self._schedule_from_row(name)
+            self._schedule(name, dues.get(name) or self.clock())
         self._add_interval(self._heartbeat_job, self.settings.heartbeat, "heartbeat")
         if self.settings.config_poll > 0:
             self._add_interval(self._config_job, self.settings.config_poll, "config-watch")
         self._add_interval(self._sweep_job, self.settings.sweep, "sweep")
-        self._beat("running")
+        await self._db(self._beat, "running")
         log.info("daemon started (pid %d, scrape %s): %d feeds from %s, database %s",
-                 os.getpid(), __version__, len(self.feeds), self.config.path, self._db_name(),
+                 os.getpid(), __version__, len(self.feeds), self.config.path,
+                 await self._db(self._db_name),
                  extra={"fields": {"event": "start", "feeds": len(self.feeds)}})
 
     def request_stop(self, reason: str = "request") -> None:
@@ -272,7 +257,12 @@ class Daemon:
         if self.stopping:
             return
         self._config_key = self._stat_config()  # this reload covers the current file
-        self.reload(reason)
+        self._spawn(self.reload(reason))
+
+    def _spawn(self, coro: Coroutine[Any, Any, object]) -> None:
+        task: asyncio.Future[object] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for sig, handler in ((signal.SIGTERM, self.request_stop),
@@ -283,17 +273,25 @@ class Daemon:
 
     async def _shutdown(self) -> None:
         self.stopping = True
-        self._beat("stopping")
+        with contextlib.suppress(Exception):
+            await self._db(self._beat, "stopping")
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)  # no new work; our refresh tasks are not its
         abandoned = await self._drain(self.settings.shutdown_grace)
-        fetchers = [self.fetcher, *(f for f, _ in self._retired)]
-        for fetcher in fetchers:
+        for task in [*self._background, *self._chores.values()]:
+            task.cancel()
+        for fetcher in [self.fetcher, *(f for f, _ in self._retired)]:
             if fetcher is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(fetcher.aclose(), CANCEL_WAIT)
-        self._close_executor(self.executor, abandoned=bool(abandoned))
-        self._beat("stopped")
+        refresher, self.refresher = self.refresher, None
+        if refresher is not None:
+            _close_executor(refresher.executor, abandoned=bool(abandoned))
+            refresher.executor = None
+            # Waits for the database thread's current call: a transaction that a cancelled
+            # refresh had started still commits (or rolls back) before the connection closes.
+            refresher.close()
+        self._beat("stopped")  # inline: the database thread is gone, nothing else writes
         log.info("daemon stopped (%d refreshes done, %d abandoned)", self.refreshes,
                  len(abandoned), extra={"fields": {"event": "stopped",
                                                    "refreshes": self.refreshes,
@@ -323,29 +321,14 @@ class Daemon:
             await asyncio.wait(list(left.values()), timeout=CANCEL_WAIT)
         return sorted(left)
 
-    @staticmethod
-    def _close_executor(executor: Executor | None, abandoned: bool) -> None:
-        if executor is None:
-            return
-        if abandoned:
-            # A worker may still be busy with an abandoned feed's CPU work; waiting for it
-            # could break the 30 s promise.  ``_processes`` is ProcessPoolExecutor's own
-            # (CPython 3.11-3.13), hence the getattr.
-            for process in list(getattr(executor, "_processes", {}).values()):
-                with contextlib.suppress(Exception):
-                    process.terminate()
-            executor.shutdown(wait=False, cancel_futures=True)
-        else:
-            executor.shutdown(wait=True, cancel_futures=True)
-
     def _warn_other_daemon(self) -> None:
         """Say so when this database already has a live daemon, or had one that crashed."""
         health = meta_keys.daemon_health(self.conn, self.clock())
         pid, host = health.pid, health.host
-        if health.state not in ("running", "stopping") or (
+        if health.state not in ("running", "stopping") or not pid or (
                 pid == str(os.getpid()) and host == socket.gethostname()):
             return
-        if host == socket.gethostname() and pid and pid.isdigit() and not _alive(int(pid)):
+        if pipeline.claim_is_dead(f"{host}:{pid}"):
             log.warning("the previous daemon (pid %s) did not stop cleanly; its refreshes in "
                         "flight are due again now", pid)
         elif health.healthy:
@@ -355,9 +338,23 @@ class Daemon:
 
     # -- scheduling ----------------------------------------------------------------------
 
-    def _add_interval(self, func: Callable[[], object], seconds: float, job_id: str) -> None:
+    def _add_interval(self, func: Callable[[], Coroutine[Any, Any, None]], seconds: float,
+                      job_id: str) -> None:
+        """Run ``func`` every ``seconds``, skipping a turn while the previous one still runs.
+
+        The job itself only starts a task and returns: a chore waiting for a busy database
+        thread must not make APScheduler log "maximum number of running instances reached"
+        at every tick.
+        """
         assert self.scheduler is not None
-        self.scheduler.add_job(func, "interval", seconds=seconds, id=job_id, name=job_id,
+
+        async def tick() -> None:
+            current = self._chores.get(job_id)
+            if self.stopping or (current is not None and not current.done()):
+                return
+            self._chores[job_id] = asyncio.create_task(func(), name=job_id)
+
+        self.scheduler.add_job(tick, "interval", seconds=seconds, id=job_id, name=job_id,
                                replace_existing=True)
 
     @staticmethod
@@ -373,32 +370,41 @@ class Daemon:
                                id=self._job_id(name), name=f"refresh {name}",
                                replace_existing=True)
 
-    def _schedule_from_row(self, name: str) -> None:
-        due = store.parse_iso(store.feed_state(self.conn, name).get("next_due_at"))
-        self._schedule(name, due or self.clock())
-
     def _unschedule(self, name: str) -> None:
         if self.scheduler is None:
             return
         with contextlib.suppress(JobLookupError):
             self.scheduler.remove_job(self._job_id(name))
 
+    def _due_times(self) -> dict[str, datetime | None]:
+        return {r["name"]: store.parse_iso(r["next_due_at"])
+                for r in self.conn.execute("SELECT name, next_due_at FROM feeds")}
+
+    def _due_time(self, name: str) -> datetime | None:
+        row = self.conn.execute("SELECT next_due_at FROM feeds WHERE name = ?",
+                                (name,)).fetchone()
+        return store.parse_iso(row[0]) if row else None
+
+    def _busy(self, name: str) -> bool:
+        return name in self.running or name in self._firing
+
     async def _fire(self, name: str) -> None:
         """The timer of one feed went off: refresh it if its row says it is due."""
-        if self.stopping or name not in self.feeds or name in self.running:
+        if self.stopping or name not in self.feeds or self._busy(name):
             return  # a running refresh sets the next timer itself when it ends
-        due = store.parse_iso(store.feed_state(self.conn, name).get("next_due_at"))
-        now = self.clock()
-        if not schedule.is_due(due, now):
+        self._firing.add(name)
+        try:
+            due = await self._db(self._due_time, name)
+        finally:
+            self._firing.discard(name)
+        if self.stopping or name not in self.feeds or name in self.running:
+            return  # things changed while the row was read
+        if not schedule.is_due(due, self.clock()):
             assert due is not None
             self._schedule(name, due)  # someone (scrape --once) refreshed it meanwhile
             return
-        self._start(name)
-
-    def _start(self, name: str) -> None:
         assert self.refresher is not None
-        refresher = self.refresher
-        task = asyncio.create_task(self._refresh(refresher, self.feeds[name]),
+        task = asyncio.create_task(self._refresh(self.refresher, self.feeds[name]),
                                    name=f"refresh:{name}")
         self.running[name] = task
 
@@ -417,25 +423,25 @@ class Daemon:
             self._reap_fetchers()
         self.refreshes += 1
         try:
-            self._after(feed, result, time.perf_counter() - started)
+            await self._after(feed, result, time.perf_counter() - started)
         except Exception:
             # Never let a logging or database hiccup leave the feed without a timer.
             log.exception("%s: could not reschedule; retrying in its interval", feed.name)
             self._schedule(feed.name, self.clock() + timedelta(seconds=feed.interval))
 
-    def _after(self, feed: FeedConfig, result: pipeline.FeedResult | None,
-               seconds: float) -> None:
+    async def _after(self, feed: FeedConfig, result: pipeline.FeedResult | None,
+                     seconds: float) -> None:
         """Log the refresh and set the feed's next timer from its row."""
-        now = self.clock()
         if result is not None and result.status == "busy":
             wait = schedule.jittered(min(float(feed.interval), BUSY_RETRY), self.rng)
-            due = now + timedelta(seconds=wait)
+            due = self.clock() + timedelta(seconds=wait)
         else:
-            due = store.parse_iso(store.feed_state(self.conn, feed.name).get("next_due_at"))
+            due = await self._db(self._due_time, feed.name)
+            now = self.clock()
             if due is None or due <= now:
                 floor = max(MIN_DELAY, schedule.jittered(float(feed.interval), self.rng))
                 due = now + timedelta(seconds=floor)
-        log_refresh(feed.name, result, seconds, due, now)
+        log_refresh(feed.name, result, seconds, due, self.clock())
         if (result is not None and result.error and "BrokenProcessPool" in result.error
                 and not self.stopping):
             self._replace_executor()
@@ -444,22 +450,20 @@ class Daemon:
     def _replace_executor(self) -> None:
         """A worker process died (OOM killer, a crash): the pool refuses all work from then
         on, so every later refresh would fail.  Start a new one."""
-        old = self.executor
-        self.executor = pipeline.make_executor(self.workers)
-        for refresher in self._refreshers():
-            refresher.executor = self.executor
+        if self.refresher is None:
+            return
+        old, self.refresher.executor = self.refresher.executor, pipeline.make_executor(
+            self.workers)
         log.warning("the worker pool broke (a worker process died); started a new one")
         if old is not None:
             with contextlib.suppress(Exception):
                 old.shutdown(wait=False, cancel_futures=True)
 
-    def _refreshers(self) -> list[pipeline.Refresher]:
-        return [self.refresher] if self.refresher is not None else []
-
     # -- housekeeping jobs ---------------------------------------------------------------
 
     async def _heartbeat_job(self) -> None:
-        self._beat("running")
+        if not self.stopping:
+            await self._db(self._beat, "running")
 
     def _beat(self, state: str) -> None:
         """Record that the loop is alive; ``scrape status --check`` reads it."""
@@ -484,9 +488,9 @@ class Daemon:
                 self._config_missing = True
             return
         self._config_missing = False
-        if key != self._config_key:
+        if key != self._config_key and not self.stopping:
             self._config_key = key
-            self.reload(f"{self.config.path.name} changed")
+            await self.reload(f"{self.config.path.name} changed")
 
     def _stat_config(self) -> tuple[int, int, int] | None:
         try:
@@ -496,19 +500,18 @@ class Daemon:
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     async def _sweep_job(self) -> None:
-        self.sweep()
+        await self.sweep()
 
-    def sweep(self) -> None:
+    async def sweep(self) -> None:
         """Give every feed a timer, and follow rows whose due time moved earlier."""
         if self.stopping or self.scheduler is None:
             return
-        rows = {r["name"]: store.parse_iso(r["next_due_at"])
-                for r in self.conn.execute("SELECT name, next_due_at FROM feeds")}
+        dues = await self._db(self._due_times)
         for name in self.feeds:
-            if name in self.running:
+            if self._busy(name) or self.stopping:
                 continue
             job = self.scheduler.get_job(self._job_id(name))
-            due = rows.get(name) or self.clock()
+            due = dues.get(name) or self.clock()
             if job is None:
                 log.warning("%s: had no timer; rescheduled from its row", name)
                 self._schedule(name, due)
@@ -523,24 +526,26 @@ class Daemon:
 
         return select_feeds(config, self.only)
 
-    def reload(self, reason: str) -> bool:
+    async def reload(self, reason: str) -> bool:
         """Load feeds.yaml again and apply it; an invalid file changes nothing."""
-        try:
-            new = load_config(self.config.path)
-            selected = self._select(new)
-        except ConfigError as exc:
-            log.error("config reload (%s) refused, the previous config stays in force: %s",
-                      reason, exc, extra={"fields": {"event": "reload-refused",
-                                                     "reason": reason, "error": str(exc)}})
-            return False
-        except Exception as exc:  # a validator's bug must not take the daemon down
-            log.exception("config reload (%s) refused, the previous config stays in force: "
-                          "%s: %s", reason, type(exc).__name__, exc)
-            return False
-        self._apply(new, selected, reason)
-        return True
+        lock = self._reload_lock or asyncio.Lock()
+        async with lock:
+            try:
+                new = load_config(self.config.path)
+                selected = self._select(new)
+            except ConfigError as exc:
+                log.error("config reload (%s) refused, the previous config stays in force: %s",
+                          reason, exc, extra={"fields": {"event": "reload-refused",
+                                                         "reason": reason, "error": str(exc)}})
+                return False
+            except Exception as exc:  # a validator's bug must not take the daemon down
+                log.exception("config reload (%s) refused, the previous config stays in "
+                              "force: %s: %s", reason, type(exc).__name__, exc)
+                return False
+            await self._apply(new, selected, reason)
+            return True
 
-    def _apply(self, new: Config, selected: list[FeedConfig], reason: str) -> None:
+    async def _apply(self, new: Config, selected: list[FeedConfig], reason: str) -> None:
         old_feeds, new_feeds = self.feeds, {f.name: f for f in selected}
         added = sorted(new_feeds.keys() - old_feeds.keys())
         removed = sorted(old_feeds.keys() - new_feeds.keys())
@@ -549,40 +554,26 @@ class Daemon:
         if new.database != self.config.database and not self.db_from_args:
             log.warning("config reload: 'database' changed to %s; the daemon keeps %s until "
                         "it is restarted", new.database, self.config.database)
-        now = self.clock()
         moved = [n for n in changed if new_feeds[n].url != old_feeds[n].url]
-        store.sync_feeds(self.conn, [(f.name, f.url) for f in new.feeds])
-        with store.transaction(self.conn):
-            for name in moved:
-                # The validators (ETag, Last-Modified) belong to the old URL; fetch anew now.
-                self.conn.execute("UPDATE feeds SET etag = NULL, last_modified = NULL, "
-                                  "next_due_at = NULL WHERE name = ?", (name,))
-            for name in changed:
-                if name in moved or new_feeds[name].interval >= old_feeds[name].interval:
-                    continue
-                # A shorter interval takes effect now, not after the old, longer wait
-                # (a failing feed keeps its backoff).
-                soon = now + timedelta(seconds=schedule.jittered(new_feeds[name].interval,
-                                                                 self.rng))
-                self.conn.execute(
-                    "UPDATE feeds SET next_due_at = ? WHERE name = ? AND error_count = 0 "
-                    "AND (next_due_at IS NULL OR next_due_at > ?)",
-                    (store.iso(soon), name, store.iso(soon)))
+        shorter = {n: new_feeds[n].interval for n in changed if n not in moved
+                   and new_feeds[n].interval < old_feeds[n].interval}
+        dues = await self._db(self._apply_rows, new, moved, shorter)
+        if self.stopping:
+            return
         if new.fetch != self.config.fetch and self.refresher is not None:
             # In-flight refreshes finish with the old client; it is closed when they end.
             if self.fetcher is not None:
                 self._retired.append((self.fetcher, set(self.running.values())))
-            self.fetcher = Fetcher(new.fetch)
-            self.refresher = pipeline.Refresher(new, self.conn, self.fetcher, self.executor)
+            self.fetcher = self.refresher.fetcher = Fetcher(new.fetch)
             self._reap_fetchers()
-        elif self.refresher is not None:
+        if self.refresher is not None:
             self.refresher.config = new
         self.config, self.feeds = new, new_feeds
         for name in removed:
             self._unschedule(name)
         for name in added + changed:
-            if name not in self.running:
-                self._schedule_from_row(name)
+            if not self._busy(name):
+                self._schedule(name, dues.get(name) or self.clock())
         log.info("config reloaded (%s): %d feeds; added: %s; removed: %s; changed: %s",
                  reason, len(new_feeds), ", ".join(added) or "-", ", ".join(removed) or "-",
                  ", ".join(changed) or "-",
@@ -590,23 +581,56 @@ class Daemon:
                                    "feeds": len(new_feeds), "added": added,
                                    "removed": removed, "changed": changed}})
 
+    def _apply_rows(self, new: Config, moved: list[str],
+                    shorter: dict[str, int]) -> dict[str, datetime | None]:
+        """The reload's database side (on the database thread): rows for new feeds, a moved
+        feed's validators dropped, a shortened interval brought forward."""
+        store.sync_feeds(self.conn, [(f.name, f.url) for f in new.feeds])
+        now = self.clock()
+        with store.transaction(self.conn):
+            for name in moved:
+                # The validators (ETag, Last-Modified) belong to the old URL; fetch anew now.
+                self.conn.execute("UPDATE feeds SET etag = NULL, last_modified = NULL, "
+                                  "next_due_at = NULL WHERE name = ?", (name,))
+            for name, interval in shorter.items():
+                # A shorter interval takes effect now, not after the old, longer wait
+                # (a failing feed keeps its backoff).
+                soon = store.iso(now + timedelta(seconds=schedule.jittered(interval, self.rng)))
+                self.conn.execute(
+                    "UPDATE feeds SET next_due_at = ? WHERE name = ? AND error_count = 0 "
+                    "AND (next_due_at IS NULL OR next_due_at > ?)", (soon, name, soon))
+        return self._due_times()
+
     def _reap_fetchers(self) -> None:
         """Close replaced HTTP clients once the refreshes that used them have ended."""
+        if self.stopping:
+            return  # _shutdown closes them all
         keep = []
         for fetcher, users in self._retired:
             if all(t.done() for t in users):
-                if not self.stopping:
-                    closing = asyncio.ensure_future(fetcher.aclose())
-                    self._background.add(closing)
-                    closing.add_done_callback(self._background.discard)
+                self._spawn(fetcher.aclose())
             else:
                 keep.append((fetcher, users))
-        if not self.stopping:
-            self._retired = keep
+        self._retired = keep
 
     def _db_name(self) -> str:
         row = self.conn.execute("PRAGMA database_list").fetchone()
         return str(row[2]) if row else "?"
+
+
+def _close_executor(executor: Executor | None, abandoned: bool) -> None:
+    if executor is None:
+        return
+    if abandoned:
+        # A worker may still be busy with an abandoned feed's CPU work; waiting for it
+        # could break the 30 s promise.  ``_processes`` is ProcessPoolExecutor's own
+        # (CPython 3.11-3.13), hence the getattr.
+        for process in list((getattr(executor, "_processes", None) or {}).values()):
+            with contextlib.suppress(Exception):
+                process.terminate()
+        executor.shutdown(wait=False, cancel_futures=True)
+    else:
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 def log_refresh(name: str, result: pipeline.FeedResult | None, seconds: float,

@@ -7,7 +7,9 @@ Three levels of evidence, each found through one SQLite index of 64-bit keys
 - ``exact``: the same folded text (SHA-256 of :func:`fingerprint.fold_text`);
 - ``near``: LSH band keys of a one-permutation MinHash over character shingles find
   candidates; a candidate is linked only when the exact shingle containment (how much of the
-  shorter text lies inside the longer) reaches ``threshold``.  Containment and not Jaccard,
+  shorter text lies inside the longer) reaches ``threshold``.  A stored sketch estimates each
+  candidate's containment first, and the exact score is only computed for candidates whose
+  estimate could reach ``threshold`` (see :func:`_could_reach`).  Containment and not Jaccard,
   because a reprint that trims a quarter of the article (the corpus' 龙芯 pair, Jaccard 0.61,
   containment 0.85) is still the same article, while two write-ups of one event sharing 70%
   of their text stay below it;
@@ -61,13 +63,35 @@ CREATE TABLE dedup_keys (
 ) WITHOUT ROWID;
 """
 
+#: Second migration (``store.MIGRATIONS`` entry 4, kept identical): the estimation sketch
+#: (:func:`fingerprint.sketch`, 256 bytes) and the distinct shingle count of each entry.  Rows
+#: indexed before it have NULLs: their candidates get the exact score, and the next
+#: ``link_entries`` over them (or ``scrape dedup --rebuild``) fills the columns in.
+MIGRATION_SKETCH = """
+ALTER TABLE dedup_fingerprints ADD COLUMN sketch BLOB;
+ALTER TABLE dedup_fingerprints ADD COLUMN shingles INTEGER;
+"""
+
+#: Every migration of the dedup tables, in the order ``store.MIGRATIONS`` applies them.
+MIGRATIONS = (MIGRATION, MIGRATION_SKETCH)
+
 METHODS = ("url", "exact", "near", "title")
 _PRIORITY = {m: i for i, m in enumerate(METHODS)}
 
 #: Candidates confirmed per entry at most (each costs a text fold and a set intersection,
-#: about 60 µs).  Candidates come strongest first and one per cluster, so this only bounds
-#: pathological buckets: a story reprinted by 32 distinct unlinked clusters.
+#: about 60 µs).  Candidates come strongest first and one per cluster, and only those whose
+#: estimate could reach the threshold count, so this only bounds pathological buckets: a story
+#: reprinted by 32 distinct unlinked clusters.
 MAX_CONFIRMATIONS = 32
+
+#: Standard deviations of margin below the Jaccard a pair needs before its sketch estimate
+#: rules it out.  The estimate of J from k agreeing bins is binomial(k, J) / k (measured with
+#: random sets: standard deviation 0.88-0.98 x sqrt(J(1 - J) / k), at most 1.0 x with the
+#: effective k of :func:`_could_reach`); its exact lower tail at 5 sigma is 5.6e-7 for k = 128
+#: at J = 0.67 (equal-sized texts at containment 0.8) and 1e-6 for k = 100, against 3.5e-5 at
+#: 4 sigma.  A pair sitting exactly at the threshold is missed about once in a million; a
+#: real reprint sits well above it (containment >= 0.85 in bench/dedup_quality.py).
+SKETCH_SIGMAS = 5.0
 
 #: A short text shorter than this (folded characters) is not evidence even when it lies
 #: inside an article: "点击查看全文" would otherwise link every teaser that ends with it.
@@ -166,6 +190,7 @@ class _Entry:
     dup_method: str | None
     dup_score: float | None
     stored: tuple[Any, ...] | None = None  # (ts, text_hash, title, keys) as last indexed
+    sketched: bool = False  # the stored row has a sketch (rows from before migration 4 don't)
 
 
 @dataclass
@@ -176,8 +201,14 @@ class _Candidate:
     title: str
     text_hash: str
     kinds: set[str]
-    root: int  # its cluster root (itself when it is an original)
     bands: int = 0  # LSH bands shared
+    sketch: bytes | None = None  # fingerprint.sketch of its text (None: indexed before it)
+    shingles: int | None = None  # distinct shingles of its text
+    estimate: float | None = None  # estimated Jaccard with the entry being linked
+    reachable: bool = True  # False: the estimate says containment cannot reach the threshold
+    #: Its cluster root (itself when it is an original); read by :func:`_link` only for the
+    #: candidates it judges (reading ``entries`` for every candidate cost a third of a lookup).
+    root: int = 0
 
 
 @dataclass
@@ -192,14 +223,15 @@ class _Verdict:
 
 _ENTRY_COLUMNS = ("e.id, e.feed, e.title, e.content_text, e.summary, e.url, e.published, "
                   "e.fetched_at, e.duplicate_of, e.dup_method, e.dup_score, "
-                  "f.ts, f.text_hash, f.title, f.keys")
+                  "f.ts, f.text_hash, f.title, f.keys, f.sketch IS NOT NULL")
 
 
 def _entry(row: Sequence[Any]) -> _Entry:
     ts_text = row[6] or row[7]
     return _Entry(id=row[0], feed=row[1], title=row[2] or "", text=row[3] or row[4] or "",
                   url=row[5], ts=_epoch(ts_text), duplicate_of=row[8], dup_method=row[9],
-                  dup_score=row[10], stored=None if row[11] is None else tuple(row[11:15]))
+                  dup_score=row[10], stored=None if row[11] is None else tuple(row[11:15]),
+                  sketched=bool(row[15]))
 
 
 def _epoch(text: str | None) -> int:
@@ -277,9 +309,8 @@ def _candidates(conn: sqlite3.Connection, fp: Fingerprint, before: int | None,
         return {}
     marks = ",".join("?" * len(kinds_of))
     sql = (
-        "SELECT k.key, f.entry_id, f.ts, f.length, f.title, f.text_hash, e.duplicate_of "
+        "SELECT k.key, f.entry_id, f.ts, f.length, f.title, f.text_hash, f.sketch, f.shingles "
         "FROM dedup_keys k JOIN dedup_fingerprints f ON f.entry_id = k.entry_id "
-        "JOIN entries e ON e.id = k.entry_id "
         f"WHERE k.key IN ({marks}) AND k.entry_id != ?"
     )
     params: list[Any] = [*kinds_of, exclude]
@@ -290,16 +321,67 @@ def _candidates(conn: sqlite3.Connection, fp: Fingerprint, before: int | None,
         sql += " AND f.ts BETWEEN ? AND ?"
         params += [ts - window, ts + window]
     found: dict[int, _Candidate] = {}
-    for key, entry_id, cts, length, title, digest, dup_of in conn.execute(sql, params):
+    for key, entry_id, cts, length, title, digest, sk, shingles in conn.execute(sql, params):
         cand = found.get(entry_id)
         if cand is None:
             cand = found[entry_id] = _Candidate(entry_id, cts, length, title, digest, set(),
-                                                dup_of if dup_of is not None else entry_id)
+                                                sketch=sk, shingles=shingles)
         kind = kinds_of[key]
         cand.kinds.add(kind)
         if kind == "near":
             cand.bands += 1
     return found
+
+
+def _estimate(fp: Fingerprint, found: Iterable[_Candidate], threshold: float) -> None:
+    """Set each candidate's estimated Jaccard with ``fp`` and whether its containment could
+    reach ``threshold`` (one NumPy pass over all candidates; a few µs per entry)."""
+    if len(fp.sketch) != fpmod.SKETCH_BINS * 2 or not fp.shingles:
+        return
+    usable = [c for c in found if c.sketch is not None and c.shingles
+              and len(c.sketch) == len(fp.sketch)]
+    if not usable:
+        return
+    mine = np.frombuffer(fp.sketch, dtype=np.uint16)
+    theirs = np.frombuffer(b"".join(c.sketch or b"" for c in usable), dtype=np.uint16)
+    theirs = theirs.reshape(len(usable), fpmod.SKETCH_BINS)
+    estimates = fpmod.estimate_jaccard(mine, theirs)
+    sizes = np.array([c.shingles for c in usable], dtype=np.float64)
+    reach = _could_reach(estimates, float(fp.shingles), sizes, threshold)
+    for cand, value, ok in zip(usable, estimates.tolist(), reach.tolist(), strict=True):
+        cand.estimate, cand.reachable = value, ok
+
+
+def _could_reach(estimate: np.ndarray, mine: float, theirs: np.ndarray,
+                 threshold: float) -> np.ndarray:
+    """Could pairs with these estimated Jaccards and distinct shingle counts have a
+    containment of ``threshold``?  False only when the estimate is ``SKETCH_SIGMAS`` standard
+    deviations below the Jaccard that containment needs.
+
+    For sets of sizes a <= b, containment t means an intersection of t * a, hence a Jaccard of
+    J* = t * a / (a + b - t * a).  The test is one-sided at J*: a pair above J* is ruled out
+    even less often.  The estimator's spread is taken at J* with k = min(bins, a) effective
+    bins: a set smaller than the bin count fills the rest by densification, which adds no
+    information (measured: the spread is then 1.0-1.1 x the binomial's at k = bins).
+    """
+    small = np.minimum(mine, theirs)
+    inter = threshold * small
+    needed = inter / np.maximum(mine + theirs - inter, 1e-9)
+    bins = np.clip(small, 1.0, fpmod.SKETCH_BINS)
+    sigma = np.sqrt(needed * (1.0 - needed) / bins)
+    return (estimate >= needed - SKETCH_SIGMAS * sigma) | (small <= 0)
+
+
+def _short_pair(fp: Fingerprint, cand: _Candidate, settings: DedupSettings) -> bool:
+    return fp.short or cand.length < settings.short_chars
+
+
+def _ruled_out(fp: Fingerprint, cand: _Candidate, settings: DedupSettings) -> bool:
+    """True when :func:`_judge` (with ``screen``) cannot link this pair, known without any
+    I/O: no shared URL, not the same text, both long, and an estimate that cannot reach the
+    threshold.  Most candidates of an ordinary article end here, unjudged."""
+    return (not cand.reachable and "url" not in cand.kinds and cand.text_hash != fp.text_hash
+            and not _short_pair(fp, cand, settings))
 
 
 def _order(cand: _Candidate) -> tuple[int, int, int]:
@@ -308,19 +390,26 @@ def _order(cand: _Candidate) -> tuple[int, int, int]:
 
 
 def _judge(entry: _Entry, fp: Fingerprint, cand: _Candidate, settings: DedupSettings,
-           texts: _TextCache) -> _Verdict:
-    """Is ``entry`` a duplicate of ``cand``?  The one place the rules live (link and explain)."""
+           texts: _TextCache, screen: bool = False) -> _Verdict:
+    """Is ``entry`` a duplicate of ``cand``?  The one place the rules live (link and explain).
+
+    With ``screen``, a candidate whose sketch estimate cannot reach the threshold gets no exact
+    score (linking); explain leaves it off to show the real scores."""
     gap = abs(entry.ts - cand.ts)
     if gap > settings.window_seconds:
         return _Verdict(None, 0.0, f"outside the {settings.window_days:g}-day window")
     if "url" in cand.kinds:
         return _Verdict("url", 1.0, "same canonical URL")
-    short = fp.short or cand.length < settings.short_chars
+    short = _short_pair(fp, cand, settings)
     if not short and cand.text_hash == fp.text_hash:
         return _Verdict("exact", 1.0, "same normalized text")
     verdict = _Verdict(None, 0.0, "no evidence")
     if fp.length and cand.length and max(fp.length, cand.length) >= MIN_CONTAINED_CHARS \
             and min(fp.length, cand.length) >= MIN_CONTAINED_CHARS:
+        if screen and not cand.reachable:
+            verdict.reason = (f"estimated Jaccard {cand.estimate:.2f} cannot reach containment "
+                              f"{settings.threshold:g}")
+            return _judge_title(fp, cand, settings, gap, short, verdict)
         _, mine = texts.get(entry.id)
         _, theirs = texts.get(cand.id)
         jac, cont = fpmod.similarity(mine, theirs)
@@ -331,6 +420,12 @@ def _judge(entry: _Entry, fp: Fingerprint, cand: _Candidate, settings: DedupSett
             return _Verdict("near", round(cont, 4), f"{what}: containment {cont:.2f} "
                             f">= {settings.threshold:g} (Jaccard {jac:.2f})", jac, cont)
         verdict.reason = f"containment {cont:.2f} < {settings.threshold:g} (Jaccard {jac:.2f})"
+    return _judge_title(fp, cand, settings, gap, short, verdict)
+
+
+def _judge_title(fp: Fingerprint, cand: _Candidate, settings: DedupSettings, gap: int,
+                 short: bool, verdict: _Verdict) -> _Verdict:
+    """The title rule of :func:`_judge`, for pairs where one side is short."""
     if short:
         tsim = fpmod.title_similarity(fp.title, cand.title)
         verdict.title_similarity = tsim
@@ -386,6 +481,9 @@ def _link(conn: sqlite3.Connection, entry_ids: Iterable[int], settings: DedupSet
         blob = _keys_blob(keys)
         stored = entry.stored
         if not force and stored == (entry.ts, fp.text_hash, fp.title, blob):
+            if not entry.sketched:  # indexed before migration 4: add what it lacks
+                conn.execute("UPDATE dedup_fingerprints SET sketch = ?, shingles = ? "
+                             "WHERE entry_id = ?", (fp.sketch, fp.shingles, entry.id))
             if entry.duplicate_of is not None:
                 links.append(Link(entry.id, entry.duplicate_of, entry.dup_method or "",
                                   entry.dup_score or 0.0))
@@ -396,9 +494,10 @@ def _link(conn: sqlite3.Connection, entry_ids: Iterable[int], settings: DedupSet
                              [(k, entry.id) for k in old])
         conn.execute(
             "INSERT OR REPLACE INTO dedup_fingerprints "
-            "(entry_id, ts, canonical_url, text_hash, title, length, keys) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (entry.id, entry.ts, fp.canonical_url, fp.text_hash, fp.title, fp.length, blob))
+            "(entry_id, ts, canonical_url, text_hash, title, length, keys, sketch, shingles) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (entry.id, entry.ts, fp.canonical_url, fp.text_hash, fp.title, fp.length, blob,
+             fp.sketch, fp.shingles))
         conn.executemany("INSERT OR IGNORE INTO dedup_keys (key, entry_id) VALUES (?, ?)",
                          [(k, entry.id) for k in keys])
         texts.put(entry.id, entry.text)
@@ -409,13 +508,23 @@ def _link(conn: sqlite3.Connection, entry_ids: Iterable[int], settings: DedupSet
         confirmations = 0
         found = _candidates(conn, fp, before=entry.id, exclude=entry.id, ts=entry.ts,
                             window=max(settings.window_seconds, settings.title_window_seconds))
-        for cand in sorted(found.values(), key=_order):
+        _estimate(fp, found.values(), settings.threshold)
+        judged = sorted((c for c in found.values() if not _ruled_out(fp, c, settings)),
+                        key=_order)
+        if judged:
+            marks = ",".join("?" * len(judged))
+            roots = dict(conn.execute(f"SELECT id, duplicate_of FROM entries WHERE id IN "
+                                      f"({marks})", [c.id for c in judged]).fetchall())
+            for cand in judged:
+                cand.root = roots.get(cand.id) or cand.id
+        for cand in judged:
             if cand.root in linked_roots:
                 continue  # its cluster is already matched: another member cannot change the root
             if confirmations >= MAX_CONFIRMATIONS:
                 break
-            confirmations += 1
-            verdict = _judge(entry, fp, cand, settings, texts)
+            verdict = _judge(entry, fp, cand, settings, texts, screen=True)
+            if verdict.jaccard is not None:  # the exact score was computed
+                confirmations += 1
             if verdict.method is None:
                 continue
             linked_roots.add(cand.root)

@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from corpus import DISTINCT_GROUPS, DUPLICATE_GROUPS, Post, corpus_posts, group_posts, post_link
 from selectolax.lexbor import LexborHTMLParser
@@ -120,6 +121,9 @@ def test_config_prefixes_the_file(tmp_path: Path) -> None:
 
 def test_migration_is_in_the_store_schema() -> None:
     assert dedup.MIGRATION.strip() in [m.strip() for m in store.MIGRATIONS]
+    # every dedup migration, in the same order, as the last entries of the store's list
+    tail = [m.strip() for m in store.MIGRATIONS[-len(dedup.MIGRATIONS):]]
+    assert tail == [m.strip() for m in dedup.MIGRATIONS]
 
 
 # -- the corpus ---------------------------------------------------------------------------
@@ -350,3 +354,88 @@ def test_register_adds_the_commands() -> None:
     args = parser.parse_args(["dups", "--explain", "7"])
     assert args.explain == 7 and args.func is dedup._cmd_dups
     assert parser.parse_args(["dedup", "--rebuild"]).rebuild
+
+
+# -- the sketch screen ----------------------------------------------------------------------
+
+def _spy_similarity(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the exact scores computed (dedup calls fingerprint.similarity for each)."""
+    calls: list[int] = []
+    real = fingerprint.similarity
+
+    def spy(a: object, b: object) -> tuple[float, float]:
+        calls.append(1)
+        return real(a, b)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fingerprint, "similarity", spy)
+    return calls
+
+
+def test_unrelated_candidate_gets_no_exact_score(conn: sqlite3.Connection,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # 20 bands of one row make a candidate of almost any pair sharing a paragraph or two
+    loose = replace(SETTINGS, bands=20, rows=1)
+    paras = ARTICLE.split("\n")
+    related = "\n".join(paras[:2] + OTHER.split("\n"))  # two of 15 paragraphs shared
+    a = add(conn, "原文", ARTICLE)
+    link(conn, [a], loose)
+    b = add(conn, "另一篇", related, feed="b")
+    fp = fingerprint.compute("另一篇", related, None, loose)
+    assert a in dedup._candidates(conn, fp, before=b, exclude=b)  # the LSH lets it through
+    calls = _spy_similarity(monkeypatch)
+    link(conn, [b], loose)
+    assert link_of(conn, b) == (None, None, None) and calls == []
+    # a real reprint is still scored exactly, and linked
+    c = add(conn, "转载", ARTICLE.replace("深圳", "广州", 2), feed="c")
+    link(conn, [c], loose)
+    assert calls and link_of(conn, c)[:2] == (a, "near")
+    # explain shows the exact score of the candidate the screen ruled out
+    assert explain(conn, b, loose)["candidates"][0]["containment"] is not None
+
+
+def test_could_reach_keeps_pairs_at_the_threshold() -> None:
+    t = SETTINGS.threshold
+    for mine, theirs in [(1500.0, 1500.0), (1200.0, 1500.0), (100.0, 1500.0), (90.0, 110.0)]:
+        inter = t * min(mine, theirs)
+        needed = inter / (mine + theirs - inter)  # the Jaccard of containment == threshold
+        sigma = (needed * (1 - needed) / min(fingerprint.SKETCH_BINS, mine, theirs)) ** 0.5
+        low = needed - dedup.SKETCH_SIGMAS * sigma
+        got = dedup._could_reach(np.array([needed, low + 1e-6, low - 1e-3, 0.0]), mine,
+                                 np.array([theirs] * 4), t)
+        # a short text inside a long one needs so little Jaccard that nothing rules it out
+        assert got.tolist() == [True, True, False, low <= 0], (mine, theirs)
+        assert (low <= 0) == (mine == 100.0)
+    # unrelated articles of equal size (estimated Jaccard 0.1) are ruled out
+    assert not dedup._could_reach(np.array([0.1]), 1500.0, np.array([1500.0]), t)[0]
+
+
+def test_rows_indexed_before_the_sketch_are_scored_exactly_then_filled_in(
+        conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = add(conn, "原文", ARTICLE)
+    link(conn, [a])
+    conn.execute("UPDATE dedup_fingerprints SET sketch = NULL, shingles = NULL")
+    before = snapshot(conn)
+    calls = _spy_similarity(monkeypatch)
+    b = add(conn, "转载", ARTICLE.replace("深圳", "广州", 2), feed="b")
+    link(conn, [b])
+    assert calls and link_of(conn, b)[:2] == (a, "near")
+    link(conn, [a])  # unchanged: not relinked, but its sketch is stored now
+    assert snapshot(conn)[0] == before[0]
+    row = conn.execute("SELECT sketch, shingles FROM dedup_fingerprints WHERE entry_id = ?",
+                       (a,)).fetchone()
+    fp = fingerprint.compute("原文", ARTICLE, None, SETTINGS)
+    assert (row[0], row[1]) == (fp.sketch, fp.shingles)
+
+
+def test_a_version_3_database_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    for script in store.MIGRATIONS[:3]:
+        old.executescript(script)
+    old.execute("PRAGMA user_version = 3")
+    old.close()
+    conn = store.connect(path)
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(dedup_fingerprints)")]
+    assert columns[-2:] == ["sketch", "shingles"]
+    assert store.schema_version(conn) == len(store.MIGRATIONS)
+    conn.close()

@@ -14,13 +14,16 @@ from selectolax.lexbor import LexborHTMLParser
 
 from scraper.dedup import DedupSettings
 from scraper.fingerprint import (
+    SKETCH_BINS,
     canonical_url,
     compute,
+    estimate_jaccard,
     fold_text,
     one_permutation_minhash,
     shingle_hashes,
     shingle_set,
     similarity,
+    sketch,
     text_hash,
     title_similarity,
 )
@@ -170,3 +173,44 @@ def test_title_similarity() -> None:
     assert title_similarity(fold_text("00后女生每周玩三次密室逃脱，结果导致肺部感染"),
                             fold_text("00后女生1周3次密室逃脱致肺部感染 医生提醒")) < 0.6
     assert title_similarity("", "x") == 0.0
+
+
+def test_sketch_counts_distinct_shingles_and_estimates_jaccard() -> None:
+    full = fold_text(LONG)
+    trimmed = full[: len(full) * 3 // 4]
+    sk_full, n_full = sketch(shingle_hashes(full, 4))
+    sk_trim, n_trim = sketch(shingle_hashes(trimmed, 4))
+    assert sk_full.dtype == np.uint16 and len(sk_full) == SKETCH_BINS
+    assert (n_full, n_trim) == (len(shingle_set(full, 4)), len(shingle_set(trimmed, 4)))
+    exact, _ = similarity(shingle_set(full, 4), shingle_set(trimmed, 4))
+    estimate = float(estimate_jaccard(sk_full, sk_trim[None, :])[0])
+    sigma = (exact * (1 - exact) / SKETCH_BINS) ** 0.5
+    assert abs(estimate - exact) < 4 * sigma
+    # the same text: every bin agrees; unrelated text: almost none do
+    assert estimate_jaccard(sk_full, sk_full[None, :])[0] == 1.0
+    other, _ = sketch(shingle_hashes(fold_text("完全无关的另一篇文章讲的是天气和交通。" * 20), 4))
+    assert estimate_jaccard(sk_full, other[None, :])[0] < 0.1
+    assert len(sketch(shingle_hashes("", 4))[0]) == 0
+
+
+def test_sketch_of_a_small_set_fills_every_bin() -> None:
+    values, distinct = sketch(shingle_hashes(fold_text("短短的一句话而已"), 4))
+    assert distinct == 5 and len(values) == SKETCH_BINS and len(set(values.tolist())) > 5
+
+
+def test_compute_carries_the_sketch() -> None:
+    fp = compute("标题", LONG, None, SETTINGS)
+    assert fp.shingles == len(shingle_set(fold_text(LONG), SETTINGS.shingle))
+    assert np.array_equal(np.frombuffer(fp.sketch, dtype=np.uint16),
+                          sketch(shingle_hashes(fold_text(LONG), SETTINGS.shingle))[0])
+
+
+def test_similarity_agrees_with_a_set_intersection() -> None:
+    rng = np.random.default_rng(3)
+    universe = np.unique(rng.integers(0, 2**64, 5000, dtype=np.uint64))
+    for size_a, size_b in [(100, 3000), (3000, 100), (1, 1), (2500, 2500)]:
+        a = np.sort(rng.choice(universe, size_a, replace=False))
+        b = np.sort(rng.choice(universe, size_b, replace=False))
+        common = len(set(a.tolist()) & set(b.tolist()))
+        assert similarity(a, b) == (common / (size_a + size_b - common),
+                                    common / min(size_a, size_b))
