@@ -110,7 +110,7 @@ def main() -> int:
     figures: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "feeds.yaml"
-        lines = ["fetch: {concurrency: 64, per_host: 64}", "feeds:"]
+        lines = ["fetch: {concurrency: 32, per_host: 32}", "feeds:"]
         lines += [f"  - {{name: f{i}, url: '{u}'}}" for i, u in enumerate(urls)]
         cfg.write_text("\n".join(lines) + "\n")
         db = Path(tmp) / "bench.db"

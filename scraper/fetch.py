@@ -35,6 +35,11 @@ _RETRY_STATUSES = {429, 500, 502, 503, 504}
 #: A Retry-After longer than this is not waited for inside a run; it goes to the scheduler.
 MAX_RETRY_WAIT = 30.0
 _READ_CHUNK = 64 * 1024
+#: Idle connections kept for reuse.  httpcore scans every pooled connection (a syscall
+#: each) whenever it assigns a request; with 32 kept alive that scan was a third of the
+#: main process's time in bench/ingest.py (200 feeds: 4.9 s cold, against 4.2 s with 8 and
+#: 4.0 s with none).  8 keeps TLS reuse for the common case of many feeds on one RSSHub.
+KEEPALIVE = 8
 
 
 class FetchError(Exception):
@@ -101,7 +106,7 @@ class Fetcher:
             headers={"User-Agent": self.settings.user_agent or USER_AGENT,
                      "Accept-Encoding": "gzip, deflate"},
             limits=httpx.Limits(max_connections=self.settings.concurrency,
-                                max_keepalive_connections=self.settings.concurrency),
+                                max_keepalive_connections=KEEPALIVE),
             timeout=httpx.Timeout(self.settings.timeout),
             trust_env=False,
         )
