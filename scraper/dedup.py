@@ -42,38 +42,8 @@ import numpy as np
 from scraper import fingerprint as fpmod
 from scraper.fingerprint import Fingerprint
 
-#: SQL for the dedup tables; appended to ``store.MIGRATIONS``.
-#: ``dedup_keys`` is WITHOUT ROWID so that the (key, entry_id) primary key is the only
-#: B-tree: one index seek per key on lookup, one insert per key.  Each fingerprint keeps its
-#: own keys as a blob, so an update deletes them by primary key without a second index.
-MIGRATION = """
-CREATE TABLE dedup_fingerprints (
-    entry_id INTEGER PRIMARY KEY REFERENCES entries(id) ON DELETE CASCADE,
-    ts INTEGER NOT NULL,
-    canonical_url TEXT,
-    text_hash TEXT NOT NULL,
-    title TEXT NOT NULL,
-    length INTEGER NOT NULL,
-    keys BLOB NOT NULL
-);
-CREATE TABLE dedup_keys (
-    key INTEGER NOT NULL,
-    entry_id INTEGER NOT NULL,
-    PRIMARY KEY (key, entry_id)
-) WITHOUT ROWID;
-"""
-
-#: Second migration (``store.MIGRATIONS`` entry 4, kept identical): the estimation sketch
-#: (:func:`fingerprint.sketch`, 256 bytes) and the distinct shingle count of each entry.  Rows
-#: indexed before it have NULLs: their candidates get the exact score, and the next
-#: ``link_entries`` over them (or ``scrape dedup --rebuild``) fills the columns in.
-MIGRATION_SKETCH = """
-ALTER TABLE dedup_fingerprints ADD COLUMN sketch BLOB;
-ALTER TABLE dedup_fingerprints ADD COLUMN shingles INTEGER;
-"""
-
-#: Every migration of the dedup tables, in the order ``store.MIGRATIONS`` applies them.
-MIGRATIONS = (MIGRATION, MIGRATION_SKETCH)
+# The dedup tables (dedup_fingerprints, dedup_keys) are created by migrations 3 and 4 in
+# scraper/store.py, the one place the schema is written.
 
 METHODS = ("url", "exact", "near", "title")
 _PRIORITY = {m: i for i, m in enumerate(METHODS)}

@@ -89,7 +89,10 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (target, entry_id)
     );
     """,
-    # 3: dedup fingerprints and LSH index (scraper/dedup.py: MIGRATION, kept identical)
+    # 3: dedup fingerprints and the LSH index (scraper/dedup.py).  dedup_keys is WITHOUT
+    # ROWID so that the (key, entry_id) primary key is the only B-tree: one index seek per
+    # key on lookup, one insert per key.  Each fingerprint keeps its own keys as a blob, so
+    # an update deletes them by primary key without a second index.
     """
 CREATE TABLE dedup_fingerprints (
     entry_id INTEGER PRIMARY KEY REFERENCES entries(id) ON DELETE CASCADE,
@@ -106,7 +109,10 @@ CREATE TABLE dedup_keys (
     PRIMARY KEY (key, entry_id)
 ) WITHOUT ROWID;
 """,
-    # 4: dedup estimation sketch and shingle count (scraper/dedup.py: MIGRATION_SKETCH)
+    # 4: the dedup estimation sketch (fingerprint.sketch, 256 bytes) and the distinct
+    # shingle count of each entry.  Rows indexed before it have NULLs: their candidates get
+    # the exact score, and the next link_entries over them (or `scrape dedup --rebuild`)
+    # fills the columns in.
     """
 ALTER TABLE dedup_fingerprints ADD COLUMN sketch BLOB;
 ALTER TABLE dedup_fingerprints ADD COLUMN shingles INTEGER;

@@ -119,11 +119,11 @@ def test_config_prefixes_the_file(tmp_path: Path) -> None:
         load_config(path)
 
 
-def test_migration_is_in_the_store_schema() -> None:
-    assert dedup.MIGRATION.strip() in [m.strip() for m in store.MIGRATIONS]
-    # every dedup migration, in the same order, as the last entries of the store's list
-    tail = [m.strip() for m in store.MIGRATIONS[-len(dedup.MIGRATIONS):]]
-    assert tail == [m.strip() for m in dedup.MIGRATIONS]
+def test_store_creates_the_dedup_tables(tmp_path: Path) -> None:
+    conn = store.connect(tmp_path / "x.db")
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(dedup_fingerprints)")}
+    assert {"entry_id", "ts", "text_hash", "keys", "sketch", "shingles"} <= columns
+    assert conn.execute("PRAGMA table_info(dedup_keys)").fetchall()
 
 
 # -- the corpus ---------------------------------------------------------------------------

@@ -160,9 +160,15 @@ def test_summary(post: Post, normalized: dict) -> None:
     assert _squash(out.text).startswith(_squash(out.summary).rstrip("…"))
 
 
+def golden_name(post: Post) -> str:
+    """Seeds 000-003 are four corpus posts again: they share their twin's golden file."""
+    twins = [p for p in POSTS if p.body == post.body and not post_id(p).startswith("seed-")]
+    return post_id(twins[0] if twins else post)
+
+
 @pytest.mark.parametrize("post", POSTS, ids=IDS)
 def test_golden(post: Post, normalized: dict) -> None:
-    path = GOLDEN / f"{post_id(post)}.html"
+    path = GOLDEN / f"{golden_name(post)}.html"
     html = normalized[post_id(post)].html + "\n"
     if os.environ.get("SCRAPER_UPDATE_GOLDEN"):
         GOLDEN.mkdir(exist_ok=True)
