@@ -409,25 +409,31 @@ class Daemon:
         self.running[name] = task
 
     async def _refresh(self, refresher: pipeline.Refresher, feed: FeedConfig) -> None:
+        """One refresh, then the feed's next timer; the feed counts as running until both
+        are done, so neither a sweep nor a stray timer sees it without one."""
         started = time.perf_counter()
-        result: pipeline.FeedResult | None = None
         try:
-            result = await refresher.refresh(feed)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the pipeline handles feed errors; this is a bug or a locked db
-            log.exception("%s: refresh failed outside the pipeline's error handling", feed.name)
+            result: pipeline.FeedResult | None = None
+            try:
+                result = await refresher.refresh(feed)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the pipeline handles feed errors; this is a bug
+                log.exception("%s: refresh failed outside the pipeline's error handling",
+                              feed.name)
+            self.refreshes += 1
+            try:
+                await self._after(feed, result, time.perf_counter() - started)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Never let a logging or database hiccup leave the feed without a timer.
+                log.exception("%s: could not reschedule; retrying in its interval", feed.name)
+                self._schedule(feed.name, self.clock() + timedelta(seconds=feed.interval))
         finally:
             if self.running.get(feed.name) is asyncio.current_task():
                 del self.running[feed.name]
             self._reap_fetchers()
-        self.refreshes += 1
-        try:
-            await self._after(feed, result, time.perf_counter() - started)
-        except Exception:
-            # Never let a logging or database hiccup leave the feed without a timer.
-            log.exception("%s: could not reschedule; retrying in its interval", feed.name)
-            self._schedule(feed.name, self.clock() + timedelta(seconds=feed.interval))
 
     async def _after(self, feed: FeedConfig, result: pipeline.FeedResult | None,
                      seconds: float) -> None:
