@@ -17,8 +17,10 @@ import logging
 import multiprocessing
 import os
 import random
+import signal
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -33,6 +35,8 @@ from scraper.parse import ParsedEntry, ParseError, parse_feed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+#: How often a worker checks that the main process still runs (a sleep, not a busy loop).
+ORPHAN_CHECK_SECONDS = 2.0
 
 #: Who holds a feed's claim: unique per process, readable in `scrape status`.
 CLAIMANT = f"{socket.gethostname()}:{os.getpid()}"
@@ -120,13 +124,39 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return ctx
 
 
+def _worker_init(parent: int) -> None:
+    """Workers leave signals to the main process, and never outlive it.
+
+    SIGINT (Ctrl-C reaches the whole process group) would kill a worker mid-task and break
+    the pool while the main process is stopping gracefully.  And a worker of a SIGKILLed
+    main process waits forever: it blocks on its task queue, whose pipe it holds open
+    itself, and it holds the fork server's "alive" pipe, so the fork server stays too (seen:
+    orphans with parent pid 1 after tests/test_crash.py).  Its parent is the fork server,
+    so PR_SET_PDEATHSIG cannot help; a thread that checks on the main process can.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while True:
+            time.sleep(ORPHAN_CHECK_SECONDS)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:
+                os._exit(0)  # our parent's pid now belongs to another user: it is gone
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
+
+
 def make_executor(workers: int | None = None) -> Executor | None:
     """A process pool for CPU work, or None to work inline (``workers=0``)."""
     if workers is None:
         workers = os.cpu_count() or 1
     if workers <= 0:
         return None
-    return ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context())
+    return ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
+                               initializer=_worker_init, initargs=(os.getpid(),))
 
 
 class Refresher:
@@ -289,7 +319,7 @@ class Refresher:
         retry_after = fetched.retry_after if fetched else None
         due = schedule.next_due(now, feed.interval, errors,
                                 schedule.Outcome(ok=False, retry_after=retry_after), self.rng)
-        log.info("%s: error: %s", feed.name, result.error)
+        log.debug("%s: error: %s", feed.name, result.error)
         with store.transaction(self.conn):
             self.conn.execute(
                 "UPDATE feeds SET last_fetch_at = ?, last_status = ?, last_error = ?, "
