@@ -56,6 +56,8 @@ class FeedConfig:
     timeout: float | None = None
     enabled: bool = True
     fulltext: bool = False
+    #: Poll at the feed's observed publishing rate (never more often than ``interval``).
+    adaptive: bool = False
     rule: rules.SiteRule | None = None
     author: str | None = None
 
@@ -100,7 +102,7 @@ def parse_interval(value: object) -> int:
 T = TypeVar("T")
 
 _FEED_KEYS = {"name", "url", "categories", "interval", "timeout", "enabled", "fulltext",
-              "rules", "image_proxy", "author"}
+              "adaptive", "rules", "image_proxy", "author"}
 _TOP_KEYS = {"feeds", "defaults", "rsshub_base", "database", "sites", "dedup", "fetch"}
 
 
@@ -243,7 +245,7 @@ def _feed(index: int, raw: object, defaults: dict, rsshub_base: str, label: str)
         timeout = float(timeout)
 
     flags: dict[str, bool] = {}
-    for key, default in (("enabled", True), ("fulltext", False)):
+    for key, default in (("enabled", True), ("fulltext", False), ("adaptive", False)):
         value = merged.get(key, default)
         if not isinstance(value, bool):
             raise fail(key, f"expected true or false, got {value!r}")
@@ -269,7 +271,7 @@ def _feed(index: int, raw: object, defaults: dict, rsshub_base: str, label: str)
     return FeedConfig(
         name=name.strip(), url=url, categories=tuple(str(c) for c in categories),
         interval=interval, timeout=timeout, enabled=flags["enabled"],
-        fulltext=flags["fulltext"], rule=rule, author=author,
+        fulltext=flags["fulltext"], adaptive=flags["adaptive"], rule=rule, author=author,
     )
 
 

@@ -330,13 +330,19 @@ class Refresher:
                  store.iso(now + timedelta(seconds=retry_after)) if retry_after else None,
                  feed.name))
 
+    def _adaptive_interval(self, feed: FeedConfig, now: datetime) -> int:
+        """The feed's publishing rate over the adaptive window, from its stored entries."""
+        since = store.iso(now - timedelta(seconds=schedule.ADAPTIVE_WINDOW))
+        rows = self.conn.execute(
+            "SELECT COALESCE(published, fetched_at) FROM entries WHERE feed = ? "
+            "AND COALESCE(published, fetched_at) >= ?", (feed.name, since)).fetchall()
+        return schedule.adaptive_interval((store.parse_iso(r[0]) for r in rows), now,
+                                          floor=feed.interval)
+
     def _record_success(self, feed: FeedConfig, fetched: FetchResult, ttl: int | None,
                         entries: list[Prepared], result: FeedResult) -> None:
         now = self.clock()
         max_age = schedule.cache_lifetime(fetched.headers, now)
-        due = schedule.next_due(now, feed.interval, 0,
-                                schedule.Outcome(ok=True, max_age=max_age, ttl_minutes=ttl),
-                                self.rng)
         stamp = store.iso(now)
         conn = self.conn
         with store.transaction(conn):
@@ -373,6 +379,10 @@ class Refresher:
             if touched:
                 links = dedup.link_entries(conn, touched, self.config.dedup, fingerprints)
                 result.duplicates = sum(1 for link in links if link.duplicate_of is not None)
+            adaptive = self._adaptive_interval(feed, now) if feed.adaptive else None
+            due = schedule.next_due(now, feed.interval, 0,
+                                    schedule.Outcome(ok=True, max_age=max_age, ttl_minutes=ttl,
+                                                     adaptive=adaptive), self.rng)
             headers = fetched.headers
             conn.execute(
                 "UPDATE feeds SET url = ?, etag = COALESCE(?, etag), "
