@@ -15,7 +15,6 @@ import asyncio
 import email.utils
 import logging
 import random
-import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -263,15 +262,3 @@ def _too_large(cap: int) -> str:
 def _describe(exc: Exception) -> str:
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0][:200]
-
-
-class Stopwatch:
-    """Wall time of a block, for the per-feed summary line."""
-
-    def __enter__(self) -> Stopwatch:
-        self.start = time.perf_counter()
-        self.seconds = 0.0
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds = time.perf_counter() - self.start

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -68,7 +68,6 @@ class FeedResult:
     warning: str | None = None
     http_status: int | None = None
     seconds: float = 0.0
-    new_ids: list[int] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -76,7 +75,9 @@ class FeedResult:
 
 
 @dataclass
-class Prepared_Feed:  # noqa: N801 (kept apart from Prepared on purpose: it crosses processes)
+class PreparedFeed:
+    """What a worker sends back for one feed document: only the new or changed entries."""
+
     entries: list[Prepared]
     unchanged: int
     problem: str | None
@@ -85,7 +86,7 @@ class Prepared_Feed:  # noqa: N801 (kept apart from Prepared on purpose: it cros
 
 def prepare_feed(body: bytes, headers: Mapping[str, str], url: str, feed: FeedConfig,
                  sites: Mapping[str, rules.SiteRule], settings: dedup.DedupSettings,
-                 known: Mapping[str, str]) -> Prepared_Feed:
+                 known: Mapping[str, str]) -> PreparedFeed:
     """Parse and normalize the entries that are new or changed (runs in a worker process)."""
     parsed = parse_feed(body, headers, url)
     out: list[Prepared] = []
@@ -101,7 +102,7 @@ def prepare_feed(body: bytes, headers: Mapping[str, str], url: str, feed: FeedCo
             unchanged += 1
             continue
         out.append(prepare_entry(entry, key, raw_hash, feed, sites, settings))
-    return Prepared_Feed(out, unchanged, parsed.problem, parsed.ttl)
+    return PreparedFeed(out, unchanged, parsed.problem, parsed.ttl)
 
 
 def prepare_entry(entry: ParsedEntry, key: str, raw_hash: str, feed: FeedConfig,
@@ -281,7 +282,7 @@ class Refresher:
             result.status, result.error = "error", str(exc)
             await self.db(self._record_failure, feed, result, fetched)
             return
-        assert isinstance(prepared, Prepared_Feed)
+        assert isinstance(prepared, PreparedFeed)
         if prepared.problem:
             result.warning = f"malformed feed, entries kept: {prepared.problem}"
             log.warning("%s: %s", feed.name, result.warning)
@@ -364,7 +365,6 @@ class Refresher:
                         (feed.name, item.key, *values, stamp, stamp))
                     entry_id = int(cur.lastrowid or 0)
                     result.new += 1
-                    result.new_ids.append(entry_id)
                 else:
                     entry_id = int(row[0])
                     conn.execute(
