@@ -439,3 +439,60 @@ def test_a_version_3_database_is_migrated(tmp_path: Path) -> None:
     assert columns[-2:] == ["sketch", "shingles"]
     assert store.schema_version(conn) == len(store.MIGRATIONS)
     conn.close()
+
+
+def test_scalar_estimate_agrees_with_the_vector_one() -> None:
+    """A few candidates take Python floats, many take NumPy: the same estimates and verdicts."""
+    rng = np.random.default_rng(5)
+    for mine, theirs in [(1500.0, 1500.0), (1200.0, 1500.0), (100.0, 1500.0), (90.0, 110.0)]:
+        for estimate in np.linspace(0.0, 1.0, 401):
+            vector = dedup._could_reach(np.array([estimate]), mine, np.array([theirs]),
+                                        SETTINGS.threshold)[0]
+            assert vector == dedup._could_reach_one(float(estimate), mine, theirs,
+                                                    SETTINGS.threshold)
+    fp = fingerprint.compute("原文", ARTICLE, None, SETTINGS)
+    mine = np.frombuffer(fp.sketch, dtype=np.uint16)
+
+    def candidates(count: int) -> list[dedup._Candidate]:
+        out = []
+        for n in range(count):
+            sk = mine.copy()
+            flip = rng.random(len(sk)) < n / count  # estimates from 1 down
+            sk[flip] = rng.integers(0, 2**16, int(flip.sum()), dtype=np.uint16)
+            out.append(dedup._Candidate(n + 1, 0, 1500, "", "", set(), sketch=sk.tobytes(),
+                                        shingles=fp.shingles + n))
+        return out
+
+    few = candidates(dedup._SCALAR_ESTIMATES)
+    many = [dedup._Candidate(c.id, 0, 1500, "", "", set(), sketch=c.sketch,
+                             shingles=c.shingles) for c in few]
+    many += candidates(dedup._SCALAR_ESTIMATES + 1)
+    dedup._estimate(fp, few, SETTINGS.threshold)
+    dedup._estimate(fp, many, SETTINGS.threshold)
+    assert [(c.estimate, c.reachable) for c in few] == \
+        [(c.estimate, c.reachable) for c in many[: len(few)]]
+    assert any(c.reachable for c in few) and not all(c.reachable for c in few)
+
+
+def test_a_worker_fingerprint_spares_refolding_the_entry(
+        conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = add(conn, "原文", ARTICLE)
+    link(conn, [a])
+    b = add(conn, "转载", ARTICLE.replace("深圳", "广州", 2), feed="b")
+    fp = fingerprint.compute("转载", ARTICLE.replace("深圳", "广州", 2), None, SETTINGS)
+    folded: list[str] = []
+    real = fingerprint.fold_text
+
+    def spy(text: str) -> str:
+        folded.append(text)
+        return real(text)
+
+    monkeypatch.setattr(fingerprint, "fold_text", spy)
+    with store.transaction(conn):
+        links = link_entries(conn, [b], SETTINGS, {b: fp})
+    assert folded == [ARTICLE]  # the candidate's text only: the entry's set came with fp
+    assert [(x.duplicate_of, x.method) for x in links] == [(a, "near")]
+    # the same link as without the worker's fingerprint
+    before = link_of(conn, b)
+    rebuild(conn, SETTINGS)
+    assert link_of(conn, b) == before
