@@ -84,6 +84,29 @@ class PreparedFeed:
     ttl: int | None
 
 
+@dataclass
+class FeedScan:
+    """A document's entry identities: (key, raw hash) in document order, the first of a key."""
+
+    identities: list[tuple[str, str]]
+    problem: str | None
+    ttl: int | None
+
+
+def scan_feed(body: bytes, headers: Mapping[str, str], url: str) -> FeedScan:
+    """Parse only, so the database is asked about this document's entries and no others.
+
+    Handing the worker every key its feed ever had would grow with the feed's history
+    (a soak run's daemon RSS crept up with it); a second parse costs ~30 µs per item on the
+    fast path (bench/parse.py), and a document with nothing new needs no second pass at all.
+    """
+    parsed = parse_feed(body, headers, url)
+    seen: dict[str, str] = {}
+    for entry in parsed.entries:
+        seen.setdefault(entry.key, entry.raw_hash)
+    return FeedScan(list(seen.items()), parsed.problem, parsed.ttl)
+
+
 def prepare_feed(body: bytes, headers: Mapping[str, str], url: str, feed: FeedConfig,
                  sites: Mapping[str, rules.SiteRule], settings: dedup.DedupSettings,
                  known: Mapping[str, str]) -> PreparedFeed:
@@ -194,9 +217,16 @@ class Refresher:
         """
         return await asyncio.get_running_loop().run_in_executor(self._db_thread, fn, *args)
 
-    def _known(self, feed_name: str) -> dict[str, str]:
-        return dict(self.conn.execute(
-            "SELECT entry_key, raw_hash FROM entries WHERE feed = ?", (feed_name,)).fetchall())
+    def _known(self, feed_name: str, keys: list[str]) -> dict[str, str]:
+        """Stored raw hashes of these entries of the feed (chunked: SQLite's variable limit)."""
+        known: dict[str, str] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            known.update(self.conn.execute(
+                f"SELECT entry_key, raw_hash FROM entries WHERE feed = ? "
+                f"AND entry_key IN ({marks})", (feed_name, *chunk)).fetchall())
+        return known
 
     def close(self) -> None:
         self._db_thread.shutdown(wait=True)
@@ -274,18 +304,24 @@ class Refresher:
             result.unchanged = int(state.get("entry_count") or 0)
             await self.db(self._record_success, feed, fetched, None, [], result)
             return
-        known = await self.db(self._known, feed.name)
         try:
-            prepared = await self._cpu(prepare_feed, fetched.body, fetched.headers, fetched.url,
-                                       feed, self.config.sites, self.config.dedup, known)
+            scan = await self._cpu(scan_feed, fetched.body, fetched.headers, fetched.url)
         except ParseError as exc:
             result.status, result.error = "error", str(exc)
             await self.db(self._record_failure, feed, result, fetched)
             return
-        assert isinstance(prepared, PreparedFeed)
-        if prepared.problem:
-            result.warning = f"malformed feed, entries kept: {prepared.problem}"
+        assert isinstance(scan, FeedScan)
+        if scan.problem:
+            result.warning = f"malformed feed, entries kept: {scan.problem}"
             log.warning("%s: %s", feed.name, result.warning)
+        known = await self.db(self._known, feed.name, [key for key, _ in scan.identities])
+        if all(known.get(key) == raw for key, raw in scan.identities):
+            result.unchanged = len(scan.identities)
+            await self.db(self._record_success, feed, fetched, scan.ttl, [], result)
+            return
+        prepared = await self._cpu(prepare_feed, fetched.body, fetched.headers, fetched.url,
+                                   feed, self.config.sites, self.config.dedup, known)
+        assert isinstance(prepared, PreparedFeed)
         if feed.fulltext:
             await self._fulltext(feed, prepared.entries, known)
         result.unchanged = prepared.unchanged
