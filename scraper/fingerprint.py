@@ -9,8 +9,7 @@ The near-duplicate signature is a one-permutation MinHash (Li, Owen & Zhang 2012
 rotation densification (Shrivastava & Li 2014) over character shingles of the folded text.
 Chinese has no spaces, so word tokenizers see a whole clause as one token: we shingle
 characters.  One hash per shingle instead of one per shingle and permutation is what makes it
-cheap in NumPy (the whole fingerprint, folding included, about 170 µs for a 1,500-character
-article: bench/dedup_scale.py), and
+cheap in NumPy (about 60 µs for a 1,500-character article, see bench/dedup_scale.py), and
 the exact score that confirms every candidate makes the estimator's noise harmless.
 
 A second, larger sketch (:func:`sketch`, ``SKETCH_BINS`` bins of 16 bits) is stored per entry
