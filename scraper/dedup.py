@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sqlite3
 import sys
 import time
@@ -67,9 +66,6 @@ SKETCH_SIGMAS = 5.0
 #: A short text shorter than this (folded characters) is not evidence even when it lies
 #: inside an article: "点击查看全文" would otherwise link every teaser that ends with it.
 MIN_CONTAINED_CHARS = 20
-
-#: Up to this many candidates, :func:`_estimate` works on Python floats, not NumPy arrays.
-_SCALAR_ESTIMATES = 8
 
 
 @dataclass(frozen=True)
@@ -263,13 +259,6 @@ class _TextCache:
             self._items.popitem(last=False)
         return item
 
-    def put_set(self, entry_id: int, shingles: np.ndarray) -> None:
-        """The entry's shingle set, already known (``Fingerprint.shingle_set``)."""
-        self._raw.pop(entry_id, None)
-        self._items[entry_id] = ("", shingles)
-        if len(self._items) > self.size:
-            self._items.popitem(last=False)
-
     def drop(self, entry_id: int) -> None:
         self._raw.pop(entry_id, None)
 
@@ -288,35 +277,29 @@ def _candidates(conn: sqlite3.Connection, fp: Fingerprint, before: int | None,
         kinds_of.setdefault(key, kind)
     if not kinds_of:
         return {}
-    # Two queries, not one join: an entry found through ten band keys is read from
-    # dedup_fingerprints once instead of ten times (a third of a reprint's lookup at 1M rows).
     marks = ",".join("?" * len(kinds_of))
-    sql = f"SELECT key, entry_id FROM dedup_keys WHERE key IN ({marks}) AND entry_id != ?"
+    sql = (
+        "SELECT k.key, f.entry_id, f.ts, f.length, f.title, f.text_hash, f.sketch, f.shingles "
+        "FROM dedup_keys k JOIN dedup_fingerprints f ON f.entry_id = k.entry_id "
+        f"WHERE k.key IN ({marks}) AND k.entry_id != ?"
+    )
     params: list[Any] = [*kinds_of, exclude]
     if before is not None:
-        sql += " AND entry_id < ?"
+        sql += " AND k.entry_id < ?"
         params.append(before)
-    hits: dict[int, list[str]] = {}
-    for key, entry_id in conn.execute(sql, params):
-        hits.setdefault(entry_id, []).append(kinds_of[key])
-    found: dict[int, _Candidate] = {}
-    if not hits:
-        return found
-    ids = list(hits)
-    window_sql, window_params = "", []
     if ts is not None and window is not None:
-        window_sql, window_params = " AND ts BETWEEN ? AND ?", [ts - window, ts + window]
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        rows = conn.execute(
-            "SELECT entry_id, ts, length, title, text_hash, sketch, shingles "
-            f"FROM dedup_fingerprints WHERE entry_id IN ({','.join('?' * len(chunk))})"
-            + window_sql, [*chunk, *window_params])
-        for entry_id, cts, length, title, digest, sk, shingles in rows:
-            kinds = hits[entry_id]
-            found[entry_id] = _Candidate(entry_id, cts, length, title, digest, set(kinds),
-                                         bands=kinds.count("near"), sketch=sk,
-                                         shingles=shingles)
+        sql += " AND f.ts BETWEEN ? AND ?"
+        params += [ts - window, ts + window]
+    found: dict[int, _Candidate] = {}
+    for key, entry_id, cts, length, title, digest, sk, shingles in conn.execute(sql, params):
+        cand = found.get(entry_id)
+        if cand is None:
+            cand = found[entry_id] = _Candidate(entry_id, cts, length, title, digest, set(),
+                                                sketch=sk, shingles=shingles)
+        kind = kinds_of[key]
+        cand.kinds.add(kind)
+        if kind == "near":
+            cand.bands += 1
     return found
 
 
@@ -330,18 +313,6 @@ def _estimate(fp: Fingerprint, found: Iterable[_Candidate], threshold: float) ->
     if not usable:
         return
     mine = np.frombuffer(fp.sketch, dtype=np.uint16)
-    if len(usable) <= _SCALAR_ESTIMATES:
-        # The same arithmetic on Python floats: a handful of candidates (a reprint and its
-        # cluster) cost 60 µs in twenty NumPy calls sized for hundreds.
-        chance = 2.0**-fpmod.SKETCH_BITS
-        for cand in usable:
-            theirs_one = np.frombuffer(cand.sketch or b"", dtype=np.uint16)
-            agree = int(np.count_nonzero(theirs_one == mine)) / fpmod.SKETCH_BINS
-            value = max(agree - chance, 0.0) / (1.0 - chance)
-            cand.estimate = value
-            cand.reachable = _could_reach_one(value, float(fp.shingles),
-                                              float(cand.shingles or 0), threshold)
-        return
     theirs = np.frombuffer(b"".join(c.sketch or b"" for c in usable), dtype=np.uint16)
     theirs = theirs.reshape(len(usable), fpmod.SKETCH_BINS)
     estimates = fpmod.estimate_jaccard(mine, theirs)
@@ -369,16 +340,6 @@ def _could_reach(estimate: np.ndarray, mine: float, theirs: np.ndarray,
     bins = np.clip(small, 1.0, fpmod.SKETCH_BINS)
     sigma = np.sqrt(needed * (1.0 - needed) / bins)
     return (estimate >= needed - SKETCH_SIGMAS * sigma) | (small <= 0)
-
-
-def _could_reach_one(estimate: float, mine: float, theirs: float, threshold: float) -> bool:
-    """:func:`_could_reach` of one pair, on Python floats (the same operations, in order)."""
-    small = min(mine, theirs)
-    inter = threshold * small
-    needed = inter / max(mine + theirs - inter, 1e-9)
-    bins = min(max(small, 1.0), float(fpmod.SKETCH_BINS))
-    sigma = math.sqrt(needed * (1.0 - needed) / bins)
-    return estimate >= needed - SKETCH_SIGMAS * sigma or small <= 0
 
 
 def _short_pair(fp: Fingerprint, cand: _Candidate, settings: DedupSettings) -> bool:
@@ -509,10 +470,7 @@ def _link(conn: sqlite3.Connection, entry_ids: Iterable[int], settings: DedupSet
              fp.sketch, fp.shingles))
         conn.executemany("INSERT OR IGNORE INTO dedup_keys (key, entry_id) VALUES (?, ?)",
                          [(k, entry.id) for k in keys])
-        if fp.shingle_set and len(fp.shingle_set) == 8 * fp.shingles:
-            texts.put_set(entry.id, np.frombuffer(fp.shingle_set, dtype=np.uint64))
-        else:
-            texts.put(entry.id, entry.text)
+        texts.put(entry.id, entry.text)
 
         best: tuple[int, float, int] | None = None
         best_method = ""
