@@ -161,7 +161,8 @@ def test_summary(post: Post, normalized: dict) -> None:
 
 
 def golden_name(post: Post) -> str:
-    """Seeds 000-003 are four corpus posts again: they share their twin's golden file."""
+    """Posts with the same body share one golden file: seeds 000-003 are four corpus posts
+    again, and the two 12.88元 posts are one body under two titles."""
     twins = [p for p in POSTS if p.body == post.body and not post_id(p).startswith("seed-")]
     return post_id(twins[0] if twins else post)
 
