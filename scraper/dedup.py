@@ -1,7 +1,7 @@
 """Cross-feed deduplication: link each reprint to the earliest-seen entry of its story.
 
-Three levels of evidence, each found through one SQLite index of 64-bit keys
-(``dedup_keys``) and each confirmed before a link is made:
+Three levels of evidence, each found through one index of 64-bit keys (see "The index"
+below) and each confirmed before a link is made:
 
 - ``url``: the same canonical URL (tracking parameters, fragment, scheme dropped);
 - ``exact``: the same folded text (SHA-256 of :func:`fingerprint.fold_text`);
@@ -22,11 +22,26 @@ Links, never deletions: ``entries.duplicate_of`` is the earliest-seen (lowest id
 the cluster, ``dup_method`` and ``dup_score`` say why.  An entry is only ever compared with
 entries of lower id, in id order, so re-processing gives the same answer and a link never
 points forward.
+
+The index is a log-structured merge of two levels, both derived from ``dedup_fingerprints``
+(where each entry's keys are stored as a blob, with a write sequence number ``seq``):
+
+- the fingerprints written since the last merge (``seq`` above ``dedup_state.merged_seq``)
+  are indexed in memory (:class:`_Tail`), rebuilt from the table by any process that opens
+  the database, so nothing is lost on a crash and concurrent writers see each other's keys;
+- every ``MERGE_ENTRIES`` entries they are merged into ``dedup_postings`` in one sorted
+  batch, under a 14-day time bucket, so that the batch lands in one small region of the
+  B-tree: about one page written per 50 keys, where inserting each key as it came wrote one
+  page per key (at 1M entries, commits cost 0.7 ms per article; bench/dedup_scale.py).
+
+Every candidate's own keys are read back from its fingerprint row, so a stale key (an entry
+re-indexed, a transaction rolled back) can bring an extra candidate, never false evidence.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sqlite3
 import sys
@@ -42,8 +57,8 @@ import numpy as np
 from scraper import fingerprint as fpmod
 from scraper.fingerprint import Fingerprint
 
-# The dedup tables (dedup_fingerprints, dedup_keys) are created by migrations 3 and 4 in
-# scraper/store.py, the one place the schema is written.
+# The dedup tables (dedup_fingerprints, dedup_postings, dedup_state) are created by
+# migrations 3 to 5 in scraper/store.py, the one place the schema is written.
 
 METHODS = ("url", "exact", "near", "title")
 _PRIORITY = {m: i for i, m in enumerate(METHODS)}
@@ -66,6 +81,17 @@ SKETCH_SIGMAS = 5.0
 #: A short text shorter than this (folded characters) is not evidence even when it lies
 #: inside an article: "点击查看全文" would otherwise link every teaser that ends with it.
 MIN_CONTAINED_CHARS = 20
+
+#: Width of a ``dedup_postings`` time bucket (seconds; migration 5 writes the same number).
+#: An entry's keys are stored under its bucket, so a merge writes into the region of the
+#: buckets of recent entries, and a lookup reads the 2 or 3 buckets that its window overlaps.
+BUCKET_SECONDS = 14 * 86400
+
+#: Entries indexed in memory before a merge into ``dedup_postings``.  A merge writes the
+#: pages of the bucket's region once (about 3,000 pages at 1M entries over a year), so it
+#: pays off once it carries more keys than that: 2048 entries carry 37k keys.  The memory
+#: part holds at most this many entries (about 4 MiB of Python dicts).
+MERGE_ENTRIES = 2048
 
 
 @dataclass(frozen=True)
@@ -263,43 +289,144 @@ class _TextCache:
         self._raw.pop(entry_id, None)
 
 
+def _bucket(ts: int) -> int:
+    return max(ts, 0) // BUCKET_SECONDS
+
+
+class _Tail:
+    """The in-memory level of the index: keys of the fingerprints not merged yet.
+
+    Kept on the connection (``store.Connection``) and brought up to date at the start of each
+    call by :meth:`sync`, inside the caller's transaction: rows with a higher ``seq`` than it
+    has seen are added; a changed ``merged_seq`` (a merge here or in another process, or one
+    rolled back) rebuilds it from the table.  Entries indexed during a call are added at once
+    (later entries of the same call may be their duplicates) but do not move ``high``, so if
+    their transaction rolls back nothing committed later is skipped.
+    """
+
+    def __init__(self) -> None:
+        self.merged = -1  # dedup_state.merged_seq it was built against (-1: not yet)
+        self.high = 0  # every row with a seq up to this is indexed (in memory or merged)
+        self.index: dict[int, list[int]] = {}
+        self.keys_of: dict[int, list[int]] = {}
+
+    def sync(self, conn: sqlite3.Connection) -> None:
+        merged = conn.execute("SELECT merged_seq FROM dedup_state").fetchone()[0]
+        if merged != self.merged:
+            self.__init__()  # type: ignore[misc]
+            self.merged = self.high = merged
+        rows = conn.execute("SELECT entry_id, keys, seq FROM dedup_fingerprints WHERE seq > ? "
+                            "ORDER BY seq", (self.high,)).fetchall()
+        for entry_id, blob, seq in rows:
+            self.add(entry_id, np.frombuffer(blob, dtype=np.int64).tolist())
+            self.high = seq
+
+    def add(self, entry_id: int, keys: list[int]) -> None:
+        for key in self.keys_of.pop(entry_id, ()):
+            ids = self.index.get(key)
+            if ids is not None and entry_id in ids:
+                ids.remove(entry_id)
+        self.keys_of[entry_id] = keys
+        for key in keys:
+            self.index.setdefault(key, []).append(entry_id)
+
+    def find(self, keys: Iterable[int]) -> set[int]:
+        out: set[int] = set()
+        for key in keys:
+            ids = self.index.get(key)
+            if ids:
+                out.update(ids)
+        return out
+
+    def next_seq(self, last: int) -> int:
+        """A seq above every row's: the clock, so that a number handed out in a transaction
+        that rolled back is not handed out again below what another call has seen."""
+        return max(self.high + 1, last + 1, time.time_ns())
+
+
+def _tail(conn: sqlite3.Connection) -> _Tail:
+    """The connection's tail, synced; a connection that takes no attributes (not opened by
+    ``store.connect``) gets a fresh one each call: correct, only slower."""
+    tail = getattr(conn, "_dedup_tail", None)
+    if tail is None:
+        tail = _Tail()
+        with contextlib.suppress(AttributeError):
+            conn._dedup_tail = tail  # type: ignore[attr-defined]
+    tail.sync(conn)
+    return tail
+
+
+def _merge(conn: sqlite3.Connection, tail: _Tail) -> None:
+    """Move the keys of every fingerprint above ``merged_seq`` into ``dedup_postings``, in
+    (bucket, key) order, in the caller's transaction (a rollback undoes it with the rest)."""
+    merged = tail.merged
+    rows = conn.execute("SELECT entry_id, ts, keys, seq FROM dedup_fingerprints WHERE seq > ?",
+                        (merged,)).fetchall()
+    if not rows:
+        return
+    postings = []
+    top = merged
+    for entry_id, ts, blob, seq in rows:
+        bucket = _bucket(ts)
+        postings.extend((bucket, key, entry_id)
+                        for key in np.frombuffer(blob, dtype=np.int64).tolist())
+        top = max(top, seq)
+    postings.sort()
+    conn.executemany("INSERT OR IGNORE INTO dedup_postings (bucket, key, entry_id) "
+                     "VALUES (?, ?, ?)", postings)
+    conn.execute("UPDATE dedup_state SET merged_seq = ?", (top,))
+    tail.__init__()  # type: ignore[misc]  # the next sync rebuilds it from the table
+
+
 def _keys_blob(keys: Iterable[int]) -> bytes:
     return np.array(list(keys), dtype=np.int64).tobytes()
 
 
-def _candidates(conn: sqlite3.Connection, fp: Fingerprint, before: int | None,
+def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: int | None,
                 exclude: int, ts: int | None = None,
                 window: int | None = None) -> dict[int, _Candidate]:
     """Entries sharing at least one index key with ``fp``: of lower id than ``before`` and
-    within ``window`` seconds of ``ts`` when given (the SQL drops the rest early)."""
+    within ``window`` seconds of ``ts`` when given.
+
+    The keys that a candidate shares are read from its own fingerprint row, so its evidence
+    (``kinds``, ``bands``) is what it holds now, whatever brought it here."""
     kinds_of: dict[int, str] = {}
     for kind, key in fp.probe_keys():
         kinds_of.setdefault(key, kind)
     if not kinds_of:
         return {}
-    marks = ",".join("?" * len(kinds_of))
-    sql = (
-        "SELECT k.key, f.entry_id, f.ts, f.length, f.title, f.text_hash, f.sketch, f.shingles "
-        "FROM dedup_keys k JOIN dedup_fingerprints f ON f.entry_id = k.entry_id "
-        f"WHERE k.key IN ({marks}) AND k.entry_id != ?"
-    )
-    params: list[Any] = [*kinds_of, exclude]
-    if before is not None:
-        sql += " AND k.entry_id < ?"
-        params.append(before)
     if ts is not None and window is not None:
-        sql += " AND f.ts BETWEEN ? AND ?"
+        buckets = list(range(_bucket(ts - window), _bucket(ts + window) + 1))
+    else:
+        low, high = conn.execute(
+            "SELECT min(bucket), max(bucket) FROM dedup_postings").fetchone()
+        buckets = [] if low is None else list(range(low, high + 1))
+    ids = tail.find(kinds_of)
+    if buckets:
+        rows = conn.execute(
+            f"SELECT entry_id FROM dedup_postings WHERE bucket IN "
+            f"({','.join('?' * len(buckets))}) AND key IN ({','.join('?' * len(kinds_of))})",
+            [*buckets, *kinds_of])
+        ids.update(r[0] for r in rows)
+    ids.discard(exclude)
+    if before is not None:
+        ids = {i for i in ids if i < before}
+    if not ids:
+        return {}
+    sql = ("SELECT entry_id, ts, length, title, text_hash, sketch, shingles, keys "
+           f"FROM dedup_fingerprints WHERE entry_id IN ({','.join('?' * len(ids))})")
+    params: list[Any] = list(ids)
+    if ts is not None and window is not None:
+        sql += " AND ts BETWEEN ? AND ?"
         params += [ts - window, ts + window]
     found: dict[int, _Candidate] = {}
-    for key, entry_id, cts, length, title, digest, sk, shingles in conn.execute(sql, params):
-        cand = found.get(entry_id)
-        if cand is None:
-            cand = found[entry_id] = _Candidate(entry_id, cts, length, title, digest, set(),
-                                                sketch=sk, shingles=shingles)
-        kind = kinds_of[key]
-        cand.kinds.add(kind)
-        if kind == "near":
-            cand.bands += 1
+    for entry_id, cts, length, title, digest, sk, shingles, blob in conn.execute(sql, params):
+        shared = [kinds_of[k] for k in np.frombuffer(blob, dtype=np.int64).tolist()
+                  if k in kinds_of]
+        if not shared:
+            continue  # a stale key: the entry was re-indexed since
+        found[entry_id] = _Candidate(entry_id, cts, length, title, digest, set(shared),
+                                     bands=shared.count("near"), sketch=sk, shingles=shingles)
     return found
 
 
@@ -444,6 +571,8 @@ def _link(conn: sqlite3.Connection, entry_ids: Iterable[int], settings: DedupSet
           fingerprints: dict[int, Fingerprint], force: bool) -> list[Link]:
     links: list[Link] = []
     texts = _TextCache(conn, settings)
+    tail = _tail(conn)
+    seq = 0
     for entry in _load_entries(conn, sorted(set(entry_ids))):
         fp = fingerprints.get(entry.id) or fpmod.compute(entry.title, entry.text, entry.url,
                                                          settings)
@@ -458,25 +587,25 @@ def _link(conn: sqlite3.Connection, entry_ids: Iterable[int], settings: DedupSet
                 links.append(Link(entry.id, entry.duplicate_of, entry.dup_method or "",
                                   entry.dup_score or 0.0))
             continue
-        if stored is not None:
-            old = np.frombuffer(stored[3], dtype=np.int64).tolist()
-            conn.executemany("DELETE FROM dedup_keys WHERE key = ? AND entry_id = ?",
-                             [(k, entry.id) for k in old])
+        if stored is not None:  # its old keys, if merged (else they are only in memory)
+            bucket = _bucket(stored[0])
+            conn.executemany(
+                "DELETE FROM dedup_postings WHERE bucket = ? AND key = ? AND entry_id = ?",
+                [(bucket, k, entry.id) for k in np.frombuffer(stored[3], dtype=np.int64).tolist()])
+        seq = tail.next_seq(seq)
         conn.execute(
-            "INSERT OR REPLACE INTO dedup_fingerprints "
-            "(entry_id, ts, canonical_url, text_hash, title, length, keys, sketch, shingles) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO dedup_fingerprints (entry_id, ts, canonical_url, text_hash, "
+            "title, length, keys, sketch, shingles, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (entry.id, entry.ts, fp.canonical_url, fp.text_hash, fp.title, fp.length, blob,
-             fp.sketch, fp.shingles))
-        conn.executemany("INSERT OR IGNORE INTO dedup_keys (key, entry_id) VALUES (?, ?)",
-                         [(k, entry.id) for k in keys])
+             fp.sketch, fp.shingles, seq))
+        tail.add(entry.id, keys)
         texts.put(entry.id, entry.text)
 
         best: tuple[int, float, int] | None = None
         best_method = ""
         linked_roots: set[int] = set()
         confirmations = 0
-        found = _candidates(conn, fp, before=entry.id, exclude=entry.id, ts=entry.ts,
+        found = _candidates(conn, tail, fp, before=entry.id, exclude=entry.id, ts=entry.ts,
                             window=max(settings.window_seconds, settings.title_window_seconds))
         _estimate(fp, found.values(), settings.threshold)
         judged = sorted((c for c in found.values() if not _ruled_out(fp, c, settings)),
@@ -518,6 +647,8 @@ def _link(conn: sqlite3.Connection, entry_ids: Iterable[int], settings: DedupSet
                 conn.execute("UPDATE entries SET duplicate_of = ? WHERE duplicate_of = ?",
                              (new[0], entry.id))
             links.append(Link(entry.id, new[0], new[1] or "", new[2] or 0.0))
+    if len(tail.keys_of) >= MERGE_ENTRIES:
+        _merge(conn, tail)
     return links
 
 
@@ -551,7 +682,7 @@ def rebuild(conn: sqlite3.Connection, settings: DedupSettings,
         if progress is not None:
             progress(done, total)
     with store.transaction(conn):
-        conn.execute("DELETE FROM dedup_keys WHERE entry_id NOT IN (SELECT id FROM entries)")
+        conn.execute("DELETE FROM dedup_postings WHERE entry_id NOT IN (SELECT id FROM entries)")
     return {"entries": done, "duplicates": sum(by_method.values()), "by_method": by_method,
             "seconds": round(time.perf_counter() - started, 3)}
 
@@ -566,7 +697,7 @@ def explain(conn: sqlite3.Connection, entry_id: int, settings: DedupSettings) ->
     texts = _TextCache(conn, settings)
     texts.put(entry.id, entry.text)
     out: list[dict[str, Any]] = []
-    for cand in _candidates(conn, fp, before=None, exclude=entry.id).values():
+    for cand in _candidates(conn, _tail(conn), fp, before=None, exclude=entry.id).values():
         verdict = _judge(entry, fp, cand, settings, texts)
         later = cand.id > entry.id
         info = conn.execute("SELECT feed, title, duplicate_of FROM entries WHERE id = ?",

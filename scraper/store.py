@@ -117,7 +117,38 @@ CREATE TABLE dedup_keys (
 ALTER TABLE dedup_fingerprints ADD COLUMN sketch BLOB;
 ALTER TABLE dedup_fingerprints ADD COLUMN shingles INTEGER;
 """,
+    # 5: the key index becomes an LSM of two levels (scraper/dedup.py, "The index").  One row
+    # per key inserted at random into an 18M-row B-tree dirtied a page per key: at 1M entries
+    # the commits cost 0.7 ms per article (bench/dedup_scale.py).  Fingerprints get a write
+    # sequence number (``seq``); those above ``dedup_state.merged_seq`` are indexed in memory
+    # and merged into dedup_postings in sorted batches, clustered by a 14-day time bucket so
+    # that a batch lands in one small region of the B-tree.  Existing keys move over as merged.
+    """
+ALTER TABLE dedup_fingerprints ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX dedup_fingerprints_seq ON dedup_fingerprints(seq);
+CREATE TABLE dedup_postings (
+    bucket INTEGER NOT NULL,
+    key INTEGER NOT NULL,
+    entry_id INTEGER NOT NULL,
+    PRIMARY KEY (bucket, key, entry_id)
+) WITHOUT ROWID;
+INSERT INTO dedup_postings (bucket, key, entry_id)
+    SELECT max(f.ts, 0) / 1209600, k.key, k.entry_id
+    FROM dedup_keys k JOIN dedup_fingerprints f ON f.entry_id = k.entry_id ORDER BY 1, 2, 3;
+DROP TABLE dedup_keys;
+CREATE TABLE dedup_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    merged_seq INTEGER NOT NULL
+);
+INSERT INTO dedup_state (id, merged_seq) VALUES (1, 0);
+""",
 ]
+
+
+class Connection(sqlite3.Connection):
+    """sqlite3's connection with a ``__dict__``: dedup keeps the in-memory part of its index
+    on the connection it belongs to (the C type takes neither attributes nor weak references).
+    """
 
 
 def utcnow() -> datetime:
@@ -143,7 +174,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                           check_same_thread=False)
+                           check_same_thread=False, factory=Connection)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")

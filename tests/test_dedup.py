@@ -63,11 +63,15 @@ def link_of(conn: sqlite3.Connection, entry_id: int) -> tuple:
     return tuple(row)
 
 
-def snapshot(conn: sqlite3.Connection) -> list[tuple]:
+def snapshot(conn: sqlite3.Connection, writes: bool = True) -> list[tuple]:
+    """Links, fingerprints and index; with ``writes``, also each fingerprint's write sequence
+    number (a rebuild rewrites every row: same content, new numbers)."""
+    seq = ", f.seq" if writes else ""
     return [tuple(r) for r in conn.execute(
-        "SELECT e.id, e.duplicate_of, e.dup_method, e.dup_score, f.ts, f.text_hash, f.keys "
-        "FROM entries e LEFT JOIN dedup_fingerprints f ON f.entry_id = e.id ORDER BY e.id")] + [
-        tuple(r) for r in conn.execute("SELECT key, entry_id FROM dedup_keys ORDER BY 1, 2")]
+        "SELECT e.id, e.duplicate_of, e.dup_method, e.dup_score, f.ts, f.text_hash, f.keys"
+        f"{seq} FROM entries e LEFT JOIN dedup_fingerprints f ON f.entry_id = e.id "
+        "ORDER BY e.id")] + [
+        tuple(r) for r in conn.execute("SELECT * FROM dedup_postings ORDER BY 1, 2, 3")]
 
 
 def store_corpus(conn: sqlite3.Connection, posts: list[Post]) -> dict[Path, int]:
@@ -123,7 +127,7 @@ def test_store_creates_the_dedup_tables(tmp_path: Path) -> None:
     conn = store.connect(tmp_path / "x.db")
     columns = {r[1] for r in conn.execute("PRAGMA table_info(dedup_fingerprints)")}
     assert {"entry_id", "ts", "text_hash", "keys", "sketch", "shingles"} <= columns
-    assert conn.execute("PRAGMA table_info(dedup_keys)").fetchall()
+    assert conn.execute("PRAGMA table_info(dedup_postings)").fetchall()
 
 
 # -- the corpus ---------------------------------------------------------------------------
@@ -312,14 +316,14 @@ def test_explain_shows_scores_and_reason(conn: sqlite3.Connection) -> None:
 def test_rebuild_applies_new_thresholds(conn: sqlite3.Connection) -> None:
     posts = corpus_posts()
     ids = store_corpus(conn, posts)
-    before = snapshot(conn)
+    before = snapshot(conn, writes=False)
     strict = replace(SETTINGS, threshold=0.95)
     calls: list[tuple[int, int]] = []
     result = rebuild(conn, strict, progress=lambda done, total: calls.append((done, total)))
     assert result["entries"] == len(ids) and result["by_method"] == {"exact": 2}
     assert calls[-1] == (len(ids), len(ids))
     assert rebuild(conn, SETTINGS)["by_method"] == {"exact": 2, "near": 1}
-    assert snapshot(conn) == before
+    assert snapshot(conn, writes=False) == before
 
 
 # -- CLI ----------------------------------------------------------------------------------
@@ -381,7 +385,8 @@ def test_unrelated_candidate_gets_no_exact_score(conn: sqlite3.Connection,
     link(conn, [a], loose)
     b = add(conn, "另一篇", related, feed="b")
     fp = fingerprint.compute("另一篇", related, None, loose)
-    assert a in dedup._candidates(conn, fp, before=b, exclude=b)  # the LSH lets it through
+    # the LSH lets it through
+    assert a in dedup._candidates(conn, dedup._tail(conn), fp, before=b, exclude=b)
     calls = _spy_similarity(monkeypatch)
     link(conn, [b], loose)
     assert link_of(conn, b) == (None, None, None) and calls == []
@@ -436,6 +441,43 @@ def test_a_version_3_database_is_migrated(tmp_path: Path) -> None:
     old.close()
     conn = store.connect(path)
     columns = [r[1] for r in conn.execute("PRAGMA table_info(dedup_fingerprints)")]
-    assert columns[-2:] == ["sketch", "shingles"]
+    assert columns[-3:] == ["sketch", "shingles", "seq"]
     assert store.schema_version(conn) == len(store.MIGRATIONS)
+    conn.close()
+
+
+def test_a_version_4_index_moves_to_the_postings_and_still_finds_reprints(
+        tmp_path: Path) -> None:
+    """Keys stored one row per key (dedup_keys, before migration 5) become merged postings
+    under their time bucket; an article stored then is found by its reprint now."""
+    path = tmp_path / "v4.db"
+    old = sqlite3.connect(path)
+    for script in store.MIGRATIONS[:4]:
+        old.executescript(script)
+    old.execute("PRAGMA user_version = 4")
+    stamp = store.iso(T0)
+    old.execute("INSERT INTO entries (id, feed, entry_key, title, published, content_text, "
+                "fetched_at, updated_at) VALUES (1, 'a', 'k1', '原文', ?, ?, ?, ?)",
+                (stamp, ARTICLE, stamp, stamp))
+    fp = fingerprint.compute("原文", ARTICLE, None, SETTINGS)
+    keys = sorted({k for _, k in fp.index_keys()})
+    ts = int(T0.timestamp())
+    old.execute("INSERT INTO dedup_fingerprints (entry_id, ts, canonical_url, text_hash, title, "
+                "length, keys, sketch, shingles) VALUES (1, ?, NULL, ?, ?, ?, ?, ?, ?)",
+                (ts, fp.text_hash, fp.title, fp.length, np.array(keys, dtype=np.int64).tobytes(),
+                 fp.sketch, fp.shingles))
+    old.executemany("INSERT INTO dedup_keys (key, entry_id) VALUES (?, 1)", [(k,) for k in keys])
+    old.commit()
+    old.close()
+    conn = store.connect(path)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "dedup_keys" not in tables
+    assert [tuple(r) for r in conn.execute("SELECT * FROM dedup_postings ORDER BY key")] == \
+        [(ts // dedup.BUCKET_SECONDS, k, 1) for k in keys]
+    assert conn.execute("SELECT merged_seq FROM dedup_state").fetchone()[0] == 0
+    b = add(conn, "转载", ARTICLE.replace("深圳", "广州", 2), feed="b")
+    link(conn, [b])
+    assert link_of(conn, b)[:2] == (1, "near")
+    link(conn, [1])  # unchanged since it was indexed: left alone
+    assert link_of(conn, 1) == (None, None, None)
     conn.close()

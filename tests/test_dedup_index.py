@@ -1,0 +1,141 @@
+"""The dedup index's two levels: keys in memory, merged into dedup_postings in batches.
+
+Whatever the level a key sits in, the links must be the same; a merge must survive a
+rollback and another process's writes."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from corpus import corpus_posts
+from test_dedup import ARTICLE, OTHER, SETTINGS, T0, add, link, link_of, snapshot, store_corpus
+
+from scraper import dedup, store
+
+
+def postings(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM dedup_postings").fetchone()[0]
+
+
+def merged_seq(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT merged_seq FROM dedup_state").fetchone()[0]
+
+
+def reprint(n: int) -> str:
+    return ARTICLE.replace("深圳", f"广州{n}", 1)
+
+
+def links_of_corpus(tmp_path: Path, name: str, merge_entries: int,
+                    monkeypatch: pytest.MonkeyPatch) -> tuple[list[tuple], int]:
+    monkeypatch.setattr(dedup, "MERGE_ENTRIES", merge_entries)
+    conn = store.connect(tmp_path / name)
+    store_corpus(conn, corpus_posts())
+    rows = [tuple(r) for r in conn.execute(
+        "SELECT id, duplicate_of, dup_method, dup_score FROM entries ORDER BY id")]
+    count = postings(conn)
+    conn.close()
+    return rows, count
+
+
+def test_links_do_not_depend_on_where_the_keys_are(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    in_memory, none_merged = links_of_corpus(tmp_path, "memory.db", 10**9, monkeypatch)
+    merged, all_merged = links_of_corpus(tmp_path, "merged.db", 1, monkeypatch)
+    assert none_merged == 0 and all_merged > 0
+    assert merged == in_memory
+    assert any(row[1] is not None for row in merged)
+
+
+def test_a_merge_moves_keys_to_the_postings_and_they_are_still_found(
+        conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dedup, "MERGE_ENTRIES", 2)
+    a = add(conn, "原文", ARTICLE)
+    link(conn, [a])
+    assert postings(conn) == 0 and merged_seq(conn) == 0  # one entry: still in memory
+    b = add(conn, "另一篇", OTHER, feed="b")
+    link(conn, [b])
+    assert postings(conn) > 0
+    assert merged_seq(conn) == conn.execute("SELECT max(seq) FROM dedup_fingerprints").fetchone()[0]
+    assert not conn._dedup_tail.keys_of  # the memory level is empty after the merge
+    c = add(conn, "转载", reprint(1), feed="c")
+    link(conn, [c])
+    assert link_of(conn, c)[:2] == (a, "near")
+
+
+def test_a_rolled_back_merge_loses_nothing(conn: sqlite3.Connection,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dedup, "MERGE_ENTRIES", 2)
+    a = add(conn, "原文", ARTICLE)
+    link(conn, [a])
+    with pytest.raises(RuntimeError), store.transaction(conn):
+        b = add(conn, "另一篇", OTHER, feed="b")
+        dedup.link_entries(conn, [b], SETTINGS)
+        assert postings(conn) > 0  # merged inside the transaction...
+        raise RuntimeError("the refresh failed after dedup")
+    assert postings(conn) == 0 and merged_seq(conn) == 0  # ...and undone with it
+    c = add(conn, "转载", reprint(1), feed="c")
+    link(conn, [c])
+    assert link_of(conn, c)[:2] == (a, "near")  # a's keys were not lost from memory
+
+
+def test_another_connection_sees_keys_it_did_not_write(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon and a `scrape --once` each keep a memory level: each must find the other's
+    entries, merged or not."""
+    monkeypatch.setattr(dedup, "MERGE_ENTRIES", 3)
+    first = store.connect(tmp_path / "shared.db")
+    second = store.connect(tmp_path / "shared.db")
+    a = add(first, "原文", ARTICLE, when=T0)
+    link(first, [a])
+    x = add(second, "另一篇", OTHER, feed="x")
+    link(second, [x])  # second's memory level now holds a and x
+    b = add(first, "转载一", reprint(1), feed="b")
+    link(first, [b])  # three entries: first merges them all
+    assert merged_seq(first) > 0
+    assert link_of(first, b)[:2] == (a, "near")
+    c = add(second, "转载二", reprint(2), feed="c")
+    link(second, [c])  # second must notice the merge and still find a (now in the postings)
+    assert link_of(second, c)[:2] == (a, "near")
+    d = add(first, "转载三", reprint(3), feed="d")
+    link(first, [d])  # and first finds what second wrote since
+    assert link_of(first, d)[:2] == (a, "near")
+    first.close()
+    second.close()
+
+
+def test_a_reindexed_entry_leaves_no_stale_evidence(conn: sqlite3.Connection,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry whose text changed keeps no postings under its old keys, and an old key still
+    held in memory brings no false link."""
+    for merge_entries in (1, 10**9):
+        monkeypatch.setattr(dedup, "MERGE_ENTRIES", merge_entries)
+        a = add(conn, "原文", ARTICLE, key=f"a{merge_entries}")
+        link(conn, [a])
+        conn.execute("UPDATE entries SET content_text = ? WHERE id = ?", (OTHER, a))
+        link(conn, [a])
+        b = add(conn, "转载", reprint(merge_entries), feed="b", key=f"b{merge_entries}")
+        link(conn, [b])
+        assert link_of(conn, b)[0] != a, merge_entries
+        kept = {r[0] for r in conn.execute("SELECT key FROM dedup_postings WHERE entry_id = ?",
+                                           (a,))}
+        if merge_entries == 1:
+            assert kept and kept == set(conn._dedup_tail.keys_of.get(a, kept))
+        conn.execute("DELETE FROM entries WHERE id IN (?, ?)", (a, b))
+
+
+def test_a_second_run_writes_nothing(conn: sqlite3.Connection,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dedup, "MERGE_ENTRIES", 4)
+    ids = store_corpus(conn, corpus_posts())
+    before = snapshot(conn)
+    link(conn, list(ids.values()))
+    assert snapshot(conn) == before
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> sqlite3.Connection:
+    connection = store.connect(tmp_path / "index.db")
+    yield connection
+    connection.close()
