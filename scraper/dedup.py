@@ -14,9 +14,9 @@ below) and each confirmed before a link is made:
   containment 0.85) is still the same article, while two write-ups of one event sharing 70%
   of their text stay below it;
 - ``title``: teasers and title-only items (under ``short_chars`` folded characters) cannot
-  be judged by their text; they link by title similarity within ``title_window_hours``, or
-  (``near``) when their text lies inside a longer article found through the title or the
-  article's opening ("lead" key).
+  be judged by their text; within ``title_window_hours`` of each other, they link by title
+  similarity, or (``near``) when their text lies inside a longer article found through the
+  title or the article's opening ("lead" key).
 
 Links, never deletions: ``entries.duplicate_of`` is the earliest-seen (lowest id) entry of
 the cluster, ``dup_method`` and ``dup_score`` say why.  An entry is only ever compared with
@@ -30,7 +30,7 @@ The index is a log-structured merge of two levels, both derived from ``dedup_fin
   are indexed in memory (:class:`_Tail`), rebuilt from the table by any process that opens
   the database, so nothing is lost on a crash and concurrent writers see each other's keys;
 - every ``MERGE_ENTRIES`` entries they are merged into ``dedup_postings`` in one sorted
-  batch, under a 14-day time bucket, so that the batch lands in one small region of the
+  batch, under a 28-day time bucket, so that the batch lands in one small region of the
   B-tree: about one page written per 50 keys, where inserting each key as it came wrote one
   page per key (at 1M entries, commits cost 0.7 ms per article; bench/dedup_scale.py).
 
@@ -82,10 +82,17 @@ SKETCH_SIGMAS = 5.0
 #: inside an article: "点击查看全文" would otherwise link every teaser that ends with it.
 MIN_CONTAINED_CHARS = 20
 
+#: Probe kinds that only find short entries (see ``Fingerprint``): looked up within the
+#: title window.
+_SHORT_KINDS = frozenset({"title", "lead"})
+
 #: Width of a ``dedup_postings`` time bucket (seconds; migration 5 writes the same number).
 #: An entry's keys are stored under its bucket, so a merge writes into the region of the
-#: buckets of recent entries, and a lookup reads the 2 or 3 buckets that its window overlaps.
-BUCKET_SECONDS = 14 * 86400
+#: buckets of recent entries, and a lookup seeks each key in every bucket its window
+#: overlaps: 2 µs a seek at 1M entries.  28 days: a 14-day window (28 days wide) overlaps 2
+#: buckets, the title window 1 (or 2 near an edge); 14-day buckets made it 3 and 3, 120 µs of
+#: seeks per article against 60 (bench/dedup_scale.py).
+BUCKET_SECONDS = 28 * 86400
 
 #: Entries indexed in memory before a merge into ``dedup_postings``.  A merge writes the
 #: pages of the bucket's region once (about 3,000 pages at 1M entries over a year), so it
@@ -318,7 +325,9 @@ class _Tail:
         rows = conn.execute("SELECT entry_id, keys, seq FROM dedup_fingerprints WHERE seq > ? "
                             "ORDER BY seq", (self.high,)).fetchall()
         for entry_id, blob, seq in rows:
-            self.add(entry_id, np.frombuffer(blob, dtype=np.int64).tolist())
+            keys = np.frombuffer(blob, dtype=np.int64).tolist()
+            if self.keys_of.get(entry_id) != keys:  # (this connection's own: already in)
+                self.add(entry_id, keys)
             self.high = seq
 
     def add(self, entry_id: int, keys: list[int]) -> None:
@@ -384,9 +393,11 @@ def _keys_blob(keys: Iterable[int]) -> bytes:
 
 def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: int | None,
                 exclude: int, ts: int | None = None,
-                window: int | None = None) -> dict[int, _Candidate]:
-    """Entries sharing at least one index key with ``fp``: of lower id than ``before`` and
-    within ``window`` seconds of ``ts`` when given.
+                settings: DedupSettings | None = None) -> dict[int, _Candidate]:
+    """Entries sharing at least one index key with ``fp``: of lower id than ``before`` and,
+    when ``ts`` and ``settings`` are given, within the window of the key's kind (title and
+    lead keys only serve short pairs, which :func:`_judge` compares within the title window:
+    they are looked up in the one or two buckets of that window, not the 14 days').
 
     The keys that a candidate shares are read from its own fingerprint row, so its evidence
     (``kinds``, ``bands``) is what it holds now, whatever brought it here."""
@@ -395,19 +406,26 @@ def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: 
         kinds_of.setdefault(key, kind)
     if not kinds_of:
         return {}
-    if ts is not None and window is not None:
-        buckets = list(range(_bucket(ts - window), _bucket(ts + window) + 1))
+    lookups: list[tuple[list[int], list[int]]] = []  # (buckets, keys)
+    if ts is not None and settings is not None:
+        window = max(settings.window_seconds, settings.title_window_seconds)
+        for narrow in (False, True):
+            span = settings.title_window_seconds if narrow else settings.window_seconds
+            keys = [k for k, kind in kinds_of.items() if (kind in _SHORT_KINDS) == narrow]
+            if keys:
+                lookups.append((list(range(_bucket(ts - span), _bucket(ts + span) + 1)), keys))
     else:
+        window = None
         low, high = conn.execute(
             "SELECT min(bucket), max(bucket) FROM dedup_postings").fetchone()
-        buckets = [] if low is None else list(range(low, high + 1))
+        if low is not None:
+            lookups.append((list(range(low, high + 1)), list(kinds_of)))
     ids = tail.find(kinds_of)
-    if buckets:
-        rows = conn.execute(
-            f"SELECT entry_id FROM dedup_postings WHERE bucket IN "
-            f"({','.join('?' * len(buckets))}) AND key IN ({','.join('?' * len(kinds_of))})",
-            [*buckets, *kinds_of])
-        ids.update(r[0] for r in rows)
+    if lookups:
+        sql = " UNION ALL ".join(
+            f"SELECT entry_id FROM dedup_postings WHERE bucket IN ({','.join('?' * len(b))}) "
+            f"AND key IN ({','.join('?' * len(k))})" for b, k in lookups)
+        ids.update(r[0] for r in conn.execute(sql, [x for b, k in lookups for x in (*b, *k)]))
     ids.discard(exclude)
     if before is not None:
         ids = {i for i in ids if i < before}
@@ -500,6 +518,9 @@ def _judge(entry: _Entry, fp: Fingerprint, cand: _Candidate, settings: DedupSett
     short = _short_pair(fp, cand, settings)
     if not short and cand.text_hash == fp.text_hash:
         return _Verdict("exact", 1.0, "same normalized text")
+    if short and gap > settings.title_window_seconds:
+        return _Verdict(None, 0.0, f"short text, {gap / 3600:.0f} h apart (title window "
+                        f"{settings.title_window_hours:g} h)")
     verdict = _Verdict(None, 0.0, "no evidence")
     if fp.length and cand.length and max(fp.length, cand.length) >= MIN_CONTAINED_CHARS \
             and min(fp.length, cand.length) >= MIN_CONTAINED_CHARS:
@@ -606,7 +627,7 @@ def _link(conn: sqlite3.Connection, entry_ids: Iterable[int], settings: DedupSet
         linked_roots: set[int] = set()
         confirmations = 0
         found = _candidates(conn, tail, fp, before=entry.id, exclude=entry.id, ts=entry.ts,
-                            window=max(settings.window_seconds, settings.title_window_seconds))
+                            settings=settings)
         _estimate(fp, found.values(), settings.threshold)
         judged = sorted((c for c in found.values() if not _ruled_out(fp, c, settings)),
                         key=_order)

@@ -121,7 +121,7 @@ ALTER TABLE dedup_fingerprints ADD COLUMN shingles INTEGER;
     # per key inserted at random into an 18M-row B-tree dirtied a page per key: at 1M entries
     # the commits cost 0.7 ms per article (bench/dedup_scale.py).  Fingerprints get a write
     # sequence number (``seq``); those above ``dedup_state.merged_seq`` are indexed in memory
-    # and merged into dedup_postings in sorted batches, clustered by a 14-day time bucket so
+    # and merged into dedup_postings in sorted batches, clustered by a 28-day time bucket so
     # that a batch lands in one small region of the B-tree.  Existing keys move over as merged.
     """
 ALTER TABLE dedup_fingerprints ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
@@ -133,7 +133,7 @@ CREATE TABLE dedup_postings (
     PRIMARY KEY (bucket, key, entry_id)
 ) WITHOUT ROWID;
 INSERT INTO dedup_postings (bucket, key, entry_id)
-    SELECT max(f.ts, 0) / 1209600, k.key, k.entry_id
+    SELECT max(f.ts, 0) / 2419200, k.key, k.entry_id
     FROM dedup_keys k JOIN dedup_fingerprints f ON f.entry_id = k.entry_id ORDER BY 1, 2, 3;
 DROP TABLE dedup_keys;
 CREATE TABLE dedup_state (

@@ -265,6 +265,13 @@ def test_short_text_contained_in_an_article_links_to_it(conn: sqlite3.Connection
     link(conn, [a, b])
     duplicate_of, method, score = link_of(conn, b)
     assert (duplicate_of, method) == (a, "near") and score >= SETTINGS.threshold
+    # the same lead four days later (past the 72 h title window, inside the 14-day one): a
+    # short text is only evidence close in time, and explain says so
+    c = add(conn, "完全不同的标题", lead, feed="late", when=T0 + timedelta(hours=97))
+    link(conn, [c])
+    assert link_of(conn, c) == (None, None, None)
+    reasons = {x["id"]: x["reason"] for x in explain(conn, c, SETTINGS)["candidates"]}
+    assert "97 h apart (title window 72 h)" in reasons[a]
 
 
 def test_no_self_or_forward_links(conn: sqlite3.Connection) -> None:
