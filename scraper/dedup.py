@@ -263,37 +263,49 @@ def _load_entries(conn: sqlite3.Connection, ids: Sequence[int]) -> list[_Entry]:
 
 
 class _TextCache:
-    """Folded text and shingle sets, computed only when a candidate needs confirming (most
-    entries have no candidate) and kept for the rest of one link_entries call."""
+    """Shingle sets, computed only when a candidate needs confirming (most entries have no
+    candidate), kept on the connection across calls: a story reprinted five times is
+    confirmed against its first copy four times, and that copy is read and folded once.
 
-    def __init__(self, conn: sqlite3.Connection, settings: DedupSettings, size: int = 256):
-        self.conn, self.settings, self.size = conn, settings, size
+    Keyed by (entry, text hash, shingle size), so an entry whose text changed is recomputed.
+    Bounded: ``size`` sets of about 12 KB (a 1,500-character article)."""
+
+    def __init__(self, size: int = 256):
+        self.size = size
         self._raw: dict[int, str] = {}
-        self._items: OrderedDict[int, tuple[str, np.ndarray]] = OrderedDict()
+        self._items: OrderedDict[tuple[int, str, int], np.ndarray] = OrderedDict()
+
+    @classmethod
+    def of(cls, conn: sqlite3.Connection) -> _TextCache:
+        cache = getattr(conn, "_dedup_texts", None)
+        if cache is None:
+            cache = cls()
+            with contextlib.suppress(AttributeError):
+                conn._dedup_texts = cache  # type: ignore[attr-defined]
+        cache._raw.clear()
+        return cache
 
     def put(self, entry_id: int, text: str) -> None:
+        """The text of an entry being linked (saves reading it back if it is needed)."""
         self._raw[entry_id] = text
-        self._items.pop(entry_id, None)
 
-    def get(self, entry_id: int) -> tuple[str, np.ndarray]:
-        item = self._items.get(entry_id)
+    def get(self, conn: sqlite3.Connection, entry_id: int, digest: str,
+            shingle: int) -> np.ndarray:
+        key = (entry_id, digest, shingle)
+        item = self._items.get(key)
         if item is not None:
-            self._items.move_to_end(entry_id)
+            self._items.move_to_end(key)
             return item
-        text = self._raw.pop(entry_id, None)
+        text = self._raw.get(entry_id)
         if text is None:
-            row = self.conn.execute("SELECT content_text, summary FROM entries WHERE id = ?",
-                                    (entry_id,)).fetchone()
+            row = conn.execute("SELECT content_text, summary FROM entries WHERE id = ?",
+                               (entry_id,)).fetchone()
             text = (row[0] or row[1] or "") if row else ""
-        folded = fpmod.fold_text(text)
-        item = (folded, fpmod.shingle_set(folded, self.settings.shingle))
-        self._items[entry_id] = item
+        item = fpmod.shingle_set(fpmod.fold_text(text), shingle)
+        self._items[key] = item
         if len(self._items) > self.size:
             self._items.popitem(last=False)
         return item
-
-    def drop(self, entry_id: int) -> None:
-        self._raw.pop(entry_id, None)
 
 
 def _bucket(ts: int) -> int:
@@ -438,9 +450,9 @@ def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: 
         sql += " AND ts BETWEEN ? AND ?"
         params += [ts - window, ts + window]
     found: dict[int, _Candidate] = {}
+    probe = kinds_of.keys()
     for entry_id, cts, length, title, digest, sk, shingles, blob in conn.execute(sql, params):
-        shared = [kinds_of[k] for k in np.frombuffer(blob, dtype=np.int64).tolist()
-                  if k in kinds_of]
+        shared = [kinds_of[k] for k in probe & set(np.frombuffer(blob, dtype=np.int64).tolist())]
         if not shared:
             continue  # a stale key: the entry was re-indexed since
         found[entry_id] = _Candidate(entry_id, cts, length, title, digest, set(shared),
@@ -505,7 +517,7 @@ def _order(cand: _Candidate) -> tuple[int, int, int]:
 
 
 def _judge(entry: _Entry, fp: Fingerprint, cand: _Candidate, settings: DedupSettings,
-           texts: _TextCache, screen: bool = False) -> _Verdict:
+           texts: _TextCache, conn: sqlite3.Connection, screen: bool = False) -> _Verdict:
     """Is ``entry`` a duplicate of ``cand``?  The one place the rules live (link and explain).
 
     With ``screen``, a candidate whose sketch estimate cannot reach the threshold gets no exact
@@ -528,8 +540,8 @@ def _judge(entry: _Entry, fp: Fingerprint, cand: _Candidate, settings: DedupSett
             verdict.reason = (f"estimated Jaccard {cand.estimate:.2f} cannot reach containment "
                               f"{settings.threshold:g}")
             return _judge_title(fp, cand, settings, gap, short, verdict)
-        _, mine = texts.get(entry.id)
-        _, theirs = texts.get(cand.id)
+        mine = texts.get(conn, entry.id, fp.text_hash, settings.shingle)
+        theirs = texts.get(conn, cand.id, cand.text_hash, settings.shingle)
         jac, cont = fpmod.similarity(mine, theirs)
         verdict.jaccard, verdict.containment = jac, cont
         verdict.score = cont
@@ -591,7 +603,7 @@ def link_entries(conn: sqlite3.Connection, entry_ids: list[int], settings: Dedup
 def _link(conn: sqlite3.Connection, entry_ids: Iterable[int], settings: DedupSettings,
           fingerprints: dict[int, Fingerprint], force: bool) -> list[Link]:
     links: list[Link] = []
-    texts = _TextCache(conn, settings)
+    texts = _TextCache.of(conn)
     tail = _tail(conn)
     seq = 0
     for entry in _load_entries(conn, sorted(set(entry_ids))):
@@ -642,7 +654,7 @@ def _link(conn: sqlite3.Connection, entry_ids: Iterable[int], settings: DedupSet
                 continue  # its cluster is already matched: another member cannot change the root
             if confirmations >= MAX_CONFIRMATIONS:
                 break
-            verdict = _judge(entry, fp, cand, settings, texts, screen=True)
+            verdict = _judge(entry, fp, cand, settings, texts, conn, screen=True)
             if verdict.jaccard is not None:  # the exact score was computed
                 confirmations += 1
             if verdict.method is None:
@@ -651,7 +663,6 @@ def _link(conn: sqlite3.Connection, entry_ids: Iterable[int], settings: DedupSet
             rank = (_PRIORITY[verdict.method], verdict.score, cand.root)
             if _better(rank, best):
                 best, best_method = rank, verdict.method
-        texts.drop(entry.id)
         new: tuple[int | None, str | None, float | None] = (None, None, None)
         if best is not None:
             # Candidates have lower ids, so their roots do too: never self, never forward.
@@ -715,11 +726,11 @@ def explain(conn: sqlite3.Connection, entry_id: int, settings: DedupSettings) ->
         raise KeyError(entry_id)
     entry = rows[0]
     fp = fpmod.compute(entry.title, entry.text, entry.url, settings)
-    texts = _TextCache(conn, settings)
+    texts = _TextCache.of(conn)
     texts.put(entry.id, entry.text)
     out: list[dict[str, Any]] = []
     for cand in _candidates(conn, _tail(conn), fp, before=None, exclude=entry.id).values():
-        verdict = _judge(entry, fp, cand, settings, texts)
+        verdict = _judge(entry, fp, cand, settings, texts, conn)
         later = cand.id > entry.id
         info = conn.execute("SELECT feed, title, duplicate_of FROM entries WHERE id = ?",
                             (cand.id,)).fetchone()

@@ -454,7 +454,7 @@ def test_a_version_3_database_is_migrated(tmp_path: Path) -> None:
 
 
 def test_a_version_4_index_moves_to_the_postings_and_still_finds_reprints(
-        tmp_path: Path) -> None:
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Keys stored one row per key (dedup_keys, before migration 5) become merged postings
     under their time bucket; an article stored then is found by its reprint now."""
     path = tmp_path / "v4.db"
@@ -477,6 +477,7 @@ def test_a_version_4_index_moves_to_the_postings_and_still_finds_reprints(
     old.commit()
     old.close()
     conn = store.connect(path)
+    assert f"schema from version 4 to {len(store.MIGRATIONS)}" in caplog.text
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "dedup_keys" not in tables
     assert [tuple(r) for r in conn.execute("SELECT * FROM dedup_postings ORDER BY key")] == \
