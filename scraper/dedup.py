@@ -34,8 +34,9 @@ The index is a log-structured merge of two levels, both derived from ``dedup_fin
   B-tree: about one page written per 50 keys, where inserting each key as it came wrote one
   page per key (at 1M entries, commits cost 0.7 ms per article; bench/dedup_scale.py).
 
-Every candidate's own keys are read back from its fingerprint row, so a stale key (an entry
-re-indexed, a transaction rolled back) can bring an extra candidate, never false evidence.
+A stale key (an entry re-indexed or a transaction rolled back while its keys were in memory)
+can only bring an extra candidate: candidates are judged on their text and title, and the one
+key that is evidence by itself, the URL's, is checked against the candidate's row.
 """
 
 from __future__ import annotations
@@ -312,6 +313,10 @@ def _bucket(ts: int) -> int:
     return max(ts, 0) // BUCKET_SECONDS
 
 
+#: (ts, length, shingles, sketch) of a fingerprint: what screening a candidate needs.
+_Light = tuple[int, int, int | None, bytes | None]
+
+
 class _Tail:
     """The in-memory level of the index: keys of the fingerprints not merged yet.
 
@@ -328,35 +333,41 @@ class _Tail:
         self.high = 0  # every row with a seq up to this is indexed (in memory or merged)
         self.index: dict[int, list[int]] = {}
         self.keys_of: dict[int, list[int]] = {}
+        #: What :func:`_screen` reads of a candidate, so that the memory level's candidates
+        #: are screened without a read: (ts, length, shingles, sketch); 300 bytes an entry.
+        self.light: dict[int, _Light] = {}
 
     def sync(self, conn: sqlite3.Connection) -> None:
         merged = conn.execute("SELECT merged_seq FROM dedup_state").fetchone()[0]
         if merged != self.merged:
             self.__init__()  # type: ignore[misc]
             self.merged = self.high = merged
-        rows = conn.execute("SELECT entry_id, keys, seq FROM dedup_fingerprints WHERE seq > ? "
-                            "ORDER BY seq", (self.high,)).fetchall()
-        for entry_id, blob, seq in rows:
+        rows = conn.execute(
+            "SELECT entry_id, keys, seq, ts, length, shingles, sketch FROM dedup_fingerprints "
+            "WHERE seq > ? ORDER BY seq", (self.high,)).fetchall()
+        for entry_id, blob, seq, *light in rows:
             keys = np.frombuffer(blob, dtype=np.int64).tolist()
             if self.keys_of.get(entry_id) != keys:  # (this connection's own: already in)
-                self.add(entry_id, keys)
+                self.add(entry_id, keys, tuple(light))  # type: ignore[arg-type]
             self.high = seq
 
-    def add(self, entry_id: int, keys: list[int]) -> None:
+    def add(self, entry_id: int, keys: list[int], light: _Light) -> None:
         for key in self.keys_of.pop(entry_id, ()):
             ids = self.index.get(key)
             if ids is not None and entry_id in ids:
                 ids.remove(entry_id)
         self.keys_of[entry_id] = keys
+        self.light[entry_id] = light
         for key in keys:
             self.index.setdefault(key, []).append(entry_id)
 
-    def find(self, keys: Iterable[int]) -> set[int]:
-        out: set[int] = set()
+    def find(self, keys: Iterable[int]) -> list[tuple[int, int]]:
+        """(key, entry id) of every entry holding one of ``keys``."""
+        out: list[tuple[int, int]] = []
         for key in keys:
             ids = self.index.get(key)
             if ids:
-                out.update(ids)
+                out.extend((key, i) for i in ids)
         return out
 
     def next_seq(self, last: int) -> int:
@@ -404,15 +415,19 @@ def _keys_blob(keys: Iterable[int]) -> bytes:
 
 
 def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: int | None,
-                exclude: int, ts: int | None = None,
-                settings: DedupSettings | None = None) -> dict[int, _Candidate]:
+                exclude: int, ts: int | None = None, settings: DedupSettings | None = None,
+                screen: bool = False) -> dict[int, _Candidate]:
     """Entries sharing at least one index key with ``fp``: of lower id than ``before`` and,
     when ``ts`` and ``settings`` are given, within the window of the key's kind (title and
     lead keys only serve short pairs, which :func:`_judge` compares within the title window:
     they are looked up in the one or two buckets of that window, not the 14 days').
 
-    The keys that a candidate shares are read from its own fingerprint row, so its evidence
-    (``kinds``, ``bands``) is what it holds now, whatever brought it here."""
+    With ``screen`` (linking), candidates that :func:`_ruled_out` would drop are dropped
+    first from a light read of their sketches, before anything else is read or built: an
+    article of bench/ingest.py (sentences drawn from one corpus) has 200 candidates sharing a
+    sentence or two, at 6 µs each when read and built in full.  Only the URL key is checked
+    against the candidate's row; the other kinds only bring a candidate that is then judged
+    on its text or title."""
     kinds_of: dict[int, str] = {}
     for kind, key in fp.probe_keys():
         kinds_of.setdefault(key, kind)
@@ -432,32 +447,94 @@ def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: 
             "SELECT min(bucket), max(bucket) FROM dedup_postings").fetchone()
         if low is not None:
             lookups.append((list(range(low, high + 1)), list(kinds_of)))
-    ids = tail.find(kinds_of)
+    low_ts, high_ts = (None, None) if ts is None or window is None else (ts - window,
+                                                                          ts + window)
+    # (key, id) of every shared key, and what screening needs of each candidate.
+    light: dict[int, _Light] = {}
+    pairs: list[tuple[int, int]] = []
+    for key, entry_id in tail.find(kinds_of):
+        if entry_id == exclude or (before is not None and entry_id >= before):
+            continue
+        row = tail.light.get(entry_id)
+        if row is not None and (low_ts is None or low_ts <= row[0] <= high_ts):
+            pairs.append((key, entry_id))
+            light[entry_id] = row
     if lookups:
+        where = " AND p.entry_id != ?"
+        extra: list[Any] = [exclude]
+        if before is not None:
+            where += " AND p.entry_id < ?"
+            extra.append(before)
+        if low_ts is not None:
+            where += " AND f.ts BETWEEN ? AND ?"
+            extra += [low_ts, high_ts]
         sql = " UNION ALL ".join(
-            f"SELECT entry_id FROM dedup_postings WHERE bucket IN ({','.join('?' * len(b))}) "
-            f"AND key IN ({','.join('?' * len(k))})" for b, k in lookups)
-        ids.update(r[0] for r in conn.execute(sql, [x for b, k in lookups for x in (*b, *k)]))
-    ids.discard(exclude)
-    if before is not None:
-        ids = {i for i in ids if i < before}
+            "SELECT p.key, p.entry_id, f.ts, f.length, f.shingles, f.sketch FROM dedup_postings p "
+            "JOIN dedup_fingerprints f ON f.entry_id = p.entry_id WHERE p.bucket IN "
+            f"({','.join('?' * len(b))}) AND p.key IN ({','.join('?' * len(k))}){where}"
+            for b, k in lookups)
+        params = [x for b, k in lookups for x in (*b, *k, *extra)]
+        for key, entry_id, *row in conn.execute(sql, params):
+            pairs.append((key, entry_id))
+            light[entry_id] = tuple(row)  # type: ignore[assignment]
+    if not light:
+        return {}
+    ids = set(light)
+    if screen and settings is not None:
+        ids = _screen(fp, light, {i for k, i in pairs if k == fp.url_key}, settings)
     if not ids:
         return {}
-    sql = ("SELECT entry_id, ts, length, title, text_hash, sketch, shingles, keys "
-           f"FROM dedup_fingerprints WHERE entry_id IN ({','.join('?' * len(ids))})")
-    params: list[Any] = list(ids)
-    if ts is not None and window is not None:
-        sql += " AND ts BETWEEN ? AND ?"
-        params += [ts - window, ts + window]
+    shared: dict[int, set[int]] = {}
+    for key, entry_id in pairs:
+        if entry_id in ids:
+            shared.setdefault(entry_id, set()).add(key)
+    sql = ("SELECT entry_id, ts, length, title, text_hash, sketch, shingles, canonical_url "
+           f"FROM dedup_fingerprints WHERE entry_id IN ({','.join('?' * len(shared))})")
+    mine = _scheme_less(fp.canonical_url)
     found: dict[int, _Candidate] = {}
-    probe = kinds_of.keys()
-    for entry_id, cts, length, title, digest, sk, shingles, blob in conn.execute(sql, params):
-        shared = [kinds_of[k] for k in probe & set(np.frombuffer(blob, dtype=np.int64).tolist())]
-        if not shared:
-            continue  # a stale key: the entry was re-indexed since
-        found[entry_id] = _Candidate(entry_id, cts, length, title, digest, set(shared),
-                                     bands=shared.count("near"), sketch=sk, shingles=shingles)
+    for entry_id, cts, length, title, digest, sk, shingles, url in conn.execute(sql,
+                                                                                list(shared)):
+        kinds = [kinds_of[k] for k in shared[entry_id]]
+        if "url" in kinds and _scheme_less(url) != mine:
+            # The one key that is evidence by itself is checked against the row: a key can be
+            # stale (an entry re-indexed or rolled back in memory); other kinds only bring a
+            # candidate that is then judged on its text or title.
+            kinds = [k for k in kinds if k != "url"]
+            if not kinds:
+                continue
+        found[entry_id] = _Candidate(entry_id, cts, length, title, digest, set(kinds),
+                                     bands=kinds.count("near"), sketch=sk, shingles=shingles)
     return found
+
+
+def _screen(fp: Fingerprint, light: dict[int, _Light], by_url: set[int],
+            settings: DedupSettings) -> set[int]:
+    """The candidates that :func:`_ruled_out` would keep, from their sketches alone: found by
+    URL, short, without a usable sketch, or with an estimate that could reach the threshold
+    (the same text estimates at 1.0)."""
+    if fp.short or len(fp.sketch) != fpmod.SKETCH_BINS * 2 or not fp.shingles:
+        return set(light)
+    keep = set(by_url)
+    usable = []
+    for entry_id, (_, length, shingles, sk) in light.items():
+        if length < settings.short_chars or not shingles or sk is None \
+                or len(sk) != len(fp.sketch):
+            keep.add(entry_id)
+        else:
+            usable.append((entry_id, shingles, sk))
+    if usable:
+        theirs = np.frombuffer(b"".join(u[2] for u in usable), dtype=np.uint16)
+        estimates = fpmod.estimate_jaccard(np.frombuffer(fp.sketch, dtype=np.uint16),
+                                           theirs.reshape(len(usable), fpmod.SKETCH_BINS))
+        sizes = np.array([u[1] for u in usable], dtype=np.float64)
+        reach = _could_reach(estimates, float(fp.shingles), sizes, settings.threshold)
+        keep.update(u[0] for u, ok in zip(usable, reach.tolist(), strict=True) if ok)
+    return keep & set(light)
+
+
+def _scheme_less(url: str | None) -> str | None:
+    """What the url key is made of (``fingerprint.compute``: http and https are one page)."""
+    return url.split("://", 1)[-1] if url else None
 
 
 def _estimate(fp: Fingerprint, found: Iterable[_Candidate], threshold: float) -> None:
@@ -631,7 +708,7 @@ def _link(conn: sqlite3.Connection, entry_ids: Iterable[int], settings: DedupSet
             "title, length, keys, sketch, shingles, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (entry.id, entry.ts, fp.canonical_url, fp.text_hash, fp.title, fp.length, blob,
              fp.sketch, fp.shingles, seq))
-        tail.add(entry.id, keys)
+        tail.add(entry.id, keys, (entry.ts, fp.length, fp.shingles, fp.sketch))
         texts.put(entry.id, entry.text)
 
         best: tuple[int, float, int] | None = None
@@ -639,7 +716,7 @@ def _link(conn: sqlite3.Connection, entry_ids: Iterable[int], settings: DedupSet
         linked_roots: set[int] = set()
         confirmations = 0
         found = _candidates(conn, tail, fp, before=entry.id, exclude=entry.id, ts=entry.ts,
-                            settings=settings)
+                            settings=settings, screen=True)
         _estimate(fp, found.values(), settings.threshold)
         judged = sorted((c for c in found.values() if not _ruled_out(fp, c, settings)),
                         key=_order)

@@ -12,7 +12,7 @@ import pytest
 from corpus import corpus_posts
 from test_dedup import ARTICLE, OTHER, SETTINGS, T0, add, link, link_of, snapshot, store_corpus
 
-from scraper import dedup, store
+from scraper import dedup, fingerprint, store
 
 
 def postings(conn: sqlite3.Connection) -> int:
@@ -123,6 +123,22 @@ def test_a_reindexed_entry_leaves_no_stale_evidence(conn: sqlite3.Connection,
         if merge_entries == 1:
             assert kept and kept == set(conn._dedup_tail.keys_of.get(a, kept))
         conn.execute("DELETE FROM entries WHERE id IN (?, ?)", (a, b))
+
+
+def test_a_stale_url_key_in_memory_is_no_evidence(conn: sqlite3.Connection) -> None:
+    """The URL key alone links two entries, so it is checked against the candidate's row:
+    a key left in memory for an id that now holds another page must not link."""
+    a = add(conn, "原文", ARTICLE, url="https://a.example/one")
+    link(conn, [a])
+    link(conn, [a])  # (its row is synced: the memory level will not read it again)
+    stale = fingerprint.compute("x", OTHER, "https://b.example/two", SETTINGS).url_key
+    conn._dedup_tail.index.setdefault(stale, []).append(a)
+    b = add(conn, "另一篇", OTHER, feed="b", url="http://b.example/two")
+    link(conn, [b])
+    assert link_of(conn, b) == (None, None, None)
+    c = add(conn, "转载", reprint(1), feed="c", url="http://a.example/one?utm_source=x")
+    link(conn, [c])
+    assert link_of(conn, c)[:2] == (a, "url")  # the real URL key still is evidence
 
 
 def test_a_second_run_writes_nothing(conn: sqlite3.Connection,
