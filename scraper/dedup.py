@@ -34,9 +34,11 @@ The index is a log-structured merge of two levels, both derived from ``dedup_fin
   B-tree: about one page written per 50 keys, where inserting each key as it came wrote one
   page per key (at 1M entries, commits cost 0.7 ms per article; bench/dedup_scale.py).
 
-A stale key (an entry re-indexed or a transaction rolled back while its keys were in memory)
-can only bring an extra candidate: candidates are judged on their text and title, and the one
-key that is evidence by itself, the URL's, is checked against the candidate's row.
+The memory level follows the table: rows written since it last looked are read at the start
+of each call, and the entries a call indexed are read back at the next (their transaction may
+have rolled back).  A key that is stale anyway can only bring an extra candidate: candidates
+are judged on their text and title, and the one key that is evidence by itself, the URL's, is
+checked against the candidate's row.
 """
 
 from __future__ import annotations
@@ -137,7 +139,9 @@ class DedupSettings:
 
 
 _FLOAT_01 = {"threshold", "title_threshold"}
-_POSITIVE_NUMBER = {"title_window_hours", "window_days"}
+#: Upper bounds of the windows: ten years.  A lookup binds one parameter per key and 28-day
+#: bucket of its window, and SQLite takes at most 32,766 (a 1e7-day window failed every link).
+_POSITIVE_NUMBER = {"title_window_hours": 87_600.0, "window_days": 3_650.0}
 _INT_RANGES = {"shingle": (2, 16), "bands": (1, 256), "rows": (1, 32), "short_chars": (0, 100_000),
                "explain_candidates": (1, 1000)}
 
@@ -158,8 +162,9 @@ def dedup_from_mapping(data: object, where: str) -> DedupSettings:
                 raise ValueError(f"{key}: expected a number between 0 and 1, got {value!r}")
             values[key] = float(value)
         elif key in _POSITIVE_NUMBER:
-            if not _is_number(value) or value <= 0:
-                raise ValueError(f"{key}: expected a positive number, got {value!r}")
+            if not _is_number(value) or not 0 < value <= _POSITIVE_NUMBER[key]:
+                raise ValueError(f"{key}: expected a positive number up to "
+                                 f"{_POSITIVE_NUMBER[key]:g}, got {value!r}")
             values[key] = float(value)
         else:
             low, high = _INT_RANGES[key]
@@ -313,8 +318,9 @@ def _bucket(ts: int) -> int:
     return max(ts, 0) // BUCKET_SECONDS
 
 
-#: (ts, length, shingles, sketch) of a fingerprint: what screening a candidate needs.
-_Light = tuple[int, int, int | None, bytes | None]
+#: (ts, length, shingles, sketch, text_hash) of a fingerprint: what screening needs.
+_Light = tuple[int, int, int | None, bytes | None, str]
+_LIGHT_COLUMNS = "ts, length, shingles, sketch, text_hash"
 
 
 class _Tail:
@@ -325,7 +331,9 @@ class _Tail:
     has seen are added; a changed ``merged_seq`` (a merge here or in another process, or one
     rolled back) rebuilds it from the table.  Entries indexed during a call are added at once
     (later entries of the same call may be their duplicates) but do not move ``high``, so if
-    their transaction rolls back nothing committed later is skipped.
+    their transaction rolls back nothing committed later is skipped; they are also marked
+    ``dirty`` and read back at the next sync, so a rolled-back re-index gives the entry its
+    committed keys back.
     """
 
     def __init__(self) -> None:
@@ -336,26 +344,48 @@ class _Tail:
         #: What :func:`_screen` reads of a candidate, so that the memory level's candidates
         #: are screened without a read: (ts, length, shingles, sketch); 300 bytes an entry.
         self.light: dict[int, _Light] = {}
+        self.dirty: set[int] = set()  # added by a call whose transaction may roll back
 
     def sync(self, conn: sqlite3.Connection) -> None:
         merged = conn.execute("SELECT merged_seq FROM dedup_state").fetchone()[0]
         if merged != self.merged:
             self.__init__()  # type: ignore[misc]
             self.merged = self.high = merged
+        if self.dirty:
+            dirty = list(self.dirty)
+            self.dirty.clear()
+            rows = conn.execute(
+                f"SELECT entry_id, keys, seq, {_LIGHT_COLUMNS} FROM dedup_fingerprints "
+                f"WHERE entry_id IN ({','.join('?' * len(dirty))})", dirty).fetchall()
+            current = {r[0] for r in rows if r[2] > self.merged}
+            for entry_id in dirty:
+                if entry_id not in current:  # rolled back, deleted, or merged meanwhile
+                    self.remove(entry_id)
+            self._update(r for r in rows if r[0] in current)
         rows = conn.execute(
-            "SELECT entry_id, keys, seq, ts, length, shingles, sketch FROM dedup_fingerprints "
+            f"SELECT entry_id, keys, seq, {_LIGHT_COLUMNS} FROM dedup_fingerprints "
             "WHERE seq > ? ORDER BY seq", (self.high,)).fetchall()
-        for entry_id, blob, seq, *light in rows:
-            keys = np.frombuffer(blob, dtype=np.int64).tolist()
-            if self.keys_of.get(entry_id) != keys:  # (this connection's own: already in)
-                self.add(entry_id, keys, tuple(light))  # type: ignore[arg-type]
-            self.high = seq
+        self._update(rows)
+        if rows:
+            self.high = rows[-1][2]
 
-    def add(self, entry_id: int, keys: list[int], light: _Light) -> None:
+    def _update(self, rows: Iterable[Sequence[Any]]) -> None:
+        for entry_id, blob, _, *light in rows:
+            keys = np.frombuffer(blob, dtype=np.int64).tolist()
+            row = tuple(light)
+            # This connection's own rows are in already: same keys, same light.
+            if self.keys_of.get(entry_id) != keys or self.light.get(entry_id) != row:
+                self.add(entry_id, keys, row)  # type: ignore[arg-type]
+
+    def remove(self, entry_id: int) -> None:
         for key in self.keys_of.pop(entry_id, ()):
             ids = self.index.get(key)
             if ids is not None and entry_id in ids:
                 ids.remove(entry_id)
+        self.light.pop(entry_id, None)
+
+    def add(self, entry_id: int, keys: list[int], light: _Light) -> None:
+        self.remove(entry_id)
         self.keys_of[entry_id] = keys
         self.light[entry_id] = light
         for key in keys:
@@ -469,7 +499,8 @@ def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: 
             where += " AND f.ts BETWEEN ? AND ?"
             extra += [low_ts, high_ts]
         sql = " UNION ALL ".join(
-            "SELECT p.key, p.entry_id, f.ts, f.length, f.shingles, f.sketch FROM dedup_postings p "
+            "SELECT p.key, p.entry_id, f.ts, f.length, f.shingles, f.sketch, f.text_hash "
+            "FROM dedup_postings p "
             "JOIN dedup_fingerprints f ON f.entry_id = p.entry_id WHERE p.bucket IN "
             f"({','.join('?' * len(b))}) AND p.key IN ({','.join('?' * len(k))}){where}"
             for b, k in lookups)
@@ -510,15 +541,15 @@ def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: 
 def _screen(fp: Fingerprint, light: dict[int, _Light], by_url: set[int],
             settings: DedupSettings) -> set[int]:
     """The candidates that :func:`_ruled_out` would keep, from their sketches alone: found by
-    URL, short, without a usable sketch, or with an estimate that could reach the threshold
-    (the same text estimates at 1.0)."""
+    URL, short, the same text, without a usable sketch, or with an estimate that could reach
+    the threshold."""
     if fp.short or len(fp.sketch) != fpmod.SKETCH_BINS * 2 or not fp.shingles:
         return set(light)
     keep = set(by_url)
     usable = []
-    for entry_id, (_, length, shingles, sk) in light.items():
+    for entry_id, (_, length, shingles, sk, digest) in light.items():
         if length < settings.short_chars or not shingles or sk is None \
-                or len(sk) != len(fp.sketch):
+                or len(sk) != len(fp.sketch) or digest == fp.text_hash:
             keep.add(entry_id)
         else:
             usable.append((entry_id, shingles, sk))
@@ -708,7 +739,8 @@ def _link(conn: sqlite3.Connection, entry_ids: Iterable[int], settings: DedupSet
             "title, length, keys, sketch, shingles, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (entry.id, entry.ts, fp.canonical_url, fp.text_hash, fp.title, fp.length, blob,
              fp.sketch, fp.shingles, seq))
-        tail.add(entry.id, keys, (entry.ts, fp.length, fp.shingles, fp.sketch))
+        tail.add(entry.id, keys, (entry.ts, fp.length, fp.shingles, fp.sketch, fp.text_hash))
+        tail.dirty.add(entry.id)
         texts.put(entry.id, entry.text)
 
         best: tuple[int, float, int] | None = None

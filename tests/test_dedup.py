@@ -100,7 +100,9 @@ def test_settings_defaults_and_overrides() -> None:
     ({"threshold": 1.5}, "threshold: expected a number between 0 and 1, got 1.5"),
     ({"threshold": True}, "threshold: expected a number between 0 and 1, got True"),
     ({"title_threshold": 0}, "title_threshold: expected a number between 0 and 1, got 0"),
-    ({"window_days": -1}, "window_days: expected a positive number, got -1"),
+    ({"window_days": -1}, "window_days: expected a positive number up to 3650, got -1"),
+    ({"window_days": 1e7}, "window_days: expected a positive number up to 3650, got 1"),
+    ({"title_window_hours": 0}, "title_window_hours: expected a positive number up to 87600"),
     ({"shingle": 4.5}, "shingle: expected a whole number from 2 to 16, got 4.5"),
     ({"bands": 0}, "bands: expected a whole number from 1 to 256, got 0"),
     ({"rows": True}, "rows: expected a whole number from 1 to 32, got True"),
@@ -451,6 +453,34 @@ def test_a_version_3_database_is_migrated(tmp_path: Path) -> None:
     assert columns[-3:] == ["sketch", "shingles", "seq"]
     assert store.schema_version(conn) == len(store.MIGRATIONS)
     conn.close()
+
+
+def test_a_second_process_waits_for_an_upgrade_longer_than_the_busy_timeout(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Migration 5 holds the write lock for a minute at 1M entries: a process started
+    meanwhile waits for it instead of failing with "database is locked"."""
+    import threading
+    import time
+
+    path = tmp_path / "v4.db"
+    old = sqlite3.connect(path, check_same_thread=False)
+    for script in store.MIGRATIONS[:4]:
+        old.executescript(script)
+    old.execute("PRAGMA journal_mode = WAL")  # as every database store.connect made
+    old.execute("PRAGMA user_version = 4")
+    old.commit()
+    monkeypatch.setattr(store, "BUSY_TIMEOUT_MS", 50)
+    monkeypatch.setattr(store, "MIGRATION_WAIT_MS", 20_000)
+    old.execute("BEGIN IMMEDIATE")  # stands for the first process's long upgrade
+    release = threading.Timer(0.5, old.rollback)
+    release.start()
+    started = time.monotonic()
+    conn = store.connect(path)
+    assert time.monotonic() - started >= 0.4  # it waited, then migrated
+    assert store.schema_version(conn) == len(store.MIGRATIONS)
+    release.join()
+    conn.close()
+    old.close()
 
 
 def test_a_version_4_index_moves_to_the_postings_and_still_finds_reprints(

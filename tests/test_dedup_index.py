@@ -6,6 +6,8 @@ rollback and another process's writes."""
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -139,6 +141,54 @@ def test_a_stale_url_key_in_memory_is_no_evidence(conn: sqlite3.Connection) -> N
     c = add(conn, "转载", reprint(1), feed="c", url="http://a.example/one?utm_source=x")
     link(conn, [c])
     assert link_of(conn, c)[:2] == (a, "url")  # the real URL key still is evidence
+
+
+def test_a_rolled_back_reindex_gives_the_entry_its_keys_back(
+        conn: sqlite3.Connection) -> None:
+    """A refresh that re-indexed an entry and then failed (pipeline.py carries on with the
+    same connection) must leave the committed keys findable."""
+    a = add(conn, "原文", ARTICLE)
+    link(conn, [a])
+    with pytest.raises(RuntimeError), store.transaction(conn):
+        conn.execute("UPDATE entries SET content_text = ? WHERE id = ?", (OTHER, a))
+        dedup.link_entries(conn, [a], SETTINGS)
+        raise RuntimeError("the refresh failed after dedup")
+    link(conn, [a])  # its stored fingerprint is unchanged: skipped
+    b = add(conn, "转载", reprint(1), feed="b")
+    link(conn, [b])
+    assert link_of(conn, b)[:2] == (a, "near")
+
+
+def test_another_connection_sees_a_new_date_with_the_same_keys(tmp_path: Path) -> None:
+    """A feed corrects an entry's date, not its text: same keys, new ts.  The other
+    connection's memory level must take the new ts, or its window drops the entry."""
+    one = store.connect(tmp_path / "shared.db")
+    two = store.connect(tmp_path / "shared.db")
+    a = add(one, "原文", ARTICLE, when=T0)
+    link(one, [a])
+    x = add(two, "无关", OTHER, feed="x")
+    link(two, [x])  # two now holds a, dated T0
+    later = T0 + timedelta(days=20)
+    one.execute("UPDATE entries SET published = ? WHERE id = ?", (store.iso(later), a))
+    link(one, [a])
+    b = add(two, "转载", reprint(1), feed="b", when=later + timedelta(hours=1))
+    link(two, [b])
+    assert link_of(two, b)[:2] == (a, "near")
+    one.close()
+    two.close()
+
+
+def test_the_same_text_links_after_a_shingle_change_without_rebuild(
+        conn: sqlite3.Connection) -> None:
+    """Sketches of different shingle sizes do not compare, the text hash does: the screen
+    must not drop an identical text.  (90 characters: short when it was indexed, so its title
+    key finds it; long under the new settings, so it is judged by its text.)"""
+    text = ARTICLE[:90]
+    a = add(conn, "小米12S Ultra 7月4日发布", text)
+    link(conn, [a])
+    b = add(conn, "小米12S Ultra 7月4日发布", text, feed="b", when=T0 + timedelta(hours=1))
+    link(conn, [b], replace(SETTINGS, shingle=5, short_chars=50))
+    assert link_of(conn, b)[:2] == (a, "exact")
 
 
 def test_a_second_run_writes_nothing(conn: sqlite3.Connection,
