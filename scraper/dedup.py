@@ -351,23 +351,25 @@ class _Tail:
         if merged != self.merged:
             self.__init__()  # type: ignore[misc]
             self.merged = self.high = merged
-        if self.dirty:
-            dirty = list(self.dirty)
-            self.dirty.clear()
-            rows = conn.execute(
-                f"SELECT entry_id, keys, seq, {_LIGHT_COLUMNS} FROM dedup_fingerprints "
-                f"WHERE entry_id IN ({','.join('?' * len(dirty))})", dirty).fetchall()
-            current = {r[0] for r in rows if r[2] > self.merged}
-            for entry_id in dirty:
-                if entry_id not in current:  # rolled back, deleted, or merged meanwhile
-                    self.remove(entry_id)
-            self._update(r for r in rows if r[0] in current)
         rows = conn.execute(
             f"SELECT entry_id, keys, seq, {_LIGHT_COLUMNS} FROM dedup_fingerprints "
             "WHERE seq > ? ORDER BY seq", (self.high,)).fetchall()
         self._update(rows)
         if rows:
             self.high = rows[-1][2]
+        # What the last call indexed and did not come back above: its transaction rolled back
+        # (or the entry was deleted).  Read back what the table holds now.
+        dirty = list(self.dirty - {r[0] for r in rows})
+        self.dirty.clear()
+        if dirty:
+            rows = conn.execute(
+                f"SELECT entry_id, keys, seq, {_LIGHT_COLUMNS} FROM dedup_fingerprints "
+                f"WHERE entry_id IN ({','.join('?' * len(dirty))})", dirty).fetchall()
+            current = {r[0] for r in rows if r[2] > self.merged}
+            for entry_id in dirty:
+                if entry_id not in current:  # gone, or in the postings already
+                    self.remove(entry_id)
+            self._update(r for r in rows if r[0] in current)
 
     def _update(self, rows: Iterable[Sequence[Any]]) -> None:
         for entry_id, blob, _, *light in rows:
@@ -511,8 +513,9 @@ def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: 
     if not light:
         return {}
     ids = set(light)
+    estimated: dict[int, tuple[float, bool]] = {}
     if screen and settings is not None:
-        ids = _screen(fp, light, {i for k, i in pairs if k == fp.url_key}, settings)
+        ids, estimated = _screen(fp, light, {i for k, i in pairs if k == fp.url_key}, settings)
     if not ids:
         return {}
     shared: dict[int, set[int]] = {}
@@ -533,23 +536,28 @@ def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: 
             kinds = [k for k in kinds if k != "url"]
             if not kinds:
                 continue
-        found[entry_id] = _Candidate(entry_id, cts, length, title, digest, set(kinds),
-                                     bands=kinds.count("near"), sketch=sk, shingles=shingles)
+        cand = found[entry_id] = _Candidate(entry_id, cts, length, title, digest, set(kinds),
+                                            bands=kinds.count("near"), sketch=sk,
+                                            shingles=shingles)
+        if entry_id in estimated:
+            cand.estimate, cand.reachable = estimated[entry_id]
     return found
 
 
 def _screen(fp: Fingerprint, light: dict[int, _Light], by_url: set[int],
-            settings: DedupSettings) -> set[int]:
+            settings: DedupSettings) -> tuple[set[int], dict[int, tuple[float, bool]]]:
     """The candidates that :func:`_ruled_out` would keep, from their sketches alone: found by
     URL, short, the same text, without a usable sketch, or with an estimate that could reach
-    the threshold."""
+    the threshold; with the (estimate, could reach) of each candidate it estimated, as
+    :func:`_estimate` sets them."""
     if fp.short or len(fp.sketch) != fpmod.SKETCH_BINS * 2 or not fp.shingles:
-        return set(light)
+        return set(light), {}
     keep = set(by_url)
     usable = []
     for entry_id, (_, length, shingles, sk, digest) in light.items():
-        if length < settings.short_chars or not shingles or sk is None \
-                or len(sk) != len(fp.sketch) or digest == fp.text_hash:
+        if length < settings.short_chars or digest == fp.text_hash:
+            keep.add(entry_id)  # judged whatever its estimate (which it still gets)
+        if not shingles or sk is None or len(sk) != len(fp.sketch):
             keep.add(entry_id)
         else:
             usable.append((entry_id, shingles, sk))
@@ -559,8 +567,11 @@ def _screen(fp: Fingerprint, light: dict[int, _Light], by_url: set[int],
                                            theirs.reshape(len(usable), fpmod.SKETCH_BINS))
         sizes = np.array([u[1] for u in usable], dtype=np.float64)
         reach = _could_reach(estimates, float(fp.shingles), sizes, settings.threshold)
-        keep.update(u[0] for u, ok in zip(usable, reach.tolist(), strict=True) if ok)
-    return keep & set(light)
+        info = {u[0]: (e, ok) for u, e, ok in zip(usable, estimates.tolist(), reach.tolist(),
+                                                  strict=True)}
+        keep.update(i for i, (_, ok) in info.items() if ok)
+        return keep & set(light), info
+    return keep & set(light), {}
 
 
 def _scheme_less(url: str | None) -> str | None:
@@ -749,7 +760,6 @@ def _link(conn: sqlite3.Connection, entry_ids: Iterable[int], settings: DedupSet
         confirmations = 0
         found = _candidates(conn, tail, fp, before=entry.id, exclude=entry.id, ts=entry.ts,
                             settings=settings, screen=True)
-        _estimate(fp, found.values(), settings.threshold)
         judged = sorted((c for c in found.values() if not _ruled_out(fp, c, settings)),
                         key=_order)
         if judged:
