@@ -15,7 +15,7 @@ runs too) through the production calls, 50 per transaction like a feed refresh:
   and the merges of the in-memory index into ``dedup_postings`` when they fall due);
 - commit: the transaction's COMMIT (with the WAL checkpoints it runs), shared out over its
   articles.  Index writes cost their time here, not in the insert: before migration 5 the
-  commits of one-row-per-key inserts cost 0.7 ms per article at 1M.
+  commits of one-row-per-key inserts cost 0.6 ms per article at 1M.
 
 The baseline is the same measurement on an empty database in the same run; the ratio shows
 what the stored entries cost.  Memory: the RSS growth while the samples are linked (SQLite's

@@ -126,7 +126,7 @@ ALTER TABLE dedup_fingerprints ADD COLUMN shingles INTEGER;
 """,
     # 5: the key index becomes an LSM of two levels (scraper/dedup.py, "The index").  One row
     # per key inserted at random into an 18M-row B-tree dirtied a page per key: at 1M entries
-    # the commits cost 0.7 ms per article (bench/dedup_scale.py).  Fingerprints get a write
+    # the commits cost 0.6 ms per article (bench/dedup_scale.py).  Fingerprints get a write
     # sequence number (``seq``); those above ``dedup_state.merged_seq`` are indexed in memory
     # and merged into dedup_postings in sorted batches, clustered by a 28-day time bucket so
     # that a batch lands in one small region of the B-tree.  Existing keys move over as merged.
