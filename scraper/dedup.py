@@ -100,7 +100,7 @@ BUCKET_SECONDS = 28 * 86400
 #: Entries indexed in memory before a merge into ``dedup_postings``.  A merge writes the
 #: pages of the bucket's region once (about 3,000 pages at 1M entries over a year), so it
 #: pays off once it carries more keys than that: 2048 entries carry 37k keys.  The memory
-#: part holds at most this many entries (about 4 MiB of Python dicts).
+#: part holds at most this many entries (about 5 MiB of Python dicts and sketches).
 MERGE_ENTRIES = 2048
 
 
@@ -341,8 +341,8 @@ class _Tail:
         self.high = 0  # every row with a seq up to this is indexed (in memory or merged)
         self.index: dict[int, list[int]] = {}
         self.keys_of: dict[int, list[int]] = {}
-        #: What :func:`_screen` reads of a candidate, so that the memory level's candidates
-        #: are screened without a read: (ts, length, shingles, sketch); 300 bytes an entry.
+        #: What :func:`_screen` reads of a candidate (``_Light``), so that the memory level's
+        #: candidates are screened without a read: about 400 bytes an entry.
         self.light: dict[int, _Light] = {}
         self.dirty: set[int] = set()  # added by a call whose transaction may roll back
 
