@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sqlite3
 import sys
 import time
@@ -215,8 +216,8 @@ class _Candidate:
     shingles: int | None = None  # distinct shingles of its text
     estimate: float | None = None  # estimated Jaccard with the entry being linked
     reachable: bool = True  # False: the estimate says containment cannot reach the threshold
-    #: Its cluster root (itself when it is an original); read by :func:`_link` only for the
-    #: candidates it judges (reading ``entries`` for every candidate cost a third of a lookup).
+    #: Its cluster root (itself when it is an original), read with the candidate's row after
+    #: screening (reading ``entries`` for every unscreened candidate cost a third of a lookup).
     root: int = 0
 
 
@@ -312,6 +313,12 @@ class _TextCache:
         if len(self._items) > self.size:
             self._items.popitem(last=False)
         return item
+
+
+def _chunks(ids: Sequence[int], size: int = 10_000) -> Iterable[Sequence[int]]:
+    """``ids`` in slices that stay below SQLite's 32,766 bound parameters per statement."""
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
 
 
 def _bucket(ts: int) -> int:
@@ -422,28 +429,45 @@ def _tail(conn: sqlite3.Connection) -> _Tail:
 
 def _merge(conn: sqlite3.Connection, tail: _Tail) -> None:
     """Move the keys of every fingerprint above ``merged_seq`` into ``dedup_postings``, in
-    (bucket, key) order, in the caller's transaction (a rollback undoes it with the rest)."""
+    (bucket, key) order, in the caller's transaction (a rollback undoes it with the rest).
+
+    The rows are built and sorted in NumPy: 37k postings as Python tuples cost 60 ms of a
+    merge's 190 (bench/dedup_scale.py at 1M, 30 µs per article linked)."""
     merged = tail.merged
     rows = conn.execute("SELECT entry_id, ts, keys, seq FROM dedup_fingerprints WHERE seq > ?",
                         (merged,)).fetchall()
     if not rows:
         return
-    postings = []
-    top = merged
-    for entry_id, ts, blob, seq in rows:
-        bucket = _bucket(ts)
-        postings.extend((bucket, key, entry_id)
-                        for key in np.frombuffer(blob, dtype=np.int64).tolist())
-        top = max(top, seq)
-    postings.sort()
+    keys = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.int64)
+    counts = [len(r[2]) // 8 for r in rows]
+    ids = np.repeat(np.array([r[0] for r in rows], dtype=np.int64), counts)
+    buckets = np.repeat(np.array([_bucket(r[1]) for r in rows], dtype=np.int64), counts)
+    order = np.lexsort((ids, keys, buckets))
+    postings = np.column_stack((buckets[order], keys[order], ids[order]))
     conn.executemany("INSERT OR IGNORE INTO dedup_postings (bucket, key, entry_id) "
-                     "VALUES (?, ?, ?)", postings)
-    conn.execute("UPDATE dedup_state SET merged_seq = ?", (top,))
+                     "VALUES (?, ?, ?)", postings.tolist())
+    conn.execute("UPDATE dedup_state SET merged_seq = ?", (max(merged, *(r[3] for r in rows)),))
     tail.__init__()  # type: ignore[misc]  # the next sync rebuilds it from the table
 
 
 def _keys_blob(keys: Iterable[int]) -> bytes:
     return np.array(list(keys), dtype=np.int64).tobytes()
+
+
+def _probe_lookups(fp: Fingerprint) -> tuple[dict[int, str], list[int], list[int]]:
+    """(kind of each probe key, the keys looked up in the near window, those looked up in the
+    title window only); the first kind a key is listed under wins, as in ``probe_keys``."""
+    kinds_of: dict[int, str] = {}
+    if fp.url_key is not None:
+        kinds_of[fp.url_key] = "url"
+    for key in fp.band_keys:
+        kinds_of.setdefault(key, "near")
+    wide = list(kinds_of)
+    for key in fp.probe_title_keys:
+        kinds_of.setdefault(key, "title")
+    for key in fp.probe_lead_keys:
+        kinds_of.setdefault(key, "lead")
+    return kinds_of, wide, list(kinds_of)[len(wide):]
 
 
 def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: int | None,
@@ -459,75 +483,87 @@ def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: 
     article of bench/ingest.py (sentences drawn from one corpus) has 200 candidates sharing a
     sentence or two, at 6 µs each when read and built in full.  Only the URL key is checked
     against the candidate's row; the other kinds only bring a candidate that is then judged
-    on its text or title."""
-    kinds_of: dict[int, str] = {}
-    for kind, key in fp.probe_keys():
-        kinds_of.setdefault(key, kind)
+    on its text or title.  Each candidate comes with its cluster root (``entries``), which
+    :func:`_link` needs for the candidates it judges."""
+    kinds_of, wide, narrow = _probe_lookups(fp)
     if not kinds_of:
         return {}
     lookups: list[tuple[list[int], list[int]]] = []  # (buckets, keys)
+    low_ts = high_ts = None
     if ts is not None and settings is not None:
         window = max(settings.window_seconds, settings.title_window_seconds)
-        for narrow in (False, True):
-            span = settings.title_window_seconds if narrow else settings.window_seconds
-            keys = [k for k, kind in kinds_of.items() if (kind in _SHORT_KINDS) == narrow]
+        low_ts, high_ts = ts - window, ts + window
+        for span, keys in ((settings.window_seconds, wide),
+                           (settings.title_window_seconds, narrow)):
             if keys:
                 lookups.append((list(range(_bucket(ts - span), _bucket(ts + span) + 1)), keys))
     else:
-        window = None
         low, high = conn.execute(
             "SELECT min(bucket), max(bucket) FROM dedup_postings").fetchone()
         if low is not None:
             lookups.append((list(range(low, high + 1)), list(kinds_of)))
-    low_ts, high_ts = (None, None) if ts is None or window is None else (ts - window,
-                                                                          ts + window)
-    # (key, id) of every shared key, and what screening needs of each candidate.
+    # Every shared (key, id), and what screening needs of each candidate.
     light: dict[int, _Light] = {}
     pairs: list[tuple[int, int]] = []
+    limit = exclude if before is None else min(before, exclude)
+    tail_light = tail.light
     for key, entry_id in tail.find(kinds_of):
-        if entry_id == exclude or (before is not None and entry_id >= before):
+        # ids below ``limit`` pass both tests at once (exclude and before); the rest by hand
+        if entry_id >= limit and (entry_id == exclude or (before is not None
+                                                          and entry_id >= before)):
             continue
-        row = tail.light.get(entry_id)
+        row = tail_light.get(entry_id)
         if row is not None and (low_ts is None or low_ts <= row[0] <= high_ts):
             pairs.append((key, entry_id))
             light[entry_id] = row
     if lookups:
-        where = " AND p.entry_id != ?"
+        # The postings alone first, then each distinct candidate's fingerprint once: a story
+        # in the index shares several keys with its reprint, and joining every posting to its
+        # fingerprint read the same row once per shared key (at 1M entries that cost 60 µs
+        # per reprint; bench/dedup_scale.py).
+        where = " AND entry_id != ?"
         extra: list[Any] = [exclude]
         if before is not None:
-            where += " AND p.entry_id < ?"
+            where += " AND entry_id < ?"
             extra.append(before)
-        if low_ts is not None:
-            where += " AND f.ts BETWEEN ? AND ?"
-            extra += [low_ts, high_ts]
         sql = " UNION ALL ".join(
-            "SELECT p.key, p.entry_id, f.ts, f.length, f.shingles, f.sketch, f.text_hash "
-            "FROM dedup_postings p "
-            "JOIN dedup_fingerprints f ON f.entry_id = p.entry_id WHERE p.bucket IN "
-            f"({','.join('?' * len(b))}) AND p.key IN ({','.join('?' * len(k))}){where}"
+            f"SELECT key, entry_id FROM dedup_postings WHERE bucket IN "
+            f"({','.join('?' * len(b))}) AND key IN ({','.join('?' * len(k))}){where}"
             for b, k in lookups)
-        params = [x for b, k in lookups for x in (*b, *k, *extra)]
-        for key, entry_id, *row in conn.execute(sql, params):
-            pairs.append((key, entry_id))
-            light[entry_id] = tuple(row)  # type: ignore[assignment]
+        found_pairs = conn.execute(sql, [x for b, k in lookups
+                                         for x in (*b, *k, *extra)]).fetchall()
+        wanted = list({i for _, i in found_pairs} - light.keys())
+        if wanted:
+            in_window = "" if low_ts is None else " AND ts BETWEEN ? AND ?"
+            bounds = [] if low_ts is None else [low_ts, high_ts]
+            for chunk in _chunks(wanted):
+                for row in conn.execute(
+                        f"SELECT entry_id, {_LIGHT_COLUMNS} FROM dedup_fingerprints WHERE "
+                        f"entry_id IN ({','.join('?' * len(chunk))}){in_window}",
+                        [*chunk, *bounds]):
+                    light[row[0]] = row[1:]
+            pairs += [p for p in found_pairs if p[1] in light]
     if not light:
         return {}
-    ids = set(light)
     estimated: dict[int, tuple[float, bool]] = {}
     if screen and settings is not None:
         ids, estimated = _screen(fp, light, {i for k, i in pairs if k == fp.url_key}, settings)
-    if not ids:
-        return {}
+        if not ids:
+            return {}
+    else:
+        ids = light.keys()
     shared: dict[int, set[int]] = {}
     for key, entry_id in pairs:
         if entry_id in ids:
             shared.setdefault(entry_id, set()).add(key)
-    sql = ("SELECT entry_id, ts, length, title, text_hash, sketch, shingles, canonical_url "
-           f"FROM dedup_fingerprints WHERE entry_id IN ({','.join('?' * len(shared))})")
+    sql = ("SELECT f.entry_id, f.ts, f.length, f.title, f.text_hash, f.sketch, f.shingles, "
+           "f.canonical_url, e.duplicate_of FROM dedup_fingerprints f "
+           "LEFT JOIN entries e ON e.id = f.entry_id "
+           f"WHERE f.entry_id IN ({','.join('?' * len(shared))})")
     mine = _scheme_less(fp.canonical_url)
     found: dict[int, _Candidate] = {}
-    for entry_id, cts, length, title, digest, sk, shingles, url in conn.execute(sql,
-                                                                                list(shared)):
+    for entry_id, cts, length, title, digest, sk, shingles, url, root in conn.execute(
+            sql, list(shared)):
         kinds = [kinds_of[k] for k in shared[entry_id]]
         if "url" in kinds and _scheme_less(url) != mine:
             # The one key that is evidence by itself is checked against the row: a key can be
@@ -538,7 +574,7 @@ def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: 
                 continue
         cand = found[entry_id] = _Candidate(entry_id, cts, length, title, digest, set(kinds),
                                             bands=kinds.count("near"), sketch=sk,
-                                            shingles=shingles)
+                                            shingles=shingles, root=root or entry_id)
         if entry_id in estimated:
             cand.estimate, cand.reachable = estimated[entry_id]
     return found
@@ -548,30 +584,32 @@ def _screen(fp: Fingerprint, light: dict[int, _Light], by_url: set[int],
             settings: DedupSettings) -> tuple[set[int], dict[int, tuple[float, bool]]]:
     """The candidates that :func:`_ruled_out` would keep, from their sketches alone: found by
     URL, short, the same text, without a usable sketch, or with an estimate that could reach
-    the threshold; with the (estimate, could reach) of each candidate it estimated, as
-    :func:`_estimate` sets them."""
+    the threshold; with the (estimate, could reach) of each candidate it estimated."""
     if fp.short or len(fp.sketch) != fpmod.SKETCH_BINS * 2 or not fp.shingles:
         return set(light), {}
     keep = set(by_url)
-    usable = []
+    usable_ids: list[int] = []
+    sizes: list[int] = []
+    sketches: list[bytes] = []
+    size = len(fp.sketch)
     for entry_id, (_, length, shingles, sk, digest) in light.items():
         if length < settings.short_chars or digest == fp.text_hash:
             keep.add(entry_id)  # judged whatever its estimate (which it still gets)
-        if not shingles or sk is None or len(sk) != len(fp.sketch):
+        if not shingles or sk is None or len(sk) != size:
             keep.add(entry_id)
         else:
-            usable.append((entry_id, shingles, sk))
-    if usable:
-        theirs = np.frombuffer(b"".join(u[2] for u in usable), dtype=np.uint16)
-        estimates = fpmod.estimate_jaccard(np.frombuffer(fp.sketch, dtype=np.uint16),
-                                           theirs.reshape(len(usable), fpmod.SKETCH_BINS))
-        sizes = np.array([u[1] for u in usable], dtype=np.float64)
-        reach = _could_reach(estimates, float(fp.shingles), sizes, settings.threshold)
-        info = {u[0]: (e, ok) for u, e, ok in zip(usable, estimates.tolist(), reach.tolist(),
-                                                  strict=True)}
-        keep.update(i for i, (_, ok) in info.items() if ok)
-        return keep & set(light), info
-    return keep & set(light), {}
+            usable_ids.append(entry_id)
+            sizes.append(shingles)
+            sketches.append(sk)
+    if not usable_ids:
+        return keep, {}
+    estimates = fpmod.estimate_jaccard(np.frombuffer(fp.sketch, dtype=np.uint16),
+                                       np.frombuffer(b"".join(sketches), dtype=np.uint16)
+                                       .reshape(len(usable_ids), fpmod.SKETCH_BINS)).tolist()
+    reach = _could_reach(estimates, fp.shingles, sizes, settings.threshold)
+    info = dict(zip(usable_ids, zip(estimates, reach, strict=True), strict=True))
+    keep.update(i for i, ok in zip(usable_ids, reach, strict=True) if ok)
+    return keep, info
 
 
 def _scheme_less(url: str | None) -> str | None:
@@ -579,27 +617,8 @@ def _scheme_less(url: str | None) -> str | None:
     return url.split("://", 1)[-1] if url else None
 
 
-def _estimate(fp: Fingerprint, found: Iterable[_Candidate], threshold: float) -> None:
-    """Set each candidate's estimated Jaccard with ``fp`` and whether its containment could
-    reach ``threshold`` (one NumPy pass over all candidates; a few µs per entry)."""
-    if len(fp.sketch) != fpmod.SKETCH_BINS * 2 or not fp.shingles:
-        return
-    usable = [c for c in found if c.sketch is not None and c.shingles
-              and len(c.sketch) == len(fp.sketch)]
-    if not usable:
-        return
-    mine = np.frombuffer(fp.sketch, dtype=np.uint16)
-    theirs = np.frombuffer(b"".join(c.sketch or b"" for c in usable), dtype=np.uint16)
-    theirs = theirs.reshape(len(usable), fpmod.SKETCH_BINS)
-    estimates = fpmod.estimate_jaccard(mine, theirs)
-    sizes = np.array([c.shingles for c in usable], dtype=np.float64)
-    reach = _could_reach(estimates, float(fp.shingles), sizes, threshold)
-    for cand, value, ok in zip(usable, estimates.tolist(), reach.tolist(), strict=True):
-        cand.estimate, cand.reachable = value, ok
-
-
-def _could_reach(estimate: np.ndarray, mine: float, theirs: np.ndarray,
-                 threshold: float) -> np.ndarray:
+def _could_reach(estimates: Sequence[float], mine: float, theirs: Sequence[float],
+                 threshold: float) -> list[bool]:
     """Could pairs with these estimated Jaccards and distinct shingle counts have a
     containment of ``threshold``?  False only when the estimate is ``SKETCH_SIGMAS`` standard
     deviations below the Jaccard that containment needs.
@@ -609,13 +628,21 @@ def _could_reach(estimate: np.ndarray, mine: float, theirs: np.ndarray,
     even less often.  The estimator's spread is taken at J* with k = min(bins, a) effective
     bins: a set smaller than the bin count fills the rest by densification, which adds no
     information (measured: the spread is then 1.0-1.1 x the binomial's at k = bins).
+
+    Plain floats: an entry has a handful of candidates, and a dozen NumPy calls on arrays that
+    short cost more (about 15 µs) than the loop.
     """
-    small = np.minimum(mine, theirs)
-    inter = threshold * small
-    needed = inter / np.maximum(mine + theirs - inter, 1e-9)
-    bins = np.clip(small, 1.0, fpmod.SKETCH_BINS)
-    sigma = np.sqrt(needed * (1.0 - needed) / bins)
-    return (estimate >= needed - SKETCH_SIGMAS * sigma) | (small <= 0)
+    out = []
+    for estimate, size in zip(estimates, theirs, strict=True):
+        small = min(mine, size)
+        if small <= 0:
+            out.append(True)
+            continue
+        inter = threshold * small
+        needed = inter / max(mine + size - inter, 1e-9)
+        sigma = math.sqrt(needed * (1.0 - needed) / min(max(small, 1.0), fpmod.SKETCH_BINS))
+        out.append(estimate >= needed - SKETCH_SIGMAS * sigma)
+    return out
 
 
 def _short_pair(fp: Fingerprint, cand: _Candidate, settings: DedupSettings) -> bool:
@@ -762,12 +789,6 @@ def _link(conn: sqlite3.Connection, entry_ids: Iterable[int], settings: DedupSet
                             settings=settings, screen=True)
         judged = sorted((c for c in found.values() if not _ruled_out(fp, c, settings)),
                         key=_order)
-        if judged:
-            marks = ",".join("?" * len(judged))
-            roots = dict(conn.execute(f"SELECT id, duplicate_of FROM entries WHERE id IN "
-                                      f"({marks})", [c.id for c in judged]).fetchall())
-            for cand in judged:
-                cand.root = roots.get(cand.id) or cand.id
         for cand in judged:
             if cand.root in linked_roots:
                 continue  # its cluster is already matched: another member cannot change the root

@@ -414,13 +414,12 @@ def test_could_reach_keeps_pairs_at_the_threshold() -> None:
         needed = inter / (mine + theirs - inter)  # the Jaccard of containment == threshold
         sigma = (needed * (1 - needed) / min(fingerprint.SKETCH_BINS, mine, theirs)) ** 0.5
         low = needed - dedup.SKETCH_SIGMAS * sigma
-        got = dedup._could_reach(np.array([needed, low + 1e-6, low - 1e-3, 0.0]), mine,
-                                 np.array([theirs] * 4), t)
+        got = dedup._could_reach([needed, low + 1e-6, low - 1e-3, 0.0], mine, [theirs] * 4, t)
         # a short text inside a long one needs so little Jaccard that nothing rules it out
-        assert got.tolist() == [True, True, False, low <= 0], (mine, theirs)
+        assert got == [True, True, False, low <= 0], (mine, theirs)
         assert (low <= 0) == (mine == 100.0)
     # unrelated articles of equal size (estimated Jaccard 0.1) are ruled out
-    assert not dedup._could_reach(np.array([0.1]), 1500.0, np.array([1500.0]), t)[0]
+    assert not dedup._could_reach([0.1], 1500.0, [1500.0], t)[0]
 
 
 def test_rows_indexed_before_the_sketch_are_scored_exactly_then_filled_in(

@@ -1,0 +1,73 @@
+"""compute() fuses the public steps for speed; stored keys depend on it matching them exactly."""
+
+from __future__ import annotations
+
+import random
+import re
+import unicodedata
+
+import numpy as np
+import pytest
+
+from scraper import fingerprint as fp
+from scraper.dedup import DedupSettings
+
+_DROP = re.compile(r"[\W_]+")
+
+
+def _reference(title: str, text: str, settings: DedupSettings) -> dict:
+    folded = fp.fold_text(text)
+    folded_title = fp.fold_text(title)
+    hashes = fp.shingle_hashes(folded, settings.shingle)
+    sketched, distinct = fp.sketch(hashes)
+    out = {"sketch": sketched.tobytes(), "shingles": distinct, "title": folded_title,
+           "length": len(folded), "signature": b"", "band_keys": ()}
+    if len(folded) >= settings.short_chars:
+        sig = fp.one_permutation_minhash(hashes, settings.bands * settings.rows)
+        out["signature"] = sig.tobytes()
+        out["band_keys"] = fp.band_keys(sig, settings.bands, settings.rows, fp._NEAR_SALT)
+    keys = fp.title_band_keys(folded_title) if len(folded_title) >= 2 else ()
+    out["title_keys"] = keys if len(folded) < settings.short_chars else tuple(
+        k ^ fp._LONG_NAMESPACE for k in keys)
+    return out
+
+
+def _texts() -> list[str]:
+    rng = random.Random(5)
+    pools = ["中文新闻报道内容测试小米苹果发布会", "ＡＢＣ１２３ｘｙｚ", "ABCdefß ",
+             "，。！？（）“” \n", "가나\u1100\u1161", "e\u0301", "😀𠀀", "\ud800"]
+    out = ["", "a", "ab", "abc", "中文" * 60, "The Quick Brown Fox. " * 10]
+    for _ in range(300):
+        weights = [rng.random() for _ in pools]
+        n = rng.choice([1, 3, 50, 64, 99, 100, 101, 400, 1500])
+        out.append("".join(rng.choices(
+            [c for p in pools for c in p], [w for p, w in zip(pools, weights, strict=True)
+                                             for _ in p], k=n)))
+    return out
+
+
+@pytest.mark.parametrize("settings", [DedupSettings(), DedupSettings(shingle=3),
+                                      DedupSettings(shingle=5, bands=20, rows=3),
+                                      DedupSettings(short_chars=0)])
+def test_compute_matches_the_public_steps(settings: DedupSettings) -> None:
+    texts = _texts()
+    for i, text in enumerate(texts):
+        title = texts[(i * 7) % len(texts)][:30]
+        got = fp.compute(title, text, None, settings)
+        for field, want in _reference(title, text, settings).items():
+            assert getattr(got, field) == want, (field, title, text[:40])
+
+
+def test_fold_table_matches_the_plain_fold() -> None:
+    for text in _texts():
+        dropped = _DROP.sub("", text)
+        if not dropped.isascii() and not unicodedata.is_normalized("NFKC", dropped):
+            dropped = _DROP.sub("", unicodedata.normalize("NFKC", dropped))
+        folded, codes = fp._fold(text)
+        assert folded == dropped.casefold()
+        if codes is not None:
+            assert codes.tobytes().decode("utf-32-le") == folded
+    table = fp._FOLD_BMP if fp._FOLD_BMP is not None else fp._fold_table()
+    for c in np.flatnonzero((table != 0) & (table != fp._FOLD_SLOW)).tolist()[::97]:
+        ch = chr(c)
+        assert ch.casefold() == chr(table[c]) and unicodedata.is_normalized("NFKC", ch)
