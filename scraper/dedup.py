@@ -280,6 +280,7 @@ class _TextCache:
     def __init__(self, size: int = 256):
         self.size = size
         self._raw: dict[int, str] = {}
+        self._offered: dict[tuple[int, str, int], bytes] = {}
         self._items: OrderedDict[tuple[int, str, int], np.ndarray] = OrderedDict()
 
     @classmethod
@@ -290,11 +291,18 @@ class _TextCache:
             with contextlib.suppress(AttributeError):
                 conn._dedup_texts = cache  # type: ignore[attr-defined]
         cache._raw.clear()
+        cache._offered.clear()
         return cache
 
     def put(self, entry_id: int, text: str) -> None:
         """The text of an entry being linked (saves reading it back if it is needed)."""
         self._raw[entry_id] = text
+
+    def offer(self, entry_id: int, fp: Fingerprint) -> None:
+        """The shingle set that came with an entry's fingerprint (the worker computed it): kept
+        for this call only, and cached like a computed one if it is used."""
+        if fp.shingle:
+            self._offered[(entry_id, fp.text_hash, fp.shingle)] = fp.shingle_set
 
     def get(self, conn: sqlite3.Connection, entry_id: int, digest: str,
             shingle: int) -> np.ndarray:
@@ -303,12 +311,16 @@ class _TextCache:
         if item is not None:
             self._items.move_to_end(key)
             return item
-        text = self._raw.get(entry_id)
-        if text is None:
-            row = conn.execute("SELECT content_text, summary FROM entries WHERE id = ?",
-                               (entry_id,)).fetchone()
-            text = (row[0] or row[1] or "") if row else ""
-        item = fpmod.shingle_set(fpmod.fold_text(text), shingle)
+        offered = self._offered.get(key)
+        if offered is not None:
+            item = np.frombuffer(offered, dtype=np.uint64)
+        else:
+            text = self._raw.get(entry_id)
+            if text is None:
+                row = conn.execute("SELECT content_text, summary FROM entries WHERE id = ?",
+                                   (entry_id,)).fetchone()
+                text = (row[0] or row[1] or "") if row else ""
+            item = fpmod.shingle_set(fpmod.fold_text(text), shingle)
         self._items[key] = item
         if len(self._items) > self.size:
             self._items.popitem(last=False)
@@ -780,6 +792,7 @@ def _link(conn: sqlite3.Connection, entry_ids: Iterable[int], settings: DedupSet
         tail.add(entry.id, keys, (entry.ts, fp.length, fp.shingles, fp.sketch, fp.text_hash))
         tail.dirty.add(entry.id)
         texts.put(entry.id, entry.text)
+        texts.offer(entry.id, fp)
 
         best: tuple[int, float, int] | None = None
         best_method = ""

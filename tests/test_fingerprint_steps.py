@@ -21,7 +21,9 @@ def _reference(title: str, text: str, settings: DedupSettings) -> dict:
     hashes = fp.shingle_hashes(folded, settings.shingle)
     sketched, distinct = fp.sketch(hashes)
     out = {"sketch": sketched.tobytes(), "shingles": distinct, "title": folded_title,
-           "length": len(folded), "signature": b"", "band_keys": ()}
+           "length": len(folded), "signature": b"", "band_keys": (),
+           "shingle_set": fp.shingle_set(folded, settings.shingle).tobytes(),
+           "shingle": settings.shingle}
     if len(folded) >= settings.short_chars:
         sig = fp.one_permutation_minhash(hashes, settings.bands * settings.rows)
         out["signature"] = sig.tobytes()
