@@ -337,9 +337,11 @@ def _bucket(ts: int) -> int:
     return max(ts, 0) // BUCKET_SECONDS
 
 
-#: (ts, length, shingles, sketch, text_hash) of a fingerprint: what screening needs.
-_Light = tuple[int, int, int | None, bytes | None, str]
-_LIGHT_COLUMNS = "ts, length, shingles, sketch, text_hash"
+#: (ts, length, shingles, sketch, text_hash, title, canonical_url, root) of a fingerprint:
+#: what screening needs, then what a candidate is built from.  ``root`` is the cluster root
+#: as of the entry's last link (None: linked before migration 6, read from ``entries``).
+_Light = tuple[int, int, int | None, bytes | None, str, str, str | None, int | None]
+_LIGHT_COLUMNS = "ts, length, shingles, sketch, text_hash, title, canonical_url, root"
 
 
 class _Tail:
@@ -413,6 +415,14 @@ class _Tail:
             # This connection's own rows are in already: same keys, same light.
             if self.keys_of.get(entry_id) != keys or self.light.get(entry_id) != row:
                 self.add(entry_id, keys, row)  # type: ignore[arg-type]
+
+    def move_root(self, old: int, new: int) -> None:
+        """Followers of ``old`` now name ``new`` (their rows keep their seq, so a sync would
+        not see it; another connection's memory level keeps the old root, which only groups
+        candidates: the root of a link is always read from ``entries``)."""
+        for entry_id, light in self.light.items():
+            if light[-1] == old:
+                self.light[entry_id] = (*light[:-1], new)
 
     def remove(self, entry_id: int) -> None:
         for key in self.keys_of.pop(entry_id, ()):
@@ -585,15 +595,12 @@ def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: 
     for key, entry_id in pairs:
         if entry_id in ids:
             shared.setdefault(entry_id, set()).add(key)
-    sql = ("SELECT f.entry_id, f.ts, f.length, f.title, f.text_hash, f.sketch, f.shingles, "
-           "f.canonical_url, e.duplicate_of FROM dedup_fingerprints f "
-           "LEFT JOIN entries e ON e.id = f.entry_id "
-           f"WHERE f.entry_id IN ({','.join('?' * len(shared))})")
     mine = _scheme_less(fp.canonical_url)
     found: dict[int, _Candidate] = {}
-    for entry_id, cts, length, title, digest, sk, shingles, url, root in conn.execute(
-            sql, list(shared)):
-        kinds = [kinds_of[k] for k in shared[entry_id]]
+    unknown: list[_Candidate] = []  # linked before migration 6: no root in the row
+    for entry_id, keys in shared.items():
+        cts, length, shingles, sk, digest, title, url, root = light[entry_id]
+        kinds = [kinds_of[k] for k in keys]
         if "url" in kinds and _scheme_less(url) != mine:
             # The one key that is evidence by itself is checked against the row: a key can be
             # stale (an entry re-indexed or rolled back in memory); other kinds only bring a
@@ -604,8 +611,16 @@ def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: 
         cand = found[entry_id] = _Candidate(entry_id, cts, length, title, digest, set(kinds),
                                             bands=kinds.count("near"), sketch=sk,
                                             shingles=shingles, root=root or entry_id)
+        if root is None:
+            unknown.append(cand)
         if entry_id in estimated:
             cand.estimate, cand.reachable = estimated[entry_id]
+    for chunk in _chunks(unknown):
+        roots = dict(conn.execute(
+            f"SELECT id, duplicate_of FROM entries WHERE id IN ({','.join('?' * len(chunk))})",
+            [c.id for c in chunk]).fetchall())
+        for cand in chunk:
+            cand.root = roots.get(cand.id) or cand.id
     return found
 
 
@@ -621,7 +636,7 @@ def _screen(fp: Fingerprint, light: dict[int, _Light], by_url: set[int],
     sizes: list[int] = []
     sketches: list[bytes] = []
     size = len(fp.sketch)
-    for entry_id, (_, length, shingles, sk, digest) in light.items():
+    for entry_id, (_, length, shingles, sk, digest, *_) in light.items():
         if length < settings.short_chars or digest == fp.text_hash:
             keep.add(entry_id)  # judged whatever its estimate (which it still gets)
         if not shingles or sk is None or len(sk) != size:
@@ -800,14 +815,6 @@ def _link(conn: sqlite3.Connection, entry_ids: Iterable[int], settings: DedupSet
             conn.executemany(
                 "DELETE FROM dedup_postings WHERE bucket = ? AND key = ? AND entry_id = ?",
                 [(bucket, k, entry.id) for k in np.frombuffer(stored[3], dtype=np.int64).tolist()])
-        seq = tail.next_seq(seq)
-        conn.execute(
-            "INSERT OR REPLACE INTO dedup_fingerprints (entry_id, ts, canonical_url, text_hash, "
-            "title, length, keys, sketch, shingles, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (entry.id, entry.ts, fp.canonical_url, fp.text_hash, fp.title, fp.length, blob,
-             fp.sketch, fp.shingles, seq))
-        tail.add(entry.id, keys, (entry.ts, fp.length, fp.shingles, fp.sketch, fp.text_hash))
-        tail.dirty.add(entry.id)
         texts.put(entry.id, entry.text)
         texts.offer(entry.id, fp)
 
@@ -836,8 +843,19 @@ def _link(conn: sqlite3.Connection, entry_ids: Iterable[int], settings: DedupSet
         new: tuple[int | None, str | None, float | None] = (None, None, None)
         if best is not None:
             # Candidates have lower ids, so their roots do too: never self, never forward.
-            root = best[2] if force or stored is None else _root(conn, best[2])
-            new = (root, best_method, best[1])
+            # The root a candidate's row names can be stale (its root moved since): follow it.
+            new = (_root(conn, best[2]), best_method, best[1])
+        seq = tail.next_seq(seq)
+        light = (entry.ts, fp.length, fp.shingles, fp.sketch, fp.text_hash, fp.title,
+                 fp.canonical_url, entry.id if new[0] is None else new[0])
+        conn.execute(
+            "INSERT OR REPLACE INTO dedup_fingerprints (entry_id, ts, canonical_url, text_hash, "
+            "title, length, keys, sketch, shingles, seq, root) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (entry.id, entry.ts, fp.canonical_url, fp.text_hash, fp.title, fp.length, blob,
+             fp.sketch, fp.shingles, seq, light[-1]))
+        tail.add(entry.id, keys, light)
+        tail.dirty.add(entry.id)
         if new != (entry.duplicate_of, entry.dup_method, entry.dup_score):
             conn.execute("UPDATE entries SET duplicate_of = ?, dup_method = ?, dup_score = ? "
                          "WHERE id = ?", (*new, entry.id))
@@ -846,8 +864,12 @@ def _link(conn: sqlite3.Connection, entry_ids: Iterable[int], settings: DedupSet
                 # A re-indexed entry that was a root and no longer is: its duplicates follow
                 # it to the new root, so duplicate_of always names the cluster root.  (A new
                 # entry has no duplicates yet.)
+                conn.execute("UPDATE dedup_fingerprints SET root = ? WHERE entry_id IN "
+                             "(SELECT id FROM entries WHERE duplicate_of = ?)",
+                             (new[0], entry.id))
                 conn.execute("UPDATE entries SET duplicate_of = ? WHERE duplicate_of = ?",
                              (new[0], entry.id))
+                tail.move_root(entry.id, new[0])
             links.append(Link(entry.id, new[0], new[1] or "", new[2] or 0.0))
     if len(tail.keys_of) >= MERGE_ENTRIES:
         _merge(conn, tail)

@@ -149,6 +149,13 @@ CREATE TABLE dedup_state (
 );
 INSERT INTO dedup_state (id, merged_seq) VALUES (1, 0);
 """,
+    # 6: each fingerprint names its cluster root (scraper/dedup.py), so that candidates are
+    # grouped by cluster without reading their ``entries`` rows, whose duplicate_of lies past
+    # the content (a walk over every overflow page of the row).  NULL for rows linked before:
+    # those are read from ``entries`` as before, until `scrape dedup --rebuild` or a re-link.
+    """
+ALTER TABLE dedup_fingerprints ADD COLUMN root INTEGER;
+""",
 ]
 
 

@@ -205,3 +205,51 @@ def conn(tmp_path: Path) -> sqlite3.Connection:
     connection = store.connect(tmp_path / "index.db")
     yield connection
     connection.close()
+
+
+# -- the cluster root in each fingerprint row (migration 6) ---------------------------------
+
+def stored_roots(conn: sqlite3.Connection) -> dict[int, int | None]:
+    return dict(conn.execute("SELECT entry_id, root FROM dedup_fingerprints").fetchall())
+
+
+def true_roots(conn: sqlite3.Connection) -> dict[int, int]:
+    return {i: dup or i for i, dup in conn.execute("SELECT id, duplicate_of FROM entries")}
+
+
+def test_each_row_names_its_root_and_followers_move_with_it(conn: sqlite3.Connection) -> None:
+    x = add(conn, "X", ARTICLE, feed="x")
+    y = add(conn, "Y", OTHER, feed="y")
+    z = add(conn, "Z", OTHER, feed="z")
+    link(conn, [x, y, z])
+    assert stored_roots(conn) == true_roots(conn) == {x: x, y: y, z: y}
+    # y turns into x's article: y and its follower z now belong to x's cluster
+    conn.execute("UPDATE entries SET content_text = ? WHERE id = ?", (ARTICLE, y))
+    link(conn, [y])
+    assert stored_roots(conn) == true_roots(conn) == {x: x, y: x, z: x}
+
+
+def test_rows_without_a_root_are_grouped_from_entries(conn: sqlite3.Connection) -> None:
+    a = add(conn, "原文", ARTICLE)
+    b = add(conn, "转载", reprint(1), feed="b")
+    link(conn, [a, b])
+    # as linked before migration 6
+    conn.execute("UPDATE dedup_fingerprints SET root = NULL")
+    conn._dedup_tail = dedup._Tail()  # type: ignore[attr-defined]
+    c = add(conn, "再转载", reprint(2), feed="c")
+    link(conn, [c])
+    assert link_of(conn, c)[:2] == (a, "near")
+    assert stored_roots(conn)[c] == a
+
+
+def test_a_stale_root_in_a_candidate_row_still_links_to_the_true_root(
+        conn: sqlite3.Connection) -> None:
+    a = add(conn, "原文", ARTICLE)
+    b = add(conn, "转载", reprint(1), feed="b")
+    link(conn, [a, b])
+    # another process moved b's cluster and this row was not told: b names itself
+    conn.execute("UPDATE dedup_fingerprints SET root = entry_id")
+    conn._dedup_tail = dedup._Tail()  # type: ignore[attr-defined]
+    c = add(conn, "再转载", reprint(1), feed="c")  # b's text: the best evidence is b's
+    link(conn, [c])
+    assert link_of(conn, c)[:2] == (a, "exact")  # duplicate_of always names a root
