@@ -370,24 +370,33 @@ class _Tail:
         #: add buckets, and every merge clears this.
         self.span: tuple[int, int] | None = None
 
-    def buckets(self, conn: sqlite3.Connection) -> tuple[int, int] | None:
+    def buckets(self) -> tuple[int, int] | None:
         """The postings' bucket range (None: no postings).  A window reaching past it (into
         next month, or before the first entry) has nothing to seek there: 11 of an
         article's 40 seeks at bench/dedup_scale.py's dates."""
-        if self.span is None:
-            # Two subqueries: SQLite answers a lone min() or max() from the index, but scans
-            # the whole table (0.6 s at 1M entries) for both in one SELECT.
-            low, high = conn.execute(
-                "SELECT (SELECT min(bucket) FROM dedup_postings), "
-                "(SELECT max(bucket) FROM dedup_postings)").fetchone()
-            self.span = (1, 0) if low is None else (low, high)
-        return None if self.span[0] > self.span[1] else self.span
+        if self.span is None or self.span[0] > self.span[1]:
+            return None
+        return self.span
+
+    def _read_span(self, conn: sqlite3.Connection) -> None:
+        """Read at the start of a call, before the call deletes any posting (a re-index):
+        a range read after a delete that then rolls back would leave a bucket out until the
+        next merge.  Deletes only shrink the range, so the range read here stays a superset;
+        only merges add buckets, and a merge anywhere clears it (``merged_seq`` moves)."""
+        # Two subqueries: SQLite answers a lone min() or max() from the index, but scans the
+        # whole table (0.6 s at 1M entries) for both in one SELECT.
+        low, high = conn.execute(
+            "SELECT (SELECT min(bucket) FROM dedup_postings), "
+            "(SELECT max(bucket) FROM dedup_postings)").fetchone()
+        self.span = (1, 0) if low is None else (low, high)
 
     def sync(self, conn: sqlite3.Connection) -> None:
         merged = conn.execute("SELECT merged_seq FROM dedup_state").fetchone()[0]
         if merged != self.merged:
             self.__init__()  # type: ignore[misc]
             self.merged = self.high = merged
+        if self.span is None:
+            self._read_span(conn)
         rows = conn.execute(
             f"SELECT entry_id, keys, seq, {_LIGHT_COLUMNS} FROM dedup_fingerprints "
             "WHERE seq > ? ORDER BY seq", (self.high,)).fetchall()
@@ -417,12 +426,14 @@ class _Tail:
                 self.add(entry_id, keys, row)  # type: ignore[arg-type]
 
     def move_root(self, old: int, new: int) -> None:
-        """Followers of ``old`` now name ``new`` (their rows keep their seq, so a sync would
-        not see it; another connection's memory level keeps the old root, which only groups
-        candidates: the root of a link is always read from ``entries``)."""
+        """Followers of ``old`` now name ``new``.  Their rows keep their seq, so a sync would
+        not see it: they are marked dirty, read back at the next sync (the transaction may
+        roll back).  Another connection's memory level keeps the old root, which only groups
+        candidates: the root a link names is read from ``entries``."""
         for entry_id, light in self.light.items():
             if light[-1] == old:
                 self.light[entry_id] = (*light[:-1], new)
+                self.dirty.add(entry_id)
 
     def remove(self, entry_id: int) -> None:
         for key in self.keys_of.pop(entry_id, ()):
@@ -528,7 +539,7 @@ def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: 
         return {}
     lookups: list[tuple[list[int], list[int]]] = []  # (buckets, keys)
     low_ts = high_ts = None
-    stored = tail.buckets(conn)
+    stored = tail.buckets()
     if ts is not None and settings is not None:
         window = max(settings.window_seconds, settings.title_window_seconds)
         low_ts, high_ts = ts - window, ts + window
@@ -819,6 +830,7 @@ def _link(conn: sqlite3.Connection, entry_ids: Iterable[int], settings: DedupSet
         texts.offer(entry.id, fp)
 
         best: tuple[int, float, int] | None = None
+        best_id = 0  # the candidate that gave ``best``
         best_method = ""
         linked_roots: set[int] = set()
         confirmations = 0
@@ -839,12 +851,14 @@ def _link(conn: sqlite3.Connection, entry_ids: Iterable[int], settings: DedupSet
             linked_roots.add(cand.root)
             rank = (_PRIORITY[verdict.method], verdict.score, cand.root)
             if _better(rank, best):
-                best, best_method = rank, verdict.method
+                best, best_method, best_id = rank, verdict.method, cand.id
         new: tuple[int | None, str | None, float | None] = (None, None, None)
         if best is not None:
             # Candidates have lower ids, so their roots do too: never self, never forward.
-            # The root a candidate's row names can be stale (its root moved since): follow it.
-            new = (_root(conn, best[2]), best_method, best[1])
+            # The root the candidate's row names groups candidates, but it can be stale (moved
+            # by another connection since this one read it): the link's root is read from
+            # the candidate's entry.
+            new = (_root(conn, best_id), best_method, best[1])
         seq = tail.next_seq(seq)
         light = (entry.ts, fp.length, fp.shingles, fp.sketch, fp.text_hash, fp.title,
                  fp.canonical_url, entry.id if new[0] is None else new[0])
@@ -864,12 +878,17 @@ def _link(conn: sqlite3.Connection, entry_ids: Iterable[int], settings: DedupSet
                 # A re-indexed entry that was a root and no longer is: its duplicates follow
                 # it to the new root, so duplicate_of always names the cluster root.  (A new
                 # entry has no duplicates yet.)
-                conn.execute("UPDATE dedup_fingerprints SET root = ? WHERE entry_id IN "
+                # Their rows get a new seq, so that every connection reads their new root at
+                # its next sync (a stale root would group them with the wrong cluster and can
+                # hide the best candidate); rows merged already are merged again, harmlessly.
+                seq = tail.next_seq(seq)
+                conn.execute("UPDATE dedup_fingerprints SET root = ?, seq = ? WHERE entry_id IN "
                              "(SELECT id FROM entries WHERE duplicate_of = ?)",
-                             (new[0], entry.id))
-                conn.execute("UPDATE entries SET duplicate_of = ? WHERE duplicate_of = ?",
-                             (new[0], entry.id))
-                tail.move_root(entry.id, new[0])
+                             (new[0], seq, entry.id))
+                moved = conn.execute("UPDATE entries SET duplicate_of = ? WHERE duplicate_of = ?",
+                                     (new[0], entry.id)).rowcount
+                if moved:
+                    tail.move_root(entry.id, new[0])
             links.append(Link(entry.id, new[0], new[1] or "", new[2] or 0.0))
     if len(tail.keys_of) >= MERGE_ENTRIES:
         _merge(conn, tail)

@@ -253,3 +253,72 @@ def test_a_stale_root_in_a_candidate_row_still_links_to_the_true_root(
     c = add(conn, "再转载", reprint(1), feed="c")  # b's text: the best evidence is b's
     link(conn, [c])
     assert link_of(conn, c)[:2] == (a, "exact")  # duplicate_of always names a root
+
+
+def relink_and_roll_back(conn: sqlite3.Connection, entry_id: int, text: str) -> None:
+    with pytest.raises(RuntimeError), store.transaction(conn):
+        conn.execute("UPDATE entries SET content_text = ? WHERE id = ?", (text, entry_id))
+        dedup.link_entries(conn, [entry_id], SETTINGS)
+        raise RuntimeError("the refresh fails after dedup")
+
+
+def fresh_link(path: Path, entry_id: int) -> tuple:
+    """What a connection with nothing in memory makes of ``entry_id``."""
+    other = store.connect(path)
+    with store.transaction(other):
+        dedup._link(other, [entry_id], SETTINGS, {}, force=True)
+    return link_of(other, entry_id)
+
+
+def test_a_rolled_back_root_move_is_undone_in_memory_too(tmp_path: Path) -> None:
+    conn = store.connect(tmp_path / "db")
+    r = add(conn, "R", ARTICLE, feed="r")
+    e = add(conn, "E", OTHER, feed="e")
+    f = add(conn, "F", OTHER.replace("毫米", "厘米", 1), feed="f")
+    link(conn, [r, e, f])
+    assert link_of(conn, f)[0] == e
+    relink_and_roll_back(conn, e, ARTICLE)  # e (and f with it) would have moved to r
+    n = add(conn, "N", OTHER.replace("毫米", "厘米", 1), feed="n")  # f's text
+    link(conn, [n])
+    assert link_of(conn, n)[0] == e == fresh_link(tmp_path / "db", n)[0]
+    assert conn._dedup_tail.light[f][-1] == e  # type: ignore[attr-defined]  # not r
+
+
+def test_a_root_moved_by_another_connection_is_not_linked_to(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    mine, theirs = store.connect(path), store.connect(path)
+    r = add(mine, "R", ARTICLE, feed="r")
+    x = add(mine, "X", OTHER, feed="x")
+    f = add(mine, "F", OTHER.replace("毫米", "厘米", 1), feed="f")
+    link(mine, [r, x, f])
+    link(mine, [add(mine, "U", "无关" * 80, feed="u")])  # this connection has read f's row
+    mine.commit()
+    # the other connection moves x (and f with it) to r, then makes x an original again
+    for text in (ARTICLE, OTHER.replace("毫米", "分米", 1)):
+        theirs.execute("UPDATE entries SET content_text = ? WHERE id = ?", (text, x))
+        theirs.commit()
+        link(theirs, [x])
+    assert link_of(theirs, f)[0] == r and link_of(theirs, x)[0] is None
+    n = add(mine, "N", OTHER.replace("毫米", "厘米", 1), feed="n")  # f's text
+    mine.commit()
+    link(mine, [n])
+    assert link_of(mine, n)[0] == r == fresh_link(path, n)[0]  # f's root now, not x
+
+
+def test_a_rolled_back_reindex_leaves_the_bucket_range_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dedup, "MERGE_ENTRIES", 2)
+    path = tmp_path / "db"
+    first = store.connect(path)
+    later = T0 + timedelta(days=60)  # another bucket: the highest, and b alone in it
+    a = add(first, "A", ARTICLE, feed="a")
+    link(first, [a])
+    b = add(first, "B", OTHER, feed="b", when=later)
+    link(first, [b])
+    first.close()
+    conn = store.connect(path)
+    relink_and_roll_back(conn, b, "无关" * 80)  # deleted b's postings, then rolled back
+    n = add(conn, "N", OTHER.replace("毫米", "厘米", 1), feed="n",
+            when=later + timedelta(hours=1))
+    link(conn, [n])
+    assert link_of(conn, n)[0] == b == fresh_link(path, n)[0]
