@@ -327,10 +327,15 @@ class _TextCache:
         return item
 
 
-def _chunks(ids: Sequence[int], size: int = 10_000) -> Iterable[Sequence[int]]:
-    """``ids`` in slices that stay below SQLite's 32,766 bound parameters per statement."""
-    for start in range(0, len(ids), size):
-        yield ids[start : start + size]
+def _id_lists(ids: Sequence[int], most: int = 512) -> Iterable[tuple[str, list[int]]]:
+    """``(placeholders, parameters)`` for ``IN (...)`` over ``ids``: at most ``most`` a
+    statement, padded with -1 (no entry has it) to a power of two, so that a handful of
+    statement shapes serve every count.  Each count its own statement filled SQLite's
+    statement cache with large ones (see :func:`_candidates`)."""
+    for start in range(0, len(ids), most):
+        chunk = list(ids[start : start + most])
+        size = 1 << (len(chunk) - 1).bit_length()
+        yield ",".join("?" * size), chunk + [-1] * (size - len(chunk))
 
 
 def _bucket(ts: int) -> int:
@@ -567,32 +572,29 @@ def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: 
             pairs.append((key, entry_id))
             light[entry_id] = row
     if lookups:
-        # The postings alone first, then each distinct candidate's fingerprint once: a story
-        # in the index shares several keys with its reprint, and joining every posting to its
-        # fingerprint read the same row once per shared key (at 1M entries that cost 60 µs
-        # per reprint; bench/dedup_scale.py).
-        where = " AND entry_id != ?"
+        # One statement of a fixed shape (the number of buckets and keys), the fingerprint
+        # joined to each posting.  Reading the postings first and then the distinct
+        # candidates' rows by an IN list of their ids made a new statement for every count:
+        # an article with hundreds of candidates (bench/soak.py's, built from one corpus)
+        # filled SQLite's statement cache with large statements, and its memory grew
+        # 1 MiB per 1,000 entries while the daemon ran (it stayed flat with this join).
+        where = " AND p.entry_id != ?"
         extra: list[Any] = [exclude]
         if before is not None:
-            where += " AND entry_id < ?"
+            where += " AND p.entry_id < ?"
             extra.append(before)
+        if low_ts is not None:
+            where += " AND f.ts BETWEEN ? AND ?"
+            extra += [low_ts, high_ts]
+        columns = ", ".join(f"f.{c}" for c in _LIGHT_COLUMNS.split(", "))
         sql = " UNION ALL ".join(
-            f"SELECT key, entry_id FROM dedup_postings WHERE bucket IN "
-            f"({','.join('?' * len(b))}) AND key IN ({','.join('?' * len(k))}){where}"
+            f"SELECT p.key, p.entry_id, {columns} FROM dedup_postings p "
+            "JOIN dedup_fingerprints f ON f.entry_id = p.entry_id WHERE p.bucket IN "
+            f"({','.join('?' * len(b))}) AND p.key IN ({','.join('?' * len(k))}){where}"
             for b, k in lookups)
-        found_pairs = conn.execute(sql, [x for b, k in lookups
-                                         for x in (*b, *k, *extra)]).fetchall()
-        wanted = list({i for _, i in found_pairs} - light.keys())
-        if wanted:
-            in_window = "" if low_ts is None else " AND ts BETWEEN ? AND ?"
-            bounds = [] if low_ts is None else [low_ts, high_ts]
-            for chunk in _chunks(wanted):
-                for row in conn.execute(
-                        f"SELECT entry_id, {_LIGHT_COLUMNS} FROM dedup_fingerprints WHERE "
-                        f"entry_id IN ({','.join('?' * len(chunk))}){in_window}",
-                        [*chunk, *bounds]):
-                    light[row[0]] = row[1:]
-            pairs += [p for p in found_pairs if p[1] in light]
+        for row in conn.execute(sql, [x for b, k in lookups for x in (*b, *k, *extra)]):
+            pairs.append((row[0], row[1]))
+            light[row[1]] = row[2:]
     if not light:
         return {}
     estimated: dict[int, tuple[float, bool]] = {}
@@ -626,12 +628,12 @@ def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: 
             unknown.append(cand)
         if entry_id in estimated:
             cand.estimate, cand.reachable = estimated[entry_id]
-    for chunk in _chunks(unknown):
-        roots = dict(conn.execute(
-            f"SELECT id, duplicate_of FROM entries WHERE id IN ({','.join('?' * len(chunk))})",
-            [c.id for c in chunk]).fetchall())
-        for cand in chunk:
-            cand.root = roots.get(cand.id) or cand.id
+    roots: dict[int, int | None] = {}
+    for marks, params in _id_lists([c.id for c in unknown]):
+        roots.update(conn.execute(f"SELECT id, duplicate_of FROM entries WHERE id IN ({marks})",
+                                  params).fetchall())
+    for cand in unknown:
+        cand.root = roots.get(cand.id) or cand.id
     return found
 
 
@@ -684,9 +686,18 @@ def _could_reach(estimates: Sequence[float], mine: float, theirs: Sequence[float
     bins: a set smaller than the bin count fills the rest by densification, which adds no
     information (measured: the spread is then 1.0-1.1 x the binomial's at k = bins).
 
-    Plain floats: an entry has a handful of candidates, and a dozen NumPy calls on arrays that
-    short cost more (about 15 µs) than the loop.
+    The same IEEE arithmetic two ways: plain floats for a handful of candidates (a dozen
+    NumPy calls on arrays that short cost about 15 µs), NumPy for the hundreds that an
+    article sharing common sentences gets (bench/ingest.py, bench/soak.py).
     """
+    if len(estimates) > _NUMPY_FROM:
+        size = np.asarray(theirs, dtype=np.float64)
+        small = np.minimum(mine, size)
+        inter = threshold * small
+        needed = inter / np.maximum(mine + size - inter, 1e-9)
+        sigma = np.sqrt(needed * (1.0 - needed) / np.clip(small, 1.0, fpmod.SKETCH_BINS))
+        ok = (np.asarray(estimates) >= needed - SKETCH_SIGMAS * sigma) | (small <= 0)
+        return ok.tolist()
     out = []
     for estimate, size in zip(estimates, theirs, strict=True):
         small = min(mine, size)
@@ -698,6 +709,10 @@ def _could_reach(estimates: Sequence[float], mine: float, theirs: Sequence[float
         sigma = math.sqrt(needed * (1.0 - needed) / min(max(small, 1.0), fpmod.SKETCH_BINS))
         out.append(estimate >= needed - SKETCH_SIGMAS * sigma)
     return out
+
+
+#: Candidates above which :func:`_could_reach` takes NumPy.
+_NUMPY_FROM = 16
 
 
 def _short_pair(fp: Fingerprint, cand: _Candidate, settings: DedupSettings) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import random
 import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -420,6 +421,17 @@ def test_could_reach_keeps_pairs_at_the_threshold() -> None:
         assert (low <= 0) == (mine == 100.0)
     # unrelated articles of equal size (estimated Jaccard 0.1) are ruled out
     assert not dedup._could_reach([0.1], 1500.0, [1500.0], t)[0]
+
+
+def test_could_reach_gives_the_same_answers_for_few_and_many_candidates() -> None:
+    rng = random.Random(3)
+    sizes = [rng.choice([0, 1, 50, 127, 128, 900, 1500, 4000]) for _ in range(400)]
+    estimates = [rng.random() for _ in sizes]
+    many = dedup._could_reach(estimates, 1400, sizes, SETTINGS.threshold)  # NumPy
+    few = [dedup._could_reach([e], 1400, [n], SETTINGS.threshold)[0]  # plain floats
+           for e, n in zip(estimates, sizes, strict=True)]
+    assert len(estimates) > dedup._NUMPY_FROM
+    assert many == few and any(many) and not all(many)
 
 
 def test_rows_indexed_before_the_sketch_are_scored_exactly_then_filled_in(
