@@ -5,6 +5,7 @@ rollback and another process's writes."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import replace
 from datetime import timedelta
@@ -322,3 +323,29 @@ def test_a_rolled_back_reindex_leaves_the_bucket_range_whole(
             when=later + timedelta(hours=1))
     link(conn, [n])
     assert link_of(conn, n)[0] == b == fresh_link(path, n)[0]
+
+
+def test_statement_shapes_do_not_grow_with_the_candidates(
+        conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each distinct statement text is compiled and kept in SQLite's statement cache: an IN
+    list as long as the candidates made one per count, and the daemon's memory grew with
+    them (1 MiB per 1,000 entries of bench/soak.py)."""
+    sentences = [f"第{i}句：这是一段各不相同的新闻正文，编号{i * 7}，内容用于测试。"
+                 for i in range(40)]
+    texts = ["\n".join(sentences[j] for j in range(i % 7, 40, 1 + i % 5)) for i in range(60)]
+    ids = [add(conn, f"标题{i}", text, feed=f"f{i % 3}") for i, text in enumerate(texts)]
+    monkeypatch.setattr(dedup, "MERGE_ENTRIES", 4)  # most candidates come from the postings
+    shapes: set[str] = set()
+    # expanded SQL: numbers, strings and blobs back to one placeholder each
+    literal = re.compile(r"X'[0-9A-Fa-f]*'|'(?:[^']|'')*'|-?\b\d+(?:\.\d+)?\b")
+    conn.set_trace_callback(lambda sql: shapes.add(literal.sub("?", sql)))
+    try:
+        for entry_id in ids:
+            link(conn, [entry_id])
+    finally:
+        conn.set_trace_callback(None)
+    candidates = [len(dedup._candidates(conn, dedup._tail(conn), fingerprint.compute(
+        f"标题{i}", text, None, SETTINGS), before=None, exclude=ids[i])) for i, text in
+        enumerate(texts)]
+    assert max(candidates) >= 20 and len(set(candidates)) >= 5  # many counts were seen
+    assert len(shapes) <= 25, len(shapes)
