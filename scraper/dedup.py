@@ -216,8 +216,9 @@ class _Candidate:
     shingles: int | None = None  # distinct shingles of its text
     estimate: float | None = None  # estimated Jaccard with the entry being linked
     reachable: bool = True  # False: the estimate says containment cannot reach the threshold
-    #: Its cluster root (itself when it is an original), read with the candidate's row after
-    #: screening (reading ``entries`` for every unscreened candidate cost a third of a lookup).
+    #: Its cluster root as its fingerprint row names it (``dedup_fingerprints.root``; read
+    #: from ``entries`` for rows linked before migration 6): it groups candidates by cluster.
+    #: It can be stale, so the root a link names is read from the winning candidate's entry.
     root: int = 0
 
 
@@ -510,18 +511,13 @@ def _keys_blob(keys: Iterable[int]) -> bytes:
 
 def _probe_lookups(fp: Fingerprint) -> tuple[dict[int, str], list[int], list[int]]:
     """(kind of each probe key, the keys looked up in the near window, those looked up in the
-    title window only); the first kind a key is listed under wins, as in ``probe_keys``."""
+    title window only); the first kind a key is listed under wins."""
     kinds_of: dict[int, str] = {}
-    if fp.url_key is not None:
-        kinds_of[fp.url_key] = "url"
-    for key in fp.band_keys:
-        kinds_of.setdefault(key, "near")
-    wide = list(kinds_of)
-    for key in fp.probe_title_keys:
-        kinds_of.setdefault(key, "title")
-    for key in fp.probe_lead_keys:
-        kinds_of.setdefault(key, "lead")
-    return kinds_of, wide, list(kinds_of)[len(wide):]
+    for kind, key in fp.probe_keys():
+        kinds_of.setdefault(key, kind)
+    wide = [k for k, kind in kinds_of.items() if kind not in _SHORT_KINDS]
+    narrow = [k for k, kind in kinds_of.items() if kind in _SHORT_KINDS]
+    return kinds_of, wide, narrow
 
 
 def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: int | None,
@@ -537,8 +533,8 @@ def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: 
     article of bench/ingest.py (sentences drawn from one corpus) has 200 candidates sharing a
     sentence or two, at 6 µs each when read and built in full.  Only the URL key is checked
     against the candidate's row; the other kinds only bring a candidate that is then judged
-    on its text or title.  Each candidate comes with its cluster root (``entries``), which
-    :func:`_link` needs for the candidates it judges."""
+    on its text or title.  Each candidate comes with its cluster root, which :func:`_link`
+    groups the candidates it judges by."""
     kinds_of, wide, narrow = _probe_lookups(fp)
     if not kinds_of:
         return {}
