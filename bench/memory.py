@@ -11,7 +11,11 @@ and get hundreds of candidates, as bench/soak.py's do) in this process, a few pe
 - what SQLite allocated (``sqlite3_memory_used()`` of the libsqlite3 the sqlite3 module
   loaded, through ctypes).
 RSS growth that appears in neither of the other two figures is C-level memory outside SQLite,
-or heap fragmentation.  It found the statement-cache leak of an IN list per candidate count:
+or heap fragmentation.  Like the daemon's heartbeat, it calls ``daemon.release_memory()``
+(glibc's ``malloc_trim``) every ``--trim-every`` entries: 450 is the 30-s heartbeat at
+bench/soak.py's 15 entries a second; ``--trim-every 0`` shows the heap without it.
+
+It found the statement-cache leak of an IN list per candidate count:
 SQLite's memory went 16.7 -> 32 MiB over 16,000 entries, against 16.7 flat with the join
 (the page cache, store.CACHE_KIB, is the 16 MiB).
 
@@ -38,7 +42,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from corpus import corpus_posts, seed_posts  # noqa: E402
 from soak import sentence_pool  # noqa: E402
 
-from scraper import dedup, fingerprint, store  # noqa: E402
+from scraper import daemon, dedup, fingerprint, store  # noqa: E402
 
 STAMP = "2024-06-01T00:00:00Z"
 
@@ -68,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-call", type=int, default=2, help="entries per link call")
     parser.add_argument("--every", type=int, default=2_000, help="entries between lines")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--trim-every", type=int, default=450, metavar="N",
+                        help="entries between daemon.release_memory() calls (0: never)")
     args = parser.parse_args(argv)
     sentences = sentence_pool(corpus_posts() + seed_posts())
     if not sentences:
@@ -96,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
                     entry_id = int(cur.lastrowid or 0)
                     fps[entry_id] = fingerprint.compute(text[:20], text, url, settings)
                 dedup.link_entries(conn, list(fps), settings, fps)
+            if args.trim_every and done % args.trim_every < args.per_call:
+                daemon.release_memory()
             if done % args.every < args.per_call or done == args.entries:
                 sqlite_mib = f"{used() / 2**20:10.1f}" if used else f"{'-':>10}"
                 print(f"{done:8d} {time.perf_counter() - started:8.0f} {rss_mib():8.1f} "
