@@ -382,7 +382,42 @@ def shingle_hashes(folded: str, size: int) -> np.ndarray:
 
 def shingle_set(folded: str, size: int) -> np.ndarray:
     """Sorted distinct shingle hashes: the exact set the similarity scores are computed on."""
-    h = np.sort(shingle_hashes(folded, size))
+    return _distinct_sorted(shingle_hashes(folded, size))
+
+
+def text_shingle_set(text: str, size: int) -> np.ndarray:
+    """``shingle_set(fold_text(text), size)`` (dedup's exact score computes it for each
+    candidate not in its cache), from the folded code points: the folded string is not
+    needed, so the table path skips decoding it (see :func:`_folded_codes`)."""
+    codes = _folded_codes(text)
+    if not len(codes):
+        return _EMPTY
+    return _distinct_sorted(_hash_codes(codes, size))
+
+
+def _folded_codes(text: str) -> np.ndarray:
+    """The code points of ``fold_text(text)`` (uint32).  :func:`_fold`'s table path tells a
+    character that needs the full fold by the decoder's rejection of ``_FOLD_SLOW``; here, by
+    the maximum (``_FOLD_SLOW`` is the largest uint32), one NumPy call for the two of the
+    decoding."""
+    if len(text) >= _NUMPY_DROP_MIN:
+        try:
+            codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+            folded = (_FOLD_BMP if _FOLD_BMP is not None else _fold_table()).take(codes)
+        except (UnicodeEncodeError, IndexError):  # lone surrogates, or beyond the BMP
+            folded = None
+        if folded is not None:
+            folded = folded[folded != 0]
+            if not len(folded) or folded.max() != _FOLD_SLOW:
+                return folded
+    return np.frombuffer(fold_text(text).encode("utf-32-le"), dtype=np.uint32)
+
+
+def _distinct_sorted(h: np.ndarray) -> np.ndarray:
+    """The distinct values of ``h``, sorted (``h`` is sorted in place).  Integers sort to one
+    order whatever the algorithm; "stable" (timsort here) took 13 µs for a 1,500-character
+    article's hashes where the default took 18 (measured)."""
+    h.sort(kind="stable")
     if len(h) < 2:
         return h
     return h[np.concatenate(([True], h[1:] != h[:-1]))]
@@ -392,12 +427,13 @@ def similarity(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """(Jaccard, containment of the smaller set in the larger) of two :func:`shingle_set`."""
     if len(a) == 0 or len(b) == 0:
         return 0.0, 0.0
-    small, large = (a, b) if len(a) <= len(b) else (b, a)
-    # Both sorted and distinct: one binary search per element of the smaller set (a third of
-    # np.intersect1d's cost, which sorts the concatenation of both).
-    at = np.searchsorted(large, small)
-    at[at == len(large)] = 0
-    common = int(np.count_nonzero(large[at] == small))
+    # Both sorted and distinct: each common hash is two equal neighbours in their merge, and
+    # a stable sort (timsort) of the two runs is one merge pass: 6 µs for two
+    # 1,500-character articles, where a binary search of each element of the smaller set in
+    # the larger took 16 (measured).
+    both = np.concatenate((a, b))
+    both.sort(kind="stable")
+    common = int(np.count_nonzero(both[1:] == both[:-1]))
     return common / (len(a) + len(b) - common), common / min(len(a), len(b))
 
 
@@ -419,10 +455,15 @@ _SKETCH_BOUNDS = _SKETCH_BIN_IDS << np.uint64(_SKETCH_SHIFT)
 _U_SKETCH_VALUE_SHIFT = np.uint64(_SKETCH_SHIFT - SKETCH_BITS)
 
 
-def _sketch_sorted(ordered: np.ndarray) -> tuple[np.ndarray, int]:
-    """:func:`sketch` of hashes already sorted (not empty)."""
+def _sketch_sorted(ordered: np.ndarray, fresh: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, int]:
+    """:func:`sketch` of hashes already sorted (not empty); ``fresh``, if given, marks the
+    first of each run of equal hashes (:func:`compute` has it, and counts on it)."""
     n = len(ordered)
-    distinct = n - int(np.count_nonzero(ordered[1:] == ordered[:-1]))
+    if fresh is not None:
+        distinct = int(np.count_nonzero(fresh))
+    else:
+        distinct = n - int(np.count_nonzero(ordered[1:] == ordered[:-1]))
     # An empty bin's first index is the next bin's (or n, clipped to the last hash): either
     # way the hash found there lies in another bin, which is how empty bins are told.
     head = ordered.take(np.searchsorted(ordered, _SKETCH_BOUNDS), mode="clip")
@@ -596,10 +637,10 @@ def compute(title: str, text: str, url: str | None, settings: DedupSettings) -> 
             title_hashes = ordered[split:].tolist()
             ordered = ordered[:split]
         ordered.sort()
-        values, distinct = _sketch_sorted(ordered)
         fresh = np.empty(len(ordered), dtype=bool)
         fresh[0] = True
         np.not_equal(ordered[1:], ordered[:-1], out=fresh[1:])
+        values, distinct = _sketch_sorted(ordered, fresh)
         members = ordered[fresh].tobytes()
         sketched = values.tobytes()
         if not short:
