@@ -264,10 +264,13 @@ class Daemon:
             self._add_interval(self._config_job, self.settings.config_poll, "config-watch")
         self._add_interval(self._sweep_job, self.settings.sweep, "sweep")
         await self._db(self._beat, "running")
-        log.info("daemon started (pid %d, scrape %s): %d feeds from %s, database %s",
-                 os.getpid(), __version__, len(self.feeds), self.config.path,
-                 await self._db(self._db_name),
-                 extra={"fields": {"event": "start", "feeds": len(self.feeds)}})
+        from scraper.cli import allocator
+
+        log.info("daemon started (pid %d, scrape %s): %d feeds from %s, database %s, "
+                 "allocator %s", os.getpid(), __version__, len(self.feeds), self.config.path,
+                 await self._db(self._db_name), allocator(),
+                 extra={"fields": {"event": "start", "feeds": len(self.feeds),
+                                   "allocator": allocator()}})
 
     def request_stop(self, reason: str = "request") -> None:
         if self._stop is None:

@@ -292,6 +292,29 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str,
     pytest.fail(f"timed out after {timeout:g} s waiting for {what}\n{tail}")
 
 
+def environ_of(pid: int) -> bytes:
+    """The environment ``pid`` was started with (empty if it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return b""
+
+
+def group_members(pgid: int) -> list[int]:
+    """The processes of process group ``pgid`` other than its leader (the daemon's workers
+    and their fork server: the daemon runs in its own session)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        pid = int(stat.parent.name)
+        if int(fields[2]) == pgid and pid != pgid:  # state, ppid, pgrp
+            out.append(pid)
+    return out
+
+
 def static_feed(posts: list[Post], title: str, base: str) -> bytes:
     return rss_feed(title, [rss_item(p, post_link(p, base)) for p in posts])
 
@@ -382,6 +405,16 @@ def test_daemon_refreshes_reloads_and_stops_gracefully(feed_server: FeedServer,
         assert d.refreshes("b")[0]["new"] == len(mydrivers)
         # Every request of a feed came from one refresh at a time.
         assert slow.max_active == 1
+
+        # On glibc the daemon re-executed itself on malloc (its RSS stays flat with the
+        # heartbeat's trim); its worker processes, started after, kept pymalloc.
+        if platform.libc_ver()[0] == "glibc" and "PYTHONMALLOC" not in os.environ:
+            start = next(e for e in d.events() if e.get("event") == "start")
+            assert start["allocator"] == "malloc"
+            assert b"PYTHONMALLOC=malloc" in environ_of(d.proc.pid)
+            workers = group_members(d.proc.pid)
+            assert workers, "no worker process found"
+            assert all(b"PYTHONMALLOC" not in environ_of(p) for p in workers)
 
         # The health check sees the heartbeat of the live daemon.
         assert scrape("status", "--check", "--db", str(d.db), cwd=tmp_path).returncode == 0
