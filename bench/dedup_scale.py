@@ -248,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     chars = statistics.mean(len(t) for _, t in articles)
     print(f"{args.sample} sample articles (mean {chars:.0f} characters, half reprints); "
           f"shingle {settings.shingle}, {settings.bands} bands x {settings.rows} rows; "
-          f"{PER_CALL} per link_entries call")
+          f"{PER_CALL} per link_entries call; Python allocator "
+          f"{os.environ.get('PYTHONMALLOC') or 'pymalloc'} (the daemon runs on malloc)")
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         directory = Path(tmp)
         base = measure(0, articles, settings, directory, args.seed)

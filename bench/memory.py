@@ -1,6 +1,7 @@
 """Where the daemon's memory goes, in minutes instead of bench/soak.py's hour.
 
-    .venv/bin/python bench/memory.py                 # 16,000 entries, 2 per call
+    PYTHONMALLOC=malloc .venv/bin/python bench/memory.py   # 16,000 entries, as the daemon
+    .venv/bin/python bench/memory.py                 # the same on pymalloc
     .venv/bin/python bench/memory.py --entries 40000 --every 4000
 
 Links soak-like articles (16 sentences drawn from the corpus, so that they share sentences
@@ -13,7 +14,10 @@ and get hundreds of candidates, as bench/soak.py's do) in this process, a few pe
 RSS growth that appears in neither of the other two figures is C-level memory outside SQLite,
 or heap fragmentation.  Like the daemon's heartbeat, it calls ``daemon.release_memory()``
 (glibc's ``malloc_trim``) every ``--trim-every`` entries: 450 is the 30-s heartbeat at
-bench/soak.py's 15 entries a second; ``--trim-every 0`` shows the heap without it.
+bench/soak.py's 15 entries a second; ``--trim-every 0`` shows the heap without it.  The
+daemon runs on glibc's malloc (``PYTHONMALLOC=malloc``, see ``cli.use_malloc_for_the_daemon``):
+run this bench the same way to see its memory; without it, pymalloc's arenas add their own
+creep.
 
 It found the statement-cache leak of an IN list per candidate count:
 SQLite's memory went 16.7 -> 32 MiB over 16,000 entries, against 16.7 flat with the join
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
+import os
 import random
 import sys
 import tempfile
@@ -84,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     used = sqlite_memory()
     tracemalloc.start()
     started = time.perf_counter()
+    print(f"Python allocator: {os.environ.get('PYTHONMALLOC') or 'pymalloc'}; "
+          f"trim every {args.trim_every or 'never'} entries")
     print(f"{'entries':>8} {'seconds':>8} {'RSS MiB':>8} {'Python MiB':>10} {'SQLite MiB':>10}")
     with tempfile.TemporaryDirectory() as tmp:
         conn = store.connect(Path(tmp) / "memory.db")
