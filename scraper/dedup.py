@@ -268,13 +268,15 @@ def _load_entries(conn: sqlite3.Connection, ids: Sequence[int],
     text out (``_Entry.text`` is then empty)."""
     out: list[_Entry] = []
     columns = _ENTRY_COLUMNS if text else _ENTRY_COLUMNS_NO_TEXT
+    cursor = conn.cursor()
+    cursor.row_factory = None  # plain tuples: no sqlite3.Row built and copied per entry
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         marks = ",".join("?" * len(chunk))
-        rows = conn.execute(
+        rows = cursor.execute(
             f"SELECT {columns} FROM entries e LEFT JOIN dedup_fingerprints f "
             f"ON f.entry_id = e.id WHERE e.id IN ({marks})", chunk)
-        out.extend(_entry(tuple(r)) for r in rows)
+        out.extend(map(_entry, rows))
     out.sort(key=lambda e: e.id)
     return out
 
@@ -629,10 +631,11 @@ def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: 
     low_ts = high_ts = None
     stored = tail.buckets()
     if ts is not None and settings is not None:
-        window = max(settings.window_seconds, settings.title_window_seconds)
+        # (each window a property that computes it: read once, not twice)
+        near_span, title_span = settings.window_seconds, settings.title_window_seconds
+        window = max(near_span, title_span)
         low_ts, high_ts = ts - window, ts + window
-        for span, keys in ((settings.window_seconds, wide),
-                           (settings.title_window_seconds, narrow)):
+        for span, keys in ((near_span, wide), (title_span, narrow)):
             if keys and stored is not None:
                 first = max(_bucket(ts - span), stored[0])
                 last = min(_bucket(ts + span), stored[1])
