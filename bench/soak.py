@@ -167,12 +167,43 @@ def mib(n: int) -> str:
     return f"{n / 1048576:7.1f} MiB"
 
 
+def windows(samples: list[Sample], seconds: float) -> list[tuple[float, float, float, float]]:
+    """(window end, min, median, max) of the daemon's RSS in MiB per ``seconds``-long window.
+
+    Why: the RSS is a sawtooth (dedup's memory level fills for MERGE_ENTRIES entries, about
+    2 minutes here, then a merge empties it; the heartbeat trims the heap every 10 s), and one
+    sample a minute lands anywhere on a tooth: two single samples can differ by 5 MiB with
+    nothing growing.  The windows' minima and medians show a drift the teeth hide."""
+    out = []
+    start = 0.0
+    while start < samples[-1].t:
+        rss = sorted(s.rss / 1048576 for s in samples if start < s.t <= start + seconds)
+        if rss:
+            out.append((start + seconds, rss[0], rss[len(rss) // 2], rss[-1]))
+        start += seconds
+    return out
+
+
+def slope_mib_per_hour(samples: list[Sample]) -> float:
+    """Least-squares slope of the daemon's RSS over ``samples``, in MiB per hour."""
+    n = len(samples)
+    if n < 2:
+        return 0.0
+    mt = sum(s.t for s in samples) / n
+    mr = sum(s.rss for s in samples) / n
+    var = sum((s.t - mt) ** 2 for s in samples)
+    cov = sum((s.t - mt) * (s.rss - mr) for s in samples)
+    return cov / var * 3600 / 1048576 if var else 0.0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=3600, help="seconds (default 3600)")
     parser.add_argument("--feeds", type=int, default=200, help="loopback feeds (default 200)")
     parser.add_argument("--interval", type=int, default=10, help="feed interval, s (default 10)")
-    parser.add_argument("--sample", type=float, default=60, help="seconds between samples")
+    parser.add_argument("--sample", type=float, default=20, help="seconds between samples")
+    parser.add_argument("--window", type=float, default=600,
+                        help="seconds per window of the RSS summary (default 600)")
     parser.add_argument("--workers", type=int, default=2, help="daemon --workers (default 2)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
@@ -268,6 +299,11 @@ def main() -> int:
     print(f"change: daemon {(end.rss - warm.rss) / 1048576:+.1f} MiB, with workers "
           f"{(end.tree - warm.tree) / 1048576:+.1f} MiB; second half: daemon "
           f"{(half[-1].rss - half[0].rss) / 1048576:+.1f} MiB")
+    print(f"daemon RSS per {args.window:g} s window, MiB (min / median / max):")
+    for end_t, low, middle, high in windows(samples, args.window):
+        print(f"  to {end_t:6.0f} s: {low:6.1f} / {middle:6.1f} / {high:6.1f}")
+    print(f"slope of the daemon's RSS over the second half: "
+          f"{slope_mib_per_hour(half):+.1f} MiB per hour")
     print(f"refreshes: {refreshes} ({errors} errors, from the broken feeds), entries: "
           f"{end.entries}, duplicate rows: {dups}, 'database is locked': {locked}")
     print(f"SIGTERM -> exit {code} in {stop_seconds:.1f} s; integrity_check: {check}")
