@@ -4,9 +4,9 @@
     .venv/bin/python bench/memory.py                 # the same on pymalloc
     .venv/bin/python bench/memory.py --entries 40000 --every 4000
 
-Links soak-like articles (16 sentences drawn from the corpus, so that they share sentences
-and get hundreds of candidates, as bench/soak.py's do) in this process, a few per
-``link_entries`` call, one transaction per call.  It prints three figures as it goes:
+Links bench/soak.py's articles (``soak.article``: distinct, or with ``--shared-sentences``
+ever more candidates each) in this process, a few per ``link_entries`` call, one
+transaction per call.  It prints three figures as it goes:
 - the process's RSS;
 - what Python allocated (tracemalloc);
 - what SQLite allocated (``sqlite3_memory_used()`` of the libsqlite3 the sqlite3 module
@@ -16,8 +16,7 @@ or heap fragmentation.  Like the daemon's heartbeat, it calls ``daemon.release_m
 (glibc's ``malloc_trim``) every ``--trim-every`` entries: 450 is the 30-s heartbeat at
 bench/soak.py's 15 entries a second; ``--trim-every 0`` shows the heap without it.  The
 daemon runs on glibc's malloc (``PYTHONMALLOC=malloc``, see ``cli.use_malloc_for_the_daemon``):
-run this bench the same way to see its memory; without it, pymalloc's arenas add their own
-creep.
+run this bench the same way to see its memory.
 
 It found the statement-cache leak of an IN list per candidate count:
 SQLite's memory went 16.7 -> 32 MiB over 16,000 entries, against 16.7 flat with the join
@@ -32,7 +31,6 @@ import argparse
 import ctypes
 import ctypes.util
 import os
-import random
 import sys
 import tempfile
 import time
@@ -45,7 +43,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from corpus import corpus_posts, seed_posts  # noqa: E402
-from soak import sentence_pool  # noqa: E402
+from soak import article, sentence_pool  # noqa: E402
 
 from scraper import daemon, dedup, fingerprint, store  # noqa: E402
 
@@ -77,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-call", type=int, default=2, help="entries per link call")
     parser.add_argument("--every", type=int, default=2_000, help="entries between lines")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--shared-sentences", action="store_true",
+                        help="bench/soak.py's option: articles whose candidates keep growing")
     parser.add_argument("--trim-every", type=int, default=450, metavar="N",
                         help="entries between daemon.release_memory() calls (0: never)")
     args = parser.parse_args(argv)
@@ -84,7 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     if not sentences:
         print("no corpus: ../shared/corpus is needed beside the repository", file=sys.stderr)
         return 2
-    rng = random.Random(args.seed)
     settings = dedup.DedupSettings()
     used = sqlite_memory()
     tracemalloc.start()
@@ -100,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                 fps = {}
                 for _ in range(min(args.per_call, args.entries - done)):
                     done += 1
-                    text = "\n".join(rng.choice(sentences) for _ in range(16))
+                    text = "\n".join(article(sentences, f"{args.seed}-{done}",
+                                              args.shared_sentences))
                     url = f"https://example.org/{done}"
                     cur = conn.execute(
                         "INSERT INTO entries (feed, entry_key, url, title, content_text, "

@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from corpus import Post, corpus_posts, post_link, rss_feed, rss_item, seed_posts  # noqa: E402
+from dedup_scale import cipher  # noqa: E402
 from server import FeedServer, Request, Response  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -61,24 +62,43 @@ def sentence_pool(posts: list[Post]) -> list[str]:
     return out
 
 
+def article(sentences: list[str], seed: str, shared: bool = False) -> list[str]:
+    """16 sentences drawn from the corpus, each CJK character then mapped through a
+    substitution of the article's own (``dedup_scale.cipher``), as unrelated news is.
+
+    Why the substitution: articles made of the corpus's few hundred sentences share one or two
+    sentences with more and more stored articles as the database grows, so every new one had
+    more candidates than the last (bench/memory.py: 18 s per 2,000 entries at first, 92 s by
+    12,000), and the per-refresh work and its transient memory grew with them: the hour-long
+    soak's RSS crept up 2-4 MiB an hour.  Ciphered articles keep a constant candidate count
+    (24 s per 2,000 entries throughout), and the same linking ran flat from 4,000 to 16,000
+    entries (101-104 MiB).  ``shared`` keeps the old draw, to watch that case on purpose.
+    """
+    rng = random.Random(seed)
+    drawn = rng.sample(sentences, 16)
+    if shared:
+        return drawn
+    return cipher("\n".join(drawn), rng).split("\n")
+
+
 class FreshFeed:
     """One new entry per request: a window of 5 items sliding over an endless sequence.
 
-    Every entry is a distinct article (16 sentences drawn from the corpus, seeded by its
-    number), as most entries of real feeds are.  Reusing the same dozen articles under new
-    GUIDs instead would make every entry a duplicate of clusters that grow without end,
-    and the dedup work per entry with them: memory would then follow the data, which
-    says nothing about leaks.
+    Every entry is a distinct article (:func:`article`), as most entries of real feeds are.
+    Reusing the same dozen articles under new GUIDs instead would make every entry a
+    duplicate of clusters that grow without end, and the dedup work per entry with them:
+    memory would then follow the data, which says nothing about leaks.
     """
 
-    def __init__(self, name: str, posts: list[Post], sentences: list[str]) -> None:
-        self.name, self.posts, self.sentences = name, posts, sentences
+    def __init__(self, name: str, posts: list[Post], sentences: list[str],
+                 shared: bool = False) -> None:
+        self.name, self.posts, self.sentences, self.shared = name, posts, sentences, shared
         self.count = 0
         self._lock = threading.Lock()
 
     def item(self, n: int) -> str:
         post = self.posts[n % len(self.posts)]
-        drawn = random.Random(f"{self.name}-{n}").sample(self.sentences, 16)
+        drawn = article(self.sentences, f"{self.name}-{n}", self.shared)
         body = "".join("<p>" + "".join(drawn[k:k + 4]) + "</p>" for k in range(0, 16, 4))
         link = post_link(post, f"https://{self.name}.example") + f"?n={n}"
         return rss_item(post, link, guid=f"{self.name}-{n}", body=body).replace(
@@ -206,6 +226,9 @@ def main() -> int:
                         help="seconds per window of the RSS summary (default 600)")
     parser.add_argument("--workers", type=int, default=2, help="daemon --workers (default 2)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--shared-sentences", action="store_true",
+                        help="articles share the corpus's sentences, unciphered: each has more "
+                             "candidates than the last (how soaks ran before this option)")
     args = parser.parse_args()
 
     posts = corpus_posts() + seed_posts()
@@ -222,7 +245,7 @@ def main() -> int:
         path = f"/{name}.xml"
         if kind == "fresh":
             server.route(path, FreshFeed(name, posts[i % len(posts):] + posts[:i % len(posts)],
-                                         sentences))
+                                         sentences, shared=args.shared_sentences))
         elif kind == "static":
             server.serve(path, rss_feed(name, [rss_item(p, post_link(p, f"https://{name}.x"))
                                                for p in posts[:6]]))
