@@ -7,8 +7,8 @@ refreshes, once the imports and caches are warm) and at the end, then stops the 
 with SIGTERM and checks the exit code and the database.
 
 The feeds are a mix meant to exercise every path a months-long run takes:
-- "fresh" feeds (70%) publish one new, distinct entry per request (sentences drawn from
-  the corpus), so every refresh writes and the dedup index keeps growing;
+- "fresh" feeds (70%) publish one new, distinct entry per request (:func:`article`), so
+  every refresh writes and the dedup index keeps growing;
 - "static" feeds (20%) answer 304 Not Modified after the first fetch;
 - "broken" feeds (10%) answer 500, so the backoff path runs too.
 
@@ -20,7 +20,8 @@ Usage:
 Not a test: it takes as long as you ask, and memory figures are for a human to read.
 Expect the daemon's RSS to climb during the first minutes by up to SQLite's page cache
 (``store.CACHE_KIB``, 16 MiB) as the database grows past it, then stay flat: that cache
-is bounded, a leak is not.
+is bounded, a leak is not.  Read the windows' minima and medians at the end (see
+:func:`windows`), not two single samples.
 """
 
 from __future__ import annotations
