@@ -146,13 +146,15 @@ def use_malloc_for_the_daemon() -> None:
 
     Why: Python's own allocator (pymalloc) keeps every 1 MiB arena it has touched until the
     last object in it dies, and a daemon that interleaves long-lived objects (dedup's memory
-    level, caches, timers) with each refresh's garbage keeps touching more of them.
-    bench/soak.py's daemon grew from 97 to 101 MiB in 13 minutes with pymalloc while its
-    malloc heap, SQLite's memory and its live Python blocks stayed flat; with
-    ``PYTHONMALLOC=malloc`` and the heartbeat's ``malloc_trim`` (``daemon.release_memory``),
-    which returns any free page, it stayed at 94 MiB.  The allocator is chosen at interpreter
-    start, hence the exec.  The variable is taken out of the environment again after it, so
-    the worker processes (where the CPU work is, and memory was flat) keep pymalloc.
+    level, caches, timers) with each refresh's garbage keeps pages of them resident.  In
+    12-minute bench/soak.py runs with the heartbeat's trim (``daemon.release_memory``), the
+    pymalloc daemon went from 95.7 to 100.7 MiB while its malloc heap, SQLite's memory and
+    its live Python blocks stayed flat; on malloc it stayed within 93.4-95.2 MiB, since the
+    trim returns any free page.  Over an hour: 10-minute medians 94.5 -> 103.0 MiB (+2.4 an
+    hour in the second half) against 101.1 -> 109.6 (+4.0) on pymalloc without the trim, with
+    articles whose candidates kept growing.  The allocator is chosen at interpreter start,
+    hence the exec.  The variable is taken out of the environment again after it, so the
+    worker processes (where the CPU work is, and memory was flat) keep pymalloc.
     """
     global _REEXECUTED
     if os.environ.pop(REEXEC_MARK, None) is not None:
