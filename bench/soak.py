@@ -325,7 +325,7 @@ def main() -> int:
           f"{(end.tree - warm.tree) / 1048576:+.1f} MiB; second half: daemon "
           f"{(half[-1].rss - half[0].rss) / 1048576:+.1f} MiB")
     print(f"daemon RSS per {args.window:g} s window, MiB (min / median / max):")
-    for end_t, low, middle, high in windows(samples, args.window):
+    for end_t, low, middle, high in windows([s for s in samples if s.t >= warm.t], args.window):
         print(f"  to {end_t:6.0f} s: {low:6.1f} / {middle:6.1f} / {high:6.1f}")
     print(f"slope of the daemon's RSS over the second half: "
           f"{slope_mib_per_hour(half):+.1f} MiB per hour")
