@@ -17,7 +17,7 @@ import logging
 import os
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,6 +130,18 @@ def setup_logging(verbose: int, fmt: str = "text") -> None:
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
 
 
+def find_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS): the
+    daemon's heartbeat calls it, and its absence means there is no glibc to switch to."""
+    try:
+        func = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_size_t]
+    func.restype = ctypes.c_int
+    return func  # type: ignore[no-any-return]
+
+
 #: Set in the environment of the daemon's re-executed process, which removes it again.
 REEXEC_MARK = "SCRAPE_DAEMON_MALLOC"
 _REEXECUTED = False
@@ -161,11 +173,7 @@ def use_malloc_for_the_daemon() -> None:
         os.environ.pop("PYTHONMALLOC", None)
         _REEXECUTED = True
         return
-    if os.environ.get("PYTHONMALLOC") or sys.platform != "linux":
-        return
-    try:
-        ctypes.CDLL(None).malloc_trim  # noqa: B018  (glibc has it; musl does not)
-    except (OSError, AttributeError):
+    if os.environ.get("PYTHONMALLOC") or sys.platform != "linux" or find_malloc_trim() is None:
         return
     sys.stdout.flush()
     sys.stderr.flush()

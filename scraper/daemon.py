@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import random
@@ -57,6 +56,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from scraper import __version__, pipeline, schedule, store
 from scraper import status as meta_keys
+from scraper.cli import allocator, find_malloc_trim
 from scraper.config import Config, ConfigError, FeedConfig, load_config
 from scraper.fetch import Fetcher
 
@@ -64,18 +64,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def _find_malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS)."""
-    try:
-        func = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return None
-    func.argtypes = [ctypes.c_size_t]
-    func.restype = ctypes.c_int
-    return func  # type: ignore[no-any-return]
-
-
-_MALLOC_TRIM = _find_malloc_trim()
+_MALLOC_TRIM = find_malloc_trim()
 
 
 def release_memory() -> bool:
@@ -265,13 +254,12 @@ class Daemon:
             self._add_interval(self._config_job, self.settings.config_poll, "config-watch")
         self._add_interval(self._sweep_job, self.settings.sweep, "sweep")
         await self._db(self._beat, "running")
-        from scraper.cli import allocator
-
+        python_malloc = allocator()
         log.info("daemon started (pid %d, scrape %s): %d feeds from %s, database %s, "
                  "allocator %s", os.getpid(), __version__, len(self.feeds), self.config.path,
-                 await self._db(self._db_name), allocator(),
+                 await self._db(self._db_name), python_malloc,
                  extra={"fields": {"event": "start", "feeds": len(self.feeds),
-                                   "allocator": allocator()}})
+                                   "allocator": python_malloc}})
 
     def request_stop(self, reason: str = "request") -> None:
         if self._stop is None:

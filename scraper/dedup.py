@@ -359,13 +359,15 @@ def _bucket(ts: int) -> int:
 #: as of the entry's last link (None: linked before migration 6, read from ``entries``).
 _Light = tuple[int, int, int | None, bytes | None, str, str, str | None, int | None]
 _LIGHT_COLUMNS = "ts, length, shingles, sketch, text_hash, title, canonical_url, root"
+#: The same, of ``dedup_fingerprints`` joined as ``f``.
+_LOOKUP_COLUMNS = ", ".join(f"f.{c}" for c in _LIGHT_COLUMNS.split(", "))
 #: :meth:`_Tail.sync`'s read: ``merged_seq`` and the rows above both it and the seq the
 #: memory level has seen, in one statement (one row of NULLs after ``merged_seq`` when there
 #: are none), where two statements cost each call one more round trip.  Above ``merged_seq``
 #: too, so that a memory level that starts afresh (after every merge) does not read every
 #: merged row.
-_SYNC_SQL = (f"SELECT s.merged_seq, f.entry_id, f.keys, f.seq, "
-             f"{', '.join(f'f.{c}' for c in _LIGHT_COLUMNS.split(', '))} FROM dedup_state s "
+_SYNC_SQL = (f"SELECT s.merged_seq, f.entry_id, f.keys, f.seq, {_LOOKUP_COLUMNS} "
+             "FROM dedup_state s "
              "LEFT JOIN dedup_fingerprints f ON f.seq > max(?, s.merged_seq) ORDER BY f.seq")
 
 
@@ -476,15 +478,6 @@ class _Tail:
         for key in keys:
             self.index.setdefault(key, []).append(entry_id)
 
-    def find(self, keys: Iterable[int]) -> list[tuple[int, int]]:
-        """(key, entry id) of every entry holding one of ``keys``."""
-        out: list[tuple[int, int]] = []
-        for key in keys:
-            ids = self.index.get(key)
-            if ids:
-                out.extend((key, i) for i in ids)
-        return out
-
     def next_seq(self, last: int) -> int:
         """A seq above every row's: the clock, so that a number handed out in a transaction
         that rolled back is not handed out again below what another call has seen."""
@@ -581,7 +574,6 @@ def _probe_lookups(fp: Fingerprint) -> tuple[dict[int, str], list[int], list[int
 #: ``_LOOKUP_SHAPES``.
 _LOOKUP_SQL: dict[tuple[Any, ...], str] = {}
 _LOOKUP_SHAPES = 64
-_LOOKUP_COLUMNS = ", ".join(f"f.{c}" for c in _LIGHT_COLUMNS.split(", "))
 
 
 def _lookup_sql(shape: tuple[tuple[int, int], ...], before: bool, window: bool) -> str:
@@ -650,7 +642,7 @@ def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: 
     limit = exclude if before is None else min(before, exclude)
     tail_light = tail.light
     tail_index = tail.index
-    for key in kinds_of:  # (Tail.find, inline: 18 lookups and no list of pairs)
+    for key in kinds_of:  # (18 dict lookups, no list of pairs built)
         holders = tail_index.get(key)
         if not holders:
             continue

@@ -398,30 +398,14 @@ def shingle_set(folded: str, size: int) -> np.ndarray:
 
 def text_shingle_set(text: str, size: int) -> np.ndarray:
     """``shingle_set(fold_text(text), size)`` (dedup's exact score computes it for each
-    candidate not in its cache), from the folded code points: the folded string is not
-    needed, so the table path skips decoding it (see :func:`_folded_codes`)."""
-    codes = _folded_codes(text)
+    candidate not in its cache), hashed from the fold's code points when the table path has
+    them, as :func:`compute` does: the folded string is not encoded again."""
+    folded, codes = _fold(text)
+    if codes is None:
+        codes = np.frombuffer(folded.encode("utf-32-le"), dtype=np.uint32)
     if not len(codes):
         return _EMPTY
     return _distinct_sorted(_hash_codes(codes, size))
-
-
-def _folded_codes(text: str) -> np.ndarray:
-    """The code points of ``fold_text(text)`` (uint32).  :func:`_fold`'s table path tells a
-    character that needs the full fold by the decoder's rejection of ``_FOLD_SLOW``; here, by
-    the maximum (``_FOLD_SLOW`` is the largest uint32), one NumPy call for the two of the
-    decoding."""
-    if len(text) >= _NUMPY_DROP_MIN:
-        try:
-            codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-            folded = (_FOLD_BMP if _FOLD_BMP is not None else _fold_table()).take(codes)
-        except (UnicodeEncodeError, IndexError):  # lone surrogates, or beyond the BMP
-            folded = None
-        if folded is not None:
-            folded = folded[folded != 0]
-            if not len(folded) or folded.max() != _FOLD_SLOW:
-                return folded
-    return np.frombuffer(fold_text(text).encode("utf-32-le"), dtype=np.uint32)
 
 
 def _distinct_sorted(h: np.ndarray) -> np.ndarray:
@@ -656,11 +640,7 @@ def compute(title: str, text: str, url: str | None, settings: DedupSettings) -> 
             split = len(ordered) - len(title_codes) + 1
             title_hashes = ordered[split:].tolist()
             ordered = ordered[:split]
-        ordered.sort()
-        fresh = np.empty(len(ordered), dtype=bool)
-        fresh[0] = True
-        np.not_equal(ordered[1:], ordered[:-1], out=fresh[1:])
-        distinct_set = ordered[fresh]
+        distinct_set = _distinct_sorted(ordered)  # (sorts ``ordered`` in place)
         distinct = len(distinct_set)
         members = distinct_set.tobytes()
         sketched = _sketch_sorted(ordered, distinct)[0].tobytes()
