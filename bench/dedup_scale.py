@@ -163,6 +163,8 @@ def measure(size: int, articles: list[tuple[str, str]], settings: dedup.DedupSet
     t0 = time.perf_counter()
     if size:
         bulk_load(conn, size, keys_per_entry, np.random.default_rng(seed))
+        with store.transaction(conn):  # what the merges of these postings would have written
+            dedup.build_filters(conn)
         # The load's gigabyte is written back now, not by the first timed commits' fsync.
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         os.sync()

@@ -34,6 +34,10 @@ The index is a log-structured merge of two levels, both derived from ``dedup_fin
   B-tree: about one page written per 50 keys, where inserting each key as it came wrote one
   page per key (at 1M entries, commits cost 0.6 ms per article, now 0.06; bench/dedup_scale.py).
 
+Each bucket of ``dedup_postings`` has a Bloom filter of its keys (``dedup_filters``,
+scraper/bloom.py), written with every merge: a lookup seeks only the keys some bucket may
+hold, so a new story, which shares no key with anything stored, runs no lookup at all.
+
 The memory level follows the table: rows written since it last looked are read at the start
 of each call, and the entries a call indexed are read back at the next (their transaction may
 have rolled back).  A key that is stale anyway can only bring an extra candidate: candidates
@@ -59,6 +63,7 @@ from typing import Any
 
 import numpy as np
 
+from scraper import bloom
 from scraper import fingerprint as fpmod
 from scraper.fingerprint import Fingerprint
 
@@ -396,6 +401,9 @@ class _Tail:
         #: (lowest, highest) bucket in dedup_postings, or None before it is read: only merges
         #: add buckets, and every merge clears this.
         self.span: tuple[int, int] | None = None
+        #: Bloom filters of buckets, as read from dedup_filters (see :meth:`filter`); every
+        #: merge clears them with the rest.
+        self.filters: dict[int, bloom.Filter] = {}
 
     def buckets(self) -> tuple[int, int] | None:
         """The postings' bucket range (None: no postings).  A window reaching past it (into
@@ -478,6 +486,25 @@ class _Tail:
         for key in keys:
             self.index.setdefault(key, []).append(entry_id)
 
+    def filter(self, conn: sqlite3.Connection, bucket: int) -> bloom.Filter:
+        """The Bloom filter of ``bucket``'s postings, read from ``dedup_filters`` and kept
+        until the next merge, or built from the postings when the bucket has none (a database
+        from before migration 7).  A filter built here is written but not kept: if the
+        caller's transaction rolls back after deleting a posting (a re-index), the filter
+        built without that key goes with it, and the next call builds it again."""
+        found = self.filters.get(bucket)
+        if found is not None:
+            return found
+        row = conn.execute("SELECT keys, bits FROM dedup_filters WHERE bucket = ?",
+                           (bucket,)).fetchone()
+        if row is None:
+            return _build_filter(conn, bucket)
+        found = bloom.Filter.from_blob(row[1], row[0])
+        if len(self.filters) >= _FILTERS_KEPT:
+            del self.filters[next(iter(self.filters))]
+        self.filters[bucket] = found
+        return found
+
     def next_seq(self, last: int) -> int:
         """A seq above every row's: the clock, so that a number handed out in a transaction
         that rolled back is not handed out again below what another call has seen."""
@@ -520,8 +547,69 @@ def _merge(conn: sqlite3.Connection, tail: _Tail) -> None:
         postings = np.concatenate(
             (postings, np.repeat(postings[-1:], -len(postings) % _MERGE_ROWS, axis=0)))
         conn.executemany(_MERGE_SQL, postings.reshape(-1, 3 * _MERGE_ROWS).tolist())
+        # Each bucket's filter gets the keys merged into it, in this transaction.
+        merged_buckets = buckets[order]
+        merged_keys = keys[order]
+        start = 0
+        ends = (np.flatnonzero(np.diff(merged_buckets)) + 1).tolist()
+        for end in [*ends, len(merged_keys)]:
+            _add_to_filter(conn, tail, int(merged_buckets[start]), merged_keys[start:end])
+            start = end
     conn.execute("UPDATE dedup_state SET merged_seq = ?", (max(merged, *(r[3] for r in rows)),))
     tail.__init__()  # type: ignore[misc]  # the next sync rebuilds it from the table
+
+
+#: Filters a connection keeps (buckets, each about 2 bytes per key: 3 MB for a 28-day
+#: bucket at 1M entries a year).  A lookup needs one or two; rebuilding a backlog reads older.
+_FILTERS_KEPT = 4
+_FILTER_WRITE = "INSERT OR REPLACE INTO dedup_filters (bucket, keys, bits) VALUES (?, ?, ?)"
+
+
+def _build_filter(conn: sqlite3.Connection, bucket: int) -> bloom.Filter:
+    """The filter of every key ``bucket`` holds in ``dedup_postings``, written to
+    ``dedup_filters`` (in the caller's transaction).  One scan of the bucket's postings:
+    about 0.3 s for the 1.4M keys of a 28-day bucket at 1M entries a year, once per bucket,
+    and again whenever the bucket has grown to :attr:`bloom.Filter.overfull`."""
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    keys = np.fromiter((r[0] for r in cursor.execute(
+        "SELECT key FROM dedup_postings WHERE bucket = ?", (bucket,))), dtype=np.int64)
+    built = bloom.Filter.of(keys)
+    conn.execute(_FILTER_WRITE, (bucket, built.count, built.blob()))
+    return built
+
+
+def build_filters(conn: sqlite3.Connection) -> int:
+    """Build every bucket's filter from its postings, as the merges would have; returns the
+    buckets done.  For postings written around the merges (bench/dedup_scale.py's bulk load):
+    a bucket without a filter would otherwise be built at its first lookup."""
+    done = 0
+    row = conn.execute("SELECT min(bucket) FROM dedup_postings").fetchone()
+    while row is not None and row[0] is not None:
+        _build_filter(conn, row[0])
+        done += 1
+        # (one seek per bucket: DISTINCT would read every posting)
+        row = conn.execute("SELECT min(bucket) FROM dedup_postings WHERE bucket > ?",
+                           (row[0],)).fetchone()
+    return done
+
+
+def _add_to_filter(conn: sqlite3.Connection, tail: _Tail, bucket: int, keys: np.ndarray
+                   ) -> None:
+    """Add a merge's ``keys`` (already in the bucket's postings) to the bucket's filter."""
+    found = tail.filters.get(bucket)
+    if found is None:
+        row = conn.execute("SELECT keys, bits FROM dedup_filters WHERE bucket = ?",
+                           (bucket,)).fetchone()
+        if row is None:  # built from the postings, which hold the new keys already
+            _build_filter(conn, bucket)
+            return
+        found = bloom.Filter.from_blob(row[1], row[0])
+    found.add(keys)
+    if found.overfull:
+        _build_filter(conn, bucket)
+    else:
+        conn.execute(_FILTER_WRITE, (bucket, found.count, found.blob()))
 
 
 #: Postings per INSERT of a merge.  One row per statement spent most of a merge in binding
@@ -619,7 +707,7 @@ def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: 
     kinds_of, wide, narrow = _probe_lookups(fp)
     if not kinds_of:
         return {}
-    lookups: list[tuple[range, list[int]]] = []  # (buckets, keys)
+    lookups: list[tuple[Sequence[int], list[int]]] = []  # (buckets, keys)
     low_ts = high_ts = None
     stored = tail.buckets()
     if ts is not None and settings is not None:
@@ -659,6 +747,8 @@ def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: 
                 else:
                     keys_of.add(key)
                 light[entry_id] = row
+    if screen and lookups and conn.in_transaction:
+        lookups = _filtered(conn, tail, lookups)
     if lookups:
         # One statement of a fixed shape (the number of buckets and keys), the fingerprint
         # joined to each entry found (see _lookup_sql).  Reading the postings first and then
@@ -728,6 +818,32 @@ def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: 
     for cand in unknown:
         cand.root = roots.get(cand.id) or cand.id
     return found
+
+
+def _filtered(conn: sqlite3.Connection, tail: _Tail, lookups: list[tuple[Sequence[int], list[int]]]
+              ) -> list[tuple[Sequence[int], list[int]]]:
+    """The lookups less the keys that no bucket of theirs holds, by the buckets' Bloom
+    filters (and less the buckets that hold none of them): a new story's lookup is then
+    usually empty, with no statement run.  Only inside a transaction, so that no merge by
+    another process can come between the filters read here and the postings read next.
+
+    The keys left are padded with copies of the last to a power of two (``IN`` is a set), so
+    that the lookup takes one of a handful of statement shapes."""
+    out: list[tuple[Sequence[int], list[int]]] = []
+    for buckets, keys in lookups:
+        probed = bloom.probes(keys)
+        used = []
+        held: set[int] = set()
+        for bucket in buckets:
+            found = tail.filter(conn, bucket).select(keys, probed)
+            if found:
+                used.append(bucket)
+                held.update(found)
+        if used:
+            present = [k for k in keys if k in held]
+            present += present[-1:] * ((1 << (len(present) - 1).bit_length()) - len(present))
+            out.append((used, present))
+    return out
 
 
 def _screen(fp: Fingerprint, light: dict[int, _Light], by_url: set[int],

@@ -156,6 +156,17 @@ INSERT INTO dedup_state (id, merged_seq) VALUES (1, 0);
     """
 ALTER TABLE dedup_fingerprints ADD COLUMN root INTEGER;
 """,
+    # 7: a Bloom filter of each dedup_postings bucket's keys (scraper/bloom.py), so that a
+    # lookup seeks only the keys a bucket may hold.  ``keys`` counts the keys added to it.
+    # Empty here: scraper/dedup.py builds a bucket's filter from its postings when a lookup
+    # or a merge first needs it, and every merge adds its keys in the same transaction.
+    """
+CREATE TABLE dedup_filters (
+    bucket INTEGER PRIMARY KEY,
+    keys INTEGER NOT NULL,
+    bits BLOB NOT NULL
+);
+""",
 ]
 
 
