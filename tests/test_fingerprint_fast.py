@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 
@@ -80,3 +82,61 @@ def test_text_shingle_set_is_the_shingle_set_of_the_fold() -> None:
         for size in (2, 3, 4, 5):
             want = fp.shingle_set(fp.fold_text(text), size)
             assert fp.text_shingle_set(text, size).tobytes() == want.tobytes()
+
+
+def _band_keys_by_band(values: list[int], bands: int, rows: int, salt: int) -> tuple[int, ...]:
+    """_band_keys as it was written before the lanes: one band at a time."""
+    keys = []
+    for band in range(bands):
+        h = (band + salt) * 0x9E3779B97F4A7C15
+        for v, m in zip(values[band * rows : (band + 1) * rows], fp._ROW_MULTIPLIER_INTS,
+                        strict=False):
+            h += v * m
+        h &= _M64
+        h ^= h >> 30
+        h = h * 0xBF58476D1CE4E5B9 & _M64
+        h ^= h >> 27
+        h = h * 0x94D049BB133111EB & _M64
+        h ^= h >> 31
+        keys.append(h - (1 << 64) if h >> 63 else h)
+    return tuple(keys)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 5, 32])
+@pytest.mark.parametrize("bands", [1, 2, 6, 10, 33])
+def test_band_keys_lanes_match_the_band_by_band_loop(bands: int, rows: int) -> None:
+    rng = np.random.default_rng(bands * 100 + rows)
+    salts = [fp._NEAR_SALT, fp._TITLE_SALT, 0, (1 << 64) - 1]
+    extremes = [[0] * (bands * rows), [2**32 - 1] * (bands * rows)]
+    randoms = [rng.integers(0, 2**32, bands * rows, dtype=np.uint64).tolist() for _ in range(20)]
+    for salt in salts:
+        for values in extremes + randoms:
+            want = _band_keys_by_band(values, bands, rows, salt)
+            got = fp._band_keys(values, bands, rows, salt)
+            assert got == want
+            assert all(type(k) is int for k in got)
+            # extra values past bands * rows are ignored, as the loop ignored them
+            assert fp._band_keys([*values, 7, 8], bands, rows, salt) == want
+
+
+def test_band_keys_reject_values_beyond_uint32() -> None:
+    # A lane holds a value times a 64-bit multiplier only if the value fits 32 bits.
+    with pytest.raises(struct.error):
+        fp._band_keys([2**32, 1], 1, 2, fp._NEAR_SALT)
+
+
+@pytest.mark.parametrize("bins", [1, 3, 20, 64, 200])
+@pytest.mark.parametrize("n", [1, 2, 5, 40, 127, 128, 1500])
+def test_one_searchsorted_for_sketch_and_minhash(bins: int, n: int) -> None:
+    rng = np.random.default_rng(bins * 10_000 + n)
+    for _ in range(10):
+        hashes = rng.integers(0, 2**64, n, dtype=np.uint64, endpoint=False)
+        hashes[: n // 4] = hashes[-(n // 4) or n :][: n // 4]  # some repeats
+        ordered = np.sort(hashes)
+        starts = np.searchsorted(ordered, fp._joint_bounds(bins))
+        values, distinct = fp._sketch_sorted(ordered, None, starts[: fp.SKETCH_BINS])
+        want_values, want_distinct = fp._sketch_sorted(ordered)
+        assert (values.tobytes(), distinct) == (want_values.tobytes(), want_distinct)
+        sig = fp._minhash_sorted(ordered, bins, starts[fp.SKETCH_BINS :])
+        assert sig.tobytes() == fp._minhash_sorted(ordered, bins).tobytes()
+        assert sig.tobytes() == fp.one_permutation_minhash(hashes, bins).tobytes()
