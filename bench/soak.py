@@ -154,6 +154,21 @@ class Sample:
     db_bytes: int
 
 
+def rss_parts(pid: int) -> str:
+    """The daemon's RSS split as /proc/PID/status does: anonymous memory (the heaps: what a
+    leak grows), file pages (code and libraries) and shared memory (SQLite's WAL index)."""
+    parts = {}
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(("RssAnon:", "RssFile:", "RssShmem:")):
+                    name, value = line.split(":")
+                    parts[name[3:]] = int(value.split()[0]) / 1024
+    except OSError:
+        return "gone"
+    return ", ".join(f"{name} {value:.1f} MiB" for name, value in parts.items())
+
+
 def count_events(log: Path) -> tuple[int, int, int]:
     """(refresh lines, refresh lines with status error, 'database is locked' mentions)."""
     refreshes = errors = locked = 0
@@ -196,14 +211,14 @@ def windows(samples: list[Sample], seconds: float) -> list[tuple[float, float, f
     2 minutes here, then a merge empties it; the heartbeat trims the heap every 10 s), and one
     sample a minute lands anywhere on a tooth: two single samples can differ by 5 MiB with
     nothing growing.  The windows' minima and medians show a drift the teeth hide."""
-    out = []
-    start = 0.0
-    while start < samples[-1].t:
-        rss = sorted(s.rss / 1048576 for s in samples if start < s.t <= start + seconds)
-        if rss:
-            out.append((start + seconds, rss[0], rss[len(rss) // 2], rss[-1]))
-        start += seconds
-    return out
+    # The last sample is taken at the end of the run, a moment past its last boundary: it
+    # belongs to the last window, not to one of its own.
+    count = max(1, round(samples[-1].t / seconds))
+    buckets: list[list[float]] = [[] for _ in range(count)]
+    for s in samples:
+        buckets[min(int(s.t // seconds), count - 1)].append(s.rss / 1048576)
+    return [((n + 1) * seconds, min(rss), sorted(rss)[len(rss) // 2], max(rss))
+            for n, rss in enumerate(buckets) if rss]
 
 
 def slope_mib_per_hour(samples: list[Sample]) -> float:
@@ -270,6 +285,7 @@ def main() -> int:
     started = time.monotonic()
     samples: list[Sample] = []
     warm: Sample | None = None
+    warm_parts = end_parts = "not sampled"
     print(f"{'t (s)':>7} {'daemon RSS':>12} {'with workers':>13} {'refreshes':>10} "
           f"{'errors':>7} {'entries':>8} {'db + wal':>12}", flush=True)
     try:
@@ -292,6 +308,8 @@ def main() -> int:
                 # imports, the pool and SQLite's page cache are warm by then.
                 if warm is None and refreshes >= args.feeds:
                     warm = sample
+                    warm_parts = rss_parts(proc.pid)
+                end_parts = rss_parts(proc.pid)
                 next_sample += args.sample
             if now - started >= args.duration:
                 break
@@ -321,6 +339,7 @@ def main() -> int:
     print(f"RSS at start (t={warm.t:.0f} s): daemon {mib(warm.rss)}, with workers "
           f"{mib(warm.tree)}")
     print(f"RSS at end   (t={end.t:.0f} s): daemon {mib(end.rss)}, with workers {mib(end.tree)}")
+    print(f"daemon RSS parts at start: {warm_parts}; at end: {end_parts}")
     print(f"change: daemon {(end.rss - warm.rss) / 1048576:+.1f} MiB, with workers "
           f"{(end.tree - warm.tree) / 1048576:+.1f} MiB; second half: daemon "
           f"{(half[-1].rss - half[0].rss) / 1048576:+.1f} MiB")
