@@ -104,11 +104,14 @@ _SHORT_KINDS = frozenset({"title", "lead"})
 #: seeks per article against 60 (bench/dedup_scale.py).
 BUCKET_SECONDS = 28 * 86400
 
-#: Entries indexed in memory before a merge into ``dedup_postings``.  A merge writes the
-#: pages of the bucket's region once (about 3,000 pages at 1M entries over a year), so it
-#: pays off once it carries more keys than that: 2048 entries carry 37k keys.  The memory
-#: part holds at most this many entries (about 5 MiB of Python dicts and sketches).
-MERGE_ENTRIES = 2048
+#: Entries indexed in memory before a merge into ``dedup_postings``.  A merge rewrites most
+#: pages of the bucket's region (random keys land on every page: about 8,000 pages for the
+#: 1.4M postings of a 28-day bucket at 1M entries a year), so the pages written per entry
+#: fall as the batch grows: at 1M, 4096 entries a merge cost 0.509 ms per article against
+#: 0.573 with 2048 (commit -24 µs, link -37; bench/dedup_scale.py, medians of 3 alternating
+#: runs of 12,288 articles).  The memory part holds at most this many entries: about 2 KB
+#: each (keys, index, sketch and columns), 9 MiB.
+MERGE_ENTRIES = 4096
 
 
 @dataclass(frozen=True)
@@ -392,7 +395,9 @@ class _Tail:
     def __init__(self) -> None:
         self.merged = -1  # dedup_state.merged_seq it was built against (-1: not yet)
         self.high = 0  # every row with a seq up to this is indexed (in memory or merged)
-        self.index: dict[int, list[int]] = {}
+        #: key -> the id holding it, or a list of ids when several do: most keys have one
+        #: holder, and a one-element list per key cost 1.5 KB an entry (tracemalloc).
+        self.index: dict[int, int | list[int]] = {}
         self.keys_of: dict[int, list[int]] = {}
         #: What :func:`_screen` reads of a candidate (``_Light``), so that the memory level's
         #: candidates are screened without a read: about 400 bytes an entry.
@@ -481,9 +486,12 @@ class _Tail:
                 self.dirty.add(entry_id)
 
     def remove(self, entry_id: int) -> None:
+        index = self.index
         for key in self.keys_of.pop(entry_id, ()):
-            ids = self.index.get(key)
-            if ids is not None and entry_id in ids:
+            ids = index.get(key)
+            if ids == entry_id:
+                del index[key]
+            elif type(ids) is list and entry_id in ids:
                 ids.remove(entry_id)
         self.light.pop(entry_id, None)
 
@@ -491,8 +499,15 @@ class _Tail:
         self.remove(entry_id)
         self.keys_of[entry_id] = keys
         self.light[entry_id] = light
+        index = self.index
         for key in keys:
-            self.index.setdefault(key, []).append(entry_id)
+            ids = index.get(key)
+            if ids is None:
+                index[key] = entry_id
+            elif type(ids) is int:
+                index[key] = [ids, entry_id]
+            else:
+                ids.append(entry_id)
 
     def filter(self, conn: sqlite3.Connection, bucket: int) -> bloom.Filter:
         """The Bloom filter of ``bucket``'s postings, read from ``dedup_filters`` and kept
@@ -740,9 +755,9 @@ def _candidates(conn: sqlite3.Connection, tail: _Tail, fp: Fingerprint, before: 
     tail_index = tail.index
     for key in kinds_of:  # (18 dict lookups, no list of pairs built)
         holders = tail_index.get(key)
-        if not holders:
+        if holders is None:
             continue
-        for entry_id in holders:
+        for entry_id in (holders,) if type(holders) is int else holders:
             # ids below ``limit`` pass both tests at once (exclude and before); the rest by hand
             if entry_id >= limit and (entry_id == exclude or (before is not None
                                                               and entry_id >= before)):

@@ -135,7 +135,7 @@ def test_a_stale_url_key_in_memory_is_no_evidence(conn: sqlite3.Connection) -> N
     link(conn, [a])
     link(conn, [a])  # (its row is synced: the memory level will not read it again)
     stale = fingerprint.compute("x", OTHER, "https://b.example/two", SETTINGS).url_key
-    conn._dedup_tail.index.setdefault(stale, []).append(a)
+    conn._dedup_tail.index[stale] = a
     b = add(conn, "另一篇", OTHER, feed="b", url="http://b.example/two")
     link(conn, [b])
     assert link_of(conn, b) == (None, None, None)
@@ -349,3 +349,17 @@ def test_statement_shapes_do_not_grow_with_the_candidates(
         enumerate(texts)]
     assert max(candidates) >= 20 and len(set(candidates)) >= 5  # many counts were seen
     assert len(shapes) <= 25, len(shapes)
+
+
+def test_the_memory_index_holds_one_id_or_a_list() -> None:
+    tail = dedup._Tail()
+    light = (0, 500, 490, None, "h", "t", None, None)
+    tail.add(1, [10, 20], light)
+    tail.add(2, [20, 30], light)
+    assert tail.index == {10: 1, 20: [1, 2], 30: 2}
+    tail.remove(1)
+    assert tail.index == {20: [2], 30: 2}
+    tail.add(2, [40], light)  # re-indexed: its old keys go
+    assert tail.index == {20: [], 40: 2} and tail.keys_of == {2: [40]}
+    tail.add(3, [40], light)
+    assert tail.index[40] == [2, 3]
