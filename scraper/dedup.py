@@ -369,12 +369,14 @@ _Light = tuple[int, int, int | None, bytes | None, str, str, str | None, int | N
 _LIGHT_COLUMNS = "ts, length, shingles, sketch, text_hash, title, canonical_url, root"
 #: The same, of ``dedup_fingerprints`` joined as ``f``.
 _LOOKUP_COLUMNS = ", ".join(f"f.{c}" for c in _LIGHT_COLUMNS.split(", "))
-#: :meth:`_Tail.sync`'s read: ``merged_seq`` and the rows above both it and the seq the
-#: memory level has seen, in one statement (one row of NULLs after ``merged_seq`` when there
-#: are none), where two statements cost each call one more round trip.  Above ``merged_seq``
+#: :meth:`_Tail.sync`'s read: ``merged_seq``, ``filtered_seq`` and the rows above both
+#: ``merged_seq`` and the seq the memory level has seen, in one statement (one row of NULLs
+#: after the two when there are none), where two statements cost each call one more round
+#: trip.  Above ``merged_seq``
 #: too, so that a memory level that starts afresh (after every merge) does not read every
 #: merged row.
-_SYNC_SQL = (f"SELECT s.merged_seq, f.entry_id, f.keys, f.seq, {_LOOKUP_COLUMNS} "
+_SYNC_SQL = (f"SELECT s.merged_seq, s.filtered_seq, f.entry_id, f.keys, f.seq, "
+             f"{_LOOKUP_COLUMNS} "
              "FROM dedup_state s "
              "LEFT JOIN dedup_fingerprints f ON f.seq > max(?, s.merged_seq) ORDER BY f.seq")
 
@@ -413,6 +415,8 @@ class _Tail:
         #: Bloom filters of buckets, as read from dedup_filters (see :meth:`filter`); every
         #: merge clears them with the rest.
         self.filters: dict[int, bloom.Filter] = {}
+        #: ``dedup_state.filtered_seq`` equals ``merged_seq`` (see :func:`_check_filters`).
+        self.filters_valid = True
 
     def buckets(self) -> tuple[int, int] | None:
         """The postings' bucket range (None: no postings).  A window reaching past it (into
@@ -445,7 +449,10 @@ class _Tail:
                 found = conn.execute(_SYNC_SQL, (merged,)).fetchall()
         if self.span is None:
             self._read_span(conn)
-        rows = [tuple(r)[1:] for r in found if r[1] is not None]
+        self.filters_valid = found[0][1] == merged
+        if not self.filters_valid:
+            self.filters.clear()
+        rows = [tuple(r)[2:] for r in found if r[2] is not None]
         self._update(rows)
         self.own.clear()
         if rows:
@@ -455,6 +462,10 @@ class _Tail:
         dirty = list(self.dirty - {r[0] for r in rows})
         self.dirty.clear()
         if dirty:
+            # A call's transaction rolled back (or its entries were deleted).  A filter built
+            # while that transaction had deleted a re-indexed entry's postings, and read back
+            # by a later lookup, lacks keys the rollback restored: read the filters afresh.
+            self.filters.clear()
             rows = conn.execute(
                 f"SELECT entry_id, keys, seq, {_LIGHT_COLUMNS} FROM dedup_fingerprints "
                 f"WHERE entry_id IN ({','.join('?' * len(dirty))})", dirty).fetchall()
@@ -553,6 +564,7 @@ def _merge(conn: sqlite3.Connection, tail: _Tail) -> None:
     The rows are built and sorted in NumPy: 37k postings as Python tuples cost 60 ms of a
     merge's 190 (bench/dedup_scale.py at 1M, 30 µs per article linked).  They are inserted
     ``_MERGE_ROWS`` to a statement (see there)."""
+    _check_filters(conn, tail)
     merged = tail.merged
     rows = conn.execute("SELECT entry_id, ts, keys, seq FROM dedup_fingerprints WHERE seq > ?",
                         (merged,)).fetchall()
@@ -578,7 +590,8 @@ def _merge(conn: sqlite3.Connection, tail: _Tail) -> None:
         for end in [*ends, len(merged_keys)]:
             _add_to_filter(conn, tail, int(merged_buckets[start]), merged_keys[start:end])
             start = end
-    conn.execute("UPDATE dedup_state SET merged_seq = ?", (max(merged, *(r[3] for r in rows)),))
+    top = max(merged, *(r[3] for r in rows))
+    conn.execute("UPDATE dedup_state SET merged_seq = ?, filtered_seq = ?", (top, top))
     tail.__init__()  # type: ignore[misc]  # the next sync rebuilds it from the table
 
 
@@ -602,6 +615,18 @@ def _build_filter(conn: sqlite3.Connection, bucket: int) -> bloom.Filter:
     return built
 
 
+def _check_filters(conn: sqlite3.Connection, tail: _Tail) -> None:
+    """Drop every filter when a merge was made without them (``filtered_seq`` behind
+    ``merged_seq``: a process of the release before migration 7 still running on this
+    database): they lack its keys, and are built again from the postings as needed."""
+    if tail.filters_valid:
+        return
+    conn.execute("DELETE FROM dedup_filters")
+    conn.execute("UPDATE dedup_state SET filtered_seq = merged_seq")
+    tail.filters.clear()
+    tail.filters_valid = True
+
+
 def build_filters(conn: sqlite3.Connection) -> int:
     """Build every bucket's filter from its postings, as the merges would have; returns the
     buckets done.  For postings written around the merges (bench/dedup_scale.py's bulk load):
@@ -614,6 +639,7 @@ def build_filters(conn: sqlite3.Connection) -> int:
         # (one seek per bucket: DISTINCT would read every posting)
         row = conn.execute("SELECT min(bucket) FROM dedup_postings WHERE bucket > ?",
                            (row[0],)).fetchone()
+    conn.execute("UPDATE dedup_state SET filtered_seq = merged_seq")
     return done
 
 
@@ -852,6 +878,7 @@ def _filtered(conn: sqlite3.Connection, tail: _Tail, lookups: list[tuple[Sequenc
 
     The keys left are padded with copies of the last to a power of two (``IN`` is a set), so
     that the lookup takes one of a handful of statement shapes."""
+    _check_filters(conn, tail)
     out: list[tuple[Sequence[int], list[int]]] = []
     for buckets, keys in lookups:
         probed = bloom.probes(keys)

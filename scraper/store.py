@@ -160,12 +160,16 @@ ALTER TABLE dedup_fingerprints ADD COLUMN root INTEGER;
     # lookup seeks only the keys a bucket may hold.  ``keys`` counts the keys added to it.
     # Empty here: scraper/dedup.py builds a bucket's filter from its postings when a lookup
     # or a merge first needs it, and every merge adds its keys in the same transaction.
+    # ``filtered_seq``: the merge the filters are up to date with.  Every merge sets it with
+    # ``merged_seq``; a process of an earlier release merges without it (migrate lets it run on
+    # a newer schema), and the next process that sees the two differ drops every filter.
     """
 CREATE TABLE dedup_filters (
     bucket INTEGER PRIMARY KEY,
     keys INTEGER NOT NULL,
     bits BLOB NOT NULL
 );
+ALTER TABLE dedup_state ADD COLUMN filtered_seq INTEGER NOT NULL DEFAULT -1;
 """,
 ]
 

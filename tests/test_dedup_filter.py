@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from corpus import corpus_posts, post_link
-from test_dedup import ARTICLE, OTHER, T0, add, link, link_of, post_text
+from test_dedup import ARTICLE, OTHER, SETTINGS, T0, add, link, link_of, post_text
 from test_dedup_index import reprint
 
 from scraper import bloom, dedup, store
+from scraper.dedup import link_entries
 
 
 def stored_filters(conn: sqlite3.Connection) -> dict[int, bloom.Filter]:
@@ -170,3 +171,75 @@ def test_build_filters_covers_every_bucket(tmp_path: Path) -> None:
         done = dedup.build_filters(conn)
     assert done == len({r[0] for r in rows})
     assert_filters_hold_every_posting(conn)
+
+
+# -- found by review: a rollback, and a merge made without the filters ---------------------
+
+def test_a_filter_built_in_a_rolled_back_reindex_is_not_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database from before migration 7 (no filter rows).  One call re-indexes A (its
+    postings deleted), builds bucket b's filter without A's keys and writes it; the next
+    entry of the same call reads that uncommitted row and caches it.  The transaction rolls
+    back: A's postings are back, the cached filter still lacks them."""
+    monkeypatch.setattr(dedup, "MERGE_ENTRIES", 1)
+    conn = store.connect(tmp_path / "db")
+    a = add(conn, "原文", ARTICLE, feed="a")
+    link(conn, [a])  # merged: A's keys are in dedup_postings
+    conn.execute("DELETE FROM dedup_filters")  # as migration 7 leaves an old database
+    conn._dedup_tail.filters.clear()
+    monkeypatch.setattr(dedup, "MERGE_ENTRIES", 10**9)
+    y = add(conn, "无关", OTHER.replace("毫米", "公里", 3), feed="y")
+    with pytest.raises(RuntimeError), store.transaction(conn):
+        conn.execute("UPDATE entries SET content_text = ? WHERE id = ?", (OTHER, a))
+        link_entries(conn, [a, y], SETTINGS)
+        raise RuntimeError("the refresh fails after linking")
+    assert conn.execute("SELECT count(*) FROM dedup_filters").fetchone()[0] == 0
+    c = add(conn, "转载", reprint(1), feed="c")
+    link(conn, [c])
+    assert link_of(conn, c)[:2] == (a, "near")
+
+
+def test_a_merge_by_a_process_of_the_previous_version_is_noticed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """store.migrate lets a binary run on a newer schema (``version >= len(MIGRATIONS)``), so a
+    daemon still running the previous release keeps merging into a database that a new
+    ``scrape --once`` moved to version 7, without touching dedup_filters."""
+    path = tmp_path / "db"
+    new = store.connect(path)
+    monkeypatch.setattr(dedup, "MERGE_ENTRIES", 1)
+    link(new, [add(new, "旧闻", OTHER, feed="x")])  # bucket b gets a filter
+    old = store.connect(path)
+    monkeypatch.setattr(dedup, "MERGE_ENTRIES", 10**9)
+    a = add(old, "原文", ARTICLE, feed="a")
+    link(old, [a])
+    with store.transaction(old):  # what 99a7396's _merge writes: postings and merged_seq only
+        merged = old.execute("SELECT merged_seq FROM dedup_state").fetchone()[0]
+        rows = old.execute("SELECT entry_id, ts, keys, seq FROM dedup_fingerprints "
+                           "WHERE seq > ?", (merged,)).fetchall()
+        old.executemany("INSERT OR IGNORE INTO dedup_postings VALUES (?, ?, ?)",
+                        [(dedup._bucket(ts), k, e) for e, ts, blob, _ in rows
+                         for k in np.frombuffer(blob, dtype=np.int64).tolist()])
+        old.execute("UPDATE dedup_state SET merged_seq = ?", (max(r[3] for r in rows),))
+    monkeypatch.setattr(dedup, "MERGE_ENTRIES", 10**9)
+    c = add(new, "转载", reprint(1), feed="c")
+    link(new, [c])
+    assert link_of(new, c)[:2] == (a, "near")
+
+
+def test_the_stale_filter_is_then_written_by_the_next_merge(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dedup, "MERGE_ENTRIES", 1)
+    conn = store.connect(tmp_path / "db")
+    a = add(conn, "原文", ARTICLE, feed="a")
+    link(conn, [a])
+    conn.execute("DELETE FROM dedup_filters")
+    conn._dedup_tail.filters.clear()
+    monkeypatch.setattr(dedup, "MERGE_ENTRIES", 10**9)
+    y = add(conn, "无关", OTHER.replace("毫米", "公里", 3), feed="y")
+    with pytest.raises(RuntimeError), store.transaction(conn):
+        conn.execute("UPDATE entries SET content_text = ? WHERE id = ?", (OTHER, a))
+        link_entries(conn, [a, y], SETTINGS)
+        raise RuntimeError
+    monkeypatch.setattr(dedup, "MERGE_ENTRIES", 1)
+    link(conn, [y])  # merged into bucket b with the cached copy, which is written
+    assert_filters_hold_every_posting(conn)  # A's keys are missing from the stored filter
