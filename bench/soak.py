@@ -208,7 +208,7 @@ def windows(samples: list[Sample], seconds: float) -> list[tuple[float, float, f
     """(window end, min, median, max) of the daemon's RSS in MiB per ``seconds``-long window.
 
     Why: the RSS is a sawtooth (dedup's memory level fills for MERGE_ENTRIES entries, about
-    2 minutes here, then a merge empties it; the heartbeat trims the heap every 10 s), and one
+    4 minutes here, then a merge empties it; the heartbeat trims the heap every 10 s), and one
     sample a minute lands anywhere on a tooth: two single samples can differ by 5 MiB with
     nothing growing.  The windows' minima and medians show a drift the teeth hide."""
     # The last sample is taken at the end of the run, a moment past its last boundary: it
