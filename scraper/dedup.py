@@ -581,7 +581,11 @@ def _merge(conn: sqlite3.Connection, tail: _Tail) -> None:
         # one statement shape whatever the count.
         postings = np.concatenate(
             (postings, np.repeat(postings[-1:], -len(postings) % _MERGE_ROWS, axis=0)))
-        conn.executemany(_MERGE_SQL, postings.reshape(-1, 3 * _MERGE_ROWS).tolist())
+        statements = postings.reshape(-1, 3 * _MERGE_ROWS)
+        # 32 statements' parameters at a time: the whole merge as Python lists was 75k
+        # postings, 8 MB of ints at once in the daemon's heap.
+        for start in range(0, len(statements), 32):
+            conn.executemany(_MERGE_SQL, statements[start : start + 32].tolist())
         # Each bucket's filter gets the keys merged into it, in this transaction.
         merged_buckets = buckets[order]
         merged_keys = keys[order]
