@@ -31,9 +31,6 @@ BITS_PER_KEY = 16
 MIN_BITS_PER_KEY = 8
 #: The smallest filter: 64 words, 512 bytes (a bucket with a few entries).
 MIN_WORDS = 64
-_U1 = np.uint64(1)
-_U63 = np.uint64(63)
-_SHIFTS = [np.uint64(6 * i) for i in range(PROBES)]
 
 
 def words_for(count: int) -> int:
@@ -43,8 +40,13 @@ def words_for(count: int) -> int:
     return 1 << (need - 1).bit_length()
 
 
-#: The mask of two probes' bits, by the 12 key bits that place them (bits 0-5 and 6-11).
+#: The mask of two probes' bits, by the 12 key bits that place them (bits 0-5 and 6-11): the
+#: ``PROBES`` bits of a key are those of its bits 0-11 and of its bits 12-23.  The one
+#: definition of where a key's bits go, for :func:`probes` and :meth:`Filter.add` alike.
 _MASKS = [(1 << (x & 63)) | (1 << (x >> 6)) for x in range(4096)]
+_MASKS_ARRAY = np.array(_MASKS, dtype=np.uint64)
+_U12 = np.uint64(12)
+_LOW12 = np.uint64(4095)
 
 
 def probes(keys: list[int]) -> list[int]:
@@ -101,9 +103,7 @@ class Filter:
         if not len(keys):
             return
         u = keys.view(np.uint64)
-        masks = _U1 << (u & _U63)
-        for shift in _SHIFTS[1:]:
-            masks |= _U1 << ((u >> shift) & _U63)
+        masks = _MASKS_ARRAY[u & _LOW12] | _MASKS_ARRAY[(u >> _U12) & _LOW12]
         # (ufunc.at: several keys can land in one word)
         np.bitwise_or.at(self.words, (u >> np.uint64(self._shift)).astype(np.intp), masks)
         self.count += len(keys)

@@ -372,12 +372,10 @@ _LOOKUP_COLUMNS = ", ".join(f"f.{c}" for c in _LIGHT_COLUMNS.split(", "))
 #: :meth:`_Tail.sync`'s read: ``merged_seq``, ``filtered_seq`` and the rows above both
 #: ``merged_seq`` and the seq the memory level has seen, in one statement (one row of NULLs
 #: after the two when there are none), where two statements cost each call one more round
-#: trip.  Above ``merged_seq``
-#: too, so that a memory level that starts afresh (after every merge) does not read every
-#: merged row.
+#: trip.  Above ``merged_seq`` too, so that a memory level that starts afresh (after every
+#: merge) does not read every merged row.
 _SYNC_SQL = (f"SELECT s.merged_seq, s.filtered_seq, f.entry_id, f.keys, f.seq, "
-             f"{_LOOKUP_COLUMNS} "
-             "FROM dedup_state s "
+             f"{_LOOKUP_COLUMNS} FROM dedup_state s "
              "LEFT JOIN dedup_fingerprints f ON f.seq > max(?, s.merged_seq) ORDER BY f.seq")
 
 
@@ -522,18 +520,16 @@ class _Tail:
 
     def filter(self, conn: sqlite3.Connection, bucket: int) -> bloom.Filter:
         """The Bloom filter of ``bucket``'s postings, read from ``dedup_filters`` and kept
-        until the next merge, or built from the postings when the bucket has none (a database
-        from before migration 7).  A filter built here is written but not kept: if the
-        caller's transaction rolls back after deleting a posting (a re-index), the filter
-        built without that key goes with it, and the next call builds it again."""
+        until the next merge or rollback (see :meth:`sync`), or built from the postings when
+        the bucket has none (a database from before migration 7).  A filter built here is
+        written but not kept: if the caller's transaction rolls back after deleting a posting
+        (a re-index), the filter built without that key goes with it."""
         found = self.filters.get(bucket)
         if found is not None:
             return found
-        row = conn.execute("SELECT keys, bits FROM dedup_filters WHERE bucket = ?",
-                           (bucket,)).fetchone()
-        if row is None:
+        found = _read_filter(conn, bucket)
+        if found is None:
             return _build_filter(conn, bucket)
-        found = bloom.Filter.from_blob(row[1], row[0])
         if len(self.filters) >= _FILTERS_KEPT:
             del self.filters[next(iter(self.filters))]
         self.filters[bucket] = found
@@ -575,7 +571,8 @@ def _merge(conn: sqlite3.Connection, tail: _Tail) -> None:
     ids = np.repeat(np.array([r[0] for r in rows], dtype=np.int64), counts)
     buckets = np.repeat(np.array([_bucket(r[1]) for r in rows], dtype=np.int64), counts)
     order = np.lexsort((ids, keys, buckets))
-    postings = np.column_stack((buckets[order], keys[order], ids[order]))
+    buckets, keys = buckets[order], keys[order]
+    postings = np.column_stack((buckets, keys, ids[order]))
     if len(postings):
         # The last chunk is padded with copies of the last posting, which OR IGNORE skips:
         # one statement shape whatever the count.
@@ -587,22 +584,25 @@ def _merge(conn: sqlite3.Connection, tail: _Tail) -> None:
         for start in range(0, len(statements), 32):
             conn.executemany(_MERGE_SQL, statements[start : start + 32].tolist())
         # Each bucket's filter gets the keys merged into it, in this transaction.
-        merged_buckets = buckets[order]
-        merged_keys = keys[order]
         start = 0
-        ends = (np.flatnonzero(np.diff(merged_buckets)) + 1).tolist()
-        for end in [*ends, len(merged_keys)]:
-            _add_to_filter(conn, tail, int(merged_buckets[start]), merged_keys[start:end])
+        for end in [*(np.flatnonzero(np.diff(buckets)) + 1).tolist(), len(keys)]:
+            _add_to_filter(conn, tail, int(buckets[start]), keys[start:end])
             start = end
     top = max(merged, *(r[3] for r in rows))
     conn.execute("UPDATE dedup_state SET merged_seq = ?, filtered_seq = ?", (top, top))
     tail.__init__()  # type: ignore[misc]  # the next sync rebuilds it from the table
 
 
-#: Filters a connection keeps (buckets, each about 2 bytes per key: 3 MB for a 28-day
+#: Filters a connection keeps (buckets, each 2 to 4 bytes per key: 4 MB for a 28-day
 #: bucket at 1M entries a year).  A lookup needs one or two; rebuilding a backlog reads older.
 _FILTERS_KEPT = 4
 _FILTER_WRITE = "INSERT OR REPLACE INTO dedup_filters (bucket, keys, bits) VALUES (?, ?, ?)"
+
+
+def _read_filter(conn: sqlite3.Connection, bucket: int) -> bloom.Filter | None:
+    row = conn.execute("SELECT keys, bits FROM dedup_filters WHERE bucket = ?",
+                       (bucket,)).fetchone()
+    return None if row is None else bloom.Filter.from_blob(row[1], row[0])
 
 
 def _build_filter(conn: sqlite3.Connection, bucket: int) -> bloom.Filter:
@@ -650,14 +650,10 @@ def build_filters(conn: sqlite3.Connection) -> int:
 def _add_to_filter(conn: sqlite3.Connection, tail: _Tail, bucket: int, keys: np.ndarray
                    ) -> None:
     """Add a merge's ``keys`` (already in the bucket's postings) to the bucket's filter."""
-    found = tail.filters.get(bucket)
-    if found is None:
-        row = conn.execute("SELECT keys, bits FROM dedup_filters WHERE bucket = ?",
-                           (bucket,)).fetchone()
-        if row is None:  # built from the postings, which hold the new keys already
-            _build_filter(conn, bucket)
-            return
-        found = bloom.Filter.from_blob(row[1], row[0])
+    found = tail.filters.get(bucket) or _read_filter(conn, bucket)
+    if found is None:  # built from the postings, which hold the new keys already
+        _build_filter(conn, bucket)
+        return
     found.add(keys)
     if found.overfull:
         _build_filter(conn, bucket)
