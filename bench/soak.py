@@ -43,10 +43,13 @@ from xml.sax.saxutils import escape
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
 
 from corpus import Post, corpus_posts, post_link, rss_feed, rss_item, seed_posts  # noqa: E402
 from dedup_scale import cipher  # noqa: E402
 from server import FeedServer, Request, Response  # noqa: E402
+
+from scraper import dedup  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -187,6 +190,27 @@ def count_events(log: Path) -> tuple[int, int, int]:
     return refreshes, errors, locked
 
 
+def filter_bytes(db: Path) -> tuple[int, int]:
+    """(bytes of every bucket's Bloom filter in the database, bytes of the largest
+    ``dedup._FILTERS_KEPT``): the daemon keeps up to that many filters in memory, and they grow
+    with their buckets' keys, so its RSS may grow by as much as the second figure does, with
+    the data and not with time.  (0, 0) before the first merge."""
+    from scraper import dedup
+
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error:
+        return 0, 0
+    try:
+        sizes = sorted((r[0] for r in conn.execute(
+            "SELECT length(bits) FROM dedup_filters")), reverse=True)
+    except sqlite3.Error:
+        return 0, 0
+    finally:
+        conn.close()
+    return sum(sizes), sum(sizes[:dedup._FILTERS_KEPT])
+
+
 def entry_count(db: Path) -> int:
     try:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
@@ -286,6 +310,7 @@ def main() -> int:
     samples: list[Sample] = []
     warm: Sample | None = None
     warm_parts = end_parts = "not sampled"
+    warm_filters = (0, 0)
     print(f"{'t (s)':>7} {'daemon RSS':>12} {'with workers':>13} {'refreshes':>10} "
           f"{'errors':>7} {'entries':>8} {'db + wal':>12}", flush=True)
     try:
@@ -309,6 +334,7 @@ def main() -> int:
                 if warm is None and refreshes >= args.feeds:
                     warm = sample
                     warm_parts = rss_parts(proc.pid)
+                    warm_filters = filter_bytes(db)
                 end_parts = rss_parts(proc.pid)
                 next_sample += args.sample
             if now - started >= args.duration:
@@ -334,6 +360,7 @@ def main() -> int:
     dups = conn.execute("SELECT COUNT(*) FROM (SELECT 1 FROM entries GROUP BY feed, entry_key "
                         "HAVING COUNT(*) > 1)").fetchone()[0]
     conn.close()
+    end_filters = filter_bytes(db)
     half = [s for s in samples if s.t >= end.t / 2]
     print()
     print(f"RSS at start (t={warm.t:.0f} s): daemon {mib(warm.rss)}, with workers "
@@ -343,6 +370,9 @@ def main() -> int:
     print(f"change: daemon {(end.rss - warm.rss) / 1048576:+.1f} MiB, with workers "
           f"{(end.tree - warm.tree) / 1048576:+.1f} MiB; second half: daemon "
           f"{(half[-1].rss - half[0].rss) / 1048576:+.1f} MiB")
+    print(f"dedup's Bloom filters in the database: {mib(warm_filters[0])} at start, "
+          f"{mib(end_filters[0])} at end; the {dedup._FILTERS_KEPT} largest, which the daemon may "
+          f"hold in memory: {mib(warm_filters[1])} -> {mib(end_filters[1])}")
     print(f"daemon RSS per {args.window:g} s window, MiB (min / median / max):")
     for end_t, low, middle, high in windows([s for s in samples if s.t >= warm.t], args.window):
         print(f"  to {end_t:6.0f} s: {low:6.1f} / {middle:6.1f} / {high:6.1f}")
