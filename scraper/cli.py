@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from scraper import __version__, store
 from scraper.config import Config, ConfigError, FeedConfig, load_config
@@ -130,16 +131,22 @@ def setup_logging(verbose: int, fmt: str = "text") -> None:
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
 
 
+def libc_function(name: str, argtypes: list[Any]) -> Callable[..., int] | None:
+    """The C library's function ``name`` returning an int, or None where it has none (the
+    glibc extensions on musl or macOS)."""
+    try:
+        func = getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = argtypes
+    func.restype = ctypes.c_int
+    return func  # type: ignore[no-any-return]
+
+
 def find_malloc_trim() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS): the
     daemon's heartbeat calls it, and its absence means there is no glibc to switch to."""
-    try:
-        func = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return None
-    func.argtypes = [ctypes.c_size_t]
-    func.restype = ctypes.c_int
-    return func  # type: ignore[no-any-return]
+    return libc_function("malloc_trim", [ctypes.c_size_t])
 
 
 #: Set in the environment of the daemon's re-executed process, which removes it again.

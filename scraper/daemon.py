@@ -57,7 +57,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from scraper import __version__, pipeline, schedule, store
 from scraper import status as meta_keys
-from scraper.cli import allocator, find_malloc_trim
+from scraper.cli import allocator, find_malloc_trim, libc_function
 from scraper.config import Config, ConfigError, FeedConfig, load_config
 from scraper.fetch import Fetcher
 
@@ -98,19 +98,16 @@ def fix_mmap_threshold() -> bool:
     Why: glibc raises the threshold to the size of every mapped block freed (up to 32 MiB),
     after which blocks of that size come from the heap.  The daemon's large blocks (a dedup
     merge's arrays, Bloom filters read and written, fetched feed bodies) then land between
-    small long-lived objects, and the heap's footprint grows with the filters, which grow
-    with the data: bench/soak.py with the daemon's memory read after each heartbeat's trim,
-    fitted against the fill of dedup's memory level, drifted +1.8 MiB an hour on the default,
-    +0.85 with the threshold fixed (the heap itself +2.6 against +0.6).  Setting it turns
-    glibc's adjustment off; each large block is then mapped and unmapped, a few µs.
+    small long-lived objects, and the heap fragments as the filters grow with the data.
+    bench/soak.py for an hour, the daemon's memory read after each heartbeat's trim and
+    fitted against the fill of dedup's memory level: RSS drifted +3.3 MiB an hour on the
+    default, +2.2 with this call, +1.9 with the threshold fixed from the start
+    (``MALLOC_MMAP_THRESHOLD_``); one run each.  Setting it turns glibc's adjustment off;
+    each large block is then mapped and unmapped, a few µs.
     """
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    mallopt = libc_function("mallopt", [ctypes.c_int, ctypes.c_int])
+    return mallopt is not None and bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+
 
 #: Retry delay for a feed another process holds (``scrape --once`` refreshing it): a
 #: refresh takes seconds, so a short wait usually finds the row updated, and the visit then
