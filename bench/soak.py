@@ -155,6 +155,8 @@ class Sample:
     errors: int
     entries: int
     db_bytes: int
+    #: Bytes of Bloom filters the daemon held at its last heartbeat (``dedup.held``).
+    filters: int = 0
 
 
 def rss_parts(pid: int) -> str:
@@ -211,6 +213,25 @@ def filter_bytes(db: Path) -> tuple[int, int]:
     return sum(sizes), sum(sizes[:dedup._FILTERS_KEPT])
 
 
+def held_filters(db: Path) -> int:
+    """Bytes of Bloom filters the daemon held at its last heartbeat (``scrape status``'s
+    memory line, ``status.MEMORY``); 0 before the first."""
+    from scraper import status
+
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error:
+        return 0
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (status.MEMORY,)).fetchone()
+    except sqlite3.Error:
+        return 0
+    finally:
+        conn.close()
+    memory = status.parse_memory(row[0] if row else None) or {}
+    return memory.get("filter_bytes", 0)
+
+
 def entry_count(db: Path) -> int:
     try:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
@@ -228,32 +249,47 @@ def mib(n: int) -> str:
     return f"{n / 1048576:7.1f} MiB"
 
 
-def windows(samples: list[Sample], seconds: float) -> list[tuple[float, float, float, float]]:
-    """(window end, min, median, max) of the daemon's RSS in MiB per ``seconds``-long window.
+def windows(samples: list[Sample], seconds: float
+            ) -> list[tuple[float, float, float, float, float]]:
+    """(window end, min, median, max, median less the Bloom filters held) of the daemon's RSS
+    in MiB per ``seconds``-long window.
 
     Why: the RSS is a sawtooth (dedup's memory level fills for MERGE_ENTRIES entries, about
     4 minutes here, then a merge empties it; the heartbeat trims the heap every 10 s), and one
     sample a minute lands anywhere on a tooth: two single samples can differ by 5 MiB with
-    nothing growing.  The windows' minima and medians show a drift the teeth hide."""
+    nothing growing.  The windows' minima and medians show a drift the teeth hide.
+
+    The last figure takes out the Bloom filters the daemon held (``dedup.held``): they
+    grow with the data (all of this run's entries land in one 28-day bucket, whose filter
+    doubles as it fills), not with time, and the rest is what a leak would grow."""
     # The last sample is taken at the end of the run, a moment past its last boundary: it
     # belongs to the last window, not to one of its own.
     count = max(1, round(samples[-1].t / seconds))
-    buckets: list[list[float]] = [[] for _ in range(count)]
+    buckets: list[list[Sample]] = [[] for _ in range(count)]
     for s in samples:
-        buckets[min(int(s.t // seconds), count - 1)].append(s.rss / 1048576)
-    return [((n + 1) * seconds, min(rss), sorted(rss)[len(rss) // 2], max(rss))
-            for n, rss in enumerate(buckets) if rss]
+        buckets[min(int(s.t // seconds), count - 1)].append(s)
+    out = []
+    for n, window in enumerate(buckets):
+        if not window:
+            continue
+        rss = sorted(s.rss / 1048576 for s in window)
+        less = sorted((s.rss - s.filters) / 1048576 for s in window)
+        out.append(((n + 1) * seconds, rss[0], rss[len(rss) // 2], rss[-1],
+                    less[len(less) // 2]))
+    return out
 
 
-def slope_mib_per_hour(samples: list[Sample]) -> float:
-    """Least-squares slope of the daemon's RSS over ``samples``, in MiB per hour."""
+def slope_mib_per_hour(samples: list[Sample], less_filters: bool = False) -> float:
+    """Least-squares slope of the daemon's RSS over ``samples`` (less the Bloom filters it
+    held, with ``less_filters``), in MiB per hour."""
     n = len(samples)
     if n < 2:
         return 0.0
+    ys = [s.rss - s.filters if less_filters else s.rss for s in samples]
     mt = sum(s.t for s in samples) / n
-    mr = sum(s.rss for s in samples) / n
+    mr = sum(ys) / n
     var = sum((s.t - mt) ** 2 for s in samples)
-    cov = sum((s.t - mt) * (s.rss - mr) for s in samples)
+    cov = sum((s.t - mt) * (y - mr) for s, y in zip(samples, ys, strict=True))
     return cov / var * 3600 / 1048576 if var else 0.0
 
 
@@ -325,7 +361,7 @@ def main() -> int:
                 refreshes, errors, _ = count_events(log)
                 size = sum(p.stat().st_size for p in work.glob("scrape.db*"))
                 sample = Sample(now - started, rss, tree, refreshes, errors, entry_count(db),
-                                size)
+                                size, held_filters(db))
                 samples.append(sample)
                 print(f"{sample.t:7.0f} {mib(rss):>12} {mib(tree):>13} {refreshes:>10} "
                       f"{errors:>7} {sample.entries:>8} {mib(size):>12}", flush=True)
@@ -373,11 +409,16 @@ def main() -> int:
     print(f"dedup's Bloom filters in the database: {mib(warm_filters[0])} at start, "
           f"{mib(end_filters[0])} at end; the {dedup._FILTERS_KEPT} largest, which the daemon may "
           f"hold in memory: {mib(warm_filters[1])} -> {mib(end_filters[1])}")
-    print(f"daemon RSS per {args.window:g} s window, MiB (min / median / max):")
-    for end_t, low, middle, high in windows([s for s in samples if s.t >= warm.t], args.window):
-        print(f"  to {end_t:6.0f} s: {low:6.1f} / {middle:6.1f} / {high:6.1f}")
+    print(f"Bloom filters the daemon held (its heartbeat): {mib(warm.filters)} at start, "
+          f"{mib(end.filters)} at end")
+    print(f"daemon RSS per {args.window:g} s window, MiB (min / median / max; median less "
+          f"the Bloom filters held):")
+    for end_t, low, middle, high, less in windows([s for s in samples if s.t >= warm.t],
+                                                  args.window):
+        print(f"  to {end_t:6.0f} s: {low:6.1f} / {middle:6.1f} / {high:6.1f};  {less:6.1f}")
     print(f"slope of the daemon's RSS over the second half: "
-          f"{slope_mib_per_hour(half):+.1f} MiB per hour")
+          f"{slope_mib_per_hour(half):+.1f} MiB per hour; less the Bloom filters held: "
+          f"{slope_mib_per_hour(half, less_filters=True):+.1f}")
     print(f"refreshes: {refreshes} ({errors} errors, from the broken feeds), entries: "
           f"{end.entries}, duplicate rows: {dups}, 'database is locked': {locked}")
     print(f"SIGTERM -> exit {code} in {stop_seconds:.1f} s; integrity_check: {check}")

@@ -38,6 +38,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import random
@@ -55,7 +56,7 @@ from typing import Any, TypeVar
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from scraper import __version__, pipeline, schedule, store
+from scraper import __version__, dedup, pipeline, schedule, store
 from scraper import status as meta_keys
 from scraper.cli import allocator, find_malloc_trim, libc_function
 from scraper.config import Config, ConfigError, FeedConfig, load_config
@@ -83,6 +84,15 @@ def release_memory() -> bool:
     if _MALLOC_TRIM is None:
         return False
     return bool(_MALLOC_TRIM(0))
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory (RSS), from /proc; None where there is no /proc."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 #: glibc's ``mallopt`` parameter number of M_MMAP_THRESHOLD (``<malloc.h>``).
@@ -519,10 +529,10 @@ class Daemon:
 
     async def _heartbeat_job(self) -> None:
         if not self.stopping:
-            await self._db(self._beat, "running")
             # In the database thread: a trim walks the heap (a few ms), and the loop must not
-            # wait for it.
+            # wait for it.  Before the beat, which records the memory left.
             await self._db(release_memory)
+            await self._db(self._beat, "running")
 
     def _beat(self, state: str) -> None:
         """Record that the loop is alive; ``scrape status --check`` reads it."""
@@ -531,6 +541,9 @@ class Daemon:
                   meta_keys.HEARTBEAT_INTERVAL: f"{self.settings.heartbeat:g}",
                   meta_keys.PID: str(os.getpid()), meta_keys.HOST: socket.gethostname(),
                   meta_keys.STARTED: self._started_at or now, meta_keys.VERSION: __version__}
+        rss = resident_bytes()
+        if rss is not None:
+            values[meta_keys.MEMORY] = json.dumps({"rss_bytes": rss, **dedup.held(self.conn)})
         try:
             with store.transaction(self.conn):
                 for key, value in values.items():

@@ -553,6 +553,19 @@ def _tail(conn: sqlite3.Connection) -> _Tail:
     return tail
 
 
+def held(conn: sqlite3.Connection) -> dict[str, int]:
+    """What this connection's dedup index holds in memory: entries not merged yet (the
+    memory level, about 3 KB each, emptied every ``MERGE_ENTRIES``) and bytes of Bloom
+    filters.  The filters are the one part that grows with the stored data (a bucket's
+    filter doubles when it fills; see scraper/bloom.py), so a daemon's RSS is read against
+    them: the daemon's heartbeat records this for ``scrape status`` and bench/soak.py."""
+    tail = getattr(conn, "_dedup_tail", None)
+    if tail is None:
+        return {"unmerged_entries": 0, "filter_bytes": 0}
+    return {"unmerged_entries": len(tail.light),
+            "filter_bytes": sum(f.words.nbytes for f in list(tail.filters.values()))}
+
+
 def _merge(conn: sqlite3.Connection, tail: _Tail) -> None:
     """Move the keys of every fingerprint above ``merged_seq`` into ``dedup_postings``, in
     (bucket, key) order, in the caller's transaction (a rollback undoes it with the rest).

@@ -34,6 +34,9 @@ PID = "daemon.pid"
 HOST = "daemon.host"
 STARTED = "daemon.started_at"
 VERSION = "daemon.version"
+#: JSON: the daemon's resident memory after the heartbeat's trim and what dedup holds of it
+#: (``rss_bytes``, ``unmerged_entries``, ``filter_bytes``); absent where /proc is not.
+MEMORY = "daemon.memory"
 
 #: A heartbeat is stale after this many missed beats.  Three tolerates one beat delayed by
 #: a long write transaction (the busy timeout is 30 s) without flapping the health check.
@@ -72,13 +75,14 @@ class Health:
     pid: str | None
     host: str | None
     started_at: str | None
+    memory: dict[str, int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"healthy": self.healthy, "reason": self.reason, "state": self.state,
                 "heartbeat_at": store.iso(self.heartbeat_at),
                 "heartbeat_age": None if self.age is None else round(self.age, 1),
                 "stale_after": self.stale_after, "pid": self.pid, "host": self.host,
-                "started_at": self.started_at}
+                "started_at": self.started_at, "memory": self.memory}
 
 
 def daemon_health(conn: sqlite3.Connection, now: datetime,
@@ -106,7 +110,19 @@ def daemon_health(conn: sqlite3.Connection, now: datetime,
     else:
         healthy, reason = True, f"heartbeat {_ago(age)}"
     return Health(healthy, reason, state, beat, age, max_age, meta(PID), meta(HOST),
-                  meta(STARTED))
+                  meta(STARTED), parse_memory(meta(MEMORY)))
+
+
+def parse_memory(text: str | None) -> dict[str, int] | None:
+    """The heartbeat's memory figures; None when absent or not what this version writes
+    (a daemon of another version may write this key)."""
+    try:
+        value = json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("rss_bytes"), int):
+        return None
+    return {k: v for k, v in value.items() if isinstance(v, int)}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -288,3 +304,12 @@ def print_report(report: dict[str, Any], out: TextIO, now: datetime) -> None:
     d = report["daemon"]
     who = f" (pid {d['pid']} on {d['host']})" if d["pid"] else ""
     out.write(f"daemon: {'running' if d['healthy'] else 'not running'}{who}: {d['reason']}\n")
+    memory = d.get("memory")
+    if d["healthy"] and memory:
+        out.write(f"daemon memory: {_mib(memory['rss_bytes'])} resident; dedup holds "
+                  f"{memory.get('unmerged_entries', 0)} unmerged entries and "
+                  f"{_mib(memory.get('filter_bytes', 0))} of Bloom filters\n")
+
+
+def _mib(count: int) -> str:
+    return f"{count / 1048576:.1f} MiB"

@@ -459,6 +459,16 @@ def test_daemon_refreshes_reloads_and_stops_gracefully(feed_server: FeedServer,
 
         # The health check sees the heartbeat of the live daemon.
         assert scrape("status", "--check", "--db", str(d.db), cwd=tmp_path).returncode == 0
+        # The heartbeat records the daemon's memory: its RSS as /proc shows it (the trim
+        # and the refreshes move it between the two readings, never by half).
+        shown = scrape("status", "--json", "--db", str(d.db), cwd=tmp_path)
+        memory = json.loads(shown.stdout)["daemon"]["memory"]
+        if sys.platform == "linux":
+            with open(f"/proc/{d.proc.pid}/statm", encoding="ascii") as f:
+                rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            assert rss / 2 < memory["rss_bytes"] < rss * 2, (memory, rss)
+            assert memory["unmerged_entries"] > 0  # the feeds' entries, not merged yet
+            assert memory["filter_bytes"] >= 0
 
         # An invalid config is refused; the daemon keeps going with the old one.
         d.config.write_text(feeds_yaml({**feeds, "d": "ftp://not-http/"}, extra=hang_timeout),

@@ -238,3 +238,25 @@ def test_the_stale_filter_is_not_written_by_the_next_merge(
     monkeypatch.setattr(dedup, "MERGE_ENTRIES", 1)
     link(conn, [y])  # merged into bucket b: from a cached copy, it would lack A's keys
     assert_filters_hold_every_posting(conn)
+
+
+def test_held_reports_the_memory_level_and_the_filters_a_connection_keeps(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the daemon's heartbeat records (``scrape status``, bench/soak.py)."""
+    path = tmp_path / "db"
+    first = store.connect(path)
+    assert dedup.held(first) == {"unmerged_entries": 0, "filter_bytes": 0}  # no call yet
+    monkeypatch.setattr(dedup, "MERGE_ENTRIES", 1)
+    link(first, [add(first, "旧闻", OTHER, feed="x")])  # merged: a filter in the database
+    monkeypatch.setattr(dedup, "MERGE_ENTRIES", 10**9)
+    second = store.connect(path)
+    ids = [add(second, f"T{i}", ARTICLE.replace("龙芯", f"龙{i}", 1), feed=f"f{i}")
+           for i in range(3)]
+    link(second, ids)
+    held = dedup.held(second)
+    assert held["unmerged_entries"] == len(ids)
+    # The lookups read the bucket's filter and keep it: its bytes as stored.
+    stored = first.execute("SELECT sum(length(bits)) FROM dedup_filters").fetchone()[0]
+    assert stored > 0 and held["filter_bytes"] == stored
+    first.close()
+    second.close()

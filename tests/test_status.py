@@ -217,3 +217,35 @@ def test_status_reads_beside_a_writer(setup: tuple[Path, Path]) -> None:
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def test_the_daemons_memory_is_shown_from_its_heartbeat(
+        setup: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    config, db = setup
+    beat(db, 5)
+    conn = store.connect(db)
+    memory = {"rss_bytes": 96 * 1048576, "unmerged_entries": 1234, "filter_bytes": 3 * 1048576}
+    store.set_meta(conn, status.MEMORY, json.dumps(memory))
+    conn.close()
+    assert run("status", "--config", str(config), "--db", str(db)) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("daemon memory"))
+    assert "96.0 MiB resident" in line
+    assert "1234 unmerged entries" in line and "3.0 MiB of Bloom filters" in line
+    assert run("status", "--json", "--config", str(config), "--db", str(db)) == 0
+    assert json.loads(capsys.readouterr().out)["daemon"]["memory"] == memory
+
+
+@pytest.mark.parametrize("stored", ["not json", "[1, 2]", '{"rss": 5}', '{"rss_bytes": "5"}'])
+def test_memory_figures_of_another_shape_are_left_out(
+        setup: tuple[Path, Path], capsys: pytest.CaptureFixture[str], stored: str) -> None:
+    # A daemon of another version may write the key differently: status still works.
+    config, db = setup
+    beat(db, 5)
+    conn = store.connect(db)
+    store.set_meta(conn, status.MEMORY, stored)
+    conn.close()
+    assert run("status", "--config", str(config), "--db", str(db)) == 0
+    out = capsys.readouterr().out
+    assert "daemon: running" in out and "daemon memory" not in out
+    assert run("status", "--json", "--config", str(config), "--db", str(db)) == 0
+    assert json.loads(capsys.readouterr().out)["daemon"]["memory"] is None
