@@ -58,7 +58,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from scraper import __version__, dedup, pipeline, schedule, store
 from scraper import status as meta_keys
-from scraper.cli import allocator, find_malloc_trim, libc_function
+from scraper.cli import MMAP_THRESHOLD, allocator, find_malloc_trim, libc_function
 from scraper.config import Config, ConfigError, FeedConfig, load_config
 from scraper.fetch import Fetcher
 
@@ -97,8 +97,6 @@ def resident_bytes() -> int | None:
 
 #: glibc's ``mallopt`` parameter number of M_MMAP_THRESHOLD (``<malloc.h>``).
 _M_MMAP_THRESHOLD = -3
-#: glibc's default (and starting) threshold: blocks this large or larger get their own mapping.
-MMAP_THRESHOLD = 128 * 1024
 
 
 def fix_mmap_threshold() -> bool:

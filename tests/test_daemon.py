@@ -453,9 +453,12 @@ def test_daemon_refreshes_reloads_and_stops_gracefully(feed_server: FeedServer,
             start = next(e for e in d.events() if e.get("event") == "start")
             assert start["allocator"] == "malloc"
             assert b"PYTHONMALLOC=malloc" in environ_of(d.proc.pid)
+            # ...with glibc's mmap threshold fixed from its first allocation.
+            assert b"MALLOC_MMAP_THRESHOLD_=131072" in environ_of(d.proc.pid)
             workers = group_members(d.proc.pid)
             assert workers, "no worker process found"
             assert all(b"PYTHONMALLOC" not in environ_of(p) for p in workers)
+            assert all(b"MALLOC_MMAP_THRESHOLD_" not in environ_of(p) for p in workers)
 
         # The health check sees the heartbeat of the live daemon.
         assert scrape("status", "--check", "--db", str(d.db), cwd=tmp_path).returncode == 0
