@@ -189,8 +189,10 @@ def use_malloc_for_the_daemon() -> None:
     after the imports, by when the heap already holds their blocks.
     """
     global _REEXECUTED
-    if os.environ.pop(REEXEC_MARK, None) is not None:
-        for name in REEXEC_ENV:
+    added = os.environ.pop(REEXEC_MARK, None)
+    if added is not None:
+        # Only what the exec added: a threshold the user set stays theirs, workers included.
+        for name in filter(None, added.split(",")):
             os.environ.pop(name, None)
         _REEXECUTED = True
         return
@@ -198,7 +200,8 @@ def use_malloc_for_the_daemon() -> None:
         return
     sys.stdout.flush()
     sys.stderr.flush()
-    env = dict(os.environ, **REEXEC_ENV, **{REEXEC_MARK: "1"})
+    adding = {k: v for k, v in REEXEC_ENV.items() if k not in os.environ}
+    env = dict(os.environ, **adding, **{REEXEC_MARK: ",".join(adding)})
     os.execve(sys.executable, sys.orig_argv, env)
 
 

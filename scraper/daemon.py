@@ -87,7 +87,8 @@ def release_memory() -> bool:
 
 
 def resident_bytes() -> int | None:
-    """This process's resident memory (RSS), from /proc; None where there is no /proc."""
+    """This process's resident memory (RSS), from /proc; None where there is no /proc.
+    What ``top`` shows, so that the heartbeat's figure and the user's can be compared."""
     try:
         with open("/proc/self/statm", encoding="ascii") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -171,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
     from scraper import cli
 
     settings = Settings.from_env()
-    fix_mmap_threshold()
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:  # (a user's own setting wins)
+        fix_mmap_threshold()
     config = cli.load(args)
     names = getattr(args, "feed", None)
     cli.select_feeds(config, names)  # a wrong --feed is a usage error before anything starts
@@ -528,9 +530,14 @@ class Daemon:
     async def _heartbeat_job(self) -> None:
         if not self.stopping:
             # In the database thread: a trim walks the heap (a few ms), and the loop must not
-            # wait for it.  Before the beat, which records the memory left.
-            await self._db(release_memory)
-            await self._db(self._beat, "running")
+            # wait for it.  One call, so that a stop requested meanwhile queues its
+            # "stopping" beat after this one, never before it.
+            await self._db(self._trim_and_beat)
+
+    def _trim_and_beat(self) -> None:
+        """The heartbeat: trim first, so the memory it records is what the trim left."""
+        release_memory()
+        self._beat("running")
 
     def _beat(self, state: str) -> None:
         """Record that the loop is alive; ``scrape status --check`` reads it."""
@@ -539,15 +546,29 @@ class Daemon:
                   meta_keys.HEARTBEAT_INTERVAL: f"{self.settings.heartbeat:g}",
                   meta_keys.PID: str(os.getpid()), meta_keys.HOST: socket.gethostname(),
                   meta_keys.STARTED: self._started_at or now, meta_keys.VERSION: __version__}
-        rss = resident_bytes()
-        if rss is not None:
-            values[meta_keys.MEMORY] = json.dumps({"rss_bytes": rss, **dedup.held(self.conn)})
+        memory = self._memory() if state == "running" else None
         try:
             with store.transaction(self.conn):
                 for key, value in values.items():
                     store.set_meta(self.conn, key, value)
+                # A stopping daemon's figures would be shown as current: none is better.
+                if memory is None:
+                    self.conn.execute("DELETE FROM meta WHERE key = ?", (meta_keys.MEMORY,))
+                else:
+                    store.set_meta(self.conn, meta_keys.MEMORY, memory)
         except sqlite3.Error as exc:
             log.warning("heartbeat not written: %s", exc)
+
+    def _memory(self) -> str | None:
+        """The memory figures ``scrape status`` shows (``status.MEMORY``), as JSON; None
+        where there is no /proc.  A diagnostic: its failure must not cost the heartbeat."""
+        try:
+            rss = resident_bytes()
+            return None if rss is None else json.dumps({"rss_bytes": rss,
+                                                        **dedup.held(self.conn)})
+        except Exception:  # noqa: BLE001
+            log.debug("memory figures not taken", exc_info=True)
+            return None
 
     async def _config_job(self) -> None:
         key = self._stat_config()

@@ -34,8 +34,9 @@ PID = "daemon.pid"
 HOST = "daemon.host"
 STARTED = "daemon.started_at"
 VERSION = "daemon.version"
-#: JSON: the daemon's resident memory after the heartbeat's trim and what dedup holds of it
-#: (``rss_bytes``, ``unmerged_entries``, ``filter_bytes``); absent where /proc is not.
+#: JSON: the running daemon's resident memory at its last heartbeat, just after the trim
+#: (``rss_bytes``), and what dedup holds of it (``unmerged_entries``, ``filter_bytes``: see
+#: ``dedup.held``).  Absent where there is no /proc, and once the daemon stops.
 MEMORY = "daemon.memory"
 
 #: A heartbeat is stale after this many missed beats.  Three tolerates one beat delayed by
@@ -109,20 +110,24 @@ def daemon_health(conn: sqlite3.Connection, now: datetime,
                                   f"limit {max_age:g} s")
     else:
         healthy, reason = True, f"heartbeat {_ago(age)}"
+    # A dead daemon's last figures are not its memory now.
+    memory = parse_memory(meta(MEMORY)) if healthy else None
     return Health(healthy, reason, state, beat, age, max_age, meta(PID), meta(HOST),
-                  meta(STARTED), parse_memory(meta(MEMORY)))
+                  meta(STARTED), memory)
 
 
 def parse_memory(text: str | None) -> dict[str, int] | None:
-    """The heartbeat's memory figures; None when absent or not what this version writes
-    (a daemon of another version may write this key)."""
+    """The heartbeat's memory figures: the byte counts among them; None without
+    ``rss_bytes``.  Tolerant, because a daemon of another version may write this key."""
     try:
         value = json.loads(text) if text else None
     except json.JSONDecodeError:
         return None
-    if not isinstance(value, dict) or not isinstance(value.get("rss_bytes"), int):
+    if not isinstance(value, dict):
         return None
-    return {k: v for k, v in value.items() if isinstance(v, int)}
+    # (type() and not isinstance: JSON's true is an int to isinstance)
+    figures = {k: v for k, v in value.items() if type(v) is int and v >= 0}
+    return figures if "rss_bytes" in figures else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -305,11 +310,16 @@ def print_report(report: dict[str, Any], out: TextIO, now: datetime) -> None:
     who = f" (pid {d['pid']} on {d['host']})" if d["pid"] else ""
     out.write(f"daemon: {'running' if d['healthy'] else 'not running'}{who}: {d['reason']}\n")
     memory = d.get("memory")
-    if d["healthy"] and memory:
-        out.write(f"daemon memory: {_mib(memory['rss_bytes'])} resident; dedup holds "
-                  f"{memory.get('unmerged_entries', 0)} unmerged entries and "
-                  f"{_mib(memory.get('filter_bytes', 0))} of Bloom filters\n")
+    if memory:
+        parts = [f"{_size(memory['rss_bytes'])} resident"]
+        if "filter_bytes" in memory:
+            parts.append(f"of which dedup's Bloom filters {_size(memory['filter_bytes'])}")
+        if "unmerged_entries" in memory:
+            parts.append(f"{memory['unmerged_entries']} recent entries in dedup's "
+                         f"in-memory index")
+        out.write(f"daemon memory at the last heartbeat (just after freeing unused heap): "
+                  f"{', '.join(parts)}\n")
 
 
-def _mib(count: int) -> str:
-    return f"{count / 1048576:.1f} MiB"
+def _size(count: int) -> str:
+    return f"{count / 1048576:.1f} MiB" if count >= 1048576 else f"{count / 1024:.0f} KiB"

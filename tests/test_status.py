@@ -230,12 +230,27 @@ def test_the_daemons_memory_is_shown_from_its_heartbeat(
     assert run("status", "--config", str(config), "--db", str(db)) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("daemon memory"))
     assert "96.0 MiB resident" in line
-    assert "1234 unmerged entries" in line and "3.0 MiB of Bloom filters" in line
+    assert "Bloom filters 3.0 MiB" in line and "1234 recent entries" in line
     assert run("status", "--json", "--config", str(config), "--db", str(db)) == 0
     assert json.loads(capsys.readouterr().out)["daemon"]["memory"] == memory
+    # Small figures in KiB, not "0.0 MiB"; a missing figure is left out, not shown as 0.
+    conn = store.connect(db)
+    store.set_meta(conn, status.MEMORY, json.dumps({"rss_bytes": 90 * 1048576,
+                                                    "filter_bytes": 40 * 1024}))
+    conn.close()
+    assert run("status", "--config", str(config), "--db", str(db)) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("daemon memory"))
+    assert "Bloom filters 40 KiB" in line and "entries" not in line
+    # A dead daemon's last figures are not shown as its memory.
+    beat(db, 5, state="stopped")
+    assert run("status", "--config", str(config), "--db", str(db)) == 0
+    assert "daemon memory" not in capsys.readouterr().out
+    assert run("status", "--json", "--config", str(config), "--db", str(db)) == 0
+    assert json.loads(capsys.readouterr().out)["daemon"]["memory"] is None
 
 
-@pytest.mark.parametrize("stored", ["not json", "[1, 2]", '{"rss": 5}', '{"rss_bytes": "5"}'])
+@pytest.mark.parametrize("stored", ["not json", "[1, 2]", '{"rss": 5}', '{"rss_bytes": "5"}',
+                                    '{"rss_bytes": true}', '{"rss_bytes": -1}'])
 def test_memory_figures_of_another_shape_are_left_out(
         setup: tuple[Path, Path], capsys: pytest.CaptureFixture[str], stored: str) -> None:
     # A daemon of another version may write the key differently: status still works.
