@@ -156,9 +156,7 @@ REEXEC_MARK = "SCRAPE_DAEMON_MALLOC"
 MMAP_THRESHOLD = 128 * 1024
 #: The environment the daemon re-executes itself with (see :func:`use_malloc_for_the_daemon`).
 #: The threshold is glibc's default, 128 KiB, read once at start; setting it turns off glibc's
-#: raising of it (``daemon.fix_mmap_threshold`` says why that matters).  bench/soak.py for an
-#: hour, the heap's size (mallinfo2 ``arena``) fitted against time: +0.5 MiB an hour with the
-#: variable, +2.4 with ``mallopt`` after the imports, +4.4 with neither.
+#: raising of it (``daemon.fix_mmap_threshold`` says why that matters, with the figures).
 REEXEC_ENV = {"PYTHONMALLOC": "malloc", "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD)}
 _REEXECUTED = False
 

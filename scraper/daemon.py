@@ -109,10 +109,14 @@ def fix_mmap_threshold() -> bool:
     merge's arrays, Bloom filters read and written, fetched feed bodies) then land between
     small long-lived objects, and the heap fragments as the filters grow with the data.
     bench/soak.py for an hour, the daemon's memory read after each heartbeat's trim and
-    fitted against the fill of dedup's memory level: RSS drifted +3.3 MiB an hour on the
-    default, +2.2 with this call, +1.9 with the threshold fixed from the start
-    (``MALLOC_MMAP_THRESHOLD_``); one run each.  Setting it turns glibc's adjustment off;
-    each large block is then mapped and unmapped, a few µs.
+    fitted against time and the fill of dedup's memory level: the heap (mallinfo2 ``arena``)
+    grew +4.4 MiB an hour on glibc's default, +2.4 with this call after the imports, and
+    +0.5, +0.35 and +0.9 (three runs) with the threshold fixed from the process's start
+    (``MALLOC_MMAP_THRESHOLD_``, which the daemon's re-exec sets: ``cli.REEXEC_ENV``); RSS
+    +3.3 on the default, +2.2 and +1.9 to +2.3 with the fix, of which the Bloom filters'
+    growth with the data is +1.3.  This call covers a daemon that was not re-executed (the
+    user chose ``PYTHONMALLOC``).  Setting the threshold turns glibc's adjustment off; each
+    large block is then mapped and unmapped, a few µs.
     """
     mallopt = libc_function("mallopt", [ctypes.c_int, ctypes.c_int])
     return mallopt is not None and bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
