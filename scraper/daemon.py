@@ -294,7 +294,7 @@ class Daemon:
         if self.settings.config_poll > 0:
             self._add_interval(self._config_job, self.settings.config_poll, "config-watch")
         self._add_interval(self._sweep_job, self.settings.sweep, "sweep")
-        await self._db(self._beat, "running")
+        await self._db(self._trim_and_beat)
         python_malloc = allocator()
         log.info("daemon started (pid %d, scrape %s): %d feeds from %s, database %s, "
                  "allocator %s", os.getpid(), __version__, len(self.feeds), self.config.path,
