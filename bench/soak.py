@@ -39,6 +39,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,7 +50,7 @@ from corpus import Post, corpus_posts, post_link, rss_feed, rss_item, seed_posts
 from dedup_scale import cipher  # noqa: E402
 from server import FeedServer, Request, Response  # noqa: E402
 
-from scraper import dedup  # noqa: E402
+from scraper import dedup, status  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -192,57 +193,42 @@ def count_events(log: Path) -> tuple[int, int, int]:
     return refreshes, errors, locked
 
 
+def read_rows(db: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+    """The rows of one read-only query of the daemon's database; none when it cannot be
+    read yet (not created, or a table not migrated): the soak samples from the first second."""
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    except sqlite3.Error:
+        return []
+    try:
+        return conn.execute(sql, params).fetchall()
+    except sqlite3.Error:
+        return []
+    finally:
+        conn.close()
+
+
 def filter_bytes(db: Path) -> tuple[int, int]:
     """(bytes of every bucket's Bloom filter in the database, bytes of the largest
     ``dedup._FILTERS_KEPT``): the daemon keeps up to that many filters in memory, and they grow
     with their buckets' keys, so its RSS may grow by as much as the second figure does, with
     the data and not with time.  (0, 0) before the first merge."""
-    from scraper import dedup
-
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    except sqlite3.Error:
-        return 0, 0
-    try:
-        sizes = sorted((r[0] for r in conn.execute(
-            "SELECT length(bits) FROM dedup_filters")), reverse=True)
-    except sqlite3.Error:
-        return 0, 0
-    finally:
-        conn.close()
+    sizes = sorted((r[0] for r in read_rows(db, "SELECT length(bits) FROM dedup_filters")),
+                   reverse=True)
     return sum(sizes), sum(sizes[:dedup._FILTERS_KEPT])
 
 
 def held_filters(db: Path) -> int:
     """Bytes of Bloom filters the daemon held at its last heartbeat (``scrape status``'s
     memory line, ``status.MEMORY``); 0 before the first."""
-    from scraper import status
-
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    except sqlite3.Error:
-        return 0
-    try:
-        row = conn.execute("SELECT value FROM meta WHERE key = ?", (status.MEMORY,)).fetchone()
-    except sqlite3.Error:
-        return 0
-    finally:
-        conn.close()
-    memory = status.parse_memory(row[0] if row else None) or {}
+    rows = read_rows(db, "SELECT value FROM meta WHERE key = ?", (status.MEMORY,))
+    memory = status.parse_memory(rows[0][0] if rows else None) or {}
     return memory.get("filter_bytes", 0)
 
 
 def entry_count(db: Path) -> int:
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    except sqlite3.Error:
-        return 0
-    try:
-        return conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
-    except sqlite3.Error:
-        return 0
-    finally:
-        conn.close()
+    rows = read_rows(db, "SELECT COUNT(*) FROM entries")
+    return rows[0][0] if rows else 0
 
 
 def mib(n: int) -> str:

@@ -563,7 +563,7 @@ def held(conn: sqlite3.Connection) -> dict[str, int]:
     if tail is None:
         return {"unmerged_entries": 0, "filter_bytes": 0}
     return {"unmerged_entries": len(tail.light),
-            "filter_bytes": sum(f.words.nbytes for f in list(tail.filters.values()))}
+            "filter_bytes": sum(f.words.nbytes for f in tail.filters.values())}
 
 
 def _merge(conn: sqlite3.Connection, tail: _Tail) -> None:
