@@ -39,7 +39,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from corpus import corpus_posts  # noqa: E402
 from selectolax.lexbor import LexborHTMLParser  # noqa: E402
 
-from scraper import dedup, fingerprint, store  # noqa: E402
+from scraper import dedup  # noqa: E402
+from scraper import storage as store  # noqa: E402
+from scraper.core import fingerprint  # noqa: E402
 
 #: Lines where the site's boilerplate starts (快科技's end-of-article block); the production
 #: path removes these with site rules in normalize.py.

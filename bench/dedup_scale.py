@@ -50,7 +50,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from dedup_quality import base_texts, edit  # noqa: E402
 
-from scraper import dedup, fingerprint, store  # noqa: E402
+from scraper import dedup  # noqa: E402
+from scraper import storage as store  # noqa: E402
+from scraper.core import fingerprint  # noqa: E402
 
 NOW = "2024-06-01T00:00:00Z"
 NOW_TS = 1717200000

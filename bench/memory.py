@@ -45,7 +45,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from corpus import corpus_posts, seed_posts  # noqa: E402
 from soak import article, sentence_pool  # noqa: E402
 
-from scraper import daemon, dedup, fingerprint, store  # noqa: E402
+from scraper import daemon, dedup  # noqa: E402
+from scraper import storage as store  # noqa: E402
+from scraper.core import fingerprint  # noqa: E402
 
 STAMP = "2024-06-01T00:00:00Z"
 

@@ -23,8 +23,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from corpus import corpus_posts, post_link, seed_posts  # noqa: E402
 from selectolax.lexbor import LexborHTMLParser  # noqa: E402
 
-from scraper import normalize as nm  # noqa: E402
-from scraper.rules import PROFILES, SiteRule  # noqa: E402
+from scraper.core import normalize as nm  # noqa: E402
+from scraper.core.rules import PROFILES, SiteRule  # noqa: E402
 
 Job = tuple[str, str, SiteRule]
 

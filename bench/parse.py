@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import feedparser  # noqa: E402
 from ingest import build_feeds  # noqa: E402
 
-from scraper import parse  # noqa: E402
+from scraper.core import parse  # noqa: E402
 
 HEADERS = {"content-type": "application/rss+xml; charset=utf-8"}
 

@@ -1,6 +1,5 @@
 """RSS feed scraper and deduplicator."""
 
-__version__ = "0.1.0"
+from scraper.version import USER_AGENT, __version__
 
-#: Sent with every request so that site operators can tell who is polling them.
-USER_AGENT = f"scraper/{__version__} (+https://github.com/; RSS scraper and deduplicator)"
+__all__ = ["USER_AGENT", "__version__"]

@@ -56,11 +56,15 @@ from typing import Any, TypeVar
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from scraper import __version__, dedup, pipeline, schedule, store
+from scraper import dedup
+from scraper import refresh as pipeline
 from scraper import status as meta_keys
+from scraper import storage as store
 from scraper.cli import MMAP_THRESHOLD, allocator, find_malloc_trim, libc_function
 from scraper.config import Config, ConfigError, FeedConfig, load_config
-from scraper.fetch import Fetcher
+from scraper.core import schedule
+from scraper.net.fetch import Fetcher
+from scraper.version import __version__
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -205,7 +209,7 @@ def start_forkserver_deaf_to_sigint() -> None:
     """
     import multiprocessing.forkserver
 
-    multiprocessing.get_context("forkserver").set_forkserver_preload(["scraper.pipeline"])
+    multiprocessing.get_context("forkserver").set_forkserver_preload(["scraper.refresh"])
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         multiprocessing.forkserver.ensure_running()

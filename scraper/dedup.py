@@ -57,15 +57,16 @@ import time
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from scraper import bloom
-from scraper import fingerprint as fpmod
-from scraper.fingerprint import Fingerprint
+from scraper.config import DedupSettings, dedup_from_mapping  # noqa: F401 (re-exported)
+from scraper.core import fingerprint as fpmod
+from scraper.core.fingerprint import Fingerprint
 
 # The dedup tables (dedup_fingerprints, dedup_postings, dedup_state) are created by
 # migrations 3 to 5 in scraper/store.py, the one place the schema is written.
@@ -112,81 +113,6 @@ BUCKET_SECONDS = 28 * 86400
 #: runs of 12,288 articles).  The memory part holds at most this many entries: about 2 KB
 #: each (keys, index, sketch and columns), 9 MiB.
 MERGE_ENTRIES = 4096
-
-
-@dataclass(frozen=True)
-class DedupSettings:
-    """Thresholds of the ``dedup:`` block of feeds.yaml; defaults measured by the benches.
-
-    bench/dedup_quality.py (900 variants per kind), containment at 4-character shingles: at
-    least 0.85 for edits up to 3%, 1.0 for an added header or footer, 0.92 for reordered
-    paragraphs, 0.85 for the corpus' trimmed 龙芯 reprint; at most 0.73 for same-event
-    articles sharing 70% of their characters.  0.8 sits between.  5-character shingles
-    narrowed the gap (0.82 against 0.73) and 3-character ones let unrelated Chinese text
-    overlap more.  10 bands x 2 rows find a pair at Jaccard 0.5 94% of the time, at 0.6
-    99% (1 - (1 - J**2)**10): the lowest Jaccard of a targeted kind is 0.74, the 龙芯
-    pair's 0.61.  20 x 3 catch the same but store 28 keys per entry instead of 18, and
-    bench/dedup_scale.py measured 0.63 against 0.46 ms per article at 100k entries.
-    """
-
-    threshold: float = 0.8  # shingle containment that confirms a near-duplicate
-    shingle: int = 4  # characters per shingle
-    bands: int = 10
-    rows: int = 2
-    short_chars: int = 100  # texts shorter than this (folded) are judged by their title
-    title_threshold: float = 0.6  # bigram Jaccard of folded titles
-    title_window_hours: float = 72.0
-    window_days: float = 14.0  # only entries this close in time are compared
-    explain_candidates: int = 10
-
-    @property
-    def window_seconds(self) -> int:
-        return int(self.window_days * 86400)
-
-    @property
-    def title_window_seconds(self) -> int:
-        return int(self.title_window_hours * 3600)
-
-
-_FLOAT_01 = {"threshold", "title_threshold"}
-#: Upper bounds of the windows: ten years.  A lookup binds one parameter per key and 28-day
-#: bucket of its window, and SQLite takes at most 32,766 (a 1e7-day window failed every link).
-_POSITIVE_NUMBER = {"title_window_hours": 87_600.0, "window_days": 3_650.0}
-_INT_RANGES = {"shingle": (2, 16), "bands": (1, 256), "rows": (1, 32), "short_chars": (0, 100_000),
-               "explain_candidates": (1, 1000)}
-
-
-def dedup_from_mapping(data: object, where: str) -> DedupSettings:
-    """Validate the ``dedup:`` block; errors read ``field: problem`` (the caller adds the file)."""
-    if data is None:
-        return DedupSettings()
-    if not isinstance(data, dict):
-        raise ValueError(f"expected a mapping of dedup settings, got {data!r}")
-    known = [f.name for f in fields(DedupSettings)]
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in known:
-            raise ValueError(f"{key}: unknown key (expected one of: {', '.join(known)})")
-        if key in _FLOAT_01:
-            if not _is_number(value) or not 0 < value <= 1:
-                raise ValueError(f"{key}: expected a number between 0 and 1, got {value!r}")
-            values[key] = float(value)
-        elif key in _POSITIVE_NUMBER:
-            if not _is_number(value) or not 0 < value <= _POSITIVE_NUMBER[key]:
-                raise ValueError(f"{key}: expected a positive number up to "
-                                 f"{_POSITIVE_NUMBER[key]:g}, got {value!r}")
-            values[key] = float(value)
-        else:
-            low, high = _INT_RANGES[key]
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(f"{key}: expected a whole number from {low} to {high}, "
-                                 f"got {value!r}")
-            values[key] = value
-    return DedupSettings(**values)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
 
 
 @dataclass(frozen=True)
@@ -1225,7 +1151,7 @@ def rebuild(conn: sqlite3.Connection, settings: DedupSettings,
     rebuild.  Correct without clearing anything first: entries are redone in id order and
     each is compared only with lower ids, which are already redone.
     """
-    from scraper import store
+    from scraper import storage as store
 
     started = time.perf_counter()
     total = conn.execute("SELECT count(*) FROM entries").fetchone()[0]

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from scraper import store
+from scraper import storage as store
 from scraper.config import Config, ConfigError
 
 # The daemon's keys in ``meta``; the daemon writes them, this module reads them.

@@ -10,8 +10,8 @@ from pathlib import Path
 import yaml
 from server import FeedServer
 
-from scraper import schedule
 from scraper.cli import main
+from scraper.core import schedule
 
 
 def test_adaptive_feed_follows_its_publishing_rate(tmp_path: Path,

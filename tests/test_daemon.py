@@ -34,7 +34,9 @@ import pytest
 from corpus import Post, corpus_posts, post_link, rss_feed, rss_item, seed_posts
 from server import FeedServer, Request, Response, hang
 
-from scraper import daemon, pipeline, store
+from scraper import daemon
+from scraper import refresh as pipeline
+from scraper import storage as store
 from scraper.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parent.parent

@@ -14,7 +14,9 @@ import pytest
 from corpus import DISTINCT_GROUPS, DUPLICATE_GROUPS, Post, corpus_posts, group_posts, post_link
 from selectolax.lexbor import LexborHTMLParser
 
-from scraper import dedup, fingerprint, store
+from scraper import dedup
+from scraper import storage as store
+from scraper.core import fingerprint
 from scraper.dedup import DedupSettings, dedup_from_mapping, explain, link_entries, rebuild
 
 SETTINGS = DedupSettings()

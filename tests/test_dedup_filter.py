@@ -13,7 +13,8 @@ from corpus import corpus_posts, post_link
 from test_dedup import ARTICLE, OTHER, SETTINGS, T0, add, link, link_of, post_text
 from test_dedup_index import reprint
 
-from scraper import bloom, dedup, store
+from scraper import bloom, dedup
+from scraper import storage as store
 from scraper.dedup import link_entries
 
 

@@ -15,7 +15,9 @@ import pytest
 from corpus import corpus_posts
 from test_dedup import ARTICLE, OTHER, SETTINGS, T0, add, link, link_of, snapshot, store_corpus
 
-from scraper import dedup, fingerprint, store
+from scraper import dedup
+from scraper import storage as store
+from scraper.core import fingerprint
 
 
 def postings(conn: sqlite3.Connection) -> int:

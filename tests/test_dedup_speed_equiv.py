@@ -17,7 +17,9 @@ from corpus import corpus_posts
 from test_dedup import ARTICLE, OTHER, SETTINGS, add, link, link_of, store_corpus
 from test_fingerprint_steps import _texts
 
-from scraper import dedup, fingerprint, store
+from scraper import dedup
+from scraper import storage as store
+from scraper.core import fingerprint
 
 
 def test_agreeing_bins_counts_equal_bins_like_numpy() -> None:

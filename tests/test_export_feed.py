@@ -13,7 +13,7 @@ from pathlib import Path
 import feedparser
 import pytest
 
-from scraper import store
+from scraper import storage as store
 from scraper.cli import main
 from scraper.config import load_config
 from scraper.export import Selection, feed

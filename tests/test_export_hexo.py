@@ -15,11 +15,11 @@ import corpus
 import pytest
 import yaml
 
-from scraper import store
+from scraper import storage as store
 from scraper.cli import main
 from scraper.config import FeedConfig, load_config
+from scraper.core.rules import SiteRule
 from scraper.export import Selection, hexo
-from scraper.rules import SiteRule
 
 PROXY = "https://cors.zfour.workers.dev/?{url}"
 REAL_TITLE_003 = "雷军：小米和徕卡的合作深度空前！联调后夜拍不会是“傻亮”"
@@ -396,7 +396,7 @@ def test_seed_round_trip_through_the_pipeline(tmp_path: Path, feed_server: objec
                                               capsys: pytest.CaptureFixture[str]) -> None:
     import dataclasses
 
-    from scraper import normalize, rules
+    from scraper.core import normalize, rules
 
     groups: dict[tuple[str, ...], list[corpus.Post]] = {}
     for post in SEEDS:

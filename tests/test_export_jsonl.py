@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scraper import store
+from scraper import storage as store
 from scraper.cli import main
 from scraper.export import Selection, jsonl
 

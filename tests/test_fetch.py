@@ -9,9 +9,9 @@ import pytest
 import server as srv
 from server import FeedServer, Response
 
-from scraper import USER_AGENT
 from scraper.config import FetchSettings
-from scraper.fetch import Fetcher, FetchResult, backoff_delay, parse_retry_after
+from scraper.net.fetch import Fetcher, FetchResult, backoff_delay, parse_retry_after
+from scraper.version import USER_AGENT
 
 
 def fetch(url: str, settings: FetchSettings | None = None, **kwargs: object) -> FetchResult:

@@ -12,9 +12,8 @@ import pytest
 from corpus import DUPLICATE_GROUPS, corpus_posts, group_posts
 from selectolax.lexbor import LexborHTMLParser
 
-from scraper import fingerprint
-from scraper.dedup import DedupSettings
-from scraper.fingerprint import (
+from scraper.core import fingerprint
+from scraper.core.fingerprint import (
     SKETCH_BINS,
     TITLE_BANDS,
     TITLE_ROWS,
@@ -32,6 +31,7 @@ from scraper.fingerprint import (
     title_band_keys,
     title_similarity,
 )
+from scraper.dedup import DedupSettings
 
 SETTINGS = DedupSettings()
 

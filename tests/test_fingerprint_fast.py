@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from scraper import fingerprint as fp
+from scraper.core import fingerprint as fp
 
 _FNV = 0x100000001B3
 _M64 = (1 << 64) - 1

@@ -10,7 +10,7 @@ import unicodedata
 import numpy as np
 import pytest
 
-from scraper import fingerprint as fp
+from scraper.core import fingerprint as fp
 from scraper.dedup import DedupSettings
 
 _DROP = re.compile(r"[\W_]+")

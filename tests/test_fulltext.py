@@ -13,9 +13,9 @@ import re
 import pytest
 from corpus import SEEDS
 
-from scraper.fulltext import decode_page, extract_article
-from scraper.normalize import normalize
-from scraper.rules import SiteRule
+from scraper.core.fulltext import decode_page, extract_article
+from scraper.core.normalize import normalize
+from scraper.core.rules import SiteRule
 
 SEED_004 = next(SEEDS.glob("004_*.txt")).read_text(encoding="utf-8")
 

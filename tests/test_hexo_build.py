@@ -25,7 +25,7 @@ from pathlib import Path
 import corpus
 import pytest
 
-from scraper import store
+from scraper import storage as store
 from scraper.config import load_config
 from scraper.export import hexo
 

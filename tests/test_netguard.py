@@ -11,7 +11,7 @@ import ipaddress
 
 import pytest
 
-from scraper.netguard import BlockedAddress, check_url, is_public_ip
+from scraper.net.netguard import BlockedAddress, check_url, is_public_ip
 
 
 def check(url: str, allow: tuple[str, ...] = ()) -> None:

@@ -18,8 +18,8 @@ import pytest
 from corpus import Post, corpus_posts, post_link, seed_posts
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
-from scraper.normalize import SUMMARY_CHARS, Normalized, normalize
-from scraper.rules import PROFILES, SiteRule
+from scraper.core.normalize import SUMMARY_CHARS, Normalized, normalize
+from scraper.core.rules import PROFILES, SiteRule
 
 GOLDEN = Path(__file__).parent / "golden"
 PROXY = "https://cors.zfour.workers.dev/?{url}"  # the seeds' proxy (seeds/README.md)

@@ -6,8 +6,8 @@ import corpus
 import pytest
 import server as srv
 
-from scraper import parse
-from scraper.parse import ParseError, parse_feed
+from scraper.core import parse
+from scraper.core.parse import ParseError, parse_feed
 
 POSTS = corpus.corpus_posts()
 UTF8 = {"content-type": "application/rss+xml; charset=utf-8"}

@@ -7,7 +7,7 @@ import pickle
 import pytest
 import yaml
 
-from scraper.rules import (
+from scraper.core.rules import (
     BUILTIN_RULES,
     PROFILES,
     SiteRule,

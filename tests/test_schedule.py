@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from scraper import schedule
-from scraper.schedule import (
+from scraper.core import schedule
+from scraper.core.schedule import (
     JITTER,
     MAX_BACKOFF,
     MAX_HINT,

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from scraper import cli, status, store
+from scraper import cli, status
+from scraper import storage as store
 
 CONFIG = """\
 feeds:

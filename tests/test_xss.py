@@ -12,8 +12,8 @@ import re
 import pytest
 from selectolax.lexbor import LexborHTMLParser
 
-from scraper.normalize import normalize
-from scraper.rules import PROFILES, SiteRule
+from scraper.core.normalize import normalize
+from scraper.core.rules import PROFILES, SiteRule
 
 BASE = "https://news.example.org/2022/05/article.html"
 

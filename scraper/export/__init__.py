@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from scraper import store
+from scraper import storage as store
 from scraper.config import Config, FeedConfig
 
 #: Rows fetched per query when walking many entries: bounded memory, few round trips.

@@ -34,9 +34,10 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-from scraper import __version__, store
+from scraper import storage as store
 from scraper.config import Config, FeedConfig
 from scraper.export import Selection, duplicates_of, feed_config, rows_by_id, where_clause
+from scraper.version import __version__
 
 ATOM = "http://www.w3.org/2005/Atom"
 DC = "http://purl.org/dc/elements/1.1/"

@@ -38,8 +38,9 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from scraper import rules, store
+from scraper import storage as store
 from scraper.config import Config, FeedConfig
+from scraper.core import rules
 from scraper.export import Selection, feed_config, rows_by_id, where_clause
 
 #: The wrapper around the article, exactly as the seeds have it.

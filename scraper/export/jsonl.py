@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from scraper import store
+from scraper import storage as store
 from scraper.export import CHUNK, Selection, duplicates_of, rows_by_id, where_clause
 
 

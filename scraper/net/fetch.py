@@ -23,8 +23,9 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from scraper import USER_AGENT, netguard
 from scraper.config import FetchSettings
+from scraper.net import netguard
+from scraper.version import USER_AGENT
 
 log = logging.getLogger(__name__)
 

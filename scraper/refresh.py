@@ -28,10 +28,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from scraper import dedup, fingerprint, fulltext, normalize, rules, schedule, store
+from scraper import dedup
+from scraper import storage as store
 from scraper.config import Config, FeedConfig
-from scraper.fetch import Fetcher, FetchResult
-from scraper.parse import ParsedEntry, ParseError, parse_feed
+from scraper.core import fingerprint, fulltext, normalize, rules, schedule
+from scraper.core.parse import ParsedEntry, ParseError, parse_feed
+from scraper.net.fetch import Fetcher, FetchResult
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -144,7 +146,7 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     # forkserver: workers are forked from a clean server process, not from a parent that
     # runs threads (APScheduler, test servers), which fork would copy mid-lock.
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["scraper.pipeline"])
+    ctx.set_forkserver_preload(["scraper.refresh"])
     return ctx
 
 

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scraper import __version__, store
+from scraper import storage as store
 from scraper.config import Config, ConfigError, FeedConfig, load_config
+from scraper.version import __version__
 
 log = logging.getLogger("scraper")
 
@@ -237,7 +238,8 @@ def select_feeds(config: Config, names: list[str] | None) -> list[FeedConfig]:
 
 
 def run_once_command(args: argparse.Namespace) -> int:
-    from scraper import pipeline, report
+    from scraper import refresh as pipeline
+    from scraper.cli import report
 
     config = load(args)
     feeds = select_feeds(config, args.feed)

@@ -27,7 +27,7 @@ from urllib.parse import urljoin, urlsplit
 import nh3
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
-from scraper.rules import SiteRule
+from scraper.core.rules import SiteRule
 
 __all__ = ["Normalized", "normalize", "ALLOWED_TAGS", "LAZY_ATTRS", "SUMMARY_CHARS"]
 

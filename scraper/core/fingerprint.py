@@ -28,13 +28,19 @@ import struct
 import sys
 import unicodedata
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from scraper.dedup import DedupSettings
+
+class DedupSettings(Protocol):
+    """What :func:`compute` reads of ``config.DedupSettings`` (core imports nothing above it)."""
+
+    shingle: int
+    bands: int
+    rows: int
+    short_chars: int
 
 # Python's \w is "alphanumeric in any script" (CJK ideographs included), so this drops
 # punctuation (ASCII and full-width), symbols, spaces and underscores in one C-level pass.

@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Sequence
 from typing import TextIO
 
-from scraper.pipeline import FeedResult
+from scraper.refresh import FeedResult
 
 
 class Progress:

@@ -1,0 +1,1 @@
+"""HTTP: the fetcher and the private-address guard."""
