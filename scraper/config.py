@@ -382,3 +382,16 @@ def _fetch_from_mapping(data: object, where: str) -> FetchSettings:
         else:
             raise ValueError(f"{key}: unknown key")
     return FetchSettings(**values)
+
+
+def select_feeds(config: Config, names: list[str] | None) -> list[FeedConfig]:
+    """The enabled feeds, or the ones named (each once, in the order given)."""
+    if not names:
+        return [f for f in config.feeds if f.enabled]
+    known = {f.name: f for f in config.feeds}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise ConfigError(f"{config.path.name}: --feed: no feed named "
+                          f"{', '.join(repr(m) for m in missing)} "
+                          f"(known: {', '.join(sorted(known)) or 'none'})")
+    return [known[n] for n in names]

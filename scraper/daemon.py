@@ -61,7 +61,7 @@ from scraper import refresh as pipeline
 from scraper import status as meta_keys
 from scraper import storage as store
 from scraper.cli import MMAP_THRESHOLD, allocator, find_malloc_trim, libc_function
-from scraper.config import Config, ConfigError, FeedConfig, load_config
+from scraper.config import Config, ConfigError, FeedConfig, load_config, select_feeds
 from scraper.core import schedule
 from scraper.net.fetch import Fetcher
 from scraper.version import __version__
@@ -177,22 +177,21 @@ class Settings:
 
 def run(args: argparse.Namespace) -> int:
     """``scrape`` without ``--once``: run until SIGTERM/SIGINT, then exit 0."""
-    from scraper import cli
-
     settings = Settings.from_env()
     if "MALLOC_MMAP_THRESHOLD_" not in os.environ:  # (a user's own setting wins)
         fix_mmap_threshold()
-    config = cli.load(args)
+    config = load_config(getattr(args, "config", None) or "feeds.yaml")
     names = getattr(args, "feed", None)
-    cli.select_feeds(config, names)  # a wrong --feed is a usage error before anything starts
-    app = cli.open_app(args, config)
+    select_feeds(config, names)  # a wrong --feed is a usage error before anything starts
+    db = getattr(args, "db", None)
+    conn = store.connect(Path(db) if db else config.database)
     try:
-        daemon = Daemon(config, app.conn, workers=getattr(args, "workers", None),
+        daemon = Daemon(config, conn, workers=getattr(args, "workers", None),
                         settings=settings, only=names,
                         db_from_args=bool(getattr(args, "db", None)))
         return asyncio.run(daemon.serve())
     finally:
-        app.close()
+        conn.close()
 
 
 def start_forkserver_deaf_to_sigint() -> None:
@@ -621,7 +620,6 @@ class Daemon:
     # -- reload --------------------------------------------------------------------------
 
     def _select(self, config: Config) -> list[FeedConfig]:
-        from scraper.cli import select_feeds
 
         return select_feeds(config, self.only)
 

@@ -47,12 +47,9 @@ checked against the candidate's row.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import math
 import sqlite3
-import sys
 import time
 from array import array
 from collections import OrderedDict
@@ -1249,97 +1246,3 @@ def clusters(conn: sqlite3.Connection, limit: int | None = None) -> list[dict[st
                             "score": m[4]} for m in members],
         })
     return out
-
-
-# -- CLI -------------------------------------------------------------------------------------
-
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    dups = subparsers.add_parser(
-        "dups", parents=[common], help="list duplicate clusters, or explain one entry",
-        description="List clusters of duplicate entries (the earliest-seen entry, then the "
-                    "entries linked to it with method and score).")
-    dups.add_argument("--explain", type=int, metavar="ID",
-                      help="say why entry ID is or is not linked, with its nearest candidates")
-    dups.add_argument("--limit", type=int, default=50, metavar="N",
-                      help="newest N clusters (default 50; 0 for all)")
-    dups.add_argument("--json", action="store_true", help="machine-readable output")
-    dups.set_defaults(func=_cmd_dups)
-    dd = subparsers.add_parser(
-        "dedup", parents=[common], help="maintain the duplicate index",
-        description="Recompute fingerprints and links for the whole database (after a change "
-                    "of the dedup: settings).")
-    dd.add_argument("--rebuild", action="store_true", required=True,
-                    help="recompute every fingerprint and link, in id order")
-    dd.set_defaults(func=_cmd_dedup)
-
-
-def _cmd_dups(args: argparse.Namespace) -> int:
-    from scraper.cli import open_app
-
-    app = open_app(args)
-    try:
-        settings = app.config.dedup
-        if args.explain is not None:
-            try:
-                report = explain(app.conn, args.explain, settings)
-            except KeyError:
-                print(f"scrape dups: no entry with id {args.explain}", file=sys.stderr)
-                return 2
-            if args.json:
-                print(json.dumps(report, ensure_ascii=False, indent=2))
-            else:
-                _print_explain(report)
-            return 0
-        found = clusters(app.conn, args.limit or None)
-        if args.json:
-            print(json.dumps(found, ensure_ascii=False, indent=2))
-            return 0
-        if not found:
-            print("no duplicates")
-        for cluster in found:
-            print(f"#{cluster['id']} [{cluster['feed']}] {cluster['title']}")
-            for dup in cluster["duplicates"]:
-                print(f"    #{dup['id']} [{dup['feed']}] {dup['title']}  "
-                      f"({dup['method']} {dup['score']:.2f})")
-        return 0
-    finally:
-        app.close()
-
-
-def _print_explain(report: dict[str, Any]) -> None:
-    e = report["entry"]
-    print(f"#{e['id']} [{e['feed']}] {e['title']}")
-    print(f"  {e['folded_length']} folded characters"
-          f"{' (short: judged by title)' if e['short'] else ''}")
-    print(f"  {report['summary']}")
-    if report["duplicates"]:
-        print(f"  {report['duplicates']} entries are linked to it")
-    for c in report["candidates"]:
-        scores = ", ".join(f"{name} {c[key]:.2f}" for name, key in
-                           (("containment", "containment"), ("jaccard", "jaccard"),
-                            ("title", "title_similarity")) if c[key] is not None)
-        print(f"  - #{c['id']} [{c['feed']}] {c['title']}")
-        print(f"      via {', '.join(c['found_by'])}; {c['hours_apart']} h apart; "
-              f"{scores or 'no score'} -> {c['decision']}: {c['reason']}")
-
-
-def _cmd_dedup(args: argparse.Namespace) -> int:
-    from scraper.cli import open_app
-
-    app = open_app(args)
-    try:
-        tty = sys.stderr.isatty()
-
-        def progress(done: int, total: int) -> None:
-            if tty:
-                print(f"\rrebuilding: {done}/{total}", end="", file=sys.stderr, flush=True)
-
-        result = rebuild(app.conn, app.config.dedup, progress)
-        if tty:
-            print(file=sys.stderr)
-        methods = ", ".join(f"{k} {v}" for k, v in sorted(result["by_method"].items()))
-        print(f"rebuilt {result['entries']} entries in {result['seconds']} s: "
-              f"{result['duplicates']} duplicates ({methods or 'none'})")
-        return 0
-    finally:
-        app.close()

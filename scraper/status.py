@@ -12,19 +12,14 @@ container must not be restarted for it; so with ``--db`` the config is optional.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sqlite3
-import sys
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from scraper import storage as store
-from scraper.config import Config, ConfigError
+from scraper.config import Config
 
 # The daemon's keys in ``meta``; the daemon writes them, this module reads them.
 HEARTBEAT = "daemon.heartbeat"
@@ -46,23 +41,6 @@ MISSED_BEATS = 3
 MIN_STALE_AFTER = 60.0
 
 EXIT_HEALTHY, EXIT_UNHEALTHY = 0, 1
-
-
-def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    parser = subparsers.add_parser(
-        "status", parents=[common], help="show each feed's state and the daemon's health",
-        description="Per feed: last success, last error, consecutive errors, next due time "
-                    "and entry count; then the totals and the daemon's heartbeat. Reads the "
-                    "database only.")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--check", action="store_true",
-                        help="health check: exit 1 when the daemon's heartbeat is stale or "
-                             "missing, 0 when it is fresh (prints one line)")
-    parser.add_argument("--max-age", type=float, default=None, metavar="SECONDS",
-                        help=f"with --check: heartbeat age that counts as stale (default: "
-                             f"{MISSED_BEATS} heartbeat intervals, at least "
-                             f"{MIN_STALE_AFTER:g} s)")
-    parser.set_defaults(func=run)
 
 
 @dataclass
@@ -130,54 +108,6 @@ def parse_memory(text: str | None) -> dict[str, int] | None:
     return figures if "rss_bytes" in figures else None
 
 
-def run(args: argparse.Namespace) -> int:
-    db_arg = getattr(args, "db", None)
-    config: Config | None = None
-    config_problem: str | None = None
-    try:
-        from scraper import cli
-
-        config = cli.load(args)
-    except ConfigError as exc:
-        if not db_arg:
-            raise  # no way to find the database: cli.main reports it (exit 2)
-        config_problem = str(exc)
-    path = Path(db_arg) if db_arg else config.database  # type: ignore[union-attr]
-    if not path.exists():
-        # Do not create an empty database as a side effect of looking at it.
-        print(f"scrape status: no database at {path} (the daemon has not run yet?)",
-              file=sys.stderr)
-        return EXIT_UNHEALTHY
-    conn = store.connect(path)
-    try:
-        now = store.utcnow()
-        health = daemon_health(conn, now, args.max_age)
-        if args.check:
-            if args.json:
-                print(json.dumps(health.as_dict(), ensure_ascii=False))
-            else:
-                word = "healthy" if health.healthy else "UNHEALTHY"
-                print(f"daemon {word}: {health.reason}")
-            return EXIT_HEALTHY if health.healthy else EXIT_UNHEALTHY
-        report = build_report(conn, config, now, health)
-        if config_problem:
-            report["config_problem"] = config_problem
-        try:
-            if args.json:
-                json.dump(report, sys.stdout, ensure_ascii=False, indent=2)
-                sys.stdout.write("\n")
-            else:
-                print_report(report, sys.stdout, now)
-            sys.stdout.flush()
-        except BrokenPipeError:
-            # `scrape status | head`: the reader left; not an error.  Point stdout at
-            # /dev/null so the interpreter's final flush does not raise again.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    finally:
-        conn.close()
-
-
 def build_report(conn: sqlite3.Connection, config: Config | None, now: datetime,
                  health: Health) -> dict[str, Any]:
     """Everything ``status`` shows, as plain data (the ``--json`` output)."""
@@ -240,8 +170,6 @@ def build_report(conn: sqlite3.Connection, config: Config | None, now: datetime,
             "totals": totals}
 
 
-# -- text output ---------------------------------------------------------------------------
-
 def _ago(seconds: float | None) -> str:
     if seconds is None:
         return "never"
@@ -257,69 +185,3 @@ def _span(seconds: float) -> str:
             part = rest // smaller[1]
             return f"{whole}{unit}{part}{smaller[0]}" if part else f"{whole}{unit}"
     return f"{seconds}s"
-
-
-def _when(text: str | None, now: datetime) -> str:
-    when = store.parse_iso(text)
-    return "-" if when is None else _ago((now - when).total_seconds())
-
-
-def _due(text: str | None, now: datetime) -> str:
-    when = store.parse_iso(text)
-    if when is None:
-        return "now"
-    delta = (when - now).total_seconds()
-    if delta > 0:
-        return f"in {_span(delta)}"
-    return "now" if delta > -60 else f"overdue {_span(-delta)}"
-
-
-def _width(text: str) -> int:
-    """Terminal columns: CJK characters take two."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
-def _pad(text: str, width: int) -> str:
-    return text + " " * max(0, width - _width(text))
-
-
-def print_report(report: dict[str, Any], out: TextIO, now: datetime) -> None:
-    feeds = report["feeds"]
-    if report.get("config_problem"):
-        out.write(f"warning: config not loaded, showing the database only: "
-                  f"{report['config_problem']}\n")
-    name_w = max([4, *(_width(f["name"]) for f in feeds)])
-    head = (f"{_pad('feed', name_w)}  {'state':<10} {'last success':<13} {'errors':>6} "
-            f"{'next due':<14} {'entries':>7}  last error")
-    out.write(head + "\n")
-    for f in feeds:
-        error = ""
-        if f["last_error"] and f["error_count"]:
-            error = f"{_when(f['last_error_at'], now)}: {f['last_error']}"
-            error = error if len(error) <= 80 else error[:79] + "…"
-        due = "-" if f["state"] in ("removed", "disabled") else _due(f["next_due_at"], now)
-        out.write(f"{_pad(f['name'], name_w)}  {f['state']:<10} "
-                  f"{_when(f['last_success_at'], now):<13} {f['error_count']:>6} "
-                  f"{due:<14} {f['entry_count']:>7}  {error}\n")
-    t = report["totals"]
-    extra = "".join(f", {t[k]} {k}" for k in ("disabled", "removed") if t[k])
-    out.write(f"total: {t['feeds']} feeds, {t['ok']} ok, {t['failing']} failing, "
-              f"{t['never_fetched']} never fetched{extra}; {t['entries']} entries "
-              f"({t['originals']} originals, {t['duplicates']} duplicates)\n")
-    d = report["daemon"]
-    who = f" (pid {d['pid']} on {d['host']})" if d["pid"] else ""
-    out.write(f"daemon: {'running' if d['healthy'] else 'not running'}{who}: {d['reason']}\n")
-    memory = d.get("memory")
-    if memory:
-        parts = [f"{_size(memory['rss_bytes'])} resident"]
-        if "filter_bytes" in memory:
-            parts.append(f"of which dedup's Bloom filters {_size(memory['filter_bytes'])}")
-        if "unmerged_entries" in memory:
-            parts.append(f"{memory['unmerged_entries']} recent entries in dedup's "
-                         f"in-memory index")
-        out.write(f"daemon memory at the last heartbeat (just after freeing unused heap): "
-                  f"{', '.join(parts)}\n")
-
-
-def _size(count: int) -> str:
-    return f"{count / 1048576:.1f} MiB" if count >= 1048576 else f"{count / 1024:.0f} KiB"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import random
 import sqlite3
 from dataclasses import replace
@@ -16,6 +15,7 @@ from selectolax.lexbor import LexborHTMLParser
 
 from scraper import dedup
 from scraper import storage as store
+from scraper.cli import build_parser
 from scraper.core import fingerprint
 from scraper.dedup import DedupSettings, dedup_from_mapping, explain, link_entries, rebuild
 
@@ -363,12 +363,9 @@ def test_cli_dups_and_rebuild(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["dups", "--explain", "424242", *args]) == 2
 
 
-def test_register_adds_the_commands() -> None:
-    parser = argparse.ArgumentParser()
-    sub = parser.add_subparsers(dest="command")
-    dedup.register(sub, argparse.ArgumentParser(add_help=False))
-    args = parser.parse_args(["dups", "--explain", "7"])
-    assert args.explain == 7 and args.func is dedup._cmd_dups
+def test_the_parser_has_the_dedup_commands() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["dups", "--explain", "7"]).explain == 7
     assert parser.parse_args(["dedup", "--rebuild"]).rebuild
 
 

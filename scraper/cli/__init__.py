@@ -15,32 +15,18 @@ import ctypes
 import json
 import logging
 import os
-import sqlite3
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from scraper import storage as store
-from scraper.config import Config, ConfigError, FeedConfig, load_config
+from scraper.app import select_feeds
+from scraper.cli.common import load_from_args, open_from_args
+from scraper.config import ConfigError
 from scraper.version import __version__
 
 log = logging.getLogger("scraper")
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
-
-
-@dataclass
-class App:
-    """What every command needs: the validated config and an open, migrated database."""
-
-    config: Config
-    conn: sqlite3.Connection
-    args: argparse.Namespace
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -57,17 +43,6 @@ def common_options() -> argparse.ArgumentParser:
     common.add_argument("--log-format", choices=("text", "json"), default=argparse.SUPPRESS,
                         help="log line format on stderr (json for log collectors)")
     return common
-
-
-def load(args: argparse.Namespace) -> Config:
-    return load_config(getattr(args, "config", None) or "feeds.yaml")
-
-
-def open_app(args: argparse.Namespace, config: Config | None = None) -> App:
-    config = config or load(args)
-    db = getattr(args, "db", None)
-    path = Path(db) if db else config.database
-    return App(config=config, conn=store.connect(path), args=args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _registrars() -> list:
     """Each feature module adds its commands; a module not yet present is skipped."""
     found = []
-    for module_name in ("scraper.status", "scraper.dedup", "scraper.export"):
+    for module_name in ("scraper.cli.status", "scraper.cli.dups", "scraper.cli.export"):
         try:
             module = __import__(module_name, fromlist=["register"])
         except ModuleNotFoundError as exc:
@@ -225,25 +200,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def select_feeds(config: Config, names: list[str] | None) -> list[FeedConfig]:
-    if not names:
-        return [f for f in config.feeds if f.enabled]
-    known = {f.name: f for f in config.feeds}
-    missing = [n for n in names if n not in known]
-    if missing:
-        raise ConfigError(f"{config.path.name}: --feed: no feed named "
-                          f"{', '.join(repr(m) for m in missing)} "
-                          f"(known: {', '.join(sorted(known)) or 'none'})")
-    return [known[n] for n in names]
-
-
 def run_once_command(args: argparse.Namespace) -> int:
     from scraper import refresh as pipeline
     from scraper.cli import report
 
-    config = load(args)
+    config = load_from_args(args)
     feeds = select_feeds(config, args.feed)
-    app = open_app(args, config)
+    app = open_from_args(args, config)
     progress = report.Progress(len(feeds), enabled=sys.stderr.isatty())
     try:
         results = asyncio.run(pipeline.run_once(config, app.conn, feeds, workers=args.workers,

@@ -29,7 +29,7 @@ import tempfile
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,7 @@ def _rfc3339(when: datetime) -> str:
 
 
 def _rfc822(when: datetime) -> str:
-    return format_datetime(when.astimezone(store.UTC), usegmt=True)
+    return format_datetime(when.astimezone(UTC), usegmt=True)
 
 
 def latest_entries(conn: sqlite3.Connection, limit: int, selection: Selection | None = None

@@ -31,6 +31,7 @@ import tempfile
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC
 from email.utils import format_datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -187,7 +188,7 @@ def post_date(entry: Mapping[str, Any]) -> str:
     when = store.parse_iso(entry.get("published") or entry.get("fetched_at"))
     if when is None:
         when = store.utcnow()
-    return format_datetime(when.astimezone(store.UTC), usegmt=True)
+    return format_datetime(when.astimezone(UTC), usegmt=True)
 
 
 def render_post(entry: Mapping[str, Any], feed: FeedConfig | None = None,

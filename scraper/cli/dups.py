@@ -1,0 +1,99 @@
+"""``scrape dups`` (clusters, ``--explain ID``) and ``scrape dedup --rebuild``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from scraper import dedup
+from scraper.cli.common import open_from_args
+
+
+def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    dups = subparsers.add_parser(
+        "dups", parents=[common], help="list duplicate clusters, or explain one entry",
+        description="List clusters of duplicate entries (the earliest-seen entry, then the "
+                    "entries linked to it with method and score).")
+    dups.add_argument("--explain", type=int, metavar="ID",
+                      help="say why entry ID is or is not linked, with its nearest candidates")
+    dups.add_argument("--limit", type=int, default=50, metavar="N",
+                      help="newest N clusters (default 50; 0 for all)")
+    dups.add_argument("--json", action="store_true", help="machine-readable output")
+    dups.set_defaults(func=_cmd_dups)
+    dd = subparsers.add_parser(
+        "dedup", parents=[common], help="maintain the duplicate index",
+        description="Recompute fingerprints and links for the whole database (after a change "
+                    "of the dedup: settings).")
+    dd.add_argument("--rebuild", action="store_true", required=True,
+                    help="recompute every fingerprint and link, in id order")
+    dd.set_defaults(func=_cmd_dedup)
+
+
+def _cmd_dups(args: argparse.Namespace) -> int:
+    app = open_from_args(args)
+    try:
+        settings = app.config.dedup
+        if args.explain is not None:
+            try:
+                report = dedup.explain(app.conn, args.explain, settings)
+            except KeyError:
+                print(f"scrape dups: no entry with id {args.explain}", file=sys.stderr)
+                return 2
+            if args.json:
+                print(json.dumps(report, ensure_ascii=False, indent=2))
+            else:
+                print_explain(report)
+            return 0
+        found = dedup.clusters(app.conn, args.limit or None)
+        if args.json:
+            print(json.dumps(found, ensure_ascii=False, indent=2))
+            return 0
+        if not found:
+            print("no duplicates")
+        for cluster in found:
+            print(f"#{cluster['id']} [{cluster['feed']}] {cluster['title']}")
+            for dup in cluster["duplicates"]:
+                print(f"    #{dup['id']} [{dup['feed']}] {dup['title']}  "
+                      f"({dup['method']} {dup['score']:.2f})")
+        return 0
+    finally:
+        app.close()
+
+
+def print_explain(report: dict[str, Any]) -> None:
+    e = report["entry"]
+    print(f"#{e['id']} [{e['feed']}] {e['title']}")
+    print(f"  {e['folded_length']} folded characters"
+          f"{' (short: judged by title)' if e['short'] else ''}")
+    print(f"  {report['summary']}")
+    if report["duplicates"]:
+        print(f"  {report['duplicates']} entries are linked to it")
+    for c in report["candidates"]:
+        scores = ", ".join(f"{name} {c[key]:.2f}" for name, key in
+                           (("containment", "containment"), ("jaccard", "jaccard"),
+                            ("title", "title_similarity")) if c[key] is not None)
+        print(f"  - #{c['id']} [{c['feed']}] {c['title']}")
+        print(f"      via {', '.join(c['found_by'])}; {c['hours_apart']} h apart; "
+              f"{scores or 'no score'} -> {c['decision']}: {c['reason']}")
+
+
+def _cmd_dedup(args: argparse.Namespace) -> int:
+    app = open_from_args(args)
+    try:
+        tty = sys.stderr.isatty()
+
+        def progress(done: int, total: int) -> None:
+            if tty:
+                print(f"\rrebuilding: {done}/{total}", end="", file=sys.stderr, flush=True)
+
+        result = dedup.rebuild(app.conn, app.config.dedup, progress)
+        if tty:
+            print(file=sys.stderr)
+        methods = ", ".join(f"{k} {v}" for k, v in sorted(result["by_method"].items()))
+        print(f"rebuilt {result['entries']} entries in {result['seconds']} s: "
+              f"{result['duplicates']} duplicates ({methods or 'none'})")
+        return 0
+    finally:
+        app.close()

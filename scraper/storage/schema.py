@@ -1,0 +1,141 @@
+"""The schema: every table, as an ordered list of migrations."""
+
+from __future__ import annotations
+
+# Each migration runs once, in order, inside one transaction; the list index + 1 is the
+# schema version stored in PRAGMA user_version.  Append, never edit a released entry.
+MIGRATIONS: list[str] = [
+    # 1: core tables
+    """
+    CREATE TABLE feeds (
+        name TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        etag TEXT,
+        last_modified TEXT,
+        last_fetch_at TEXT,
+        last_success_at TEXT,
+        last_status INTEGER,
+        last_error TEXT,
+        last_error_at TEXT,
+        error_count INTEGER NOT NULL DEFAULT 0,
+        next_due_at TEXT,
+        retry_after_at TEXT,
+        cache_max_age INTEGER,
+        ttl INTEGER,
+        claimed_by TEXT,
+        claimed_until TEXT,
+        entry_count INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE entries (
+        id INTEGER PRIMARY KEY,
+        feed TEXT NOT NULL,
+        entry_key TEXT NOT NULL,
+        url TEXT,
+        guid TEXT,
+        title TEXT,
+        author TEXT,
+        published TEXT,
+        content_html TEXT,
+        content_text TEXT,
+        summary TEXT,
+        image TEXT,
+        raw_html TEXT,
+        raw_hash TEXT,
+        fetched_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        duplicate_of INTEGER REFERENCES entries(id),
+        dup_method TEXT,
+        dup_score REAL,
+        UNIQUE (feed, entry_key)
+    );
+    CREATE INDEX entries_published ON entries(published);
+    CREATE INDEX entries_duplicate_of ON entries(duplicate_of);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+    """,
+    # 2: what each export target already has, so re-exports write only what is new
+    """
+    CREATE TABLE exports (
+        target TEXT NOT NULL,
+        entry_id INTEGER NOT NULL REFERENCES entries(id),
+        path TEXT,
+        content_hash TEXT,
+        exported_at TEXT NOT NULL,
+        PRIMARY KEY (target, entry_id)
+    );
+    """,
+    # 3: dedup fingerprints and the LSH index (scraper/dedup.py).  dedup_keys is WITHOUT
+    # ROWID so that the (key, entry_id) primary key is the only B-tree: one index seek per
+    # key on lookup, one insert per key.  Each fingerprint keeps its own keys as a blob, so
+    # an update deletes them by primary key without a second index.
+    """
+CREATE TABLE dedup_fingerprints (
+    entry_id INTEGER PRIMARY KEY REFERENCES entries(id) ON DELETE CASCADE,
+    ts INTEGER NOT NULL,
+    canonical_url TEXT,
+    text_hash TEXT NOT NULL,
+    title TEXT NOT NULL,
+    length INTEGER NOT NULL,
+    keys BLOB NOT NULL
+);
+CREATE TABLE dedup_keys (
+    key INTEGER NOT NULL,
+    entry_id INTEGER NOT NULL,
+    PRIMARY KEY (key, entry_id)
+) WITHOUT ROWID;
+""",
+    # 4: the dedup estimation sketch (fingerprint.sketch, 256 bytes) and the distinct
+    # shingle count of each entry.  Rows indexed before it have NULLs: their candidates get
+    # the exact score, and the next link_entries over them (or `scrape dedup --rebuild`)
+    # fills the columns in.
+    """
+ALTER TABLE dedup_fingerprints ADD COLUMN sketch BLOB;
+ALTER TABLE dedup_fingerprints ADD COLUMN shingles INTEGER;
+""",
+    # 5: the key index becomes an LSM of two levels (scraper/dedup.py, "The index").  One row
+    # per key inserted at random into an 18M-row B-tree dirtied a page per key: at 1M entries
+    # the commits cost 0.6 ms per article (bench/dedup_scale.py).  Fingerprints get a write
+    # sequence number (``seq``); those above ``dedup_state.merged_seq`` are indexed in memory
+    # and merged into dedup_postings in sorted batches, clustered by a 28-day time bucket so
+    # that a batch lands in one small region of the B-tree.  Existing keys move over as merged.
+    """
+ALTER TABLE dedup_fingerprints ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX dedup_fingerprints_seq ON dedup_fingerprints(seq);
+CREATE TABLE dedup_postings (
+    bucket INTEGER NOT NULL,
+    key INTEGER NOT NULL,
+    entry_id INTEGER NOT NULL,
+    PRIMARY KEY (bucket, key, entry_id)
+) WITHOUT ROWID;
+INSERT INTO dedup_postings (bucket, key, entry_id)
+    SELECT max(f.ts, 0) / 2419200, k.key, k.entry_id
+    FROM dedup_keys k JOIN dedup_fingerprints f ON f.entry_id = k.entry_id ORDER BY 1, 2, 3;
+DROP TABLE dedup_keys;
+CREATE TABLE dedup_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    merged_seq INTEGER NOT NULL
+);
+INSERT INTO dedup_state (id, merged_seq) VALUES (1, 0);
+""",
+    # 6: each fingerprint names its cluster root (scraper/dedup.py), so that candidates are
+    # grouped by cluster without reading their ``entries`` rows, whose duplicate_of lies past
+    # the content (a walk over every overflow page of the row).  NULL for rows linked before:
+    # those are read from ``entries`` as before, until `scrape dedup --rebuild` or a re-link.
+    """
+ALTER TABLE dedup_fingerprints ADD COLUMN root INTEGER;
+""",
+    # 7: a Bloom filter of each dedup_postings bucket's keys (scraper/bloom.py), so that a
+    # lookup seeks only the keys a bucket may hold.  ``keys`` counts the keys added to it.
+    # Empty here: scraper/dedup.py builds a bucket's filter from its postings when a lookup
+    # or a merge first needs it, and every merge adds its keys in the same transaction.
+    # ``filtered_seq``: the merge the filters are up to date with.  Every merge sets it with
+    # ``merged_seq``; a process of an earlier release merges without it (migrate lets it run on
+    # a newer schema), and the next process that sees the two differ drops every filter.
+    """
+CREATE TABLE dedup_filters (
+    bucket INTEGER PRIMARY KEY,
+    keys INTEGER NOT NULL,
+    bits BLOB NOT NULL
+);
+ALTER TABLE dedup_state ADD COLUMN filtered_seq INTEGER NOT NULL DEFAULT -1;
+""",
+]
