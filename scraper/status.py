@@ -29,6 +29,10 @@ PID = "daemon.pid"
 HOST = "daemon.host"
 STARTED = "daemon.started_at"
 VERSION = "daemon.version"
+#: Transitional, read by nothing: the daemon on main still writes and deletes this key, and
+#: crashes without the name.  Delete it when the daemon branch, which stops writing the key,
+#: lands.
+MEMORY = "daemon.memory"
 
 #: A heartbeat is stale after this many missed beats.  Three tolerates one beat delayed by
 #: a long write transaction (the busy timeout is 30 s) without flapping the health check.
