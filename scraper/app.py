@@ -1,22 +1,32 @@
 """The application: what the command line and a Python user call.
 
-``Scraper`` is a validated config and an open database; the commands are thin calls into it
-(or into the modules it names), so that nothing above this layer touches storage, the network
-or the pipeline directly.  Heavy modules (the pipeline, dedup, exports) are imported where
-they are used, so that ``scrape status --check``, the container health check, loads none of
-them.
+``Scraper`` is a config and an open database; every command is one method call on it, so
+that nothing above this layer touches storage, the network or the pipeline directly.  Heavy
+modules (the refresh pipeline, dedup with numpy, the exporters) are imported inside the
+methods that use them: ``scrape status --check``, the container health check run every
+30 s, loads none of them.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import errno
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from scraper import status as status_mod
 from scraper import storage
-from scraper.config import Config, load_config, select_feeds
+from scraper.config import Config, ConfigError, FeedConfig, load_config, select_feeds
+from scraper.storage.exports import Selection
+from scraper.storage.reads import Connection
 
-__all__ = ["Scraper", "load", "open_scraper", "select_feeds"]
+if TYPE_CHECKING:
+    from scraper.export.hexo import HexoReport
+    from scraper.refresh import FeedResult
+
+__all__ = ["DEFAULT_CONFIG", "Scraper", "Selection", "load", "open_scraper", "select_feeds"]
 
 #: The config file read when none is named.
 DEFAULT_CONFIG = "feeds.yaml"
@@ -24,10 +34,14 @@ DEFAULT_CONFIG = "feeds.yaml"
 
 @dataclass
 class Scraper:
-    """A validated config and an open, migrated database."""
+    """A config and an open, migrated database.
 
-    config: Config
-    conn: sqlite3.Connection
+    ``config`` is None only for a database opened without one (``open_scraper(db=...)``):
+    status and exports work from the database alone; refreshing and dedup need the config.
+    """
+
+    config: Config | None
+    conn: Connection
 
     def close(self) -> None:
         self.conn.close()
@@ -38,11 +52,114 @@ class Scraper:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _require_config(self, what: str) -> Config:
+        if self.config is None:
+            raise ConfigError(f"{what} needs a config: this scraper was opened without one")
+        return self.config
+
+    # -- refresh ---------------------------------------------------------------------------
+
+    def refresh_once(self, feeds: Sequence[str | FeedConfig] | None = None, *,
+                     workers: int | None = None,
+                     on_done: Callable[[FeedResult], None] | None = None) -> list[FeedResult]:
+        """Refresh the enabled feeds (or those given, by name or config) once.
+
+        ``workers``: processes for parsing and normalizing (None: one per core, 0: inline).
+        ``on_done`` is called with each feed's result as it finishes.  An unknown name is a
+        ConfigError.
+        """
+        import asyncio
+
+        from scraper import refresh
+
+        config = self._require_config("refresh_once")
+        chosen = [f for f in feeds or () if isinstance(f, FeedConfig)]
+        if not feeds or len(chosen) < len(feeds):
+            names = [f.name if isinstance(f, FeedConfig) else f for f in feeds or ()]
+            chosen = select_feeds(config, names or None)
+        return asyncio.run(refresh.run_once(config, self.conn, chosen, workers=workers,
+                                            on_done=on_done))
+
+    # -- status ----------------------------------------------------------------------------
+
+    def health(self, now: datetime | None = None,
+               max_age: float | None = None) -> status_mod.Health:
+        """Is a daemon alive on this database (its heartbeat no older than ``max_age`` s,
+        default a few of its heartbeat intervals)?"""
+        return status_mod.daemon_health(self.conn, now or storage.utcnow(), max_age)
+
+    def status(self, now: datetime | None = None,
+               max_age: float | None = None) -> dict[str, Any]:
+        """Every feed's state, the totals and the daemon's health, as plain data."""
+        now = now or storage.utcnow()
+        return status_mod.build_report(self.conn, self.config, now, self.health(now, max_age))
+
+    # -- duplicates ------------------------------------------------------------------------
+
+    def dups(self, limit: int | None = 50) -> list[dict[str, Any]]:
+        """The newest ``limit`` clusters of duplicates (None or 0: all)."""
+        from scraper import dedup
+
+        return dedup.clusters(self.conn, limit or None)
+
+    def explain(self, entry_id: int) -> dict[str, Any]:
+        """Why ``entry_id`` is or is not linked, with its nearest candidates; KeyError for
+        an id that is not stored."""
+        from scraper import dedup
+
+        return dedup.explain(self.conn, entry_id, self._require_config("explain").dedup)
+
+    def rebuild(self, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Recompute every fingerprint and link (after the dedup settings changed)."""
+        from scraper import dedup
+
+        return dedup.rebuild(self.conn, self._require_config("rebuild").dedup, progress)
+
+    # -- exports ---------------------------------------------------------------------------
+
+    def export_hexo(self, directory: str | Path, *, flat: bool = False,
+                    rewrite_all: bool = False,
+                    selection: Selection | None = None) -> HexoReport:
+        """Write Hexo posts for what is new or changed since the last export to
+        ``directory`` (see ``scraper.export.hexo``)."""
+        from scraper.export import hexo
+
+        return hexo.export_hexo(self.conn, self.config, directory, flat=flat,
+                                rewrite_all=rewrite_all, selection=selection)
+
+    def export_jsonl(self, file: str | Path, *, selection: Selection | None = None,
+                     incremental: bool = False, raw: bool = True) -> int:
+        """Write one JSON object per entry to ``file`` (``-``: stdout); how many."""
+        from scraper.export import jsonl
+
+        return jsonl.export_jsonl(self.conn, file, selection=selection,
+                                  incremental=incremental, raw=raw)
+
+    def export_feed(self, file: str | Path, *, fmt: str = "atom", limit: int = 50,
+                    title: str = "scrape: merged feed", link: str | None = None,
+                    selection: Selection | None = None) -> int:
+        """Write the latest ``limit`` stories as one Atom or RSS feed; how many entries."""
+        from scraper.export import feed
+
+        return feed.export_feed(self.conn, self.config, file, fmt=fmt, limit=limit,
+                                title=title, link=link, selection=selection)
+
 
 def load(config_path: str | Path | None = None) -> Config:
+    """Read and validate a feeds file (default ``./feeds.yaml``); ConfigError says where."""
     return load_config(config_path or DEFAULT_CONFIG)
 
 
-def open_scraper(config: Config, db: str | Path | None = None) -> Scraper:
-    """Open ``db`` (default: the config's database) for ``config``."""
-    return Scraper(config=config, conn=storage.connect(Path(db) if db else config.database))
+def open_scraper(config: Config | None = None, db: str | Path | None = None, *,
+                 create: bool = True) -> Scraper:
+    """Open ``db`` (default: the config's database) for ``config``.
+
+    ``create=False`` raises FileNotFoundError instead of creating a missing database:
+    looking at a database must not leave an empty one behind.
+    """
+    if db is None and config is None:
+        raise TypeError("open_scraper: give a config or a database path")
+    path = Path(db) if db else config.database  # type: ignore[union-attr]
+    if not create and not path.exists():
+        raise FileNotFoundError(errno.ENOENT, "no database", str(path))
+    return Scraper(config=config, conn=storage.connect(path))

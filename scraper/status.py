@@ -12,14 +12,14 @@ container must not be restarted for it; so with ``--db`` the config is optional.
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from scraper import storage as store
 from scraper.config import Config
+from scraper.storage import reads
+from scraper.storage.reads import Connection
 
 # The daemon's keys in ``meta``; the daemon writes them, this module reads them.
 HEARTBEAT = "daemon.heartbeat"
@@ -29,9 +29,9 @@ PID = "daemon.pid"
 HOST = "daemon.host"
 STARTED = "daemon.started_at"
 VERSION = "daemon.version"
-#: JSON: the running daemon's resident memory at its last heartbeat, just after the trim
-#: (``rss_bytes``), and what dedup holds of it (``unmerged_entries``, ``filter_bytes``: see
-#: ``dedup.held``).  Absent where there is no /proc, and once the daemon stops.
+#: Transitional, read by nothing: the daemon on main still writes and deletes this key, and
+#: crashes without the name.  Delete it when the daemon branch, which stops writing the key,
+#: lands.
 MEMORY = "daemon.memory"
 
 #: A heartbeat is stale after this many missed beats.  Three tolerates one beat delayed by
@@ -54,17 +54,16 @@ class Health:
     pid: str | None
     host: str | None
     started_at: str | None
-    memory: dict[str, int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"healthy": self.healthy, "reason": self.reason, "state": self.state,
                 "heartbeat_at": store.iso(self.heartbeat_at),
                 "heartbeat_age": None if self.age is None else round(self.age, 1),
                 "stale_after": self.stale_after, "pid": self.pid, "host": self.host,
-                "started_at": self.started_at, "memory": self.memory}
+                "started_at": self.started_at}
 
 
-def daemon_health(conn: sqlite3.Connection, now: datetime,
+def daemon_health(conn: Connection, now: datetime,
                   max_age: float | None = None) -> Health:
     """Is a daemon alive on this database?  Decided from ``meta`` alone."""
     def meta(key: str) -> str | None:
@@ -82,37 +81,21 @@ def daemon_health(conn: sqlite3.Connection, now: datetime,
     if beat is None:
         healthy, reason = False, "no heartbeat: the daemon has never run on this database"
     elif state == "stopped":
-        healthy, reason = False, f"the daemon stopped {_ago(age)}"
+        healthy, reason = False, f"the daemon stopped {ago(age)}"
     elif age is not None and age > max_age:
-        healthy, reason = False, (f"heartbeat is stale: last {_ago(age)}, "
+        healthy, reason = False, (f"heartbeat is stale: last {ago(age)}, "
                                   f"limit {max_age:g} s")
     else:
-        healthy, reason = True, f"heartbeat {_ago(age)}"
-    # A dead daemon's last figures are not its memory now.
-    memory = parse_memory(meta(MEMORY)) if healthy else None
+        healthy, reason = True, f"heartbeat {ago(age)}"
     return Health(healthy, reason, state, beat, age, max_age, meta(PID), meta(HOST),
-                  meta(STARTED), memory)
+                  meta(STARTED))
 
 
-def parse_memory(text: str | None) -> dict[str, int] | None:
-    """The heartbeat's memory figures: the byte counts among them; None without
-    ``rss_bytes``.  Tolerant, because a daemon of another version may write this key."""
-    try:
-        value = json.loads(text) if text else None
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(value, dict):
-        return None
-    # (type() and not isinstance: JSON's true is an int to isinstance)
-    figures = {k: v for k, v in value.items() if type(v) is int and v >= 0}
-    return figures if "rss_bytes" in figures else None
-
-
-def build_report(conn: sqlite3.Connection, config: Config | None, now: datetime,
+def build_report(conn: Connection, config: Config | None, now: datetime,
                  health: Health) -> dict[str, Any]:
     """Everything ``status`` shows, as plain data (the ``--json`` output)."""
     configured = {f.name: f for f in config.feeds} if config else {}
-    rows = {r["name"]: dict(r) for r in conn.execute("SELECT * FROM feeds ORDER BY name")}
+    rows = {r["name"]: r for r in reads.feed_rows(conn)}
     names = list(configured) + sorted(n for n in rows if n not in configured)
     feeds = []
     for name in names:
@@ -150,9 +133,7 @@ def build_report(conn: sqlite3.Connection, config: Config | None, now: datetime,
             "entry_count": int(row.get("entry_count") or 0),
             "claimed_by": row.get("claimed_by") if state == "refreshing" else None,
         })
-    duplicates = conn.execute(
-        "SELECT COUNT(*) FROM entries WHERE duplicate_of IS NOT NULL").fetchone()[0]
-    entries = conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+    entries, duplicates = reads.entry_totals(conn)
     counted = [f for f in feeds if f["state"] not in ("removed", "disabled")]
     totals = {
         "feeds": len(counted),
@@ -170,13 +151,20 @@ def build_report(conn: sqlite3.Connection, config: Config | None, now: datetime,
             "totals": totals}
 
 
-def _ago(seconds: float | None) -> str:
+def parse_time(text: str | None) -> datetime | None:
+    """A time as the report gives it (``next_due_at`` and the like); None for none."""
+    return store.parse_iso(text)
+
+
+def ago(seconds: float | None) -> str:
+    """``5m ago`` / ``in 2h``: how the health reason and the table say a time."""
     if seconds is None:
         return "never"
-    return f"{_span(seconds)} ago" if seconds >= 0 else f"in {_span(-seconds)}"
+    return f"{span(seconds)} ago" if seconds >= 0 else f"in {span(-seconds)}"
 
 
-def _span(seconds: float) -> str:
+def span(seconds: float) -> str:
+    """A duration in its two largest units (``1h59m``), short enough for a table cell."""
     seconds = int(round(seconds))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:

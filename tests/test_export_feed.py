@@ -13,6 +13,7 @@ from pathlib import Path
 import feedparser
 import pytest
 
+import scraper
 from scraper import storage as store
 from scraper.cli import main
 from scraper.config import load_config
@@ -171,3 +172,14 @@ def test_command_line_writes_the_file(db: sqlite3.Connection, stream: dict[str, 
     assert Counter(e.link for e in parsed.entries if "link" in e).most_common(1)[0][1] == 1
     with pytest.raises(SystemExit):
         main(["export", "feed", str(out), "--limit", "0", *args])
+
+
+def test_python_api_writes_the_feed(db: sqlite3.Connection, stream: dict[str, int],
+                                    tmp_path: Path) -> None:
+    config = scraper.load(config_file(tmp_path))
+    out = tmp_path / "feed.atom"
+    with scraper.open_scraper(config, tmp_path / "scrape.db") as app:
+        assert app.export_feed(out, limit=2) == 2
+    parsed = feedparser.parse(out.read_bytes())
+    assert not parsed.bozo and [e.link for e in parsed.entries] == [
+        "https://example.org/it/6", "https://example.org/zaker/1"]

@@ -15,6 +15,7 @@ import corpus
 import pytest
 import yaml
 
+import scraper
 from scraper import storage as store
 from scraper.cli import main
 from scraper.config import FeedConfig, load_config
@@ -449,3 +450,14 @@ def test_seed_round_trip_through_the_pipeline(tmp_path: Path, feed_server: objec
 
     assert main(["export", "hexo", str(out), "--config", str(cfg), "--db", str(db)]) == 0
     assert "0 written" in capsys.readouterr().out
+
+
+def test_python_api_writes_posts_once(tmp_path: Path, db: sqlite3.Connection) -> None:
+    add(db, "zaker", "1", "标题 one")
+    add(db, "zaker", "2", "重复", duplicate_of=1)
+    out = tmp_path / "posts"
+    with scraper.open_scraper(scraper.load(config_file(tmp_path)), tmp_path / "scrape.db") as app:
+        first = app.export_hexo(out)
+        again = app.export_hexo(out)
+    assert (first.new, again.written) == (1, 0)
+    assert [p.name for p in out.rglob("*.md")] == ["标题 one.md"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import scraper
 from scraper import storage as store
 from scraper.cli import main
 from scraper.export import Selection, jsonl
@@ -108,3 +109,16 @@ def test_stdout_filters_and_no_raw(db: sqlite3.Connection, tmp_path: Path,
     assert [r["title"] for r in records] == ["new"]
     assert "raw_html" not in records[0]
     assert "1 entries" in captured.err
+
+
+def test_python_api_exports_without_a_config(db: sqlite3.Connection, tmp_path: Path) -> None:
+    a = add(db, "zaker", "1", "一", "2022-05-01T00:00:00Z")
+    add(db, "kkj", "2", "一（转载）", "2022-05-01T01:00:00Z", duplicate_of=a)
+    out = tmp_path / "api.jsonl"
+    with scraper.open_scraper(db=tmp_path / "scrape.db") as app:
+        assert app.export_jsonl(out, incremental=True) == 1
+        assert app.export_jsonl(out, incremental=True) == 0
+        selection = scraper.Selection(include_duplicates=True, feeds=("kkj",))
+        assert app.export_jsonl(tmp_path / "dups.jsonl", selection=selection) == 1
+    assert [r["id"] for r in read(out)] == [a]
+    assert read(tmp_path / "dups.jsonl")[0]["duplicate_of_url"] == "https://example.org/zaker/1"

@@ -9,7 +9,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from server import FeedServer
 
+import scraper
 from scraper import cli, status
 from scraper import storage as store
 
@@ -25,6 +27,14 @@ feeds:
     url: http://127.0.0.1:9/delta.xml
     enabled: false
 """
+
+
+ONE_ITEM_FEED = """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0"><channel><title>one</title><link>https://example.org/</link>
+<item><title>唯一的一条</title><link>https://example.org/1</link><guid>one-1</guid>
+<description>&lt;p&gt;正文只有一段，足够长的一段话。&lt;/p&gt;</description></item>
+</channel></rss>
+""".encode()
 
 
 def ago(seconds: float) -> str:
@@ -196,13 +206,68 @@ def test_bad_config_without_db_is_a_config_error(tmp_path: Path) -> None:
 
 def test_daemon_health_reads_meta_only(tmp_path: Path) -> None:
     conn = store.connect(tmp_path / "x.db")
-    now = datetime.fromisoformat("2024-05-01T12:00:00+00:00")
     store.set_meta(conn, status.HEARTBEAT, "2024-05-01T11:59:00Z")
     store.set_meta(conn, status.STATE, "running")
-    health = status.daemon_health(conn, now)
-    assert health.healthy and health.age == 60 and health.stale_after == status.MIN_STALE_AFTER
-    assert not status.daemon_health(conn, now + timedelta(seconds=1)).healthy
     conn.close()
+    now = datetime.fromisoformat("2024-05-01T12:00:00+00:00")
+    with scraper.open_scraper(db=tmp_path / "x.db") as app:  # no config needed
+        health = app.health(now)
+        assert health.healthy and health.age == 60
+        assert health.stale_after == status.MIN_STALE_AFTER
+        assert not app.health(now + timedelta(seconds=1)).healthy
+        assert app.health(now, max_age=59).reason.startswith("heartbeat is stale")
+
+
+def test_status_through_the_python_api(setup: tuple[Path, Path]) -> None:
+    config, db = setup
+    beat(db, 5)
+    with scraper.open_scraper(scraper.load(config), db) as app:
+        report = app.status()
+    assert [f["name"] for f in report["feeds"]] == ["alpha", "beta", "快科技", "delta", "gone"]
+    assert report["totals"]["entries"] == 4 and report["totals"]["failing"] == 1
+    assert report["daemon"]["healthy"] is True
+
+
+def test_status_never_creates_a_database(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        scraper.open_scraper(db=tmp_path / "none.db", create=False)
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_memory_figures_an_older_daemon_left_are_not_shown(
+        setup: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    # Releases before 0.2 wrote their memory figures into meta; status no longer shows them.
+    config, db = setup
+    beat(db, 5)
+    conn = store.connect(db)
+    store.set_meta(conn, "daemon.memory", json.dumps({"rss_bytes": 96 * 1048576}))
+    conn.close()
+    assert run("status", "--config", str(config), "--db", str(db)) == 0
+    out = capsys.readouterr().out
+    assert "daemon: running" in out and "memory" not in out
+    assert run("status", "--json", "--config", str(config), "--db", str(db)) == 0
+    assert "memory" not in json.loads(capsys.readouterr().out)["daemon"]
+
+
+def test_a_refresh_through_the_python_api_shows_in_status(
+        tmp_path: Path, feed_server: FeedServer) -> None:
+    feed_server.serve("/one.xml", ONE_ITEM_FEED)
+    config = tmp_path / "feeds.yaml"
+    config.write_text(f"feeds:\n  - name: one\n    url: {feed_server.url('/one.xml')}\n"
+                      f"  - name: paused\n    url: {feed_server.url('/off.xml')}\n"
+                      "    enabled: false\n", encoding="utf-8")
+    done: list[str] = []
+    with scraper.open_scraper(scraper.load(config), tmp_path / "scrape.db") as app:
+        results = app.refresh_once(workers=0, on_done=lambda r: done.append(r.feed))
+        assert [(r.feed, r.new, r.failed) for r in results] == [("one", 1, False)]
+        assert done == ["one"]
+        with pytest.raises(scraper.ConfigError, match="no feed named 'nope'"):
+            app.refresh_once(["nope"], workers=0)
+        report = app.status()
+    feeds = {f["name"]: f for f in report["feeds"]}
+    assert feeds["one"]["state"] == "ok" and feeds["one"]["entry_count"] == 1
+    assert feeds["paused"]["state"] == "disabled"
+    assert not feed_server.requests_to("/off.xml")
 
 
 def test_status_reads_beside_a_writer(setup: tuple[Path, Path]) -> None:
@@ -218,50 +283,3 @@ def test_status_reads_beside_a_writer(setup: tuple[Path, Path]) -> None:
     finally:
         writer.execute("ROLLBACK")
         writer.close()
-
-
-def test_the_daemons_memory_is_shown_from_its_heartbeat(
-        setup: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    config, db = setup
-    beat(db, 5)
-    conn = store.connect(db)
-    memory = {"rss_bytes": 96 * 1048576, "unmerged_entries": 1234, "filter_bytes": 3 * 1048576}
-    store.set_meta(conn, status.MEMORY, json.dumps(memory))
-    conn.close()
-    assert run("status", "--config", str(config), "--db", str(db)) == 0
-    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("daemon memory"))
-    assert "96.0 MiB resident" in line
-    assert "Bloom filters 3.0 MiB" in line and "1234 recent entries" in line
-    assert run("status", "--json", "--config", str(config), "--db", str(db)) == 0
-    assert json.loads(capsys.readouterr().out)["daemon"]["memory"] == memory
-    # Small figures in KiB, not "0.0 MiB"; a missing figure is left out, not shown as 0.
-    conn = store.connect(db)
-    store.set_meta(conn, status.MEMORY, json.dumps({"rss_bytes": 90 * 1048576,
-                                                    "filter_bytes": 40 * 1024}))
-    conn.close()
-    assert run("status", "--config", str(config), "--db", str(db)) == 0
-    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("daemon memory"))
-    assert "Bloom filters 40 KiB" in line and "entries" not in line
-    # A dead daemon's last figures are not shown as its memory.
-    beat(db, 5, state="stopped")
-    assert run("status", "--config", str(config), "--db", str(db)) == 0
-    assert "daemon memory" not in capsys.readouterr().out
-    assert run("status", "--json", "--config", str(config), "--db", str(db)) == 0
-    assert json.loads(capsys.readouterr().out)["daemon"]["memory"] is None
-
-
-@pytest.mark.parametrize("stored", ["not json", "[1, 2]", '{"rss": 5}', '{"rss_bytes": "5"}',
-                                    '{"rss_bytes": true}', '{"rss_bytes": -1}'])
-def test_memory_figures_of_another_shape_are_left_out(
-        setup: tuple[Path, Path], capsys: pytest.CaptureFixture[str], stored: str) -> None:
-    # A daemon of another version may write the key differently: status still works.
-    config, db = setup
-    beat(db, 5)
-    conn = store.connect(db)
-    store.set_meta(conn, status.MEMORY, stored)
-    conn.close()
-    assert run("status", "--config", str(config), "--db", str(db)) == 0
-    out = capsys.readouterr().out
-    assert "daemon: running" in out and "daemon memory" not in out
-    assert run("status", "--json", "--config", str(config), "--db", str(db)) == 0
-    assert json.loads(capsys.readouterr().out)["daemon"]["memory"] is None

@@ -7,7 +7,6 @@ import json
 import sys
 from typing import Any
 
-from scraper import dedup
 from scraper.cli.common import open_from_args
 
 
@@ -32,12 +31,10 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _cmd_dups(args: argparse.Namespace) -> int:
-    app = open_from_args(args)
-    try:
-        settings = app.config.dedup
+    with open_from_args(args) as app:
         if args.explain is not None:
             try:
-                report = dedup.explain(app.conn, args.explain, settings)
+                report = app.explain(args.explain)
             except KeyError:
                 print(f"scrape dups: no entry with id {args.explain}", file=sys.stderr)
                 return 2
@@ -46,7 +43,7 @@ def _cmd_dups(args: argparse.Namespace) -> int:
             else:
                 print_explain(report)
             return 0
-        found = dedup.clusters(app.conn, args.limit or None)
+        found = app.dups(args.limit or None)
         if args.json:
             print(json.dumps(found, ensure_ascii=False, indent=2))
             return 0
@@ -58,8 +55,6 @@ def _cmd_dups(args: argparse.Namespace) -> int:
                 print(f"    #{dup['id']} [{dup['feed']}] {dup['title']}  "
                       f"({dup['method']} {dup['score']:.2f})")
         return 0
-    finally:
-        app.close()
 
 
 def print_explain(report: dict[str, Any]) -> None:
@@ -80,20 +75,17 @@ def print_explain(report: dict[str, Any]) -> None:
 
 
 def _cmd_dedup(args: argparse.Namespace) -> int:
-    app = open_from_args(args)
-    try:
+    with open_from_args(args) as app:
         tty = sys.stderr.isatty()
 
         def progress(done: int, total: int) -> None:
             if tty:
                 print(f"\rrebuilding: {done}/{total}", end="", file=sys.stderr, flush=True)
 
-        result = dedup.rebuild(app.conn, app.config.dedup, progress)
+        result = app.rebuild(progress)
         if tty:
             print(file=sys.stderr)
         methods = ", ".join(f"{k} {v}" for k, v in sorted(result["by_method"].items()))
         print(f"rebuilt {result['entries']} entries in {result['seconds']} s: "
               f"{result['duplicates']} duplicates ({methods or 'none'})")
         return 0
-    finally:
-        app.close()

@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from scraper.app import Selection
 from scraper.cli.common import open_from_args
-from scraper.export import Selection, parse_since
+from scraper.export import parse_since
 
 
 def _since(text: str) -> str:
@@ -98,28 +99,18 @@ def _selection(args: argparse.Namespace) -> Selection:
 
 
 def _cmd_hexo(args: argparse.Namespace) -> int:
-    from scraper.export import hexo
-
-    app = open_from_args(args)
-    try:
-        report = hexo.export_hexo(app.conn, app.config, args.directory, flat=args.flat,
-                                  rewrite_all=args.all, selection=_selection(args))
-    finally:
-        app.close()
+    with open_from_args(args) as app:
+        report = app.export_hexo(args.directory, flat=args.flat, rewrite_all=args.all,
+                                 selection=_selection(args))
     print(f"hexo: {report.written} written ({report.new} new, {report.updated} updated), "
           f"{report.unchanged} unchanged -> {args.directory}")
     return 0
 
 
 def _cmd_jsonl(args: argparse.Namespace) -> int:
-    from scraper.export import jsonl
-
-    app = open_from_args(args)
-    try:
-        count = jsonl.export_jsonl(app.conn, args.file, selection=_selection(args),
-                                   incremental=args.incremental, raw=not args.no_raw)
-    finally:
-        app.close()
+    with open_from_args(args) as app:
+        count = app.export_jsonl(args.file, selection=_selection(args),
+                                 incremental=args.incremental, raw=not args.no_raw)
     if args.file != "-":
         print(f"jsonl: {count} entries -> {args.file}")
     else:
@@ -128,15 +119,9 @@ def _cmd_jsonl(args: argparse.Namespace) -> int:
 
 
 def _cmd_feed(args: argparse.Namespace) -> int:
-    from scraper.export import feed
-
-    app = open_from_args(args)
-    try:
-        count = feed.export_feed(app.conn, app.config, args.file, fmt=args.format,
-                                 limit=args.limit, title=args.title, link=args.link,
-                                 selection=_selection(args))
-    finally:
-        app.close()
+    with open_from_args(args) as app:
+        count = app.export_feed(args.file, fmt=args.format, limit=args.limit,
+                                title=args.title, link=args.link, selection=_selection(args))
     print(f"feed: {count} entries ({args.format})"
           + (f" -> {args.file}" if args.file != "-" else ""),
           file=sys.stderr if args.file == "-" else sys.stdout)

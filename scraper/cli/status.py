@@ -7,11 +7,10 @@ import json
 import os
 import sys
 import unicodedata
-from datetime import datetime
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from scraper import status, storage
+from scraper import app, status
 from scraper.cli.common import load_from_args
 from scraper.config import Config, ConfigError
 
@@ -43,55 +42,53 @@ def run(args: argparse.Namespace) -> int:
         if not db_arg:
             raise  # no way to find the database: cli.main reports it (exit 2)
         config_problem = str(exc)
-    path = Path(db_arg) if db_arg else config.database  # type: ignore[union-attr]
-    if not path.exists():
+    try:
+        scraper = app.open_scraper(config, db_arg, create=False)
+    except FileNotFoundError as exc:
         # Do not create an empty database as a side effect of looking at it.
-        print(f"scrape status: no database at {path} (the daemon has not run yet?)",
+        print(f"scrape status: no database at {exc.filename} (the daemon has not run yet?)",
               file=sys.stderr)
         return status.EXIT_UNHEALTHY
-    conn = storage.connect(path)
-    try:
-        now = storage.utcnow()
-        health = status.daemon_health(conn, now, args.max_age)
+    with scraper:
+        now = datetime.now(UTC)
         if args.check:
+            health = scraper.health(now, args.max_age)
             if args.json:
                 print(json.dumps(health.as_dict(), ensure_ascii=False))
             else:
                 word = "healthy" if health.healthy else "UNHEALTHY"
                 print(f"daemon {word}: {health.reason}")
             return status.EXIT_HEALTHY if health.healthy else status.EXIT_UNHEALTHY
-        report = status.build_report(conn, config, now, health)
-        if config_problem:
-            report["config_problem"] = config_problem
-        try:
-            if args.json:
-                json.dump(report, sys.stdout, ensure_ascii=False, indent=2)
-                sys.stdout.write("\n")
-            else:
-                print_report(report, sys.stdout, now)
-            sys.stdout.flush()
-        except BrokenPipeError:
-            # `scrape status | head`: the reader left; not an error.  Point stdout at
-            # /dev/null so the interpreter's final flush does not raise again.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    finally:
-        conn.close()
+        report = scraper.status(now, args.max_age)
+    if config_problem:
+        report["config_problem"] = config_problem
+    try:
+        if args.json:
+            json.dump(report, sys.stdout, ensure_ascii=False, indent=2)
+            sys.stdout.write("\n")
+        else:
+            print_report(report, sys.stdout, now)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `scrape status | head`: the reader left; not an error.  Point stdout at
+        # /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
 
 
 def _when(text: str | None, now: datetime) -> str:
-    when = storage.parse_iso(text)
-    return "-" if when is None else status._ago((now - when).total_seconds())
+    when = status.parse_time(text)
+    return "-" if when is None else status.ago((now - when).total_seconds())
 
 
 def _due(text: str | None, now: datetime) -> str:
-    when = storage.parse_iso(text)
+    when = status.parse_time(text)
     if when is None:
         return "now"
     delta = (when - now).total_seconds()
     if delta > 0:
-        return f"in {status._span(delta)}"
-    return "now" if delta > -60 else f"overdue {status._span(-delta)}"
+        return f"in {status.span(delta)}"
+    return "now" if delta > -60 else f"overdue {status.span(-delta)}"
 
 
 def _width(text: str) -> int:
@@ -129,17 +126,3 @@ def print_report(report: dict[str, Any], out: TextIO, now: datetime) -> None:
     d = report["daemon"]
     who = f" (pid {d['pid']} on {d['host']})" if d["pid"] else ""
     out.write(f"daemon: {'running' if d['healthy'] else 'not running'}{who}: {d['reason']}\n")
-    memory = d.get("memory")
-    if memory:
-        parts = [f"{_size(memory['rss_bytes'])} resident"]
-        if "filter_bytes" in memory:
-            parts.append(f"of which dedup's Bloom filters {_size(memory['filter_bytes'])}")
-        if "unmerged_entries" in memory:
-            parts.append(f"{memory['unmerged_entries']} recent entries in dedup's "
-                         f"in-memory index")
-        out.write(f"daemon memory at the last heartbeat (just after freeing unused heap): "
-                  f"{', '.join(parts)}\n")
-
-
-def _size(count: int) -> str:
-    return f"{count / 1048576:.1f} MiB" if count >= 1048576 else f"{count / 1024:.0f} KiB"

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import sqlite3
 import sys
 import tempfile
 import uuid
@@ -36,7 +35,10 @@ from typing import Any
 
 from scraper import storage as store
 from scraper.config import Config, FeedConfig
-from scraper.export import Selection, duplicates_of, feed_config, rows_by_id, where_clause
+from scraper.export import Selection, feed_config
+from scraper.storage import exports as stored
+from scraper.storage import reads
+from scraper.storage.reads import Connection
 from scraper.version import __version__
 
 ATOM = "http://www.w3.org/2005/Atom"
@@ -65,25 +67,15 @@ def _rfc822(when: datetime) -> str:
     return format_datetime(when.astimezone(UTC), usegmt=True)
 
 
-def latest_entries(conn: sqlite3.Connection, limit: int, selection: Selection | None = None
+def latest_entries(conn: Connection, limit: int, selection: Selection | None = None
                    ) -> list[dict[str, Any]]:
     """The newest ``limit`` originals with distinct links, newest first, with their dups."""
     selection = Selection(since=(selection or Selection()).since,
                           feeds=(selection or Selection()).feeds)  # originals only, always
-    where, params = where_clause(selection)
-    order = "COALESCE(e.published, e.fetched_at) DESC, e.id DESC"
     out: list[dict[str, Any]] = []
     links: set[str] = set()
-    offset = 0
-    page = max(limit, 50)
-    while len(out) < limit:
-        ids = [row[0] for row in conn.execute(
-            f"SELECT e.id FROM entries e WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
-            [*params, page, offset])]
-        if not ids:
-            break
-        offset += len(ids)
-        for entry in rows_by_id(conn, ids):
+    if limit > 0:
+        for entry in stored.newest_entries(conn, selection, page=max(limit, 50)):
             link = entry.get("url")
             if link:
                 if link in links:
@@ -92,7 +84,7 @@ def latest_entries(conn: sqlite3.Connection, limit: int, selection: Selection | 
             out.append(entry)
             if len(out) == limit:
                 break
-    dups = duplicates_of(conn, [e["id"] for e in out])
+    dups = stored.duplicates_of(conn, [e["id"] for e in out])
     for entry in out:
         # a related link equal to the entry's own link would say nothing
         seen = {entry.get("url")}
@@ -104,8 +96,8 @@ def latest_entries(conn: sqlite3.Connection, limit: int, selection: Selection | 
     return out
 
 
-def _feed_urls(conn: sqlite3.Connection) -> dict[str, str]:
-    return dict(conn.execute("SELECT name, url FROM feeds").fetchall())
+def _feed_urls(conn: Connection) -> dict[str, str]:
+    return {row["name"]: row["url"] for row in reads.feed_rows(conn)}
 
 
 def _author(entry: Mapping[str, Any], feed: FeedConfig | None) -> str:
@@ -206,7 +198,7 @@ def _serialize(root: ET.Element) -> bytes:
             + ET.tostring(root, encoding="utf-8", xml_declaration=False) + b"\n")
 
 
-def build_feed(conn: sqlite3.Connection, config: Config | None, *, fmt: str = "atom",
+def build_feed(conn: Connection, config: Config | None, *, fmt: str = "atom",
                limit: int = 50, title: str = "scrape: merged feed", link: str | None = None,
                selection: Selection | None = None) -> tuple[bytes, int]:
     """The document and how many entries it holds."""
@@ -215,7 +207,7 @@ def build_feed(conn: sqlite3.Connection, config: Config | None, *, fmt: str = "a
     return build(entries, config, _feed_urls(conn), title, link), len(entries)
 
 
-def export_feed(conn: sqlite3.Connection, config: Config | None, file: str | Path, *,
+def export_feed(conn: Connection, config: Config | None, file: str | Path, *,
                 fmt: str = "atom", limit: int = 50, title: str = "scrape: merged feed",
                 link: str | None = None, selection: Selection | None = None) -> int:
     """Write the merged feed to ``file`` (``-``: stdout), replacing it at once."""

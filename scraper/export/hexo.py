@@ -26,7 +26,6 @@ import contextlib
 import hashlib
 import os
 import re
-import sqlite3
 import tempfile
 import unicodedata
 from collections.abc import Mapping
@@ -42,7 +41,9 @@ import yaml
 from scraper import storage as store
 from scraper.config import Config, FeedConfig
 from scraper.core import rules
-from scraper.export import Selection, feed_config, rows_by_id, where_clause
+from scraper.export import Selection, feed_config
+from scraper.storage import exports as stored
+from scraper.storage.reads import Connection
 
 #: The wrapper around the article, exactly as the seeds have it.
 BODY_OPEN = "<div>   \n"
@@ -272,7 +273,7 @@ def target_name(directory: Path, flat: bool) -> str:
     return f"hexo{'-flat' if flat else ''}:{directory.resolve()}"
 
 
-def export_hexo(conn: sqlite3.Connection, config: Config | None, directory: str | Path, *,
+def export_hexo(conn: Connection, config: Config | None, directory: str | Path, *,
                 flat: bool = False, rewrite_all: bool = False,
                 selection: Selection | None = None) -> HexoReport:
     """Write the posts that are new (or changed) since the last export into ``directory``.
@@ -286,32 +287,26 @@ def export_hexo(conn: sqlite3.Connection, config: Config | None, directory: str 
     directory.mkdir(parents=True, exist_ok=True)
     selection = selection or Selection()
     target = target_name(directory, flat)
-    where, params = where_clause(selection)
-    recorded: dict[int, tuple[str, str | None]] = {
-        row[0]: (row[1], row[2]) for row in conn.execute(
-            "SELECT entry_id, path, content_hash FROM exports WHERE target = ?", (target,))}
-    taken: dict[str, int] = {_path_key(p): eid for eid, (p, _) in recorded.items()}
-
-    query = f"SELECT e.id FROM entries e WHERE {where}"
-    if not rewrite_all:
-        query += (" AND NOT EXISTS (SELECT 1 FROM exports x WHERE x.target = ? "
-                  "AND x.entry_id = e.id AND x.exported_at > e.updated_at)")
-        params.append(target)
-    ids = [row[0] for row in conn.execute(query + " ORDER BY e.id", params)]
+    recorded = stored.recorded(conn, target)
+    taken: dict[str, int] = {_path_key(r.path): eid for eid, r in recorded.items() if r.path}
+    chunks = stored.selected_chunks(conn, selection,
+                                    pending_for=None if rewrite_all else target)
 
     report = HexoReport()
     pending: list[tuple[int, str, str, str]] = []  # entry id, path, hash, text
 
-    for entry in rows_by_id(conn, ids):
+    for entry in (entry for chunk in chunks for entry in chunk):
         feed = feed_config(config, entry["feed"])
         rule = rules.resolve_rule(entry.get("url"), feed.rule if feed else None,
                                   config.sites if config else {})
         text = render_post(entry, feed, rule)
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
         entry_id = int(entry["id"])
-        if entry_id in recorded:
-            path, old_hash = recorded[entry_id]
-            if old_hash == digest and not (rewrite_all and not _same_file(directory / path, text)):
+        known = recorded.get(entry_id)
+        if known is not None and known.path:
+            path = known.path
+            if known.content_hash == digest and not (
+                    rewrite_all and not _same_file(directory / path, text)):
                 report.unchanged += 1
                 # refresh exported_at, so the entry is not looked at again until it changes
                 pending.append((entry_id, path, digest, ""))
@@ -354,7 +349,7 @@ def _free_path(directory: Path, wanted: str, entry: Mapping[str, Any], text: str
     raise RuntimeError(f"no free file name for entry {entry['id']} near {wanted!r}")
 
 
-def _flush(conn: sqlite3.Connection, directory: Path, target: str,
+def _flush(conn: Connection, directory: Path, target: str,
            pending: list[tuple[int, str, str, str]], report: HexoReport) -> None:
     """Record and write a batch in one transaction: a crash leaves no record without file.
 
@@ -363,15 +358,9 @@ def _flush(conn: sqlite3.Connection, directory: Path, target: str,
     """
     if not pending:
         return
-    stamp = store.iso(store.utcnow())
-    with store.transaction(conn):
+    with stored.recording(conn, target) as record:
         for entry_id, path, digest, text in pending:
-            conn.execute(
-                "INSERT INTO exports (target, entry_id, path, content_hash, exported_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(target, entry_id) DO UPDATE SET "
-                "path = excluded.path, content_hash = excluded.content_hash, "
-                "exported_at = excluded.exported_at",
-                (target, entry_id, path, digest, stamp))
+            record(entry_id, path, digest)
             if text:
                 _write_atomic(directory / path, text)
                 report.paths.append(directory / path)
@@ -393,10 +382,8 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def exported_paths(conn: sqlite3.Connection, directory: str | Path,
+def exported_paths(conn: Connection, directory: str | Path,
                    flat: bool = False) -> dict[int, str]:
     """entry id -> recorded relative path, for one output directory and layout."""
     target = target_name(Path(directory), flat)
-    return {row[0]: row[1] for row in conn.execute(
-        "SELECT entry_id, path FROM exports WHERE target = ?", (target,))}
-
+    return {eid: r.path for eid, r in stored.recorded(conn, target).items() if r.path}

@@ -17,33 +17,28 @@ import contextlib
 import hashlib
 import json
 import os
-import sqlite3
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from scraper import storage as store
-from scraper.export import CHUNK, Selection, duplicates_of, rows_by_id, where_clause
+from scraper.export import Selection
+from scraper.storage import exports as stored
+from scraper.storage.reads import Connection
 
 
 def target_name(file: str | Path) -> str:
     return "jsonl:-" if str(file) == "-" else f"jsonl:{Path(file).resolve()}"
 
 
-def records(conn: sqlite3.Connection, ids: list[int], raw: bool = True
+def records(conn: Connection, chunks: Iterator[list[dict[str, Any]]], raw: bool = True
             ) -> Iterator[dict[str, Any]]:
-    """The JSON objects for ``ids``, in that order, with duplicate links in both directions."""
-    for start in range(0, len(ids), CHUNK):
-        rows = list(rows_by_id(conn, ids[start:start + CHUNK]))
-        dups = duplicates_of(conn, [r["id"] for r in rows])
+    """The JSON objects of the entries, in order, with duplicate links in both directions."""
+    for rows in chunks:
+        dups = stored.duplicates_of(conn, [r["id"] for r in rows])
         parents = {r["duplicate_of"] for r in rows if r["duplicate_of"] is not None}
-        parent_urls: dict[int, str | None] = {}
-        if parents:
-            marks = ", ".join("?" * len(parents))
-            parent_urls = dict(conn.execute(
-                f"SELECT id, url FROM entries WHERE id IN ({marks})", list(parents)).fetchall())
+        parent_urls = stored.links_of(conn, parents) if parents else {}
         for row in rows:
             record = dict(row)
             if not raw:
@@ -54,25 +49,20 @@ def records(conn: sqlite3.Connection, ids: list[int], raw: bool = True
             yield record
 
 
-def export_jsonl(conn: sqlite3.Connection, file: str | Path, *,
+def export_jsonl(conn: Connection, file: str | Path, *,
                  selection: Selection | None = None, incremental: bool = False,
                  raw: bool = True) -> int:
     """Write the selected entries to ``file`` (``-``: stdout); returns how many lines."""
     selection = selection or Selection()
     target = target_name(file)
-    where, params = where_clause(selection)
     recorded: dict[int, str | None] = {}
-    query = f"SELECT e.id FROM entries e WHERE {where}"
     if incremental:
-        recorded = dict(conn.execute(
-            "SELECT entry_id, content_hash FROM exports WHERE target = ?", (target,)).fetchall())
-        query += (" AND NOT EXISTS (SELECT 1 FROM exports x WHERE x.target = ? "
-                  "AND x.entry_id = e.id AND x.exported_at > e.updated_at)")
-        params.append(target)
-    ids = [row[0] for row in conn.execute(query + " ORDER BY e.id", params)]
+        recorded = {i: r.content_hash for i, r in stored.recorded(conn, target).items()}
+    chunks = stored.selected_chunks(conn, selection,
+                                    pending_for=target if incremental else None)
 
     def lines() -> Iterator[tuple[int, str, str]]:
-        for record in records(conn, ids, raw=raw):
+        for record in records(conn, chunks, raw=raw):
             line = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
             digest = hashlib.sha256(line.encode("utf-8")).hexdigest()
             if incremental and recorded.get(record["id"]) == digest:
@@ -87,11 +77,9 @@ def export_jsonl(conn: sqlite3.Connection, file: str | Path, *,
         with path.open("a", encoding="utf-8", newline="\n") as out:
             return _write(conn, target, lines(), out)
     # A full export replaces the file at once: a reader never sees half of it.  What it
-    # holds is recorded only once it is in place, from a connection-local TEMP table (no
-    # lock on the database while the file is written).
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS jsonl_written "
-                 "(entry_id INTEGER PRIMARY KEY, content_hash TEXT)")
-    conn.execute("DELETE FROM temp.jsonl_written")
+    # holds is recorded only once it is in place, from what was staged meanwhile (no lock
+    # on the database while the file is written).
+    stored.start_staging(conn)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
@@ -102,28 +90,20 @@ def export_jsonl(conn: sqlite3.Connection, file: str | Path, *,
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    stamp = store.iso(store.utcnow())
-    with store.transaction(conn):
-        conn.execute(
-            "INSERT INTO exports (target, entry_id, path, content_hash, exported_at) "
-            "SELECT ?, entry_id, NULL, content_hash, ? FROM temp.jsonl_written WHERE true "
-            "ON CONFLICT(target, entry_id) DO UPDATE SET "
-            "content_hash = excluded.content_hash, exported_at = excluded.exported_at",
-            (target, stamp))
-    conn.execute("DELETE FROM temp.jsonl_written")
+    stored.commit_staged(conn, target)
     return count
 
 
-def _write(conn: sqlite3.Connection, target: str | None,
+def _write(conn: Connection, target: str | None,
            lines: Iterator[tuple[int, str, str]], out: IO[str]) -> int:
-    """Write the lines; record each batch for ``target`` once flushed (None: in TEMP only)."""
+    """Write the lines; record each batch for ``target`` once flushed (None: staged)."""
     count = 0
     batch: list[tuple[int, str]] = []
     for entry_id, line, digest in lines:
         out.write(line + "\n")
         count += 1
         batch.append((entry_id, digest))
-        if len(batch) >= CHUNK:
+        if len(batch) >= stored.CHUNK:
             out.flush()
             _record(conn, target, batch)
     out.flush()
@@ -131,19 +111,14 @@ def _write(conn: sqlite3.Connection, target: str | None,
     return count
 
 
-def _record(conn: sqlite3.Connection, target: str | None, batch: list[tuple[int, str]]) -> None:
+def _record(conn: Connection, target: str | None, batch: list[tuple[int, str]]) -> None:
     """Remember what ``target`` has, after it was written (a crash re-sends, never loses)."""
     if not batch:
         return
     if target is None:
-        conn.executemany("INSERT OR REPLACE INTO temp.jsonl_written VALUES (?, ?)", batch)
-        batch.clear()
-        return
-    stamp = store.iso(store.utcnow())
-    with store.transaction(conn):
-        conn.executemany(
-            "INSERT INTO exports (target, entry_id, path, content_hash, exported_at) "
-            "VALUES (?, ?, NULL, ?, ?) ON CONFLICT(target, entry_id) DO UPDATE SET "
-            "content_hash = excluded.content_hash, exported_at = excluded.exported_at",
-            [(target, entry_id, digest, stamp) for entry_id, digest in batch])
+        stored.stage(conn, batch)
+    else:
+        with stored.recording(conn, target) as record:
+            for entry_id, digest in batch:
+                record(entry_id, None, digest)
     batch.clear()

@@ -1,0 +1,24 @@
+"""Read-only views for the commands that look at the database (``scrape status``, the merged
+feed's source links): the feed rows and the entry totals."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+#: The open database every storage function takes (``storage.connect``).  Code above storage
+#: names it by this alias only, never by the driver's type, so that another backend changes
+#: this line and not the callers.
+Connection = sqlite3.Connection
+
+
+def feed_rows(conn: Connection) -> list[dict[str, Any]]:
+    """Every feed's stored state, by name; feeds since removed from the config included."""
+    return [dict(row) for row in conn.execute("SELECT * FROM feeds ORDER BY name")]
+
+
+def entry_totals(conn: Connection) -> tuple[int, int]:
+    """(entries stored, of which linked as duplicates)."""
+    row = conn.execute(
+        "SELECT COUNT(*), COUNT(duplicate_of) FROM entries").fetchone()
+    return int(row[0]), int(row[1])
