@@ -2,15 +2,26 @@
 
 Used by the tests and by bench/ (which puts tests/ on sys.path).  The posts are Hexo
 exports (see ../shared/seeds/README.md): front matter, then the article HTML in <div>.
+
+../shared sits beside the repository in CI, not in a user's clone.  Where it is absent, a
+test that reads it is skipped (:data:`SHARED_REASON`) instead of failing: the loaders skip
+when a test calls them, and a module-level constant (``POSTS = corpus_posts()``, evaluated
+while pytest collects) gets an :class:`Absent` sequence that reads as empty during
+collection and skips the test that first uses it.  Where ../shared exists, the loaders
+return plain lists as they always did.  The tests that must run everywhere use the
+repository's own fixtures (tests/fixtures/, tests/test_sources.py).
 """
 
 from __future__ import annotations
 
 import email.utils
 import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, NoReturn, TypeVar, overload
 from xml.sax.saxutils import escape
 
 import yaml
@@ -19,6 +30,90 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("SCRAPER_SHARED", REPO.parent / "shared"))
 CORPUS = SHARED / "corpus" / "posts"
 SEEDS = SHARED / "seeds"
+
+SHARED_REASON = "../shared not found: the corpus tests run where it is (CI)"
+
+#: Set by conftest.py while a test runs (setup, call, teardown); False while pytest
+#: imports test modules and outside pytest (bench/).
+IN_TEST = False
+#: Test modules that met an :class:`Absent` at import: conftest.py gives their empty
+#: parametrizations :data:`SHARED_REASON` instead of pytest's generic one.
+ABSENT_IN: set[str] = set()
+
+T = TypeVar("T")
+
+
+def shared_present() -> bool:
+    return CORPUS.is_dir() and SEEDS.is_dir()
+
+
+def skip_absent() -> NoReturn:
+    import pytest  # here, not at the top: bench/ imports this module without pytest
+
+    pytest.skip(SHARED_REASON)
+
+
+class Absent(Sequence[Any]):
+    """What a loader returns for ../shared when it is missing and no test is running.
+
+    Empty while pytest collects (a parametrize over it has no cases, a comprehension over it
+    gives ``[]``), and a skip as soon as a running test reads it.
+    """
+
+    def _check(self) -> None:
+        if IN_TEST:
+            skip_absent()
+
+    def __len__(self) -> int:
+        self._check()
+        return 0
+
+    def __iter__(self) -> Iterator[Any]:
+        self._check()
+        return iter(())
+
+    @overload
+    def __getitem__(self, index: int) -> Any: ...
+    @overload
+    def __getitem__(self, index: slice) -> Absent: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        self._check()
+        if isinstance(index, slice):
+            return self
+        raise IndexError(f"{SHARED_REASON}: no item {index}")
+
+    def __add__(self, other: object) -> Absent:
+        self._check()
+        return self
+
+    __radd__ = __add__
+
+    def __repr__(self) -> str:
+        return f"Absent({SHARED_REASON!r})"
+
+
+def _absent() -> Absent:
+    """Skip inside a test; during collection, remember the calling test module."""
+    if IN_TEST:
+        skip_absent()
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+    if frame is not None:
+        ABSENT_IN.add(str(Path(frame.f_code.co_filename).resolve()))
+    return Absent()
+
+
+def when_shared(load: Callable[[], T]) -> T | Absent:
+    """``load()`` where ../shared exists, else :class:`Absent` (for module-level data)."""
+    return load() if shared_present() else _absent()
+
+
+def seed_text(number: str) -> str:
+    """The text of seed ``number`` ("004"); skips the calling test without ../shared."""
+    if not shared_present():
+        skip_absent()
+    return next(SEEDS.glob(f"{number}_*.txt")).read_text(encoding="utf-8")
 
 
 @dataclass
@@ -64,12 +159,16 @@ def parse_post(path: Path) -> Post:
 
 
 def corpus_posts() -> list[Post]:
-    """The twelve corpus posts, in a stable order."""
+    """The twelve corpus posts, in a stable order (see the module docstring without them)."""
+    if not shared_present():
+        return _absent()  # type: ignore[return-value]
     return [parse_post(p) for p in sorted(CORPUS.rglob("*.md"))]
 
 
 def seed_posts() -> list[Post]:
     """Seeds 000-003 (004 is a scraped page, not a post)."""
+    if not shared_present():
+        return _absent()  # type: ignore[return-value]
     return [parse_post(p) for p in sorted(SEEDS.glob("00[0-3]_*.txt"))]
 
 
@@ -137,9 +236,16 @@ def rss_item(post: Post, link: str, guid: str | None = None, body: str | None = 
     )
 
 
+def _need(items: Sequence[object]) -> None:
+    """A feed of nothing, without ../shared, is corpus data that was not there: skip."""
+    if not items and IN_TEST and not shared_present():
+        skip_absent()
+
+
 def rss_feed(
     title: str, items: list[str], encoding: str = "utf-8", link: str = "https://example.org/"
 ) -> bytes:
+    _need(items)
     xml = (
         f'<?xml version="1.0" encoding="{encoding}"?>\n'
         '<rss version="2.0"><channel>'
@@ -164,6 +270,7 @@ def atom_entry(post: Post, link: str, entry_id: str | None = None) -> str:
 
 
 def atom_feed(title: str, entries: list[str]) -> bytes:
+    _need(entries)
     return (
         '<?xml version="1.0" encoding="utf-8"?>\n'
         '<feed xmlns="http://www.w3.org/2005/Atom">'
@@ -176,4 +283,5 @@ def posts_feed(
     posts: list[Post], title: str = "corpus", base: str = "https://example.org"
 ) -> bytes:
     """All ``posts`` as one RSS 2.0 feed, each linked with :func:`post_link`."""
+    _need(posts)
     return rss_feed(title, [rss_item(p, post_link(p, base)) for p in posts])

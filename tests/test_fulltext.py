@@ -11,13 +11,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from corpus import SEEDS
+from corpus import seed_text, when_shared
 
 from scraper.core.fulltext import decode_page, extract_article
 from scraper.core.normalize import normalize
 from scraper.core.rules import SiteRule
-
-SEED_004 = next(SEEDS.glob("004_*.txt")).read_text(encoding="utf-8")
 
 #: The related-link titles at the seed's tail, as the site lists them (read off the seed;
 #: the test below checks they add up to the seed's text).
@@ -45,11 +43,13 @@ NAV = ["首页", "科技", "金融", "汽车", "房产", "健康", "视频", "�
 
 
 def _article_paragraphs() -> list[str]:
-    body, _, _tail = SEED_004.partition(" " + RELATED[0])
+    body, _, _tail = seed_text("004").partition(" " + RELATED[0])
     return [p.strip() for p in body.split("\u3000\u3000") if p.strip()]
 
 
-PARAGRAPHS = _article_paragraphs()
+#: Module-level because test_fulltext_pipeline imports it; without ../shared the tests that
+#: read it are skipped (corpus.when_shared).
+PARAGRAPHS = when_shared(_article_paragraphs)
 
 
 def test_seed_pieces_add_up_to_the_seed() -> None:
@@ -58,7 +58,7 @@ def test_seed_pieces_add_up_to_the_seed() -> None:
     assert PARAGRAPHS[0].startswith("5月23日，小米与徕卡宣布达成战略影像合作")
     assert PARAGRAPHS[-1].endswith("很难撬动专业用户。")
     rebuilt = "\u3000\u3000".join(PARAGRAPHS) + " " + "".join(RELATED) + "".join(FOOTER)
-    assert re.sub(r"\s", "", rebuilt) == re.sub(r"\s", "", SEED_004.lstrip("\u3000"))
+    assert re.sub(r"\s", "", rebuilt) == re.sub(r"\s", "", seed_text("004").lstrip("\u3000"))
 
 
 def semantic_page() -> str:

@@ -95,6 +95,7 @@ def test_entry_contract_columns(tmp_path: Path, corpus_server: FeedServer) -> No
     assert rows(db, "PRAGMA user_version")[0][0] >= 1
 
 
+@pytest.mark.requires_shared
 def test_changed_entry_is_updated_not_duplicated(tmp_path: Path, feed_server: FeedServer) -> None:
     post = ZAKER[0]
     link = corpus.post_link(post)

@@ -15,6 +15,9 @@ Why it is built this way:
   every output byte has been through nh3 with the same allow-list.
 * ``normalize`` is pure and takes and returns plain picklable values, because the pipeline
   runs it in a ProcessPoolExecutor.  Per-rule compiled state is cached per process.
+
+This module is the walk (structure, text, credit lines).  Images and media are in
+``scraper.core.media``; the allow-list, nh3 and the URL checks in ``scraper.core.sanitize``.
 """
 
 from __future__ import annotations
@@ -22,12 +25,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from urllib.parse import urljoin, urlsplit
 
-import nh3
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
+from scraper.core.media import DIGITS as _DIGITS
+from scraper.core.media import LAZY_ATTRS, ImageRule
+from scraper.core.media import img as _img
+from scraper.core.media import media as _media
 from scraper.core.rules import SiteRule
+from scraper.core.sanitize import ALLOWED_TAGS, CLEAN_CONTENT_TAGS, UrlResolver
+from scraper.core.sanitize import CLEANER as _CLEANER
+from scraper.core.sanitize import esc_attr as _esc_attr
 
 __all__ = ["Normalized", "normalize", "ALLOWED_TAGS", "LAZY_ATTRS", "SUMMARY_CHARS"]
 
@@ -42,76 +50,15 @@ class Normalized:
     summary: str
 
 
-#: Attributes that hold an image's real URL when the page loads images lazily, in the order
-#: they win.  data-gif-url first: ZAKER puts a still frame in data-original and the animated
-#: GIF there.  data-actualsrc is Zhihu's.  A rule's own lazy_attrs are tried before these.
-LAZY_ATTRS: tuple[str, ...] = (
-    "data-gif-url",
-    "data-original",
-    "data-lazy-src",
-    "data-src",
-    "data-actualsrc",
-)
-
 #: "About the first 200 characters" (issue 3); a sentence end within the last half of the
 #: window is preferred to a hard cut.
 SUMMARY_CHARS = 200
 
-#: The article allow-list from issue 3, plus sub/sup (formulas, footnote marks: unwrapping
-#: them changes meaning, "H2O", "10^9") .  Must match what the walk below can emit.
-ALLOWED_TAGS: frozenset[str] = frozenset(
-    {
-        "p", "a", "img", "figure", "figcaption", "h1", "h2", "h3", "h4", "h5", "h6",
-        "ul", "ol", "li", "blockquote", "pre", "code",
-        "table", "caption", "thead", "tbody", "tfoot", "tr", "th", "td",
-        "strong", "em", "b", "i", "u", "s", "sub", "sup", "br", "hr",
-        "video", "audio", "source",
-    }
-)  # fmt: skip
-
-_ALLOWED_ATTRIBUTES: dict[str, set[str]] = {
-    "a": {"href", "title"},
-    "img": {"src", "alt", "title", "width", "height"},
-    "video": {"src", "poster", "controls", "preload", "width", "height"},
-    "audio": {"src", "controls", "preload"},
-    "source": {"src", "type"},
-    "td": {"colspan", "rowspan"},
-    "th": {"colspan", "rowspan"},
-    "ol": {"start"},
-}
-
-#: Removed together with their content.  Disjoint from ALLOWED_TAGS (nh3 insists).
-_CLEAN_CONTENT_TAGS: frozenset[str] = frozenset(
-    {
-        "script", "style", "iframe", "frame", "frameset", "object", "embed", "applet",
-        "template", "svg", "math", "noscript", "noembed", "noframes", "textarea", "select",
-        "button", "title", "xmp", "plaintext", "canvas", "head", "dialog",
-    }
-)  # fmt: skip
-
-_CLEANER = nh3.Cleaner(
-    tags=set(ALLOWED_TAGS),
-    clean_content_tags=set(_CLEAN_CONTENT_TAGS),
-    attributes=_ALLOWED_ATTRIBUTES,
-    link_rel="noopener noreferrer nofollow",
-    # The image hosts of the sources we follow refuse hot-linked requests (issue 3).  The
-    # walk writes referrerpolicy and loading on every <img>; nh3 lets only these values
-    # through.  (set_tag_attribute_values would also add them, but in hash-map order,
-    # which differs between processes and breaks byte-for-byte stable output.)
-    tag_attribute_values={
-        "img": {"referrerpolicy": {"no-referrer"}, "loading": {"lazy"}},
-    },
-    set_tag_attribute_values={"video": {"controls": ""}, "audio": {"controls": ""}},
-    url_schemes={"http", "https", "mailto"},
-    # The walk makes every URL absolute; anything still relative is a bug or a trick.
-    url_relative="deny",
-    strip_comments=True,
-)
 
 # --- tag classes for the walk ----------------------------------------------------------------
 
 #: Dropped with everything inside (executable, interactive, or not article content).
-_DROP = _CLEAN_CONTENT_TAGS | {
+_DROP = CLEAN_CONTENT_TAGS | {
     "meta", "link", "base", "input", "option", "optgroup", "datalist", "param", "track",
     "map", "area", "picture-source", "form-control", "portal", "slot", "menu",
 }  # fmt: skip
@@ -140,20 +87,6 @@ _LINE_MAX = 300
 
 _WS = re.compile(r"[ \t\n\r\f]+")
 _BR = "\x00"  # a <br> in a block's text parts (see "the walk"); the parser never emits NUL
-_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
-_URL_TABNL = re.compile(r"[\t\n\r]")
-_URL_CTRL = re.compile(r"[\x00-\x1f\x7f]")
-_URL_STRIP = "".join(chr(c) for c in range(0x21))  # C0 controls and space, as browsers do
-_DIGITS = re.compile(r"\d{1,5}\Z")
-_MIME = re.compile(r"[a-z]+/[-+.a-z0-9]+\Z")
-#: Images that are not a story's picture: icons, logos, spacers, and Mydrivers'
-#: end_article.png (seeds/002-003).
-_NOT_LEAD = re.compile(
-    r"(?:^|[/_.\-])(?:icons?|logo|avatar|emoji|spacer|blank|pixel|1x1|end_article|loading)"
-    r"(?:[/_.\-]|$)",
-    re.IGNORECASE,
-)
-_LEAD_MIN_PX = 50  # a picture with a declared side below this is an icon or a badge
 
 
 def _collapse(s: str) -> str:
@@ -172,110 +105,37 @@ def _esc(s: str) -> str:
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _esc_attr(s: str) -> str:
-    return s.replace("&", "&amp;").replace('"', "&quot;")
-
-
 @dataclass(frozen=True)
 class _Compiled:
     """A rule in the form the walk uses, built once per rule per process."""
 
     remove: str | None
     drop: re.Pattern[str] | None
-    lazy: tuple[str, ...]
-    proxy: str | None
-    proxy_prefix: str
-    proxy_hosts: tuple[str, ...]
+    images: ImageRule
 
 
 @lru_cache(maxsize=256)
 def _compile(rule: SiteRule) -> _Compiled:
     drop = "|".join(f"(?:{p})" for p in rule.drop_lines)
-    proxy = rule.image_proxy or None
     return _Compiled(
         remove=", ".join(rule.remove) or None,
         drop=re.compile(drop) if drop else None,
-        lazy=tuple(dict.fromkeys((*rule.lazy_attrs, *LAZY_ATTRS))),
-        proxy=proxy,
-        proxy_prefix=proxy.split("{url}", 1)[0] if proxy else "",
-        proxy_hosts=tuple(h.lower() for h in rule.image_proxy_hosts),
+        images=ImageRule.of(rule),
     )
 
 
-class _Ctx:
-    """Walk state: the compiled rule, the base URL and what the walk found."""
+class _Ctx(UrlResolver):
+    """Walk state: the compiled rule, the base URL (``url()``) and what the walk found."""
 
-    __slots__ = ("rule", "base", "base_scheme", "removed", "lead", "poster")
+    __slots__ = ("rule", "images", "removed", "lead", "poster")
 
     def __init__(self, rule: _Compiled, base: str | None, removed: set[int]) -> None:
+        super().__init__(base)
         self.rule = rule
-        self.base = base
-        self.base_scheme = "https"
-        if base:
-            scheme = base.split(":", 1)[0].lower()
-            if scheme in ("http", "https"):
-                self.base_scheme = scheme
-            else:
-                self.base = None
+        self.images = rule.images
         self.removed = removed
         self.lead: str | None = None
         self.poster: str | None = None
-
-    # -- URLs ------------------------------------------------------------------------------
-
-    def url(self, raw: str | None, *, mailto: bool = False) -> str | None:
-        """An absolute http(s) (or mailto) URL, or None: what a browser would fetch, checked.
-
-        Browsers drop leading/trailing C0 controls and spaces and every tab/newline inside
-        a URL before reading its scheme, which is how "jav&#x09;ascript:" works; do the
-        same first, then accept only http, https and (for links) mailto.
-        """
-        if not raw:
-            return None
-        u = raw.strip(_URL_STRIP)
-        if not u:
-            return None
-        if "\t" in u or "\n" in u or "\r" in u:
-            u = _URL_TABNL.sub("", u)
-        if _URL_CTRL.search(u):
-            return None
-        if " " in u:
-            u = u.replace(" ", "%20")  # as a browser sends it; keeps spaces out of attributes
-        head = u[:8].lower()
-        if head.startswith(("http://", "https://")):
-            return u
-        if u.startswith(("//", "\\\\", "/\\", "\\/")):
-            return f"{self.base_scheme}:{u}" if len(u) > 2 else None
-        m = _SCHEME.match(u)
-        if m is not None:
-            scheme = m.group(1).lower()
-            if scheme == "mailto" and mailto:
-                return u
-            if scheme not in ("http", "https"):
-                return None
-            # "http:foo" (no slashes) is relative to the base in a browser.
-        if self.base is None:
-            return None
-        try:
-            out = urljoin(self.base, u)
-        except ValueError:
-            return None
-        return out if out[:8].lower().startswith(("http://", "https://")) else None
-
-    def proxied(self, src: str) -> str:
-        r = self.rule
-        if r.proxy is None or (r.proxy_prefix and src.startswith(r.proxy_prefix)):
-            return src
-        if r.proxy_hosts:
-            try:
-                host = urlsplit(src).hostname or ""
-            except ValueError:
-                return src
-            if not any(host == h or host.endswith("." + h) for h in r.proxy_hosts):
-                return src
-        elif src[:7].lower() != "http://":
-            return src
-        return r.proxy.replace("{url}", src)
 
     def dropped(self, text: str, clean: bool = False) -> bool:
         """Whether ``text`` (one element's whole text) is a line the rule drops.
@@ -298,87 +158,6 @@ class _Ctx:
 _BR_SPACES = re.compile(r" ?\x00[ \x00]*")
 #: Node kinds the walk never descends into (comments, doctype) plus dropped tags.
 _IGNORE = _DROP | {"-comment", "-doctype", "-document", None}
-
-
-def _img(node: LexborNode, ctx: _Ctx, out: list[str]) -> bool:
-    attrs = node.attributes
-    raw = None
-    for name in ctx.rule.lazy:
-        v = attrs.get(name)
-        if v and v.lstrip()[:5].lower() != "data:":
-            raw = v
-            break
-    if raw is None:
-        raw = attrs.get("src")
-    src = ctx.url(raw)
-    if src is None:
-        return False
-    width, height = attrs.get("width"), attrs.get("height")
-    if width in ("0", "1") or height in ("0", "1"):
-        return False  # a tracking pixel, not content
-    src = ctx.proxied(src)
-    parts = [f'<img src="{_esc_attr(src)}"']
-    for name in ("alt", "title"):
-        v = attrs.get(name)
-        if v and not v.isspace():
-            parts.append(f' {name}="{_esc_attr(_WS.sub(" ", v).strip())}"')
-    for name, v in (("width", width), ("height", height)):
-        if v and _DIGITS.match(v.strip()):
-            parts.append(f' {name}="{v.strip()}"')
-    parts.append(' referrerpolicy="no-referrer" loading="lazy">')
-    out.append("".join(parts))
-    if ctx.lead is None and _lead_ok(src, attrs):
-        ctx.lead = src
-    return True
-
-
-def _lead_ok(src: str, attrs: dict[str, str | None]) -> bool:
-    if _NOT_LEAD.search(src):
-        return False
-    for name in ("width", "height", "w", "h", "data-width", "data-height"):
-        v = attrs.get(name)
-        if v and _DIGITS.match(v.strip()) and int(v) < _LEAD_MIN_PX:
-            return False
-    return True
-
-
-def _media(node: LexborNode, tag: str, ctx: _Ctx) -> str | None:
-    attrs = node.attributes
-    parts = [f"<{tag}"]
-    src = ctx.url(attrs.get("src"))
-    if src:
-        parts.append(f' src="{_esc_attr(src)}"')
-    if tag == "video":
-        poster = ctx.url(attrs.get("poster"))
-        if poster:
-            poster = ctx.proxied(poster)
-            parts.append(f' poster="{_esc_attr(poster)}"')
-            if ctx.poster is None:
-                ctx.poster = poster
-    parts.append(' controls=""')
-    preload = (attrs.get("preload") or "").strip().lower()
-    if preload in ("none", "metadata", "auto"):
-        parts.append(f' preload="{preload}"')
-    if tag == "video":
-        for name in ("width", "height"):
-            v = attrs.get(name)
-            if v and _DIGITS.match(v.strip()):
-                parts.append(f' {name}="{v.strip()}"')
-    parts.append(">")
-    sources = 0
-    removed = ctx.removed
-    for child in node.iter():
-        if child.tag == "source" and not (removed and child.mem_id in removed):
-            s = ctx.url(child.attributes.get("src"))
-            if s:
-                sources += 1
-                typ = (child.attributes.get("type") or "").strip().lower()
-                t = f' type="{typ}"' if _MIME.match(typ) else ""
-                parts.append(f'<source src="{_esc_attr(s)}"{t}>')
-    if not src and not sources:
-        return None
-    parts.append(f"</{tag}>")
-    return "".join(parts)
 
 
 def _inline(node: LexborNode, ctx: _Ctx, out: list[str], text: list[str]) -> bool:
@@ -556,9 +335,7 @@ def _flow(
         _emit_run(run_tag, run, run_text, run_media, ctx, blocks, texts)
 
 
-def _container(
-    node: LexborNode, tag: str, ctx: _Ctx, blocks: list[str], texts: list[str]
-) -> None:
+def _container(node: LexborNode, tag: str, ctx: _Ctx, blocks: list[str], texts: list[str]) -> None:
     """blockquote and li: a block that holds flow content."""
     sub: list[str] = []
     sub_texts: list[str] = []
