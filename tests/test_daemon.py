@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -26,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from scraper import daemon
 from scraper import refresh as pipeline
 from scraper import storage as store
 from scraper.config import ConfigError, DaemonSettings, daemon_settings, load_config
+from scraper.core import decide
 
 REPO = Path(__file__).resolve().parent.parent
 #: The issue's bound for a graceful stop.
@@ -204,6 +206,58 @@ def test_all_database_work_runs_on_one_thread(feed_server: FeedServer, tmp_path:
     recorder.close()
 
 
+def never_dead(_holder: str) -> bool:
+    return False
+
+
+def claim(conn: sqlite3.Connection, who: str, names: list[str], *, limit: int = 100,
+          per_host: int = 100, at: datetime | None = None) -> store.Claimed:
+    now = at or store.utcnow()
+    return store.claim_due(conn, names, claimant=who, now=now,
+                           until=now + timedelta(seconds=60), limit=limit,
+                           per_host=per_host, is_dead=never_dead)
+
+
+def test_each_due_feed_is_claimed_by_one_process_once_per_due_time(tmp_path: Path) -> None:
+    conn = store.connect(tmp_path / "x.db")
+    names = [f"f{i}" for i in range(6)]
+    store.sync_feeds(conn, [(n, f"http://h{i}.example/feed") for i, n in enumerate(names)])
+    first = claim(conn, "a:1", names, limit=2)
+    assert len(first.names) == 2 and first.held_back == 4
+    second = claim(conn, "b:2", names)
+    assert not set(first.names) & set(second.names)
+    assert sorted(first.names + second.names) == names
+    assert claim(conn, "c:3", names).names == []
+    # The refresh's outcome moves the due time and releases the claim in one transaction:
+    # the feed is free, but not due again for this due time.
+    done = first.names[0]
+    plan = decide.decide(store.utcnow(), decide.FeedFacts(url="http://x", interval=600),
+                         decide.Attempt(status=200), random.Random(1))
+    store.apply_plan(conn, done, plan, claimant="a:1")
+    state = store.feed_state(conn, done)
+    assert state["claimed_by"] is None and state["next_due_at"] is not None
+    assert claim(conn, "c:3", names).names == []
+    # A claim expires: a process that died cannot hold its feeds for ever.
+    later = store.utcnow() + timedelta(seconds=120)
+    assert sorted(claim(conn, "c:3", names, at=later).names) == sorted(
+        n for n in names if n != done)
+    conn.close()
+
+
+def test_claims_keep_the_per_host_limit_across_processes(tmp_path: Path) -> None:
+    conn = store.connect(tmp_path / "x.db")
+    names = [f"f{i}" for i in range(5)]
+    store.sync_feeds(conn, [(n, f"http://one.example/{n}") for n in names]
+                     + [("other", "http://two.example/feed")])
+    a = claim(conn, "a:1", names, per_host=2)
+    assert len(a.names) == 2 and a.held_back == 3
+    b = claim(conn, "b:2", [*names, "other"], per_host=2)
+    assert b.names == ["other"]  # one.example is full, whoever holds its claims
+    store.release_claim(conn, a.names[0], "a:1")
+    assert len(claim(conn, "b:2", names, per_host=2).names) == 1
+    conn.close()
+
+
 # -- the subprocess harness --------------------------------------------------------------------
 
 def feeds_yaml(feeds: dict[str, str], interval: str = "2s",
@@ -251,15 +305,18 @@ def scrape(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedPr
 
 
 @contextmanager
-def running_daemon(tmp_path: Path, config_text: str, **settings: str) -> Iterator[Running]:
-    config, db, log_path = tmp_path / "feeds.yaml", tmp_path / "scrape.db", tmp_path / "d.log"
-    config.write_text(config_text, encoding="utf-8")
+def running_daemon(tmp_path: Path, config_text: str | None, *args: str, log_name: str = "d.log",
+                   **settings: str) -> Iterator[Running]:
+    """A daemon subprocess on ``tmp_path``'s feeds.yaml (written unless None) and scrape.db."""
+    config, db, log_path = tmp_path / "feeds.yaml", tmp_path / "scrape.db", tmp_path / log_name
+    if config_text is not None:
+        config.write_text(config_text, encoding="utf-8")
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "scraper", "--config", str(config), "--db", str(db),
-             "--workers", "1", "--log-format", "json"],
+             "--workers", "1", "--log-format", "json", *args],
             cwd=tmp_path, stdout=log_file, stderr=subprocess.STDOUT,
-            env=env(SCRAPE_HEARTBEAT="1", SCRAPE_TICK="0.2", **settings),
+            env=env(**{"SCRAPE_HEARTBEAT": "1", "SCRAPE_TICK": "0.2", **settings}),
             start_new_session=True)  # its own process group: the daemon and its workers
     try:
         yield Running(proc, log_path, config, db)
@@ -507,3 +564,117 @@ def test_once_runs_beside_the_daemon(feed_server: FeedServer, tmp_path: Path) ->
             assert sorted(links) == sorted(handler.served), name
     finally:
         conn.close()
+
+
+class Counting:
+    """A static feed that takes ``delay`` seconds to answer and counts what it served, and
+    how many requests (of every ``Counting`` sharing ``shared``) ran at once."""
+
+    def __init__(self, body: bytes, delay: float, shared: dict[str, int],
+                 lock: threading.Lock) -> None:
+        self.body, self.delay, self.shared, self.lock = body, delay, shared, lock
+        self.count = 0
+
+    def __call__(self, _req: Request) -> Response:
+        with self.lock:
+            self.count += 1
+            self.shared["active"] += 1
+            self.shared["max"] = max(self.shared["max"], self.shared["active"])
+        try:
+            time.sleep(self.delay)
+            return Response(body=self.body, headers={"Content-Type": "application/rss+xml"})
+        finally:
+            with self.lock:
+                self.shared["active"] -= 1
+
+
+def counting_feeds(server: FeedServer, names: list[str], delay: float
+                   ) -> tuple[dict[str, Counting], dict[str, int]]:
+    shared = {"active": 0, "max": 0}
+    lock = threading.Lock()
+    handlers = {}
+    for name in names:
+        handlers[name] = Counting(static_feed(seed_posts(), name, f"https://{name}.example"),
+                                  delay, shared, lock)
+        server.route(f"/{name}.xml", handlers[name])
+    return handlers, shared
+
+
+def claimed_now(db: Path) -> int:
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    except sqlite3.Error:
+        return 0  # not created yet
+    try:
+        return conn.execute("SELECT COUNT(*) FROM feeds WHERE claimed_until > ?",
+                            (store.iso(store.utcnow()),)).fetchone()[0]
+    except sqlite3.Error:
+        return 0
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_two_daemons_never_refresh_a_feed_twice_for_one_due_time(feed_server: FeedServer,
+                                                                 tmp_path: Path) -> None:
+    names = [f"f{i:02d}" for i in range(16)]
+    handlers, _ = counting_feeds(feed_server, names, delay=0.2)
+    # Every feed is due at once, and not again for an hour: each must be fetched exactly
+    # once, whichever daemon claims it.
+    text = feeds_yaml({n: feed_server.url(f"/{n}.xml") for n in names}, interval="1h")
+    text = text.replace("per_host: 16", "per_host: 4")
+    with running_daemon(tmp_path, text, log_name="one.log") as one, \
+            running_daemon(tmp_path, None, log_name="two.log") as two:
+        wait_for(lambda: all(h.count >= 1 for h in handlers.values()), 30,
+                 "every feed refreshed once", one.proc, one.log_path)
+        # Then many more ticks of both loops (0.2 s each): nothing is due, so nothing may
+        # be fetched again.
+        time.sleep(3)
+        for d in (one, two):
+            d.proc.send_signal(signal.SIGTERM)
+        assert one.proc.wait(timeout=EXIT_DEADLINE) == 0
+        assert two.proc.wait(timeout=EXIT_DEADLINE) == 0
+        lines = [e for d in (one, two) for e in d.events() if e.get("event") == "refresh"]
+    assert {n: h.count for n, h in handlers.items()} == dict.fromkeys(names, 1)
+    assert sorted(e["feed"] for e in lines) == names
+    assert all(e["status"] == "ok" for e in lines)
+    assert duplicate_rows(one.db) == []
+
+
+@pytest.mark.slow
+def test_the_loop_keeps_the_per_host_limit(feed_server: FeedServer, tmp_path: Path) -> None:
+    names = [f"f{i}" for i in range(8)]
+    handlers, shared = counting_feeds(feed_server, names, delay=0.6)
+    text = feeds_yaml({n: feed_server.url(f"/{n}.xml") for n in names}, interval="1h")
+    text = text.replace("per_host: 16", "per_host: 2")
+    most = 0
+    with running_daemon(tmp_path, text) as d:
+        deadline = time.monotonic() + 30
+        while not all(h.count >= 1 for h in handlers.values()):
+            assert time.monotonic() < deadline, d.log_text()[-3000:]
+            assert d.proc.poll() is None, d.log_text()[-3000:]
+            most = max(most, claimed_now(d.db))
+            time.sleep(0.02)
+    # The loop claims no more than two feeds of the host at once (the fetcher's own limit
+    # would queue the rest; their claims would still show), and does use both slots.
+    assert most == 2
+    assert shared["max"] == 2
+
+
+@pytest.mark.slow
+def test_a_daemon_claims_only_its_feed_list(feed_server: FeedServer, tmp_path: Path) -> None:
+    handlers, _ = counting_feeds(feed_server, ["a", "b", "c"], delay=0)
+    text = feeds_yaml({n: feed_server.url(f"/{n}.xml") for n in "abc"}, interval="1s")
+    with running_daemon(tmp_path, text, "--feed", "a", "--feed", "b") as d:
+        wait_for(lambda: handlers["a"].count >= 2 and handlers["b"].count >= 2, 20,
+                 "repeated refreshes of the listed feeds", d.proc, d.log_path)
+        d.proc.send_signal(signal.SIGTERM)
+        assert d.proc.wait(timeout=EXIT_DEADLINE) == 0
+    assert handlers["c"].count == 0
+    conn = sqlite3.connect(d.db)
+    try:
+        row = conn.execute("SELECT last_fetch_at, claimed_by FROM feeds WHERE name = 'c'"
+                           ).fetchone()
+    finally:
+        conn.close()
+    assert row == (None, None)
