@@ -407,7 +407,8 @@ def main() -> int:
     print(f"daemon RSS parts at start: {warm_parts}; at end: {end_parts}")
     print(f"change: daemon {(end.rss - warm.rss) / MIB:+.1f} MiB, with workers "
           f"{(end.tree - warm.tree) / MIB:+.1f} MiB; second half: daemon "
-          f"{(half[-1].rss - half[0].rss) / MIB:+.1f} MiB")
+          f"{(half[-1].rss - half[0].rss) / MIB:+.1f} MiB, slope "
+          f"{slope_mib_per_hour(half):+.1f} MiB per hour")
     print(f"daemon RSS per {args.window:g} s window, MiB (min / median / max):")
     for end_t, low, middle, high in windows([s for s in samples if s.t >= warm.t],
                                             args.window):
