@@ -12,16 +12,21 @@ The feeds are a mix meant to exercise every path a months-long run takes:
 - "static" feeds (20%) answer 304 Not Modified after the first fetch;
 - "broken" feeds (10%) answer 500, so the backoff path runs too.
 
+The daemon runs on Python's default allocator: the soak takes ``PYTHONMALLOC`` and glibc's
+``MALLOC_*`` tuning out of its environment.  Its RSS is read here, from /proc/PID/status
+(``VmRSS``), never from the daemon itself.
+
 Usage:
     python bench/soak.py                      # one hour (the issue's figure)
-    python bench/soak.py --duration 300       # a five-minute check
-    python bench/soak.py --duration 300 --feeds 50 --interval 5 --sample 30
+    python bench/soak.py --minutes 10 --window 120    # a ten-minute check
+    python bench/soak.py --minutes 5 --feeds 50 --interval 5 --sample 30
 
 Not a test: it takes as long as you ask, and memory figures are for a human to read.
 Expect the daemon's RSS to climb during the first minutes by up to SQLite's page cache
 (``store.CACHE_KIB``, 16 MiB) as the database grows past it, then stay flat: that cache
-is bounded, a leak is not.  Read the windows' minima and medians at the end (see
-:func:`windows`), not two single samples.
+is bounded, a leak is not.  The target: over the last 40 minutes of the hour, every sample
+within 5 MiB of their median.  Read the windows' minima and medians (see :func:`windows`),
+not two single samples.
 """
 
 from __future__ import annotations
@@ -47,12 +52,18 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
 from corpus import Post, corpus_posts, post_link, rss_feed, rss_item, seed_posts  # noqa: E402
-from dedup_scale import cipher  # noqa: E402
 from server import FeedServer, Request, Response  # noqa: E402
 
-from scraper import dedup, status  # noqa: E402
-
 PAGE = os.sysconf("SC_PAGE_SIZE")
+MIB = 1048576
+#: The stretch at the end of the run whose RSS must stay flat (the issue's target: the last
+#: 40 minutes of an hour, once SQLite's page cache has filled).
+FLAT_SECONDS = 40 * 60
+#: ...within this much of the stretch's median.
+FLAT_MIB = 5.0
+#: What would move the daemon off Python's default allocator.
+ALLOCATOR_ENV = ("PYTHONMALLOC", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
+                 "MALLOC_ARENA_MAX", "MALLOC_TOP_PAD_")
 
 
 def sentence_pool(posts: list[Post]) -> list[str]:
@@ -69,7 +80,7 @@ def sentence_pool(posts: list[Post]) -> list[str]:
 
 def article(sentences: list[str], seed: str, shared: bool = False) -> list[str]:
     """16 sentences drawn from the corpus, each CJK character then mapped through a
-    substitution of the article's own (``dedup_scale.cipher``), as unrelated news is.
+    substitution of the article's own (:func:`cipher`), as unrelated news is.
 
     Why the substitution: articles made of the corpus's few hundred sentences share one or two
     sentences with more and more stored articles as the database grows, so every new one had
@@ -85,6 +96,18 @@ def article(sentences: list[str], seed: str, shared: bool = False) -> list[str]:
     if shared:
         return drawn
     return cipher("\n".join(drawn), rng).split("\n")
+
+
+def cipher(text: str, rng: random.Random) -> str:
+    """Map each CJK character through a random substitution over the CJK block (as
+    bench/dedup_scale.py does, without importing it: it loads the dedup module)."""
+    table: dict[str, str] = {}
+    out = []
+    for c in text:
+        if "\u4e00" <= c <= "\u9fff":
+            c = table.setdefault(c, chr(rng.randint(0x4E00, 0x9FFF)))
+        out.append(c)
+    return "".join(out)
 
 
 class FreshFeed:
@@ -119,6 +142,19 @@ class FreshFeed:
                         headers={"Content-Type": "application/rss+xml"}, etag=False)
 
 
+def vm_rss(pid: int) -> int:
+    """The resident memory of ``pid`` as ``top`` shows it (``VmRSS`` of /proc/PID/status),
+    in bytes; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def tree_rss(pid: int) -> tuple[int, int]:
     """(RSS of ``pid``, RSS of ``pid`` and all its descendants), in bytes, from /proc."""
     children: dict[int, list[int]] = {}
@@ -144,7 +180,7 @@ def tree_rss(pid: int) -> tuple[int, int]:
         p = stack.pop()
         total += rss(p)
         stack.extend(children.get(p, []))
-    return rss(pid), total
+    return vm_rss(pid), total
 
 
 @dataclass
@@ -156,8 +192,6 @@ class Sample:
     errors: int
     entries: int
     db_bytes: int
-    #: Bytes of Bloom filters the daemon held at its last heartbeat (``dedup.held``).
-    filters: int = 0
 
 
 def rss_parts(pid: int) -> str:
@@ -208,24 +242,6 @@ def read_rows(db: Path, sql: str, params: tuple[object, ...] = ()) -> list[tuple
         conn.close()
 
 
-def filter_bytes(db: Path) -> tuple[int, int]:
-    """(bytes of every bucket's Bloom filter in the database, bytes of the largest
-    ``dedup._FILTERS_KEPT``): the daemon keeps up to that many filters in memory, and they grow
-    with their buckets' keys, so its RSS may grow by as much as the second figure does, with
-    the data and not with time.  (0, 0) before the first merge."""
-    sizes = sorted((r[0] for r in read_rows(db, "SELECT length(bits) FROM dedup_filters")),
-                   reverse=True)
-    return sum(sizes), sum(sizes[:dedup._FILTERS_KEPT])
-
-
-def held_filters(db: Path) -> int:
-    """Bytes of Bloom filters the daemon held at its last heartbeat (``scrape status``'s
-    memory line, ``status.MEMORY``); 0 before the first."""
-    rows = read_rows(db, "SELECT value FROM meta WHERE key = ?", (status.MEMORY,))
-    memory = status.parse_memory(rows[0][0] if rows else None) or {}
-    return memory.get("filter_bytes", 0)
-
-
 def entry_count(db: Path) -> int:
     rows = read_rows(db, "SELECT COUNT(*) FROM entries")
     return rows[0][0] if rows else 0
@@ -235,19 +251,12 @@ def mib(n: int) -> str:
     return f"{n / 1048576:7.1f} MiB"
 
 
-def windows(samples: list[Sample], seconds: float
-            ) -> list[tuple[float, float, float, float, float]]:
-    """(window end, min, median, max, median less the Bloom filters held) of the daemon's RSS
-    in MiB per ``seconds``-long window.
+def windows(samples: list[Sample], seconds: float) -> list[tuple[float, float, float, float]]:
+    """(window end, min, median, max) of the daemon's RSS in MiB per ``seconds``-long window.
 
-    Why: the RSS is a sawtooth (dedup's memory level fills for MERGE_ENTRIES entries, about
-    4 minutes here, then a merge empties it; the heartbeat trims the heap every 10 s), and one
-    sample a minute lands anywhere on a tooth: two single samples can differ by 5 MiB with
-    nothing growing.  The windows' minima and medians show a drift the teeth hide.
-
-    The last figure takes out the Bloom filters the daemon held (``dedup.held``): they
-    grow with the data (all of this run's entries land in one 28-day bucket, whose filter
-    doubles as it fills), not with time, and the rest is what a leak would grow."""
+    Why: the RSS is a sawtooth (each refresh's garbage, SQLite's cache, the WAL), and one
+    sample a minute lands anywhere on a tooth: two single samples can differ by megabytes
+    with nothing growing.  The windows' minima and medians show a drift the teeth hide."""
     # The last sample is taken at the end of the run, a moment past its last boundary: it
     # belongs to the last window, not to one of its own.
     count = max(1, round(samples[-1].t / seconds))
@@ -258,30 +267,36 @@ def windows(samples: list[Sample], seconds: float
     for n, window in enumerate(buckets):
         if not window:
             continue
-        rss = sorted(s.rss / 1048576 for s in window)
-        less = sorted((s.rss - s.filters) / 1048576 for s in window)
-        out.append(((n + 1) * seconds, rss[0], rss[len(rss) // 2], rss[-1],
-                    less[len(less) // 2]))
+        rss = sorted(s.rss / MIB for s in window)
+        out.append(((n + 1) * seconds, rss[0], rss[len(rss) // 2], rss[-1]))
     return out
 
 
-def slope_mib_per_hour(samples: list[Sample], less_filters: bool = False) -> float:
-    """Least-squares slope of the daemon's RSS over ``samples`` (less the Bloom filters it
-    held, with ``less_filters``), in MiB per hour."""
+def slope_mib_per_hour(samples: list[Sample]) -> float:
+    """Least-squares slope of the daemon's RSS over ``samples``, in MiB per hour."""
     n = len(samples)
     if n < 2:
         return 0.0
-    ys = [s.rss - s.filters if less_filters else s.rss for s in samples]
     mt = sum(s.t for s in samples) / n
-    mr = sum(ys) / n
+    mr = sum(s.rss for s in samples) / n
     var = sum((s.t - mt) ** 2 for s in samples)
-    cov = sum((s.t - mt) * (y - mr) for s, y in zip(samples, ys, strict=True))
-    return cov / var * 3600 / 1048576 if var else 0.0
+    cov = sum((s.t - mt) * (s.rss - mr) for s in samples)
+    return cov / var * 3600 / MIB if var else 0.0
+
+
+def flat(samples: list[Sample]) -> tuple[float, float, float, bool]:
+    """(min, median, max) in MiB of ``samples``, and whether all lie within ``FLAT_MIB`` of
+    the median."""
+    rss = sorted(s.rss / MIB for s in samples)
+    middle = rss[len(rss) // 2]
+    return rss[0], middle, rss[-1], rss[-1] - middle <= FLAT_MIB and middle - rss[0] <= FLAT_MIB
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=3600, help="seconds (default 3600)")
+    parser.add_argument("--minutes", type=float, default=60, help="run time (default 60)")
+    parser.add_argument("--duration", type=float, default=None,
+                        help="run time in seconds (overrides --minutes)")
     parser.add_argument("--feeds", type=int, default=200, help="loopback feeds (default 200)")
     parser.add_argument("--interval", type=int, default=10, help="feed interval, s (default 10)")
     parser.add_argument("--sample", type=float, default=20, help="seconds between samples")
@@ -293,6 +308,8 @@ def main() -> int:
                         help="articles share the corpus's sentences, unciphered: each has more "
                              "candidates than the last (how soaks ran before this option)")
     args = parser.parse_args()
+    if args.duration is None:
+        args.duration = args.minutes * 60
 
     posts = corpus_posts() + seed_posts()
     sentences = sentence_pool(corpus_posts())
@@ -318,7 +335,8 @@ def main() -> int:
                   f"    interval: {args.interval}s"]
     config.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    env = {k: v for k, v in os.environ.items() if k not in ALLOCATOR_ENV}
+    env.update(PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                SCRAPE_HEARTBEAT="10")
     print(f"soak: {args.feeds} feeds ({kinds['fresh']} fresh, {kinds['static']} static, "
           f"{kinds['broken']} broken) every {args.interval} s for {args.duration:g} s; "
@@ -332,7 +350,6 @@ def main() -> int:
     samples: list[Sample] = []
     warm: Sample | None = None
     warm_parts = end_parts = "not sampled"
-    warm_filters = (0, 0)
     print(f"{'t (s)':>7} {'daemon RSS':>12} {'with workers':>13} {'refreshes':>10} "
           f"{'errors':>7} {'entries':>8} {'db + wal':>12}", flush=True)
     try:
@@ -347,7 +364,7 @@ def main() -> int:
                 refreshes, errors, _ = count_events(log)
                 size = sum(p.stat().st_size for p in work.glob("scrape.db*"))
                 sample = Sample(now - started, rss, tree, refreshes, errors, entry_count(db),
-                                size, held_filters(db))
+                                size)
                 samples.append(sample)
                 print(f"{sample.t:7.0f} {mib(rss):>12} {mib(tree):>13} {refreshes:>10} "
                       f"{errors:>7} {sample.entries:>8} {mib(size):>12}", flush=True)
@@ -356,7 +373,6 @@ def main() -> int:
                 if warm is None and refreshes >= args.feeds:
                     warm = sample
                     warm_parts = rss_parts(proc.pid)
-                    warm_filters = filter_bytes(db)
                 end_parts = rss_parts(proc.pid)
                 next_sample += args.sample
             if now - started >= args.duration:
@@ -382,29 +398,28 @@ def main() -> int:
     dups = conn.execute("SELECT COUNT(*) FROM (SELECT 1 FROM entries GROUP BY feed, entry_key "
                         "HAVING COUNT(*) > 1)").fetchone()[0]
     conn.close()
-    end_filters = filter_bytes(db)
     half = [s for s in samples if s.t >= end.t / 2]
+    last = [s for s in samples if s.t >= max(warm.t, end.t - FLAT_SECONDS)]
     print()
     print(f"RSS at start (t={warm.t:.0f} s): daemon {mib(warm.rss)}, with workers "
           f"{mib(warm.tree)}")
     print(f"RSS at end   (t={end.t:.0f} s): daemon {mib(end.rss)}, with workers {mib(end.tree)}")
     print(f"daemon RSS parts at start: {warm_parts}; at end: {end_parts}")
-    print(f"change: daemon {(end.rss - warm.rss) / 1048576:+.1f} MiB, with workers "
-          f"{(end.tree - warm.tree) / 1048576:+.1f} MiB; second half: daemon "
-          f"{(half[-1].rss - half[0].rss) / 1048576:+.1f} MiB")
-    print(f"dedup's Bloom filters in the database: {mib(warm_filters[0])} at start, "
-          f"{mib(end_filters[0])} at end; the {dedup._FILTERS_KEPT} largest, which the daemon may "
-          f"hold in memory: {mib(warm_filters[1])} -> {mib(end_filters[1])}")
-    print(f"Bloom filters the daemon held (its heartbeat): {mib(warm.filters)} at start, "
-          f"{mib(end.filters)} at end")
-    print(f"daemon RSS per {args.window:g} s window, MiB (min / median / max; median less "
-          f"the Bloom filters held):")
-    for end_t, low, middle, high, less in windows([s for s in samples if s.t >= warm.t],
-                                                  args.window):
-        print(f"  to {end_t:6.0f} s: {low:6.1f} / {middle:6.1f} / {high:6.1f};  {less:6.1f}")
-    print(f"slope of the daemon's RSS over the second half: "
-          f"{slope_mib_per_hour(half):+.1f} MiB per hour; less the Bloom filters held: "
-          f"{slope_mib_per_hour(half, less_filters=True):+.1f}")
+    print(f"change: daemon {(end.rss - warm.rss) / MIB:+.1f} MiB, with workers "
+          f"{(end.tree - warm.tree) / MIB:+.1f} MiB; second half: daemon "
+          f"{(half[-1].rss - half[0].rss) / MIB:+.1f} MiB, slope "
+          f"{slope_mib_per_hour(half):+.1f} MiB per hour")
+    print(f"daemon RSS per {args.window:g} s window, MiB (min / median / max):")
+    for end_t, low, middle, high in windows([s for s in samples if s.t >= warm.t],
+                                            args.window):
+        print(f"  to {end_t:6.0f} s: {low:6.1f} / {middle:6.1f} / {high:6.1f}")
+    low, middle, high, ok = flat(last)
+    span = end.t - last[0].t
+    print(f"last {span / 60:.0f} min ({len(last)} samples): min {low:.1f} / median {middle:.1f} "
+          f"/ max {high:.1f} MiB; slope {slope_mib_per_hour(last):+.1f} MiB per hour; "
+          f"{'within' if ok else 'NOT within'} +-{FLAT_MIB:g} MiB of the median"
+          + ("" if span >= FLAT_SECONDS - 60 else
+             f" (the target is over {FLAT_SECONDS // 60} min of a 1 h run)"))
     print(f"refreshes: {refreshes} ({errors} errors, from the broken feeds), entries: "
           f"{end.entries}, duplicate rows: {dups}, 'database is locked': {locked}")
     print(f"SIGTERM -> exit {code} in {stop_seconds:.1f} s; integrity_check: {check}")

@@ -6,8 +6,9 @@ user with fifty feeds knows which line to fix; nothing is written before the con
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -124,6 +125,80 @@ class FetchSettings:
 
 
 @dataclass(frozen=True)
+class DaemonSettings:
+    """Timings of the daemon's own housekeeping: the ``daemon:`` block of feeds.yaml.
+
+    The ``SCRAPE_*`` environment variables (``DAEMON_ENV``) override the file, so that a
+    container (docker-compose.yml) and the tests can set them without editing feeds.yaml.
+    """
+
+    #: Seconds between heartbeats.  ``scrape status --check`` calls the daemon dead after
+    #: three missed beats, so 30 s gives a 90 s detection time, close to Docker's default
+    #: health-check period (30 s x 3 retries).
+    heartbeat: float = 30.0
+    #: Seconds between checks of feeds.yaml's mtime; 0 turns the watch off (SIGHUP still
+    #: reloads).  2 s: an edit is live before the user has switched to the log.
+    config_poll: float = 2.0
+    #: Seconds in-flight refreshes get after SIGTERM.  The promise is an exit within 30 s
+    #: (Docker's stop timeout in docker-compose.yml); this leaves 5 s to cancel, close the
+    #: worker pool and the database.
+    shutdown_grace: float = 25.0
+    #: Seconds between the loop's questions "which feeds are due now?".  A feed is refreshed
+    #: at most this late; 1 s is far inside the schedule's own jitter (10% of the interval,
+    #: 3 min at the 30 min default), and the question reads one short row per feed.  A slot
+    #: freed by a finished refresh is refilled at once, without waiting for the tick.
+    tick: float = 1.0
+
+
+#: The environment variable that overrides each ``daemon:`` setting.
+DAEMON_ENV = {"heartbeat": "SCRAPE_HEARTBEAT", "config_poll": "SCRAPE_CONFIG_POLL",
+              "shutdown_grace": "SCRAPE_SHUTDOWN_GRACE", "tick": "SCRAPE_TICK"}
+
+
+def _seconds(key: str, value: object) -> float:
+    """A daemon timing: seconds (a number) or a duration ('30s', '2m'); only the config
+    watch may be 0 (off)."""
+    if isinstance(value, str) and (m := _INTERVAL_RE.match(value)):
+        unit = m.group(2).lower() if m.group(2) else None
+        value = float(m.group(1)) * _UNIT_SECONDS[unit]
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        raise ValueError(f"{key}: expected seconds or a duration such as '30s', got {value!r}")
+    if value < 0 or (value == 0 and key != "config_poll"):
+        raise ValueError(f"{key}: expected a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _daemon_from_mapping(data: object, where: str) -> DaemonSettings:
+    if not isinstance(data, dict):
+        raise ValueError("expected a mapping of daemon timings")
+    known = [f.name for f in fields(DaemonSettings)]
+    values: dict[str, float] = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ValueError(f"{key}: unknown key (expected one of: {', '.join(known)})")
+        values[key] = _seconds(key, value)
+    return DaemonSettings(**values)
+
+
+def daemon_settings(config: Config, env: Mapping[str, str] | None = None) -> DaemonSettings:
+    """The config's ``daemon:`` timings with the ``SCRAPE_*`` overrides of ``env`` (default:
+    this process's environment) applied; a bad value is a ConfigError naming the variable."""
+    env = os.environ if env is None else env
+    values: dict[str, float] = {}
+    for key, name in DAEMON_ENV.items():
+        raw = env.get(name)
+        if raw is None or not raw.strip():
+            continue
+        try:
+            values[key] = _seconds(key, raw.strip())
+        except ValueError:
+            raise ConfigError(f"{name}: expected a positive number of seconds, got {raw!r}"
+                              ) from None
+    return DaemonSettings(**{**{f.name: getattr(config.daemon, f.name)
+                                for f in fields(DaemonSettings)}, **values})
+
+
+@dataclass(frozen=True)
 class FeedConfig:
     name: str
     url: str
@@ -151,6 +226,7 @@ class Config:
     sites: dict[str, rules.SiteRule] = field(default_factory=dict)
     dedup: DedupSettings = field(default_factory=DedupSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
 
     def feed(self, name: str) -> FeedConfig:
         for feed in self.feeds:
@@ -179,7 +255,8 @@ T = TypeVar("T")
 
 _FEED_KEYS = {"name", "url", "categories", "interval", "timeout", "enabled", "fulltext",
               "adaptive", "rules", "image_proxy", "author"}
-_TOP_KEYS = {"feeds", "defaults", "rsshub_base", "database", "sites", "dedup", "fetch"}
+_TOP_KEYS = {"feeds", "defaults", "rsshub_base", "database", "sites", "dedup", "fetch",
+              "daemon"}
 
 
 def load_config(path: str | Path) -> Config:
@@ -245,6 +322,7 @@ def config_from_data(data: object, path: Path) -> Config:
                           ) from None
     dedup_settings = sub("dedup", dedup_from_mapping, data.get("dedup") or {})
     fetch_settings = sub("fetch", _fetch_from_mapping, data.get("fetch") or {})
+    daemon = sub("daemon", _daemon_from_mapping, data.get("daemon") or {})
 
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
@@ -268,7 +346,8 @@ def config_from_data(data: object, path: Path) -> Config:
         seen[feed.name] = index
         feeds.append(feed)
     return Config(path=path, feeds=tuple(feeds), database=db_path, rsshub_base=rsshub_base,
-                  sites=sites, dedup=dedup_settings, fetch=fetch_settings)
+                  sites=sites, dedup=dedup_settings, fetch=fetch_settings,
+                  daemon=daemon)
 
 
 def _feed(index: int, raw: object, defaults: dict, rsshub_base: str, label: str) -> FeedConfig:

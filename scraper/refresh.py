@@ -14,31 +14,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
 import os
 import random
-import signal
 import socket
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
 from scraper import dedup
 from scraper import storage as store
-from scraper.config import Config, FeedConfig
-from scraper.core import fingerprint, fulltext, normalize, rules, schedule
+from scraper.config import Config, DedupSettings, FeedConfig, FetchSettings
+from scraper.core import decide, fingerprint, fulltext, normalize, rules, schedule
 from scraper.core.parse import ParsedEntry, ParseError, parse_feed
-from scraper.net.fetch import Fetcher, FetchResult
+from scraper.net.fetch import Fetcher
+from scraper.workers import make_executor
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-#: How often a worker checks that the main process still runs (a sleep, not a busy loop).
-ORPHAN_CHECK_SECONDS = 2.0
 
 #: Who holds a feed's claim: unique per process, readable in `scrape status`.
 CLAIMANT = f"{socket.gethostname()}:{os.getpid()}"
@@ -57,6 +53,14 @@ class Prepared:
     image: str | None
     fingerprint: fingerprint.Fingerprint | None = None
 
+    def data(self) -> decide.EntryData:
+        e = self.entry
+        return decide.EntryData(
+            key=self.key, raw_hash=self.raw_hash, url=e.url, guid=e.guid, title=e.title,
+            author=e.author, published=e.published, content_html=self.content_html,
+            content_text=self.content_text, summary=self.summary, image=self.image,
+            raw_html=e.content_html)
+
 
 @dataclass
 class FeedResult:
@@ -70,6 +74,8 @@ class FeedResult:
     warning: str | None = None
     http_status: int | None = None
     seconds: float = 0.0
+    #: When the feed is due next, as recorded (None when nothing could be recorded).
+    next_due_at: datetime | None = None
 
     @property
     def failed(self) -> bool:
@@ -110,7 +116,7 @@ def scan_feed(body: bytes, headers: Mapping[str, str], url: str) -> FeedScan:
 
 
 def prepare_feed(body: bytes, headers: Mapping[str, str], url: str, feed: FeedConfig,
-                 sites: Mapping[str, rules.SiteRule], settings: dedup.DedupSettings,
+                 sites: Mapping[str, rules.SiteRule], settings: DedupSettings,
                  known: Mapping[str, str]) -> PreparedFeed:
     """Parse and normalize the entries that are new or changed (runs in a worker process)."""
     parsed = parse_feed(body, headers, url)
@@ -131,7 +137,7 @@ def prepare_feed(body: bytes, headers: Mapping[str, str], url: str, feed: FeedCo
 
 
 def prepare_entry(entry: ParsedEntry, key: str, raw_hash: str, feed: FeedConfig,
-                  sites: Mapping[str, rules.SiteRule], settings: dedup.DedupSettings,
+                  sites: Mapping[str, rules.SiteRule], settings: DedupSettings,
                   html: str | None = None) -> Prepared:
     base = entry.url or feed.url
     rule = rules.resolve_rule(base, feed.rule, dict(sites))
@@ -142,51 +148,20 @@ def prepare_entry(entry: ParsedEntry, key: str, raw_hash: str, feed: FeedConfig,
                     fingerprint=fp)
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    # forkserver: workers are forked from a clean server process, not from a parent that
-    # runs threads (APScheduler, test servers), which fork would copy mid-lock.
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["scraper.refresh"])
-    return ctx
-
-
-def _worker_init(parent: int) -> None:
-    """Workers leave signals to the main process, and never outlive it.
-
-    SIGINT (Ctrl-C reaches the whole process group) would kill a worker mid-task and break
-    the pool while the main process is stopping gracefully.  And a worker of a SIGKILLed
-    main process waits forever: it blocks on its task queue, whose pipe it holds open
-    itself, and it holds the fork server's "alive" pipe, so the fork server stays too (seen:
-    orphans with parent pid 1 after tests/test_crash.py).  Its parent is the fork server,
-    so PR_SET_PDEATHSIG cannot help; a thread that checks on the main process can.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def watch() -> None:
-        while True:
-            time.sleep(ORPHAN_CHECK_SECONDS)
-            try:
-                os.kill(parent, 0)
-            except ProcessLookupError:
-                os._exit(0)
-            except PermissionError:
-                os._exit(0)  # our parent's pid now belongs to another user: it is gone
-
-    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
-
-
-def make_executor(workers: int | None = None) -> Executor | None:
-    """A process pool for CPU work, or None to work inline (``workers=0``)."""
-    if workers is None:
-        workers = os.cpu_count() or 1
-    if workers <= 0:
-        return None
-    return ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
-                               initializer=_worker_init, initargs=(os.getpid(),))
+def claim_seconds(feed: FeedConfig, fetch: FetchSettings) -> float:
+    """How long a claim on ``feed`` lasts: the longest a refresh can take (its fetch deadline
+    per attempt, four times over for full-text pages and the worker queue) plus a minute.
+    A killed process's claim frees the feed after this, at most."""
+    return (feed.timeout or fetch.timeout) * (fetch.retries + 1) * 4 + 60
 
 
 class Refresher:
-    """Refreshes feeds into one database; shared by ``scrape --once`` and the daemon."""
+    """Refreshes feeds into one database; shared by ``scrape --once`` and the daemon.
+
+    The order of one refresh: claim, read the feed's row, fetch, parse (worker), ask storage
+    which entries it has, normalize what is new (worker), decide (``core.decide``), apply the
+    plan in one transaction with dedup inside it.  The refresher decides nothing itself.
+    """
 
     def __init__(self, config: Config, conn: sqlite3.Connection, fetcher: Fetcher,
                  executor: Executor | None = None, rng: random.Random | None = None,
@@ -219,17 +194,6 @@ class Refresher:
         """
         return await asyncio.get_running_loop().run_in_executor(self._db_thread, fn, *args)
 
-    def _known(self, feed_name: str, keys: list[str]) -> dict[str, str]:
-        """Stored raw hashes of these entries of the feed (chunked: SQLite's variable limit)."""
-        known: dict[str, str] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            known.update(self.conn.execute(
-                f"SELECT entry_key, raw_hash FROM entries WHERE feed = ? "
-                f"AND entry_key IN ({marks})", (feed_name, *chunk)).fetchall())
-        return known
-
     def close(self) -> None:
         self._db_thread.shutdown(wait=True)
         if self.executor is not None:
@@ -247,10 +211,11 @@ class Refresher:
 
         return list(await asyncio.gather(*(one(f) for f in feeds)))
 
-    async def refresh(self, feed: FeedConfig) -> FeedResult:
+    async def refresh(self, feed: FeedConfig, *, claimed: bool = False) -> FeedResult:
+        """Refresh one feed; ``claimed``: the caller (the daemon's loop) holds its claim."""
         started = time.perf_counter()
         result = FeedResult(feed=feed.name)
-        if not await self.db(self._claim, feed):
+        if not claimed and not await self.db(self._claim, feed):
             result.status = "busy"
             result.warning = "skipped: another process is refreshing this feed"
             return result
@@ -259,37 +224,17 @@ class Refresher:
         except Exception as exc:  # one feed's bug must not stop the others
             log.exception("%s: unexpected failure", feed.name)
             result.status, result.error = "error", f"internal error: {type(exc).__name__}: {exc}"
-            await self.db(self._record_failure, feed, result, None)
+            await self.db(self._write, feed, result, decide.Attempt(error=result.error))
         finally:
-            await self.db(self._release, feed)
+            await self.db(store.release_claim, self.conn, feed.name, CLAIMANT)
         result.seconds = time.perf_counter() - started
         return result
 
     def _claim(self, feed: FeedConfig) -> bool:
-        """Take the feed for this process, unless another one holds an unexpired claim.
-
-        The claim expires on its own (a killed process cannot hold a feed forever): the
-        longest a refresh can take is the fetch deadline per attempt plus full-text pages.
-        """
         now = self.clock()
-        hold = (feed.timeout or self.fetcher.settings.timeout) * (self.fetcher.settings.retries + 1)
-        until = now + timedelta(seconds=hold * 4 + 60)
-        with store.transaction(self.conn):
-            self.conn.execute("INSERT OR IGNORE INTO feeds (name, url) VALUES (?, ?)",
-                              (feed.name, feed.url))
-            holder = self.conn.execute("SELECT claimed_by FROM feeds WHERE name = ?",
-                                       (feed.name,)).fetchone()[0]
-            stale = holder is not None and claim_is_dead(holder)
-            cur = self.conn.execute(
-                "UPDATE feeds SET claimed_by = ?, claimed_until = ? WHERE name = ? "
-                "AND (claimed_until IS NULL OR claimed_until < ? OR claimed_by = ? OR ?)",
-                (CLAIMANT, store.iso(until), feed.name, store.iso(now), CLAIMANT, stale))
-            return cur.rowcount == 1
-
-    def _release(self, feed: FeedConfig) -> None:
-        with store.transaction(self.conn):
-            self.conn.execute("UPDATE feeds SET claimed_by = NULL, claimed_until = NULL "
-                              "WHERE name = ? AND claimed_by = ?", (feed.name, CLAIMANT))
+        until = now + timedelta(seconds=claim_seconds(feed, self.fetcher.settings))
+        return store.claim_feed(self.conn, feed.name, feed.url, claimant=CLAIMANT, now=now,
+                                until=until, is_dead=claim_is_dead)
 
     async def _refresh(self, feed: FeedConfig, result: FeedResult) -> None:
         state = await self.db(store.feed_state, self.conn, feed.name)
@@ -297,38 +242,39 @@ class Refresher:
                                            last_modified=state.get("last_modified"),
                                            timeout=feed.timeout)
         result.http_status = fetched.status
+        attempt = decide.Attempt(status=fetched.status, headers=fetched.headers,
+                                 retry_after=fetched.retry_after)
         if not fetched.ok:
             result.status, result.error = "error", fetched.error
-            await self.db(self._record_failure, feed, result, fetched)
+            await self.db(self._write, feed, result, _failed(attempt, fetched.error))
             return
         if fetched.not_modified:
             result.status = "not-modified"
-            result.unchanged = int(state.get("entry_count") or 0)
-            await self.db(self._record_success, feed, fetched, None, [], result)
+            await self.db(self._write, feed, result, replace(attempt, not_modified=True))
             return
         try:
             scan = await self._cpu(scan_feed, fetched.body, fetched.headers, fetched.url)
         except ParseError as exc:
             result.status, result.error = "error", str(exc)
-            await self.db(self._record_failure, feed, result, fetched)
+            await self.db(self._write, feed, result, _failed(attempt, str(exc)))
             return
         assert isinstance(scan, FeedScan)
+        attempt = replace(attempt, ttl=scan.ttl)
         if scan.problem:
             result.warning = f"malformed feed, entries kept: {scan.problem}"
             log.warning("%s: %s", feed.name, result.warning)
-        known = await self.db(self._known, feed.name, [key for key, _ in scan.identities])
+        keys = [key for key, _ in scan.identities]
+        known = await self.db(store.known_hashes, self.conn, feed.name, keys)
         if all(known.get(key) == raw for key, raw in scan.identities):
-            result.unchanged = len(scan.identities)
-            await self.db(self._record_success, feed, fetched, scan.ttl, [], result)
+            await self.db(self._write, feed, result, attempt, [], known, len(keys))
             return
         prepared = await self._cpu(prepare_feed, fetched.body, fetched.headers, fetched.url,
                                    feed, self.config.sites, self.config.dedup, known)
         assert isinstance(prepared, PreparedFeed)
         if feed.fulltext:
             await self._fulltext(feed, prepared.entries, known)
-        result.unchanged = prepared.unchanged
-        await self.db(self._record_success, feed, fetched, prepared.ttl, prepared.entries,
-                      result)
+        await self.db(self._write, feed, result, attempt, prepared.entries, known,
+                      prepared.unchanged)
 
     async def _fulltext(self, feed: FeedConfig, entries: list[Prepared],
                         known: Mapping[str, str]) -> None:
@@ -348,88 +294,41 @@ class Refresher:
 
         await asyncio.gather(*(one(i, e) for i, e in enumerate(entries)))
 
-    # -- writes (synchronous: one transaction each, never interleaved on the loop) ----------
-
-    def _record_failure(self, feed: FeedConfig, result: FeedResult,
-                        fetched: FetchResult | None) -> None:
+    def _write(self, feed: FeedConfig, result: FeedResult, attempt: decide.Attempt,
+               entries: list[Prepared] | None = None, known: Mapping[str, str] | None = None,
+               unchanged: int = 0) -> None:
+        """Decide, then apply the plan (on the database thread: one transaction)."""
         now = self.clock()
         state = store.feed_state(self.conn, feed.name)
-        errors = int(state.get("error_count") or 0) + 1
-        retry_after = fetched.retry_after if fetched else None
-        due = schedule.next_due(now, feed.interval, errors,
-                                schedule.Outcome(ok=False, retry_after=retry_after), self.rng)
-        log.debug("%s: error: %s", feed.name, result.error)
-        with store.transaction(self.conn):
-            self.conn.execute(
-                "UPDATE feeds SET last_fetch_at = ?, last_status = ?, last_error = ?, "
-                "last_error_at = ?, error_count = ?, next_due_at = ?, retry_after_at = ? "
-                "WHERE name = ?",
-                (store.iso(now), fetched.status if fetched else None, result.error, store.iso(now),
-                 errors, store.iso(due),
-                 store.iso(now + timedelta(seconds=retry_after)) if retry_after else None,
-                 feed.name))
+        facts = decide.FeedFacts(url=feed.url, interval=feed.interval, adaptive=feed.adaptive,
+                                 error_count=int(state.get("error_count") or 0),
+                                 entry_count=int(state.get("entry_count") or 0))
+        recent: list[datetime | None] = []
+        if feed.adaptive and attempt.error is None:
+            since = now - timedelta(seconds=schedule.ADAPTIVE_WINDOW)
+            recent = store.recent_dates(self.conn, feed.name, since)
+        items = entries or []
+        plan = decide.decide(now, facts, attempt, self.rng, entries=[p.data() for p in items],
+                             known=known, unchanged=unchanged, recent=recent)
+        prints = {p.key: p.fingerprint for p in items if p.fingerprint is not None}
+        touched = [e.key for e in (*plan.new, *plan.updated)]
 
-    def _adaptive_interval(self, feed: FeedConfig, now: datetime) -> int:
-        """The feed's publishing rate over the adaptive window, from its stored entries."""
-        since = store.iso(now - timedelta(seconds=schedule.ADAPTIVE_WINDOW))
-        rows = self.conn.execute(
-            "SELECT COALESCE(published, fetched_at) FROM entries WHERE feed = ? "
-            "AND COALESCE(published, fetched_at) >= ?", (feed.name, since)).fetchall()
-        return schedule.adaptive_interval((store.parse_iso(r[0]) for r in rows), now,
-                                          floor=feed.interval)
+        def link(ids: list[int]) -> None:
+            fingerprints = {i: prints[k] for i, k in zip(ids, touched, strict=True)
+                            if k in prints}
+            links = dedup.link_entries(self.conn, ids, self.config.dedup, fingerprints)
+            result.duplicates = sum(1 for x in links if x.duplicate_of is not None)
 
-    def _record_success(self, feed: FeedConfig, fetched: FetchResult, ttl: int | None,
-                        entries: list[Prepared], result: FeedResult) -> None:
-        now = self.clock()
-        max_age = schedule.cache_lifetime(fetched.headers, now)
-        stamp = store.iso(now)
-        conn = self.conn
-        with store.transaction(conn):
-            touched: list[int] = []
-            fingerprints: dict[int, fingerprint.Fingerprint] = {}
-            for item in entries:
-                e = item.entry
-                row = conn.execute("SELECT id FROM entries WHERE feed = ? AND entry_key = ?",
-                                   (feed.name, item.key)).fetchone()
-                values = (e.url, e.guid, e.title, e.author, e.published, item.content_html,
-                          item.content_text, item.summary, item.image, e.content_html,
-                          item.raw_hash)
-                if row is None:
-                    cur = conn.execute(
-                        "INSERT INTO entries (feed, entry_key, url, guid, title, author, "
-                        "published, content_html, content_text, summary, image, raw_html, "
-                        "raw_hash, fetched_at, updated_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (feed.name, item.key, *values, stamp, stamp))
-                    entry_id = int(cur.lastrowid or 0)
-                    result.new += 1
-                else:
-                    entry_id = int(row[0])
-                    conn.execute(
-                        "UPDATE entries SET url = ?, guid = ?, title = ?, author = ?, "
-                        "published = ?, content_html = ?, content_text = ?, summary = ?, "
-                        "image = ?, raw_html = ?, raw_hash = ?, updated_at = ? WHERE id = ?",
-                        (*values, stamp, entry_id))
-                    result.updated += 1
-                touched.append(entry_id)
-                if item.fingerprint is not None:
-                    fingerprints[entry_id] = item.fingerprint
-            if touched:
-                links = dedup.link_entries(conn, touched, self.config.dedup, fingerprints)
-                result.duplicates = sum(1 for link in links if link.duplicate_of is not None)
-            adaptive = self._adaptive_interval(feed, now) if feed.adaptive else None
-            due = schedule.next_due(now, feed.interval, 0,
-                                    schedule.Outcome(ok=True, max_age=max_age, ttl_minutes=ttl,
-                                                     adaptive=adaptive), self.rng)
-            headers = fetched.headers
-            conn.execute(
-                "UPDATE feeds SET url = ?, etag = COALESCE(?, etag), "
-                "last_modified = COALESCE(?, last_modified), last_fetch_at = ?, "
-                "last_success_at = ?, last_status = ?, error_count = 0, next_due_at = ?, "
-                "retry_after_at = NULL, cache_max_age = ?, ttl = ?, "
-                "entry_count = (SELECT COUNT(*) FROM entries WHERE feed = ?) WHERE name = ?",
-                (feed.url, headers.get("etag"), headers.get("last-modified"), stamp, stamp,
-                 fetched.status, store.iso(due), max_age, ttl, feed.name, feed.name))
+        if attempt.error is not None:
+            log.debug("%s: error: %s", feed.name, attempt.error)
+        store.apply_plan(self.conn, feed.name, plan, claimant=CLAIMANT, link=link)
+        result.new, result.updated = len(plan.new), len(plan.updated)
+        result.unchanged = plan.unchanged
+        result.next_due_at = plan.feed.next_due_at
+
+
+def _failed(attempt: decide.Attempt, error: str | None) -> decide.Attempt:
+    return replace(attempt, error=error or "failed")
 
 
 def claim_is_dead(holder: str) -> bool:
@@ -448,7 +347,7 @@ def claim_is_dead(holder: str) -> bool:
 
 def _prepare_fulltext(body: bytes, headers: Mapping[str, str], url: str, item: Prepared,
                       feed: FeedConfig, sites: Mapping[str, rules.SiteRule],
-                      settings: dedup.DedupSettings) -> Prepared:
+                      settings: DedupSettings) -> Prepared:
     """Extract the article from a fetched page; keep the feed's content if none is found."""
     rule = rules.resolve_rule(url, feed.rule, dict(sites))
     html = fulltext.extract_article(fulltext.decode_page(body, headers), url,

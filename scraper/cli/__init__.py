@@ -10,14 +10,10 @@ Exit codes: 0 success, 1 some feed failed (the others are stored), 2 config or u
 from __future__ import annotations
 
 import argparse
-import asyncio
-import ctypes
 import json
 import logging
-import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from scraper.app import select_feeds
 from scraper.cli.common import load_from_args, open_from_args
@@ -55,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--once", action="store_true",
                         help="refresh every enabled feed once, print a summary, exit")
     parser.add_argument("--feed", action="append", metavar="NAME",
-                        help="only this feed (repeatable); with --once")
+                        help="only this feed (repeatable); the daemon then claims only these")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="processes for parsing and normalizing (default: one per core; "
                              "0 works inline)")
@@ -107,92 +103,18 @@ def setup_logging(verbose: int, fmt: str = "text") -> None:
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
 
 
-def libc_function(name: str, argtypes: list[Any]) -> Callable[..., int] | None:
-    """The C library's function ``name`` returning an int, or None where it has none (the
-    glibc extensions on musl or macOS)."""
-    try:
-        func = getattr(ctypes.CDLL(None), name)
-    except (OSError, AttributeError):
-        return None
-    func.argtypes = argtypes
-    func.restype = ctypes.c_int
-    return func  # type: ignore[no-any-return]
-
-
-def find_malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS): the
-    daemon's heartbeat calls it, and its absence means there is no glibc to switch to."""
-    return libc_function("malloc_trim", [ctypes.c_size_t])
-
-
-#: Set in the environment of the daemon's re-executed process, which removes it again.
-REEXEC_MARK = "SCRAPE_DAEMON_MALLOC"
-#: glibc's default (and starting) mmap threshold: blocks this large or larger get their own
-#: mapping.  The daemon fixes it here (see :data:`REEXEC_ENV`).
-MMAP_THRESHOLD = 128 * 1024
-#: The environment the daemon re-executes itself with (see :func:`use_malloc_for_the_daemon`).
-#: The threshold is glibc's default, 128 KiB, read once at start; setting it turns off glibc's
-#: raising of it (``daemon.fix_mmap_threshold`` says why that matters, with the figures).
-REEXEC_ENV = {"PYTHONMALLOC": "malloc", "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD)}
-_REEXECUTED = False
-
-
-def allocator() -> str:
-    """The Python allocator this process runs on, for the daemon's start line."""
-    return "malloc" if _REEXECUTED else os.environ.get("PYTHONMALLOC") or "pymalloc"
-
-
-def use_malloc_for_the_daemon() -> None:
-    """Re-run this command line with ``PYTHONMALLOC=malloc``, once, where glibc is the C
-    library and the user has not chosen an allocator.
-
-    Why: Python's own allocator (pymalloc) keeps every 1 MiB arena it has touched until the
-    last object in it dies, and a daemon that interleaves long-lived objects (dedup's memory
-    level, caches, timers) with each refresh's garbage keeps pages of them resident.  In
-    12-minute bench/soak.py runs with the heartbeat's trim (``daemon.release_memory``), the
-    pymalloc daemon went from 95.7 to 100.7 MiB while its malloc heap, SQLite's memory and
-    its live Python blocks stayed flat; on malloc it stayed within 93.4-95.2 MiB, since the
-    trim returns any free page.  Over an hour: 10-minute medians 94.5 -> 103.0 MiB (+2.4 an
-    hour in the second half) against 101.1 -> 109.6 (+4.0) on pymalloc without the trim, with
-    articles whose candidates kept growing.  The allocator is chosen at interpreter start,
-    hence the exec.  The variables are taken out of the environment again after it, so the
-    worker processes (where the CPU work is, and memory was flat) keep pymalloc.
-
-    The same exec fixes glibc's mmap threshold from the first allocation on
-    (``MALLOC_MMAP_THRESHOLD_``, see :data:`REEXEC_ENV`): ``daemon.fix_mmap_threshold`` runs
-    after the imports, by when the heap already holds their blocks.
-    """
-    global _REEXECUTED
-    added = os.environ.pop(REEXEC_MARK, None)
-    if added is not None:
-        # Only what the exec added: a threshold the user set stays theirs, workers included.
-        for name in filter(None, added.split(",")):
-            os.environ.pop(name, None)
-        _REEXECUTED = True
-        return
-    if os.environ.get("PYTHONMALLOC") or sys.platform != "linux" or find_malloc_trim() is None:
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    adding = {k: v for k, v in REEXEC_ENV.items() if k not in os.environ}
-    env = dict(os.environ, **adding, **{REEXEC_MARK: ",".join(adding)})
-    os.execve(sys.executable, sys.orig_argv, env)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if argv is None and args.func is None and not args.once:
-        use_malloc_for_the_daemon()
     setup_logging(getattr(args, "verbose", 0) or 0, getattr(args, "log_format", "text"))
     try:
         if args.func is not None:
             return int(args.func(args) or 0)
         if args.once:
-            return run_once_command(args)
-        from scraper import daemon
+            from scraper.cli.once import run_once_command
 
-        return daemon.run(args)
+            return run_once_command(args)
+        return run_daemon_command(args)
     except ConfigError as exc:
         print(f"scrape: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -200,19 +122,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def run_once_command(args: argparse.Namespace) -> int:
-    from scraper import refresh as pipeline
-    from scraper.cli import report
+def run_daemon_command(args: argparse.Namespace) -> int:
+    """``scrape`` without a command or ``--once``: the daemon, until SIGTERM."""
+    from scraper import daemon
 
     config = load_from_args(args)
-    feeds = select_feeds(config, args.feed)
+    select_feeds(config, args.feed)  # a wrong --feed is a usage error before the database
     app = open_from_args(args, config)
-    progress = report.Progress(len(feeds), enabled=sys.stderr.isatty())
     try:
-        results = asyncio.run(pipeline.run_once(config, app.conn, feeds, workers=args.workers,
-                                                on_done=progress.update))
+        return daemon.run_daemon(config, app.conn, workers=args.workers, only=args.feed,
+                                 db_fixed=bool(getattr(args, "db", None)))
     finally:
-        progress.close()
         app.close()
-    report.print_summary(results, sys.stdout)
-    return EXIT_FAILED if any(r.failed for r in results) else EXIT_OK

@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 import unicodedata
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from scraper.refresh import FeedResult
+if TYPE_CHECKING:
+    from scraper.refresh import FeedResult
 
 
 class Progress:

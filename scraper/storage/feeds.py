@@ -1,10 +1,27 @@
-"""The ``feeds`` table: one row per configured feed, its fetch state and its claim."""
+"""The ``feeds`` table: one row per configured feed, its fetch state, its due time and its claim.
+
+The due time in the row is the schedule; a claim (``claimed_by``/``claimed_until``) is who
+refreshes the feed right now.  Every process that refreshes feeds (daemons, ``scrape --once``)
+takes a claim first, in one write transaction, so that one due time is refreshed once however
+many processes share the database.  A claim expires on its own: a process that was killed
+cannot hold a feed for ever.  On PostgreSQL the same questions become ``UPDATE ... WHERE name
+IN (SELECT ... FOR UPDATE SKIP LOCKED)``; the functions' shapes do not change.
+"""
 
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from urllib.parse import urlsplit
 
-from scraper.storage.db import transaction
+from scraper.core.decide import FeedWrite
+from scraper.storage.db import iso, transaction
+
+#: Asked about another claimant of this host: True when that process is gone.
+IsDead = Callable[[str], bool]
 
 
 def sync_feeds(conn: sqlite3.Connection, feeds: list[tuple[str, str]]) -> None:
@@ -23,3 +40,137 @@ def sync_feeds(conn: sqlite3.Connection, feeds: list[tuple[str, str]]) -> None:
 def feed_state(conn: sqlite3.Connection, name: str) -> dict:
     row = conn.execute("SELECT * FROM feeds WHERE name = ?", (name,)).fetchone()
     return dict(row) if row else {}
+
+
+def _free(row: sqlite3.Row, claimant: str, now: str, is_dead: IsDead) -> bool:
+    holder, until = row["claimed_by"], row["claimed_until"]
+    return (holder is None or until is None or until < now or holder == claimant
+            or is_dead(holder))
+
+
+def claim_feed(conn: sqlite3.Connection, name: str, url: str, *, claimant: str,
+               now: datetime, until: datetime, is_dead: IsDead) -> bool:
+    """Take one feed whatever its due time (``scrape --once``), unless another process holds
+    an unexpired claim; True if taken."""
+    stamp = iso(now)
+    with transaction(conn):
+        conn.execute("INSERT OR IGNORE INTO feeds (name, url) VALUES (?, ?)", (name, url))
+        row = conn.execute("SELECT claimed_by, claimed_until FROM feeds WHERE name = ?",
+                           (name,)).fetchone()
+        if not _free(row, claimant, str(stamp), is_dead):
+            return False
+        conn.execute("UPDATE feeds SET claimed_by = ?, claimed_until = ? WHERE name = ?",
+                     (claimant, iso(until), name))
+        return True
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What :func:`claim_due` took, and how many due feeds it left for later (the limits)."""
+
+    names: list[str]
+    held_back: int
+
+
+def host_of(url: str) -> str:
+    """The host a feed's limit counts against (as ``FeedConfig.host``)."""
+    return (urlsplit(url).hostname or "").lower()
+
+
+def claim_due(conn: sqlite3.Connection, names: Iterable[str], *, claimant: str,
+              now: datetime, until: datetime, limit: int, per_host: int,
+              is_dead: IsDead) -> Claimed:
+    """Claim up to ``limit`` of ``names`` that are due at ``now`` and free, oldest due first,
+    never more than ``per_host`` claimed at once on one host (counting every process's live
+    claims).  The daemon's loop asks this at each tick.
+
+    One write transaction (BEGIN IMMEDIATE): two processes asking at once are served one
+    after the other, and the second no longer sees the first one's feeds as free.
+    """
+    wanted = set(names)
+    if limit <= 0 or not wanted:
+        return Claimed([], 0)
+    stamp = str(iso(now))
+    with transaction(conn):
+        rows = conn.execute("SELECT name, url, next_due_at, claimed_by, claimed_until "
+                            "FROM feeds").fetchall()
+        busy: Counter[str] = Counter()
+        due = []
+        for row in rows:
+            if not _free(row, claimant, stamp, is_dead) and row["claimed_by"] != claimant:
+                busy[host_of(row["url"])] += 1
+            elif (row["name"] in wanted and row["claimed_by"] != claimant
+                  and (row["next_due_at"] is None or row["next_due_at"] <= stamp)):
+                due.append(row)
+            elif row["claimed_by"] == claimant and row["claimed_until"] is not None \
+                    and row["claimed_until"] >= stamp:
+                busy[host_of(row["url"])] += 1  # our own refreshes in flight
+        due.sort(key=lambda r: (r["next_due_at"] is not None, r["next_due_at"] or "", r["name"]))
+        taken: list[str] = []
+        for row in due:
+            host = host_of(row["url"])
+            if len(taken) >= limit or busy[host] >= per_host:
+                continue
+            busy[host] += 1
+            taken.append(row["name"])
+        conn.executemany("UPDATE feeds SET claimed_by = ?, claimed_until = ? WHERE name = ?",
+                         [(claimant, iso(until), name) for name in taken])
+    return Claimed(taken, len(due) - len(taken))
+
+
+def release_claim(conn: sqlite3.Connection, name: str, claimant: str) -> None:
+    """Give the feed back (a no-op once the outcome was recorded, which releases it too)."""
+    with transaction(conn):
+        conn.execute("UPDATE feeds SET claimed_by = NULL, claimed_until = NULL "
+                     "WHERE name = ? AND claimed_by = ?", (name, claimant))
+
+
+def release_claims(conn: sqlite3.Connection, claimant: str) -> None:
+    """Drop every claim of ``claimant``: at a daemon's start they can only be an earlier
+    process's with the same name (a container's pid 1 on the same host name)."""
+    with transaction(conn):
+        conn.execute("UPDATE feeds SET claimed_by = NULL, claimed_until = NULL "
+                     "WHERE claimed_by = ?", (claimant,))
+
+
+def record_outcome(conn: sqlite3.Connection, name: str, write: FeedWrite,
+                   claimant: str) -> None:
+    """Write a refresh's outcome into the feed's row and release the claim (inside the
+    caller's transaction: ``entries.apply_plan``)."""
+    now = iso(write.fetched_at)
+    if not write.ok:
+        conn.execute(
+            "UPDATE feeds SET last_fetch_at = ?, last_status = ?, last_error = ?, "
+            "last_error_at = ?, error_count = ?, next_due_at = ?, retry_after_at = ? "
+            "WHERE name = ?",
+            (now, write.status, write.error, now, write.error_count, iso(write.next_due_at),
+             iso(write.retry_after_at), name))
+    else:
+        conn.execute(
+            "UPDATE feeds SET url = ?, etag = COALESCE(?, etag), "
+            "last_modified = COALESCE(?, last_modified), last_fetch_at = ?, "
+            "last_success_at = ?, last_status = ?, error_count = 0, next_due_at = ?, "
+            "retry_after_at = NULL, cache_max_age = ?, ttl = ?, "
+            "entry_count = (SELECT COUNT(*) FROM entries WHERE feed = ?) WHERE name = ?",
+            (write.url, write.etag, write.last_modified, now, now, write.status,
+             iso(write.next_due_at), write.cache_max_age, write.ttl, name, name))
+    conn.execute("UPDATE feeds SET claimed_by = NULL, claimed_until = NULL "
+                 "WHERE name = ? AND claimed_by = ?", (name, claimant))
+
+
+def forget_validators(conn: sqlite3.Connection, names: Iterable[str]) -> None:
+    """A feed moved to another URL: the old URL's ETag and Last-Modified do not apply, and
+    it is due at once."""
+    with transaction(conn):
+        conn.executemany("UPDATE feeds SET etag = NULL, last_modified = NULL, "
+                         "next_due_at = NULL WHERE name = ?", [(n,) for n in names])
+
+
+def bring_forward(conn: sqlite3.Connection, dues: Mapping[str, datetime]) -> None:
+    """A shorter interval takes effect now, not after the old, longer wait: move each feed's
+    due time to the one given if that is earlier (a failing feed keeps its backoff)."""
+    with transaction(conn):
+        conn.executemany(
+            "UPDATE feeds SET next_due_at = ? WHERE name = ? AND error_count = 0 "
+            "AND (next_due_at IS NULL OR next_due_at > ?)",
+            [(iso(when), name, iso(when)) for name, when in dues.items()])

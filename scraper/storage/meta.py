@@ -3,6 +3,19 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
+
+from scraper.storage.db import transaction
+
+#: The daemon's heartbeat keys (``scraper.status`` reads the same names).
+HEARTBEAT = "daemon.heartbeat"
+HEARTBEAT_INTERVAL = "daemon.heartbeat_interval"
+STATE = "daemon.state"  # running | stopping | stopped
+PID = "daemon.pid"
+HOST = "daemon.host"
+STARTED = "daemon.started_at"
+VERSION = "daemon.version"
+HEARTBEAT_KEYS = (HEARTBEAT, HEARTBEAT_INTERVAL, STATE, PID, HOST, STARTED, VERSION)
 
 
 def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
@@ -16,3 +29,24 @@ def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         (key, value),
     )
+
+
+def write_heartbeat(conn: sqlite3.Connection, values: Mapping[str, str]) -> None:
+    """Record the daemon's beat (``HEARTBEAT_KEYS``) in one transaction, so that a reader
+    never sees a new time beside an old state."""
+    with transaction(conn):
+        for key, value in values.items():
+            set_meta(conn, key, value)
+
+
+def read_heartbeat(conn: sqlite3.Connection) -> dict[str, str]:
+    """The last heartbeat a daemon wrote on this database (empty if none)."""
+    marks = ",".join("?" * len(HEARTBEAT_KEYS))
+    return dict(conn.execute(f"SELECT key, value FROM meta WHERE key IN ({marks})",
+                             HEARTBEAT_KEYS).fetchall())
+
+
+def database_path(conn: sqlite3.Connection) -> str:
+    """The file the connection writes to, for the daemon's start line."""
+    row = conn.execute("PRAGMA database_list").fetchone()
+    return str(row[2]) if row else "?"

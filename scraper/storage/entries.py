@@ -1,0 +1,89 @@
+"""The ``entries`` table as the refresh needs it: what is stored of a document's entries,
+and applying a refresh's plan (``core.decide.Plan``) in one transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from scraper.core.decide import EntryData, Plan
+from scraper.storage.db import iso, parse_iso, transaction
+from scraper.storage.feeds import record_outcome
+
+#: Keys per ``IN (...)`` list: SQLite's default limit is 32,766 host parameters (999 before
+#: 3.32); 500 stays under both with room for the feed name.
+CHUNK = 500
+
+
+def known_hashes(conn: sqlite3.Connection, feed: str, keys: Sequence[str]) -> dict[str, str]:
+    """The stored raw hash of each of these entry keys of ``feed`` (absent: not stored).
+
+    Only the keys the current document holds: handing over every key a feed ever had would
+    grow with its history (a soak run's daemon memory crept up with it).
+    """
+    known: dict[str, str] = {}
+    for start in range(0, len(keys), CHUNK):
+        chunk = list(keys[start:start + CHUNK])
+        marks = ",".join("?" * len(chunk))
+        known.update(conn.execute(
+            f"SELECT entry_key, raw_hash FROM entries WHERE feed = ? "
+            f"AND entry_key IN ({marks})", (feed, *chunk)).fetchall())
+    return known
+
+
+def recent_dates(conn: sqlite3.Connection, feed: str, since: datetime) -> list[datetime | None]:
+    """When each of the feed's entries since ``since`` was published (else first fetched):
+    the evidence of an adaptive feed's publishing rate."""
+    rows = conn.execute(
+        "SELECT COALESCE(published, fetched_at) FROM entries WHERE feed = ? "
+        "AND COALESCE(published, fetched_at) >= ?", (feed, iso(since))).fetchall()
+    return [parse_iso(r[0]) for r in rows]
+
+
+def _values(e: EntryData) -> tuple[object, ...]:
+    return (e.url, e.guid, e.title, e.author, e.published, e.content_html, e.content_text,
+            e.summary, e.image, e.raw_html, e.raw_hash)
+
+
+def write_entries(conn: sqlite3.Connection, feed: str, new: Sequence[EntryData],
+                  updated: Sequence[EntryData], now: datetime) -> list[int]:
+    """Insert the new entries and update the changed ones (inside the caller's transaction);
+    their ids, new first, each in the order given.
+
+    An "updated" entry that is not stored (the row went meanwhile) is inserted, and a "new"
+    one that is stored (another process stored it) is updated: the unique (feed, key) stays
+    the one row either way.
+    """
+    stamp = iso(now)
+    ids: list[int] = []
+    for entry in (*new, *updated):
+        row = conn.execute("SELECT id FROM entries WHERE feed = ? AND entry_key = ?",
+                           (feed, entry.key)).fetchone()
+        if row is None:
+            cur = conn.execute(
+                "INSERT INTO entries (feed, entry_key, url, guid, title, author, published, "
+                "content_html, content_text, summary, image, raw_html, raw_hash, fetched_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (feed, entry.key, *_values(entry), stamp, stamp))
+            ids.append(int(cur.lastrowid or 0))
+        else:
+            conn.execute(
+                "UPDATE entries SET url = ?, guid = ?, title = ?, author = ?, published = ?, "
+                "content_html = ?, content_text = ?, summary = ?, image = ?, raw_html = ?, "
+                "raw_hash = ?, updated_at = ? WHERE id = ?", (*_values(entry), stamp, row[0]))
+            ids.append(int(row[0]))
+    return ids
+
+
+def apply_plan(conn: sqlite3.Connection, feed: str, plan: Plan, *, claimant: str,
+               link: Callable[[list[int]], None] | None = None) -> list[int]:
+    """Apply a refresh's plan in one transaction: the entries, then ``link`` over their ids
+    (dedup, which must see them in the same transaction), then the feed's row, whose claim
+    by ``claimant`` is released.  A crash leaves all of it or none."""
+    with transaction(conn):
+        ids = write_entries(conn, feed, plan.new, plan.updated, plan.feed.fetched_at)
+        if ids and link is not None:
+            link(ids)
+        record_outcome(conn, feed, plan.feed, claimant)
+    return ids

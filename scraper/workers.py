@@ -1,0 +1,99 @@
+"""The worker processes that parse, normalize and fingerprint (the CPU side of a refresh).
+
+Shared by ``scrape --once`` and the daemon.  Workers are forked from a fork server that has
+``scraper.refresh`` (the functions they run, and their heavy imports) loaded once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import multiprocessing.context
+import os
+import signal
+import threading
+import time
+from concurrent.futures import Executor, ProcessPoolExecutor
+
+#: How often a worker checks that the main process still runs (a sleep, not a busy loop).
+ORPHAN_CHECK_SECONDS = 2.0
+#: What the fork server imports before forking workers: the module their functions live in.
+PRELOAD = ["scraper.refresh"]
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    # forkserver: workers are forked from a clean server process, not from a parent that
+    # runs threads (APScheduler, test servers), which fork would copy mid-lock.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def _worker_init(parent: int) -> None:
+    """Workers leave signals to the main process, and never outlive it.
+
+    SIGINT (Ctrl-C reaches the whole process group) would kill a worker mid-task and break
+    the pool while the main process is stopping gracefully.  And a worker of a SIGKILLed
+    main process waits forever: it blocks on its task queue, whose pipe it holds open
+    itself, and it holds the fork server's "alive" pipe, so the fork server stays too (seen:
+    orphans with parent pid 1 after tests/test_crash.py).  Its parent is the fork server,
+    so PR_SET_PDEATHSIG cannot help; a thread that checks on the main process can.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while True:
+            time.sleep(ORPHAN_CHECK_SECONDS)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:
+                os._exit(0)  # our parent's pid now belongs to another user: it is gone
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
+
+
+def make_executor(workers: int | None = None) -> Executor | None:
+    """A process pool for CPU work, or None to work inline (``workers=0``)."""
+    if workers is None:
+        workers = os.cpu_count() or 1
+    if workers <= 0:
+        return None
+    return ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
+                               initializer=_worker_init, initargs=(os.getpid(),))
+
+
+def start_forkserver_deaf_to_sigint() -> None:
+    """Start the pool's fork server with SIGINT ignored, so its workers ignore it too.
+
+    Ctrl-C in a terminal sends SIGINT to the whole process group.  Workers forked with the
+    default handler die of KeyboardInterrupt, the pool breaks, and every refresh in flight
+    is recorded as a failure while the daemon is trying to stop gracefully (seen by hand:
+    "BrokenProcessPool: A child process terminated abruptly").  An ignored signal survives
+    exec, and the fork server keeps the disposition it started with for its children, so
+    starting it here, once, covers every worker of every pool.
+    """
+    import multiprocessing.forkserver
+
+    multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def close_executor(executor: Executor | None, abandoned: bool) -> None:
+    """Shut the pool down; with ``abandoned``, without waiting for a worker still busy with
+    an abandoned feed's CPU work (waiting could break the daemon's 30 s exit promise)."""
+    if executor is None:
+        return
+    if abandoned:
+        # ``_processes`` is ProcessPoolExecutor's own (CPython 3.11-3.13), hence the getattr.
+        for process in list((getattr(executor, "_processes", None) or {}).values()):
+            with contextlib.suppress(Exception):
+                process.terminate()
+        executor.shutdown(wait=False, cancel_futures=True)
+    else:
+        executor.shutdown(wait=True, cancel_futures=True)
