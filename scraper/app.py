@@ -80,6 +80,21 @@ class Scraper:
         return asyncio.run(refresh.run_once(config, self.conn, chosen, workers=workers,
                                             on_done=on_done))
 
+    def run_daemon(self, *, only: Sequence[str] | None = None, workers: int | None = None,
+                   db_fixed: bool = False) -> int:
+        """Refresh every feed when it is due, until SIGTERM/SIGINT; the exit code.
+
+        ``only``: these feeds' names (checked first: an unknown name is a ConfigError).
+        ``db_fixed``: the database was named by the caller, so a config reload keeps it.
+        """
+        from scraper import daemon
+
+        config = self._require_config("run_daemon")
+        names = list(only) if only else None
+        select_feeds(config, names)
+        return daemon.run_daemon(config, self.conn, workers=workers, only=names,
+                                 db_fixed=db_fixed)
+
     # -- status ----------------------------------------------------------------------------
 
     def health(self, now: datetime | None = None,

@@ -253,9 +253,11 @@ def parse_interval(value: object) -> int:
 
 T = TypeVar("T")
 
-_FEED_KEYS = {"name", "url", "categories", "interval", "timeout", "enabled", "fulltext",
+#: The keys a feed (and `defaults:`) may have; docs/configuration.md lists each (tests/test_docs.py).
+FEED_KEYS = {"name", "url", "categories", "interval", "timeout", "enabled", "fulltext",
               "adaptive", "rules", "image_proxy", "author"}
-_TOP_KEYS = {"feeds", "defaults", "rsshub_base", "database", "sites", "dedup", "fetch",
+#: The top-level keys of feeds.yaml.
+TOP_KEYS = {"feeds", "defaults", "rsshub_base", "database", "sites", "dedup", "fetch",
               "daemon"}
 
 
@@ -290,8 +292,8 @@ def config_from_data(data: object, path: Path) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{label}: expected a mapping with a 'feeds:' list at the top level")
     for key in data:
-        if key not in _TOP_KEYS:
-            raise fail(str(key), f"unknown key (expected one of: {', '.join(sorted(_TOP_KEYS))})")
+        if key not in TOP_KEYS:
+            raise fail(str(key), f"unknown key (expected one of: {', '.join(sorted(TOP_KEYS))})")
 
     def sub(where: str, parse: Callable[[object, str], T], value: object) -> T:
         try:
@@ -328,7 +330,7 @@ def config_from_data(data: object, path: Path) -> Config:
     if not isinstance(defaults, dict):
         raise fail("defaults", "expected a mapping of values every feed inherits")
     for key in defaults:
-        if key not in _FEED_KEYS - {"name", "url"}:
+        if key not in FEED_KEYS - {"name", "url"}:
             raise fail(f"defaults.{key}", "unknown key")
 
     feeds_raw = data.get("feeds")
@@ -360,8 +362,8 @@ def _feed(index: int, raw: object, defaults: dict, rsshub_base: str, label: str)
         return ConfigError(f"{label}: {where}: {field_name}: {message}")
 
     for key in raw:
-        if key not in _FEED_KEYS:
-            raise fail(str(key), f"unknown key (expected one of: {', '.join(sorted(_FEED_KEYS))})")
+        if key not in FEED_KEYS:
+            raise fail(str(key), f"unknown key (expected one of: {', '.join(sorted(FEED_KEYS))})")
     if name is None:
         raise fail("name", "missing")
     if not isinstance(name, str) or not name.strip():

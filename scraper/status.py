@@ -19,20 +19,16 @@ from typing import Any
 from scraper import storage as store
 from scraper.config import Config
 from scraper.storage import reads
+from scraper.storage.meta import (
+    HEARTBEAT,
+    HEARTBEAT_INTERVAL,
+    HOST,
+    PID,
+    STARTED,
+    STATE,
+    read_heartbeat,
+)
 from scraper.storage.reads import Connection
-
-# The daemon's keys in ``meta``; the daemon writes them, this module reads them.
-HEARTBEAT = "daemon.heartbeat"
-HEARTBEAT_INTERVAL = "daemon.heartbeat_interval"
-STATE = "daemon.state"  # running | stopping | stopped
-PID = "daemon.pid"
-HOST = "daemon.host"
-STARTED = "daemon.started_at"
-VERSION = "daemon.version"
-#: Transitional, read by nothing: the daemon on main still writes and deletes this key, and
-#: crashes without the name.  Delete it when the daemon branch, which stops writing the key,
-#: lands.
-MEMORY = "daemon.memory"
 
 #: A heartbeat is stale after this many missed beats.  Three tolerates one beat delayed by
 #: a long write transaction (the busy timeout is 30 s) without flapping the health check.
@@ -66,8 +62,8 @@ class Health:
 def daemon_health(conn: Connection, now: datetime,
                   max_age: float | None = None) -> Health:
     """Is a daemon alive on this database?  Decided from ``meta`` alone."""
-    def meta(key: str) -> str | None:
-        return store.get_meta(conn, key)
+    beat_keys = read_heartbeat(conn)
+    meta = beat_keys.get
 
     beat = store.parse_iso(meta(HEARTBEAT))
     state = meta(STATE)

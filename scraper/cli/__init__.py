@@ -124,13 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_daemon_command(args: argparse.Namespace) -> int:
     """``scrape`` without a command or ``--once``: the daemon, until SIGTERM."""
-    from scraper import daemon
-
     config = load_from_args(args)
     select_feeds(config, args.feed)  # a wrong --feed is a usage error before the database
-    app = open_from_args(args, config)
-    try:
-        return daemon.run_daemon(config, app.conn, workers=args.workers, only=args.feed,
-                                 db_fixed=bool(getattr(args, "db", None)))
-    finally:
-        app.close()
+    with open_from_args(args, config) as app:
+        return app.run_daemon(only=args.feed, workers=args.workers,
+                              db_fixed=bool(getattr(args, "db", None)))

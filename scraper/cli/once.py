@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
 from scraper.app import select_feeds
@@ -14,17 +13,13 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def run_once_command(args: argparse.Namespace) -> int:
-    from scraper import refresh
-
     config = load_from_args(args)
     feeds = select_feeds(config, args.feed)
-    app = open_from_args(args, config)
     progress = report.Progress(len(feeds), enabled=sys.stderr.isatty())
     try:
-        results = asyncio.run(refresh.run_once(config, app.conn, feeds, workers=args.workers,
-                                               on_done=progress.update))
+        with open_from_args(args, config) as app:
+            results = app.refresh_once(feeds, workers=args.workers, on_done=progress.update)
     finally:
         progress.close()
-        app.close()
     report.print_summary(results, sys.stdout)
     return EXIT_FAILED if any(r.failed for r in results) else EXIT_OK

@@ -205,7 +205,7 @@ def _hostname(url: str | None) -> str | None:
 # --- validation ---------------------------------------------------------------------------
 
 _FIELDS = tuple(f.name for f in fields(SiteRule))
-_KEYS = (*_FIELDS, "profile")
+RULE_KEYS = (*_FIELDS, "profile")
 _ATTR_NAME = re.compile(r"[A-Za-z_:][-A-Za-z0-9_:.]*\Z")
 _HOST = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9.]*[A-Za-z0-9])?\Z")
 
@@ -273,9 +273,9 @@ def rule_from_mapping(data: object, where: str = "rules") -> SiteRule:
     if not isinstance(data, Mapping):
         raise ValueError(f"{where}: expected a mapping, got {_got(data)}")
     for key in data:
-        if key not in _KEYS:
-            hint = difflib.get_close_matches(str(key), _KEYS, n=1)
-            also = f"; did you mean {hint[0]!r}?" if hint else f" (known: {', '.join(_KEYS)})"
+        if key not in RULE_KEYS:
+            hint = difflib.get_close_matches(str(key), RULE_KEYS, n=1)
+            also = f"; did you mean {hint[0]!r}?" if hint else f" (known: {', '.join(RULE_KEYS)})"
             raise ValueError(f"{key}: unknown field{also}")
 
     base = SiteRule()

@@ -1,0 +1,58 @@
+"""The documentation keeps up with the code: every option in docs/configuration.md's table,
+every command in the README's command table (sqlite-utils' tests/test_docs.py does the same
+for its commands)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import fields
+from pathlib import Path
+
+from scraper import config
+from scraper.cli import build_parser
+from scraper.core import rules
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def documented_options() -> set[str]:
+    text = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    return set(re.findall(r"^\| `([^`]+)` \|", text, flags=re.M))
+
+
+def code_options() -> set[str]:
+    options = set(config.TOP_KEYS)
+    options |= {f"feeds[].{key}" for key in config.FEED_KEYS}
+    options |= {f"rules.{key}" for key in rules.RULE_KEYS}
+    for block, settings in (("fetch", config.FetchSettings), ("dedup", config.DedupSettings),
+                            ("daemon", config.DaemonSettings)):
+        options |= {f"{block}.{f.name}" for f in fields(settings)}
+    return options
+
+
+def test_every_option_is_in_the_configuration_table() -> None:
+    missing = code_options() - documented_options()
+    assert not missing, f"options missing from docs/configuration.md: {sorted(missing)}"
+
+
+def test_the_configuration_table_names_no_option_the_code_lacks() -> None:
+    stale = documented_options() - code_options()
+    assert not stale, f"docs/configuration.md names options the code lacks: {sorted(stale)}"
+
+
+def _commands(parser: argparse.ArgumentParser, prefix: str = "scrape") -> list[str]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.append(f"{prefix} {name}")
+                found += _commands(sub, f"{prefix} {name}")
+    return found
+
+
+def test_every_command_is_in_the_readme() -> None:
+    table = README.read_text(encoding="utf-8").split("## Commands", 1)[1].split("\n## ", 1)[0]
+    missing = [c for c in _commands(build_parser()) if c.split()[-1] not in table]
+    assert not missing, f"commands missing from the README's command table: {missing}"
