@@ -253,7 +253,7 @@ def parse_interval(value: object) -> int:
 
 T = TypeVar("T")
 
-#: The keys a feed (and `defaults:`) may have; docs/configuration.md lists each (tests/test_docs.py).
+#: The keys a feed (and `defaults:`) may have; docs/configuration.md lists each.
 FEED_KEYS = {"name", "url", "categories", "interval", "timeout", "enabled", "fulltext",
               "adaptive", "rules", "image_proxy", "author"}
 #: The top-level keys of feeds.yaml.
