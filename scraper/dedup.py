@@ -217,13 +217,24 @@ def link_entries(conn: Connection, entry_ids: list[int], settings: DedupSettings
     return links
 
 
-def _prune(conn: Connection, settings: DedupSettings, most: int = PRUNE_ENTRIES) -> int:
-    """Prune the entries that arrived more than the window before the newest one."""
-    newest = parse_iso(index.newest_arrival(conn))
-    if newest is None:
-        return 0
-    span = max(settings.window_seconds, settings.title_window_seconds)
-    return index.prune(conn, iso(newest - timedelta(seconds=span)), most)
+def _cutoff(arrived: str | None, settings: DedupSettings) -> str | None:
+    """Entries that arrived before this have aged out of a window ending at ``arrived``."""
+    at = parse_iso(arrived)
+    if at is None:
+        return None
+    return iso(at - timedelta(seconds=max(settings.window_seconds,
+                                          settings.title_window_seconds)))
+
+
+def _prune(conn: Connection, settings: DedupSettings) -> None:
+    """Take the entries that aged out since the last call out of the index (a bounded
+    number: see ``PRUNE_ENTRIES``)."""
+    cutoff = _cutoff(index.newest_arrival(conn), settings)
+    if cutoff is not None:
+        mark = index.pruned_below(conn)
+        stop = index.prune(conn, mark, cutoff, PRUNE_ENTRIES)
+        if stop != mark:
+            index.set_pruned_below(conn, stop)
 
 
 def _link(conn: Connection, entry_ids: Iterable[int], settings: DedupSettings,
@@ -278,16 +289,19 @@ def rebuild(conn: Connection, settings: DedupSettings,
 
     Commits every ``batch`` entries so the daemon's refreshes are not blocked for the whole
     rebuild.  Correct without clearing anything first: entries are redone in id order and
-    each is compared only with lower ids, which are already redone.  Every entry redone is
-    indexed (the window restarts at the first entry), so that entries older than the window
-    are linked against their own time's entries; then the window is pruned as usual.
+    each is compared only with lower ids, which are already redone.
+
+    Entries that aged out of the window are linked against their own time's entries: each
+    entry redone is indexed, and the rebuild takes the keys out again once it is a window
+    past them (its own walk, below ``pruned_below``, which the daemon's pruning never
+    crosses).  What is inside the window at the end stays indexed, so a longer window takes
+    effect here.
     """
     started = time.perf_counter()
-    with transaction(conn):
-        total = index.count_entries(conn)
-        index.set_pruned_below(conn, 0)
+    total = index.count_entries(conn)
     done = 0
     last = 0
+    walked = 0  # the rebuild's own pruning walk: ids below this are out of the index again
     by_method: dict[str, int] = {}
     while True:
         ids = index.entry_ids_after(conn, last, batch)
@@ -295,16 +309,27 @@ def rebuild(conn: Connection, settings: DedupSettings,
             break
         with transaction(conn):
             links = _link(conn, ids, settings, {}, force=True)
+            cutoff = _cutoff(index.arrival(conn, ids[-1]), settings)
+            if cutoff is not None:
+                walked = index.prune(conn, walked, cutoff, 4 * batch,
+                                     below=index.pruned_below(conn))
         for link in links:
             by_method[link.method] = by_method.get(link.method, 0) + 1
         done += len(ids)
         last = ids[-1]
         if progress is not None:
             progress(done, total)
-    pruned = 1
-    while pruned:
+    while True:  # the rest of what aged out, in batches
         with transaction(conn):
-            pruned = _prune(conn, settings, 4 * batch)
+            cutoff = _cutoff(index.newest_arrival(conn), settings)
+            mark = index.pruned_below(conn)
+            stop = walked if cutoff is None else index.prune(conn, walked, cutoff, 4 * batch,
+                                                              below=mark)
+            if stop == walked:
+                if walked < mark:  # redone and inside the window: indexed from here on
+                    index.set_pruned_below(conn, walked)
+                break
+            walked = stop
     with transaction(conn):
         index.drop_orphan_keys(conn)
     return {"entries": done, "duplicates": sum(by_method.values()), "by_method": by_method,

@@ -374,3 +374,31 @@ def test_statement_shapes_do_not_grow_with_the_candidates(conn: sqlite3.Connecti
     candidates = [len(explain(conn, i, wide)["candidates"]) for i in ids]
     assert max(candidates) >= 20 and len(set(candidates)) >= 5  # many counts were seen
     assert len(shapes) <= 25, len(shapes)
+
+
+def test_a_rebuild_beside_the_daemon_still_links_old_entries(tmp_path: Path) -> None:
+    """The daemon prunes while a rebuild runs (it commits every batch): the rebuild must
+    still find each old entry's candidates, which it indexed again for the purpose."""
+    path = tmp_path / "db"
+    conn, daemon = store.connect(path), store.connect(path)
+    a = add(conn, "原文", ARTICLE, when=T0, seen=T0)
+    b = add(conn, "转载", reprint(1), feed="b", when=T0 + DAY, seen=T0 + DAY)
+    later = T0 + 30 * DAY
+    n = add(conn, "新", OTHER, feed="n", when=later, seen=later)
+    link(conn, [a, b, n])
+    assert link_of(conn, b)[:2] == (a, "near") and indexed(conn) == {n}
+    added: list[int] = []
+
+    def beside(done: int, total: int) -> None:  # between the rebuild's batches
+        if done > 2:
+            return
+        entry_id = add(daemon, f"新{done}", f"第{done}篇新的内容。" * 40, feed="m", when=later,
+                       seen=later + done * DAY)
+        link(daemon, [entry_id])
+        added.append(entry_id)
+
+    dedup.rebuild(conn, SETTINGS, progress=beside, batch=1)
+    assert link_of(conn, b)[:2] == (a, "near")
+    assert indexed(conn) == {n, *added}
+    conn.close()
+    daemon.close()

@@ -209,34 +209,39 @@ def newest_arrival(conn: sqlite3.Connection) -> str | None:
     return None if row is None else row[0]
 
 
-def prune(conn: sqlite3.Connection, cutoff: str, most: int) -> int:
-    """Take out of the index the keys of the entries that arrived before ``cutoff`` (ISO
-    8601, as ``fetched_at``), oldest first, at most ``most`` of them; returns how many.
+def arrival(conn: sqlite3.Connection, entry_id: int) -> str | None:
+    row = conn.execute("SELECT fetched_at FROM entries WHERE id = ?", (entry_id,)).fetchone()
+    return None if row is None else row[0]
 
-    Entries arrive in id order, so the ones that aged out are a run of ids from
-    ``pruned_below`` up: the walk stops at the first entry that is still inside, and moves
-    ``pruned_below`` to it.  An entry that arrived late (a clock step back) stops it early,
-    which only keeps a few keys longer."""
-    start = pruned_below(conn)
+
+def prune(conn: sqlite3.Connection, start: int, cutoff: str, most: int,
+          below: int | None = None) -> int:
+    """Take out of the index the keys of the entries from id ``start`` on that arrived before
+    ``cutoff`` (ISO 8601, as ``fetched_at``), stopping at the first that arrived after it,
+    at id ``below``, or after ``most`` entries; returns the id to start from next time.
+
+    Entries arrive in id order, so the ones that aged out are a run of ids: a walk from the
+    last stop finds them with one seek.  An entry that arrived out of order (a clock step
+    back) stops the walk early, which only keeps a few keys longer."""
     cursor = conn.cursor()
     cursor.row_factory = None
     done: list[tuple[int, bytes | None]] = []
     stop: int | None = None
     for entry_id, old, keys in cursor.execute(
             "SELECT e.id, e.fetched_at < ?, f.keys FROM entries e LEFT JOIN dedup_fingerprints f "
-            "ON f.entry_id = e.id WHERE e.id >= ? ORDER BY e.id LIMIT ?", (cutoff, start, most)):
+            "ON f.entry_id = e.id WHERE e.id >= ? AND e.id < ? ORDER BY e.id LIMIT ?",
+            (cutoff, start, _BIG if below is None else below, most)):
         if not old:
             stop = entry_id
             break
         done.append((entry_id, keys))
     cursor.close()
     if not done:
-        return 0
+        return start
     conn.executemany("DELETE FROM dedup_index WHERE key = ? AND entry_id = ?",
                      [(k, entry_id) for entry_id, blob in done if blob
                       for k in blob_keys(blob)])
-    set_pruned_below(conn, done[-1][0] + 1 if stop is None else stop)
-    return len(done)
+    return done[-1][0] + 1 if stop is None else stop
 
 
 def drop_orphan_keys(conn: sqlite3.Connection) -> None:
