@@ -45,11 +45,14 @@ if TYPE_CHECKING:
 #: reprinted by 32 distinct unlinked clusters.
 MAX_CONFIRMATIONS = 32
 
-#: Entries whose keys one call prunes at most.  At 20,000 new entries an hour about as many
-#: age out, 6 a second: 256 a call lets a daemon catch up with a backlog (a migrated
-#: database, a longer pause) within a few hundred refreshes, while one call never deletes
-#: more than about 4,600 keys (10-20 ms).
-PRUNE_ENTRIES = 256
+#: Entries whose keys one call prunes at most.  Each key deleted dirties a random page of
+#: the key table, as each key inserted does: at 1M entries in the window a call pruning 256
+#: entries took 126 ms with its commit, 0.5 ms an entry (/tmp measurement with
+#: bench/dedup_scale.py's bulk load; its ``--aging`` runs the steady state).  64 keeps a call
+#: near 30 ms; at 20,000 new entries an hour about as many age out, 6 a second, far below
+#: what the refreshes can prune, and a backlog (a migrated database, a longer pause) of 1M
+#: entries is gone after 16,000 calls.
+PRUNE_ENTRIES = 64
 
 #: Shingle sets one call keeps for confirming (about 12 KB each for a 1,500-character
 #: article): a story reprinted five times in one refresh is confirmed against its first copy

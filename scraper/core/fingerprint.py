@@ -2,8 +2,9 @@
 
 Reprints differ in what is not content: ZAKER writes "8 月 28 日" where 快科技 writes
 "8月28日", `" x "` where the other writes “x”, full-width digits, a tracking query on the
-link.  Everything here folds those differences away and turns an article into a few integers
-that SQLite can index (see ``dedup`` for the index and the decisions).
+link.  ``core.shingles`` folds those differences away and hashes the text's shingles; this
+module turns them into a few integers that the dedup index stores (``core.similarity`` holds
+the rules that judge a pair, ``dedup`` finds the pairs).
 
 The near-duplicate signature is a one-permutation MinHash (Li, Owen & Zhang 2012) with
 rotation densification (Shrivastava & Li 2014) over character shingles of the folded text.
