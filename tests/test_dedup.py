@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import sqlite3
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -16,7 +15,7 @@ from selectolax.lexbor import LexborHTMLParser
 from scraper import dedup
 from scraper import storage as store
 from scraper.cli import build_parser
-from scraper.core import fingerprint
+from scraper.core import fingerprint, similarity
 from scraper.dedup import DedupSettings, dedup_from_mapping, explain, link_entries, rebuild
 
 SETTINGS = DedupSettings()
@@ -44,13 +43,15 @@ def conn(tmp_path: Path) -> sqlite3.Connection:
 
 
 def add(conn: sqlite3.Connection, title: str, text: str, *, feed: str = "f",
-        url: str | None = None, when: datetime = T0, key: str | None = None) -> int:
+        url: str | None = None, when: datetime = T0, key: str | None = None,
+        seen: datetime = T0) -> int:
+    """An entry published ``when``, fetched (arrived) ``seen``."""
     stamp = store.iso(when)
     cur = conn.execute(
         "INSERT INTO entries (feed, entry_key, url, title, published, content_text, fetched_at, "
         "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (feed, key or f"{title}|{url}|{stamp}|{len(text)}", url, title, stamp, text, stamp,
-         stamp))
+        (feed, key or f"{title}|{url}|{stamp}|{len(text)}", url, title, stamp, text,
+         store.iso(seen), store.iso(seen)))
     return int(cur.lastrowid)
 
 
@@ -66,15 +67,18 @@ def link_of(conn: sqlite3.Connection, entry_id: int) -> tuple:
     return tuple(row)
 
 
-def snapshot(conn: sqlite3.Connection, writes: bool = True) -> list[tuple]:
-    """Links, fingerprints and index; with ``writes``, also each fingerprint's write sequence
-    number (a rebuild rewrites every row: same content, new numbers)."""
-    seq = ", f.seq" if writes else ""
+def snapshot(conn: sqlite3.Connection) -> list[tuple]:
+    """Links, fingerprints and the key index."""
     return [tuple(r) for r in conn.execute(
-        "SELECT e.id, e.duplicate_of, e.dup_method, e.dup_score, f.ts, f.text_hash, f.keys"
-        f"{seq} FROM entries e LEFT JOIN dedup_fingerprints f ON f.entry_id = e.id "
-        "ORDER BY e.id")] + [
-        tuple(r) for r in conn.execute("SELECT * FROM dedup_postings ORDER BY 1, 2, 3")]
+        "SELECT e.id, e.duplicate_of, e.dup_method, e.dup_score, f.ts, f.text_hash, f.keys, "
+        "f.sketch, f.shingles, f.root FROM entries e LEFT JOIN dedup_fingerprints f "
+        "ON f.entry_id = e.id ORDER BY e.id")] + [
+        tuple(r) for r in conn.execute("SELECT * FROM dedup_index ORDER BY 1, 2")]
+
+
+def indexed(conn: sqlite3.Connection) -> set[int]:
+    """The entries that have keys in the index."""
+    return {r[0] for r in conn.execute("SELECT DISTINCT entry_id FROM dedup_index")}
 
 
 def store_corpus(conn: sqlite3.Connection, posts: list[Post]) -> dict[Path, int]:
@@ -131,8 +135,10 @@ def test_config_prefixes_the_file(tmp_path: Path) -> None:
 def test_store_creates_the_dedup_tables(tmp_path: Path) -> None:
     conn = store.connect(tmp_path / "x.db")
     columns = {r[1] for r in conn.execute("PRAGMA table_info(dedup_fingerprints)")}
-    assert {"entry_id", "ts", "text_hash", "keys", "sketch", "shingles"} <= columns
-    assert conn.execute("PRAGMA table_info(dedup_postings)").fetchall()
+    assert {"entry_id", "ts", "text_hash", "keys", "sketch", "shingles", "root"} <= columns
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"dedup_index", "dedup_window"} <= tables
+    assert not tables & {"dedup_postings", "dedup_state", "dedup_filters"}
 
 
 # -- the corpus ---------------------------------------------------------------------------
@@ -328,14 +334,14 @@ def test_explain_shows_scores_and_reason(conn: sqlite3.Connection) -> None:
 def test_rebuild_applies_new_thresholds(conn: sqlite3.Connection) -> None:
     posts = corpus_posts()
     ids = store_corpus(conn, posts)
-    before = snapshot(conn, writes=False)
+    before = snapshot(conn)
     strict = replace(SETTINGS, threshold=0.95)
     calls: list[tuple[int, int]] = []
     result = rebuild(conn, strict, progress=lambda done, total: calls.append((done, total)))
     assert result["entries"] == len(ids) and result["by_method"] == {"exact": 2}
     assert calls[-1] == (len(ids), len(ids))
     assert rebuild(conn, SETTINGS)["by_method"] == {"exact": 2, "near": 1}
-    assert snapshot(conn, writes=False) == before
+    assert snapshot(conn) == before
 
 
 # -- CLI ----------------------------------------------------------------------------------
@@ -393,18 +399,17 @@ def test_unrelated_candidate_gets_no_exact_score(conn: sqlite3.Connection,
     a = add(conn, "原文", ARTICLE)
     link(conn, [a], loose)
     b = add(conn, "另一篇", related, feed="b")
-    fp = fingerprint.compute("另一篇", related, None, loose)
-    # the LSH lets it through
-    assert a in dedup._candidates(conn, dedup._tail(conn), fp, before=b, exclude=b)
     calls = _spy_similarity(monkeypatch)
     link(conn, [b], loose)
     assert link_of(conn, b) == (None, None, None) and calls == []
+    # the LSH let it through: explain finds it by a band, and shows its exact score
+    found = {c["id"]: c for c in explain(conn, b, loose)["candidates"]}
+    assert "near" in found[a]["found_by"] and found[a]["containment"] is not None
     # a real reprint is still scored exactly, and linked
+    calls.clear()
     c = add(conn, "转载", ARTICLE.replace("深圳", "广州", 2), feed="c")
     link(conn, [c], loose)
     assert calls and link_of(conn, c)[:2] == (a, "near")
-    # explain shows the exact score of the candidate the screen ruled out
-    assert explain(conn, b, loose)["candidates"][0]["containment"] is not None
 
 
 def test_could_reach_keeps_pairs_at_the_threshold() -> None:
@@ -413,43 +418,37 @@ def test_could_reach_keeps_pairs_at_the_threshold() -> None:
         inter = t * min(mine, theirs)
         needed = inter / (mine + theirs - inter)  # the Jaccard of containment == threshold
         sigma = (needed * (1 - needed) / min(fingerprint.SKETCH_BINS, mine, theirs)) ** 0.5
-        low = needed - dedup.SKETCH_SIGMAS * sigma
-        got = dedup._could_reach([needed, low + 1e-6, low - 1e-3, 0.0], mine, [theirs] * 4, t)
+        low = needed - similarity.SKETCH_SIGMAS * sigma
+        got = [similarity.could_reach(e, mine, theirs, t)
+               for e in (needed, low + 1e-6, low - 1e-3, 0.0)]
         # a short text inside a long one needs so little Jaccard that nothing rules it out
         assert got == [True, True, False, low <= 0], (mine, theirs)
         assert (low <= 0) == (mine == 100.0)
     # unrelated articles of equal size (estimated Jaccard 0.1) are ruled out
-    assert not dedup._could_reach([0.1], 1500.0, [1500.0], t)[0]
-
-
-def test_could_reach_gives_the_same_answers_for_few_and_many_candidates() -> None:
-    rng = random.Random(3)
-    sizes = [rng.choice([0, 1, 50, 127, 128, 900, 1500, 4000]) for _ in range(400)]
-    estimates = [rng.random() for _ in sizes]
-    many = dedup._could_reach(estimates, 1400, sizes, SETTINGS.threshold)  # NumPy
-    few = [dedup._could_reach([e], 1400, [n], SETTINGS.threshold)[0]  # plain floats
-           for e, n in zip(estimates, sizes, strict=True)]
-    assert len(estimates) > dedup._NUMPY_FROM
-    assert many == few and any(many) and not all(many)
+    assert not similarity.could_reach(0.1, 1500.0, 1500.0, t)
+    # a candidate without a shingle count is never ruled out
+    assert similarity.could_reach(0.0, 1500.0, 0, t)
 
 
 def test_rows_indexed_before_the_sketch_are_scored_exactly_then_filled_in(
         conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
     a = add(conn, "原文", ARTICLE)
     link(conn, [a])
-    conn.execute("UPDATE dedup_fingerprints SET sketch = NULL, shingles = NULL")
-    before = snapshot(conn)
+    conn.execute("UPDATE dedup_fingerprints SET sketch = NULL, shingles = NULL")  # as in v3
+    before = link_of(conn, a), indexed(conn)
     calls = _spy_similarity(monkeypatch)
     b = add(conn, "转载", ARTICLE.replace("深圳", "广州", 2), feed="b")
     link(conn, [b])
     assert calls and link_of(conn, b)[:2] == (a, "near")
     link(conn, [a])  # unchanged: not relinked, but its sketch is stored now
-    assert snapshot(conn)[0] == before[0]
+    assert (link_of(conn, a), indexed(conn) - {b}) == before
     row = conn.execute("SELECT sketch, shingles FROM dedup_fingerprints WHERE entry_id = ?",
                        (a,)).fetchone()
     fp = fingerprint.compute("原文", ARTICLE, None, SETTINGS)
     assert (row[0], row[1]) == (fp.sketch, fp.shingles)
 
+
+# -- migrations ---------------------------------------------------------------------------
 
 def test_a_version_3_database_is_migrated(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
@@ -467,10 +466,9 @@ def test_a_version_3_database_is_migrated(tmp_path: Path) -> None:
 
 def test_a_second_process_waits_for_an_upgrade_longer_than_the_busy_timeout(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Migration 5 holds the write lock for a minute at 1M entries: a process started
+    """A migration can hold the write lock for a minute at 1M entries: a process started
     meanwhile waits for it instead of failing with "database is locked"."""
     import threading
-    import time
 
     path = tmp_path / "v4.db"
     old = sqlite3.connect(path, check_same_thread=False)
@@ -482,50 +480,78 @@ def test_a_second_process_waits_for_an_upgrade_longer_than_the_busy_timeout(
     monkeypatch.setattr(store, "BUSY_TIMEOUT_MS", 50)
     monkeypatch.setattr(store, "MIGRATION_WAIT_MS", 20_000)
     old.execute("BEGIN IMMEDIATE")  # stands for the first process's long upgrade
-    release = threading.Timer(0.5, old.rollback)
-    release.start()
-    started = time.monotonic()
-    conn = store.connect(path)
-    assert time.monotonic() - started >= 0.4  # it waited, then migrated
-    assert store.schema_version(conn) == len(store.MIGRATIONS)
-    release.join()
-    conn.close()
+    upgraded = threading.Event()
+    opened: list[sqlite3.Connection] = []
+
+    def second() -> None:
+        opened.append(store.connect(path))
+        upgraded.set()
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    # it waits for the lock (far longer than its 50 ms busy timeout would allow) ...
+    assert not upgraded.wait(0.5)
+    old.rollback()
+    thread.join(20)
+    # ... then migrates
+    assert upgraded.is_set() and store.schema_version(opened[0]) == len(store.MIGRATIONS)
+    opened[0].close()
     old.close()
 
 
-def test_a_version_4_index_moves_to_the_postings_and_still_finds_reprints(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """Keys stored one row per key (dedup_keys, before migration 5) become merged postings
-    under their time bucket; an article stored then is found by its reprint now."""
-    path = tmp_path / "v4.db"
+def v7_database(path: Path, entries: list[tuple[str, str]]) -> list[int]:
+    """A database as the release before migration 8 left it: ``entries`` (title, text)
+    linked and their keys merged into dedup_postings under their 28-day bucket, as that
+    release's merge wrote them.  Built here from the schema and the fingerprints, so the
+    test needs no old code."""
     old = sqlite3.connect(path)
-    for script in store.MIGRATIONS[:4]:
+    for script in store.MIGRATIONS[:7]:
         old.executescript(script)
-    old.execute("PRAGMA user_version = 4")
+    old.execute("PRAGMA user_version = 7")
     stamp = store.iso(T0)
-    old.execute("INSERT INTO entries (id, feed, entry_key, title, published, content_text, "
-                "fetched_at, updated_at) VALUES (1, 'a', 'k1', '原文', ?, ?, ?, ?)",
-                (stamp, ARTICLE, stamp, stamp))
-    fp = fingerprint.compute("原文", ARTICLE, None, SETTINGS)
-    keys = sorted({k for _, k in fp.index_keys()})
     ts = int(T0.timestamp())
-    old.execute("INSERT INTO dedup_fingerprints (entry_id, ts, canonical_url, text_hash, title, "
-                "length, keys, sketch, shingles) VALUES (1, ?, NULL, ?, ?, ?, ?, ?, ?)",
-                (ts, fp.text_hash, fp.title, fp.length, np.array(keys, dtype=np.int64).tobytes(),
-                 fp.sketch, fp.shingles))
-    old.executemany("INSERT INTO dedup_keys (key, entry_id) VALUES (?, 1)", [(k,) for k in keys])
+    ids = []
+    for i, (title, text) in enumerate(entries, start=1):
+        old.execute("INSERT INTO entries (id, feed, entry_key, title, published, content_text, "
+                    "fetched_at, updated_at) VALUES (?, 'a', ?, ?, ?, ?, ?, ?)",
+                    (i, f"k{i}", title, stamp, text, stamp, stamp))
+        fp = fingerprint.compute(title, text, None, SETTINGS)
+        keys = sorted({k for _, k in fp.index_keys()})
+        old.execute("INSERT INTO dedup_fingerprints (entry_id, ts, canonical_url, text_hash, "
+                    "title, length, keys, sketch, shingles, seq, root) "
+                    "VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (i, ts, fp.text_hash, fp.title, fp.length,
+                     np.array(keys, dtype=np.int64).tobytes(), fp.sketch, fp.shingles, i, i))
+        old.executemany("INSERT INTO dedup_postings (bucket, key, entry_id) VALUES (?, ?, ?)",
+                        [(ts // (28 * 86400), k, i) for k in keys])
+        ids.append(i)
+    old.execute("UPDATE dedup_state SET merged_seq = ?, filtered_seq = ?", (len(ids), len(ids)))
     old.commit()
     old.close()
+    return ids
+
+
+def test_a_version_7_index_moves_to_the_key_table_and_still_finds_reprints(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "v7.db"
+    a, x = v7_database(path, [("原文", ARTICLE), ("无关", OTHER)])
     conn = store.connect(path)
-    assert f"schema from version 4 to {len(store.MIGRATIONS)}" in caplog.text
+    assert f"schema from version 7 to {len(store.MIGRATIONS)}" in caplog.text
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert "dedup_keys" not in tables
-    assert [tuple(r) for r in conn.execute("SELECT * FROM dedup_postings ORDER BY key")] == \
-        [(ts // dedup.BUCKET_SECONDS, k, 1) for k in keys]
-    assert conn.execute("SELECT merged_seq FROM dedup_state").fetchone()[0] == 0
+    assert not tables & {"dedup_postings", "dedup_state", "dedup_filters"}
+    # every stored key is in the new index, under its entry
+    want = sorted((k, entry_id) for entry_id, blob in conn.execute(
+        "SELECT entry_id, keys FROM dedup_fingerprints")
+        for k in np.frombuffer(blob, dtype=np.int64).tolist())
+    assert len(want) > 20
+    assert [tuple(r) for r in conn.execute("SELECT key, entry_id FROM dedup_index "
+                                           "ORDER BY 1, 2")] == want
     b = add(conn, "转载", ARTICLE.replace("深圳", "广州", 2), feed="b")
-    link(conn, [b])
-    assert link_of(conn, b)[:2] == (1, "near")
-    link(conn, [1])  # unchanged since it was indexed: left alone
-    assert link_of(conn, 1) == (None, None, None)
+    c = add(conn, "转载", OTHER.replace("毫米", "厘米", 1), feed="c")
+    link(conn, [b, c])
+    assert link_of(conn, b)[:2] == (a, "near") and link_of(conn, c)[:2] == (x, "near")
+    before = snapshot(conn)
+    link(conn, [a, x])  # unchanged since they were indexed: left alone
+    assert snapshot(conn) == before
+    assert explain(conn, b, SETTINGS)["candidates"][0]["id"] == a
     conn.close()

@@ -1,13 +1,14 @@
-"""The cheaper NumPy formulations in fingerprint give the values of the plain ones, bit for bit."""
+"""The NumPy and big-integer formulations of the fingerprint give the values of plain
+Python written from their definitions, bit for bit: stored keys depend on it."""
 
 from __future__ import annotations
-
-import struct
 
 import numpy as np
 import pytest
 
 from scraper.core import fingerprint as fp
+from scraper.core import shingles
+from scraper.dedup import DedupSettings
 
 _FNV = 0x100000001B3
 _M64 = (1 << 64) - 1
@@ -19,60 +20,70 @@ def _codes(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.choice(pools, n)
 
 
+def _mix(h: int) -> int:
+    """splitmix64's finalizer."""
+    h ^= h >> 30
+    h = h * 0xBF58476D1CE4E5B9 & _M64
+    h ^= h >> 27
+    h = h * 0x94D049BB133111EB & _M64
+    return h ^ (h >> 31)
+
+
 @pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 8, 16])
 @pytest.mark.parametrize("n", [1, 2, 5, 17, 1500])
-def test_polynomial_is_the_plain_sum(size: int, n: int) -> None:
-    codes = _codes(np.random.default_rng(size * 1000 + n), n + size)
-    count = n
+def test_shingle_hashes_are_the_mixed_polynomial(size: int, n: int) -> None:
+    codes = _codes(np.random.default_rng(size * 1000 + n), n + size - 1).tolist()
     want = []
-    for i in range(count):
+    for i in range(n):
         h = 0
         for j in range(size):
-            h = (h * _FNV + int(codes[i + j])) & _M64
-        want.append(h)
-    assert fp._polynomial(codes, size, count).tolist() == want
-    out = np.empty(count, dtype=np.uint64)
-    assert fp._polynomial(codes, size, count, out) is out
-    assert out.tolist() == want
+            h = (h * _FNV + codes[i + j]) & _M64
+        want.append(_mix(h))
+    text = "".join(map(chr, codes))
+    assert fp.shingle_hashes(text, size).tolist() == want
 
 
-def _sketch_by_cast(ordered: np.ndarray) -> tuple[bytes, int]:
-    """_sketch_sorted as it was written before the uint16 views (commit 3fedb10)."""
-    distinct = len(np.unique(ordered))
-    head = ordered.take(np.searchsorted(ordered, fp._SKETCH_BOUNDS), mode="clip")
-    top = head >> fp._U_SKETCH_VALUE_SHIFT
-    values = top.astype(np.uint16)
-    full = (top >> np.uint64(16)) == fp._SKETCH_BIN_IDS
-    if np.count_nonzero(full) < fp.SKETCH_BINS:
-        nonempty = np.flatnonzero(full)
-        idx = np.arange(fp.SKETCH_BINS)
-        source = nonempty[np.searchsorted(nonempty, idx) % len(nonempty)]
-        dist = ((source - idx) % fp.SKETCH_BINS).astype(np.uint16)
-        values = np.where(full, values, values[source] + dist * np.uint16(0x9E37))
-    return values.tobytes(), distinct
+def test_a_text_shorter_than_a_shingle_is_one_shingle_padded_with_zeros() -> None:
+    assert fp.shingle_hashes("ab", 4).tolist() == [_mix((ord("a") * _FNV + ord("b")) * _FNV**2
+                                                        & _M64)]
+
+
+def _plain_sketch(hashes: list[int]) -> tuple[list[int], int]:
+    """The sketch by its definition: bin = the top 7 bits, value = the 16 bits after them of
+    the bin's least hash; an empty bin takes the next full bin's value (wrapping) plus
+    0x9E37 per bin of distance."""
+    bins = fp.SKETCH_BINS
+    least: dict[int, int] = {}
+    for h in hashes:
+        b = h >> 57
+        least[b] = min(least.get(b, h), h)
+    values = [None] * bins
+    for b, h in least.items():
+        values[b] = (h >> 41) & 0xFFFF
+    out = []
+    for b in range(bins):
+        d = 0
+        while values[(b + d) % bins] is None:
+            d += 1
+        out.append((values[(b + d) % bins] + d * 0x9E37) & 0xFFFF)
+    return out, len(set(hashes))
 
 
 @pytest.mark.parametrize("n", [1, 3, 40, 127, 128, 500, 1500])
-def test_sketch_views_match_the_cast(n: int) -> None:
+def test_sketch_is_its_definition(n: int) -> None:
     rng = np.random.default_rng(n)
     for _ in range(20):
         hashes = rng.integers(0, 2**64, n, dtype=np.uint64, endpoint=False)
         hashes[: n // 4] = hashes[-(n // 4) or n :][: n // 4]  # some repeats
-        ordered = np.sort(hashes)
-        want = _sketch_by_cast(ordered)
-        values, distinct = fp._sketch_sorted(ordered)
-        assert (values.tobytes(), distinct) == want
-        values, distinct = fp._sketch_sorted(ordered, want[1])
-        assert (values.tobytes(), distinct) == want
-        got, count = fp.sketch(hashes)
-        assert (got.tobytes(), count) == want
+        values, distinct = fp.sketch(hashes)
+        assert (values.tolist(), distinct) == _plain_sketch(hashes.tolist())
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 3, 100, 1500])
 def test_distinct_sorted_is_unique(n: int) -> None:
     rng = np.random.default_rng(n)
     hashes = rng.integers(0, 50 if n < 200 else 2**64, n, dtype=np.uint64, endpoint=False)
-    assert fp._distinct_sorted(hashes.copy()).tolist() == np.unique(hashes).tolist()
+    assert shingles.distinct_sorted(hashes.copy()).tolist() == sorted(set(hashes.tolist()))
 
 
 def test_text_shingle_set_is_the_shingle_set_of_the_fold() -> None:
@@ -80,63 +91,53 @@ def test_text_shingle_set_is_the_shingle_set_of_the_fold() -> None:
     for n in [0, 3, 63, 64, 65, 400, 1500]:
         text = _codes(rng, n).tobytes().decode("utf-32-le") + " Ａ，b。"
         for size in (2, 3, 4, 5):
-            want = fp.shingle_set(fp.fold_text(text), size)
-            assert fp.text_shingle_set(text, size).tobytes() == want.tobytes()
+            want = sorted(set(fp.shingle_hashes(fp.fold_text(text), size).tolist()))
+            assert fp.text_shingle_set(text, size).tolist() == want
 
 
-def _band_keys_by_band(values: list[int], bands: int, rows: int, salt: int) -> tuple[int, ...]:
-    """_band_keys as it was written before the lanes: one band at a time."""
+def _plain_band_keys(values: list[int], bands: int, rows: int, salt: int) -> tuple[int, ...]:
+    """Band keys one band at a time: the salted sum of the band's rows times fixed odd
+    multipliers (splitmix64 of the seed "band"), mixed, as a signed 64-bit integer."""
+    multipliers = []
+    state = 0x62616E64
+    for _ in range(rows):
+        state = (state + 0x9E3779B97F4A7C15) & _M64
+        multipliers.append(_mix(state) | 1)
     keys = []
     for band in range(bands):
         h = (band + salt) * 0x9E3779B97F4A7C15
-        for v, m in zip(values[band * rows : (band + 1) * rows], fp._ROW_MULTIPLIER_INTS,
-                        strict=False):
+        for v, m in zip(values[band * rows : (band + 1) * rows], multipliers, strict=True):
             h += v * m
-        h &= _M64
-        h ^= h >> 30
-        h = h * 0xBF58476D1CE4E5B9 & _M64
-        h ^= h >> 27
-        h = h * 0x94D049BB133111EB & _M64
-        h ^= h >> 31
+        h = _mix(h & _M64)
         keys.append(h - (1 << 64) if h >> 63 else h)
     return tuple(keys)
 
 
 @pytest.mark.parametrize("rows", [1, 2, 3, 5, 32])
 @pytest.mark.parametrize("bands", [1, 2, 6, 10, 33])
-def test_band_keys_lanes_match_the_band_by_band_loop(bands: int, rows: int) -> None:
+def test_band_keys_are_the_band_by_band_sums(bands: int, rows: int) -> None:
     rng = np.random.default_rng(bands * 100 + rows)
-    salts = [fp._NEAR_SALT, fp._TITLE_SALT, 0, (1 << 64) - 1]
-    extremes = [[0] * (bands * rows), [2**32 - 1] * (bands * rows)]
-    randoms = [rng.integers(0, 2**32, bands * rows, dtype=np.uint64).tolist() for _ in range(20)]
-    for salt in salts:
-        for values in extremes + randoms:
-            want = _band_keys_by_band(values, bands, rows, salt)
-            got = fp._band_keys(values, bands, rows, salt)
-            assert got == want
+    n = bands * rows
+    extremes = [np.zeros(n, np.uint32), np.full(n, 2**32 - 1, np.uint32)]
+    randoms = [rng.integers(0, 2**32, n + 3, dtype=np.uint32) for _ in range(20)]
+    for salt in (0x6E656172, 0x7469746C, 0, (1 << 64) - 1):
+        for signature in extremes + randoms:
+            want = _plain_band_keys(signature.tolist(), bands, rows, salt)
+            got = fp.band_keys(signature, bands, rows, salt)
+            assert got == want  # (values past bands * rows are ignored)
             assert all(type(k) is int for k in got)
-            # extra values past bands * rows are ignored, as the loop ignored them
-            assert fp._band_keys([*values, 7, 8], bands, rows, salt) == want
+    assert fp.band_keys(np.zeros(n - 1, np.uint32), bands, rows, 0) == ()
 
 
-def test_band_keys_reject_values_beyond_uint32() -> None:
-    # A lane holds a value times a 64-bit multiplier only if the value fits 32 bits.
-    with pytest.raises(struct.error):
-        fp._band_keys([2**32, 1], 1, 2, fp._NEAR_SALT)
-
-
-@pytest.mark.parametrize("bins", [1, 3, 20, 64, 200])
-@pytest.mark.parametrize("n", [1, 2, 5, 40, 127, 128, 1500])
-def test_one_searchsorted_for_sketch_and_minhash(bins: int, n: int) -> None:
-    rng = np.random.default_rng(bins * 10_000 + n)
-    for _ in range(10):
-        hashes = rng.integers(0, 2**64, n, dtype=np.uint64, endpoint=False)
-        hashes[: n // 4] = hashes[-(n // 4) or n :][: n // 4]  # some repeats
-        ordered = np.sort(hashes)
-        starts = np.searchsorted(ordered, fp._joint_bounds(bins))
-        values, distinct = fp._sketch_sorted(ordered, None, starts[: fp.SKETCH_BINS])
-        want_values, want_distinct = fp._sketch_sorted(ordered)
-        assert (values.tobytes(), distinct) == (want_values.tobytes(), want_distinct)
-        sig = fp._minhash_sorted(ordered, bins, starts[fp.SKETCH_BINS :])
-        assert sig.tobytes() == fp._minhash_sorted(ordered, bins).tobytes()
-        assert sig.tobytes() == fp.one_permutation_minhash(hashes, bins).tobytes()
+@pytest.mark.parametrize(("bands", "rows"), [(1, 1), (3, 1), (32, 2), (100, 2)])
+def test_compute_takes_its_minhash_and_sketch_from_one_sort(bands: int, rows: int) -> None:
+    """compute() finds the sketch's and the MinHash's bins with one search of the sorted
+    hashes, for any bin count."""
+    settings = DedupSettings(bands=bands, rows=rows)
+    rng = np.random.default_rng(bands * 10 + rows)
+    for n in [1, 2, 5, 40, 127, 128, 1500]:
+        text = _codes(rng, n + 200).tobytes().decode("utf-32-le")
+        got = fp.compute("", text, None, settings)
+        hashes = fp.shingle_hashes(fp.fold_text(text), settings.shingle)
+        assert got.sketch == fp.sketch(hashes)[0].tobytes()
+        assert got.signature == fp.one_permutation_minhash(hashes, bands * rows).tobytes()

@@ -2,8 +2,9 @@
 
 Reprints differ in what is not content: ZAKER writes "8 月 28 日" where 快科技 writes
 "8月28日", `" x "` where the other writes “x”, full-width digits, a tracking query on the
-link.  Everything here folds those differences away and turns an article into a few integers
-that SQLite can index (see ``dedup`` for the index and the decisions).
+link.  ``core.shingles`` folds those differences away and hashes the text's shingles; this
+module turns them into a few integers that the dedup index stores (``core.similarity`` holds
+the rules that judge a pair, ``dedup`` finds the pairs).
 
 The near-duplicate signature is a one-permutation MinHash (Li, Owen & Zhang 2012) with
 rotation densification (Shrivastava & Li 2014) over character shingles of the folded text.
@@ -21,17 +22,27 @@ estimate rules them out for a few microseconds instead of a 100 µs fold and int
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import re
 import struct
 import sys
-import unicodedata
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
+
+from scraper.core.shingles import (  # noqa: F401 (fold_text ... similarity: re-exported)
+    distinct_sorted,
+    fold_codes,
+    fold_text,
+    hash_codes,
+    shingle_hashes,
+    shingle_set,
+    shingle_set_of,
+    similarity,
+    text_shingle_set,
+)
 
 
 class DedupSettings(Protocol):
@@ -42,16 +53,6 @@ class DedupSettings(Protocol):
     rows: int
     short_chars: int
 
-# Python's \w is "alphanumeric in any script" (CJK ideographs included), so this drops
-# punctuation (ASCII and full-width), symbols, spaces and underscores in one C-level pass.
-_DROP = re.compile(r"[\W_]+")
-#: The same test as a table over the Basic Multilingual Plane (``[\W_]`` is "not
-#: ``str.isalnum()``"), for :func:`_drop_punctuation`'s NumPy path; built with ``_FOLD_BMP``.
-_WORD_BMP: np.ndarray | None = None
-#: Below this many characters the regex is cheaper than the NumPy round trip (titles).
-_NUMPY_DROP_MIN = 64
-#: (data, errors, final) -> (text, bytes consumed); takes any buffer, a uint32 array too.
-_decode_utf32 = codecs.utf_32_le_decode
 
 #: Query parameters that say where a click came from, never which article it is.  utm_* is
 #: matched by prefix.  spm/scm (Alibaba), from/wfr/isappinstalled (WeChat, Weibo shares),
@@ -88,7 +89,6 @@ SKETCH_BITS = 16
 _SKETCH_SHIFT = 64 - (SKETCH_BINS.bit_length() - 1)  # hash >> this = the bin
 
 _MASK32 = np.uint64(0xFFFFFFFF)
-_EMPTY = np.zeros(0, dtype=np.uint64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,122 +149,6 @@ class Fingerprint:
         return out
 
 
-def fold_text(text: str) -> str:
-    """Fold away what differs between reprints of one text and is not content.
-
-    Punctuation goes first, so the NFKC check sees only letters and ideographs: Chinese text
-    is full of full-width "，" and "（" that would otherwise send almost every article down
-    the slow path (NFKC costs about 70 µs per article, the check well under 1 µs).
-    """
-    return _fold(text)[0]
-
-
-def _fold(text: str) -> tuple[str, np.ndarray | None]:
-    """:func:`fold_text` and, when the table path folded it, the folded text's code points
-    (uint32), so that :func:`compute` need not encode the text a second time."""
-    if len(text) >= _NUMPY_DROP_MIN:
-        try:
-            codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-            # take: a third of the cost of indexing with uint32 (measured), and the same
-            # IndexError beyond the table
-            folded = (_FOLD_BMP if _FOLD_BMP is not None else _fold_table()).take(codes)
-        except (UnicodeEncodeError, IndexError):  # lone surrogates, or beyond the BMP
-            codes = folded = None
-        if folded is not None:
-            folded = folded[folded != 0]
-            try:  # the decoder rejects _FOLD_SLOW: some character needs the full fold
-                # (decoded from the array's buffer: no bytes copy, 1.0 µs where
-                # tobytes().decode took 1.7 for 1,500 characters, measured)
-                return _decode_utf32(folded, None, True)[0], folded
-            except UnicodeDecodeError:
-                pass
-            dropped = codes[_WORD_BMP.take(codes)].tobytes().decode("utf-32-le")
-        else:
-            dropped = _DROP.sub("", text)
-    else:
-        dropped = _DROP.sub("", text)
-    if not dropped.isascii() and not unicodedata.is_normalized("NFKC", dropped):
-        dropped = _DROP.sub("", unicodedata.normalize("NFKC", dropped))
-    return dropped.casefold(), None
-
-
-#: Per BMP code point: 0 if the fold drops it, else its case fold when that is one code point
-#: and the character cannot change an NFKC-normalized text's normalization, else _FOLD_SLOW.
-#: One lookup then folds a whole text: the NFKC check and casefold cost 8 µs of the 18 µs
-#: fold of a 1,500-character article (measured), the lookup about 2 µs.  Built on first use.
-_FOLD_BMP: np.ndarray | None = None
-_FOLD_SLOW = 0xFFFFFFFF  # not a code point: decoding it fails
-
-
-def _fold_table() -> np.ndarray:
-    """Build :data:`_FOLD_BMP` and ``_WORD_BMP`` (30 ms measured, once per process).
-
-    A text of characters that are their own NFKC form, of combining class 0 and never the
-    second of a composing pair passes the NFKC quick check with "yes", the check
-    ``unicodedata.is_normalized`` makes first: such a text is normalized.  Hangul jamo compose
-    by rule, not by decomposition mapping: all count as seconds.  Casefold and NFKC act
-    character by character across a NUL (a starter that composes with nothing), so one call
-    over the joined characters gives every character's image."""
-    global _FOLD_BMP, _WORD_BMP
-    every_codes = np.r_[1:0xD800, 0xE000:0x10000].astype(np.uint32)  # NUL: the separator
-    every = every_codes.tobytes().decode("utf-32-le")
-    kept = _DROP.sub("", every)
-    alnum = np.frombuffer(kept.encode("utf-32-le"), dtype=np.uint32)
-    folds = _nul_joined(alnum).casefold().split("\0")
-    nfkc = unicodedata.normalize("NFKC", _nul_joined(alnum)).split("\0")
-    nfd = unicodedata.normalize("NFD", _nul_joined(every_codes)).split("\0")
-    if not len(folds) == len(nfkc) == len(kept) or len(nfd) != len(every):
-        raise AssertionError("a character folded to or from NUL")
-    seconds = {0x1100 + i for i in range(0x100)}
-    for ch, decomposed in zip(every, nfd, strict=True):
-        if len(decomposed) > 1:
-            parts = unicodedata.decomposition(ch).split()
-            if parts and not parts[0].startswith("<"):
-                seconds.update(int(p, 16) for p in parts[1:])
-    table = alnum.copy()
-    for i, (ch, fold, norm) in enumerate(zip(kept, folds, nfkc, strict=True)):
-        if norm != ch or unicodedata.combining(ch) or ord(ch) in seconds:
-            table[i] = _FOLD_SLOW
-        elif fold != ch:
-            table[i] = ord(fold) if len(fold) == 1 else _FOLD_SLOW
-    _FOLD_BMP = np.zeros(0x10000, dtype=np.uint32)
-    _FOLD_BMP[alnum] = table
-    _WORD_BMP = np.zeros(0x10000, dtype=bool)
-    _WORD_BMP[alnum] = True
-    return _FOLD_BMP
-
-
-def _nul_joined(codes: np.ndarray) -> str:
-    """The characters of ``codes`` with a NUL between each two."""
-    out = np.zeros(2 * len(codes) - 1, dtype=np.uint32)
-    out[::2] = codes
-    return out.tobytes().decode("utf-32-le")
-
-
-def _drop_codes(text: str) -> np.ndarray | None:
-    """The code points ``_DROP.sub("", text)`` keeps, by one table lookup per code point:
-    the regex spent 40 µs of a 200 µs fingerprint on a 1,500-character article, this about
-    10 µs.  None for text beyond the BMP or with lone surrogates (the regex's)."""
-    try:
-        raw = text.encode("utf-32-le")
-    except UnicodeEncodeError:  # lone surrogates
-        return None
-    codes = np.frombuffer(raw, dtype=np.uint32)
-    if _WORD_BMP is None:
-        _fold_table()
-    try:
-        keep = _WORD_BMP.take(codes)  # the bounds check doubles as the test for the BMP
-    except IndexError:
-        return None
-    return codes[keep]
-
-
-def _drop_punctuation(text: str) -> str:
-    """``_DROP.sub("", text)``, in NumPy for long texts (see :func:`_drop_codes`)."""
-    codes = _drop_codes(text) if len(text) >= _NUMPY_DROP_MIN else None
-    return _DROP.sub("", text) if codes is None else codes.tobytes().decode("utf-32-le")
-
-
 #: A link with nothing to canonicalize but its host's case and trailing slashes: what
 #: urlsplit and urlunsplit make of it is known (6 µs of the fingerprint, 1 µs this way).
 #: Path characters are printable ASCII but "?" and "#"; a fragment is dropped.
@@ -314,135 +198,6 @@ def key64(kind: str, value: str) -> int:
     """A stable signed 64-bit key (SQLite INTEGER); Python's hash() is salted per process."""
     digest = hashlib.blake2b(value.encode("utf-8"), digest_size=8, person=kind.encode()[:16])
     return int.from_bytes(digest.digest(), "little", signed=True)
-
-
-def _mix(h: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer: a polynomial hash of code points is too regular for MinHash."""
-    h = h ^ (h >> np.uint64(30))
-    h = h * np.uint64(0xBF58476D1CE4E5B9)
-    h = h ^ (h >> np.uint64(27))
-    h = h * np.uint64(0x94D049BB133111EB)
-    return h ^ (h >> np.uint64(31))
-
-
-_U_FNV = np.uint64(0x100000001B3)
-_U_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_U_MIX2 = np.uint64(0x94D049BB133111EB)
-_U30, _U27, _U31 = np.uint64(30), np.uint64(27), np.uint64(31)
-
-
-def _hash_codes(codes: np.ndarray, size: int, title: np.ndarray | None = None) -> np.ndarray:
-    """:func:`shingle_hashes` of a text given as its code points (uint32), followed by the
-    hashes of ``title``'s bigrams when given (code points too): one mix for both, which took
-    the title's keys from 16 to 9 µs (measured).  In place where it can be: with a fresh
-    array at every step shingle_hashes took 22-28 µs, this 14 (measured)."""
-    count = len(codes) - size + 1
-    if count <= 0:  # shorter than one shingle: the whole text is the shingle
-        codes = np.concatenate([codes, np.zeros(size - len(codes), dtype=codes.dtype)])
-        count = 1
-    if title is None:
-        h = _polynomial(codes, size, count)
-    else:
-        h = np.empty(count + len(title) - 1, dtype=np.uint64)
-        bigrams = h[count:]
-        _polynomial(codes, size, count, h[:count])
-        np.multiply(title[:-1], _U_FNV, out=bigrams)
-        bigrams += title[1:]
-    tmp = h >> _U30
-    h ^= tmp
-    h *= _U_MIX1
-    np.right_shift(h, _U27, out=tmp)
-    h ^= tmp
-    h *= _U_MIX2
-    np.right_shift(h, _U31, out=tmp)
-    h ^= tmp
-    return h
-
-
-def _polynomial(codes: np.ndarray, size: int, count: int, out: np.ndarray | None = None
-                ) -> np.ndarray:
-    """The unmixed hash ``sum(codes[i + j] * FNV**(size - 1 - j))`` (mod 2**64) of the first
-    ``count`` shingles (into ``out`` if given), by doubling: a shingle of 2k characters is two
-    of k, so 4 characters take 4 NumPy calls instead of 7 (3 µs less, measured)."""
-    if size == 1:
-        if out is None:
-            return codes[:count].astype(np.uint64)
-        out[...] = codes[:count]
-        return out
-    if size == 2:
-        # The code points times a uint64 scalar are uint64 already: no copy to widen them
-        # first (one NumPy call and one temporary less than ``size`` 1 then doubling).
-        h = np.multiply(codes[:count], _U_FNV, out=out)
-        h += codes[1 : 1 + count]
-        return h
-    if size % 2:
-        h = _polynomial(codes, size - 1, count, out)
-        h *= _U_FNV
-        h += codes[size - 1 : size - 1 + count]
-        return h
-    half = size // 2
-    parts = _polynomial(codes, half, count + half)
-    h = np.multiply(parts[:count], _FNV_POWERS[half], out=out)
-    h += parts[half : half + count]
-    return h
-
-
-#: FNV ** k mod 2**64, for :func:`_polynomial`.
-_FNV_POWERS = [np.uint64(pow(0x100000001B3, k, 1 << 64)) for k in range(33)]
-
-
-def shingle_hashes(folded: str, size: int) -> np.ndarray:
-    """64-bit hashes of every ``size``-character shingle (with repeats, in text order)."""
-    if not folded:
-        return _EMPTY
-    return _hash_codes(np.frombuffer(folded.encode("utf-32-le"), dtype=np.uint32), size)
-
-
-def shingle_set(folded: str, size: int) -> np.ndarray:
-    """Sorted distinct shingle hashes: the exact set the similarity scores are computed on."""
-    return _distinct_sorted(shingle_hashes(folded, size))
-
-
-def text_shingle_set(text: str, size: int) -> np.ndarray:
-    """``shingle_set(fold_text(text), size)`` (dedup's exact score computes it for each
-    candidate not in its cache), hashed from the fold's code points when the table path has
-    them, as :func:`compute` does: the folded string is not encoded again."""
-    folded, codes = _fold(text)
-    if codes is None:
-        codes = np.frombuffer(folded.encode("utf-32-le"), dtype=np.uint32)
-    if not len(codes):
-        return _EMPTY
-    return _distinct_sorted(_hash_codes(codes, size))
-
-
-def _distinct_sorted(h: np.ndarray) -> np.ndarray:
-    """The distinct values of ``h``, sorted (``h`` is sorted in place).  Integers sort to one
-    order whatever the algorithm.  "stable" (timsort here) looked the cheaper in a tight loop
-    (13 µs against 18), but :func:`text_shingle_set` runs between dedup's database calls,
-    with cold caches: timed on bench/dedup_scale.py's articles with 8 MB written between
-    calls, it took 72 µs with "stable" and 50 with the default (and 64 against 43 warm),
-    alternating runs on one core of the shared machine."""
-    h.sort()
-    if len(h) < 2:
-        return h
-    fresh = np.empty(len(h), dtype=bool)  # (no list and concatenate for the first True)
-    fresh[0] = True
-    np.not_equal(h[1:], h[:-1], out=fresh[1:])
-    return h[fresh]
-
-
-def similarity(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """(Jaccard, containment of the smaller set in the larger) of two :func:`shingle_set`."""
-    if len(a) == 0 or len(b) == 0:
-        return 0.0, 0.0
-    # Both sorted and distinct: each common hash is two equal neighbours in their merge, and
-    # a stable sort (timsort) of the two runs is one merge pass: 6 µs for two
-    # 1,500-character articles, where a binary search of each element of the smaller set in
-    # the larger took 16 (measured).
-    both = np.concatenate((a, b))
-    both.sort(kind="stable")
-    common = int(np.count_nonzero(both[1:] == both[:-1]))
-    return common / (len(a) + len(b) - common), common / min(len(a), len(b))
 
 
 def sketch(hashes: np.ndarray) -> tuple[np.ndarray, int]:
@@ -692,7 +447,7 @@ def compute(title: str, text: str, url: str | None, settings: DedupSettings) -> 
     1,500-character article of bench/dedup_scale.py: 170 µs before, 100 after, medians of
     alternating rounds on one core of the shared machine), and one searchsorted finds both
     the sketch's and the MinHash's bins."""
-    folded, codes = _fold(text or "")
+    folded, codes = fold_codes(text or "")
     folded_title = fold_text(title or "")
     canon = canonical_url(url) if url else None
     length = len(folded)
@@ -706,12 +461,12 @@ def compute(title: str, text: str, url: str | None, settings: DedupSettings) -> 
     if folded:
         if codes is None:
             codes = np.frombuffer(folded.encode("utf-32-le"), dtype=np.uint32)
-        ordered = _hash_codes(codes, settings.shingle, title_codes)
+        ordered = hash_codes(codes, settings.shingle, title_codes)
         if title_codes is not None:
             split = len(ordered) - len(title_codes) + 1
             title_hashes = ordered[split:].tolist()
             ordered = ordered[:split]
-        distinct_set = _distinct_sorted(ordered)  # (sorts ``ordered`` in place)
+        distinct_set = distinct_sorted(ordered)  # (sorts ``ordered`` in place)
         distinct = len(distinct_set)
         members = distinct_set.tobytes()
         if short:
@@ -770,7 +525,8 @@ _TITLE_BINS = TITLE_BANDS * TITLE_ROWS
 
 
 def _mix_int(h: int) -> int:
-    """:func:`_mix` of one integer."""
+    """splitmix64's finalizer of one integer (``shingles.hash_codes`` mixes arrays with it):
+    a polynomial hash of code points is too regular for MinHash."""
     h ^= h >> 30
     h = (h * 0xBF58476D1CE4E5B9) & _M64
     h ^= h >> 27
@@ -807,14 +563,3 @@ def _title_keys(hashes: list[int]) -> tuple[int, ...]:
             else:
                 sig[i] = (sig[nxt % _TITLE_BINS] + (nxt - i) * 0x9E3779B9) & _M32
     return _band_keys(sig, TITLE_BANDS, TITLE_ROWS, _TITLE_SALT)
-
-
-def title_similarity(a: str, b: str) -> float:
-    """Jaccard similarity of the character bigrams of two folded titles."""
-    if not a or not b:
-        return 0.0
-    if a == b:
-        return 1.0
-    sa = {a[i : i + 2] for i in range(max(1, len(a) - 1))}
-    sb = {b[i : i + 2] for i in range(max(1, len(b) - 1))}
-    return len(sa & sb) / len(sa | sb)

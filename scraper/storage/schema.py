@@ -138,4 +138,55 @@ CREATE TABLE dedup_filters (
 );
 ALTER TABLE dedup_state ADD COLUMN filtered_seq INTEGER NOT NULL DEFAULT -1;
 """,
+    # 8: one plain key index in place of migrations 5 to 7's LSM (memory level, merged
+    # postings in 28-day buckets, Bloom filters; issue 15).  dedup_index holds the keys of the
+    # entries inside the dedup window, one row per (key, entry); WITHOUT ROWID, so the primary
+    # key is the only B-tree.  dedup_window.pruned_below: the entries of lower id have aged
+    # out of the window and have no keys in dedup_index; the others have theirs
+    # (scraper/storage/dedup.py prunes as entries age out).  Every stored fingerprint is
+    # indexed here (the window is a setting, unknown to SQL) and pruned_below starts at 0:
+    # the next links prune what lies outside, a bounded number of entries per call.  The keys
+    # come from each row's blob (int64, little-endian: the byte order of every platform the
+    # project runs on), a hex pair per byte, inserted in key order so that the B-tree is
+    # written sequentially.  The seq column of migration 5 stays, unused (dropping a column
+    # rewrites the table).
+    """
+DROP TABLE dedup_postings;
+DROP TABLE dedup_filters;
+DROP TABLE dedup_state;
+DROP INDEX dedup_fingerprints_seq;
+CREATE TABLE dedup_window (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    pruned_below INTEGER NOT NULL
+);
+INSERT INTO dedup_window (id, pruned_below) VALUES (1, 0);
+CREATE TABLE dedup_index (
+    key INTEGER NOT NULL,
+    entry_id INTEGER NOT NULL,
+    PRIMARY KEY (key, entry_id)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO dedup_index (key, entry_id)
+WITH RECURSIVE words(entry_id, keys, i) AS (
+    SELECT entry_id, keys, 0 FROM dedup_fingerprints WHERE length(keys) >= 8
+    UNION ALL SELECT entry_id, keys, i + 8 FROM words WHERE i + 16 <= length(keys)
+), hexed AS (SELECT entry_id, hex(substr(keys, i + 1, 8)) AS h FROM words)
+SELECT
+    ((instr('0123456789ABCDEF', substr(h, 1, 1)) * 16
+      + instr('0123456789ABCDEF', substr(h, 2, 1)) - 17) << 0)
+  | ((instr('0123456789ABCDEF', substr(h, 3, 1)) * 16
+      + instr('0123456789ABCDEF', substr(h, 4, 1)) - 17) << 8)
+  | ((instr('0123456789ABCDEF', substr(h, 5, 1)) * 16
+      + instr('0123456789ABCDEF', substr(h, 6, 1)) - 17) << 16)
+  | ((instr('0123456789ABCDEF', substr(h, 7, 1)) * 16
+      + instr('0123456789ABCDEF', substr(h, 8, 1)) - 17) << 24)
+  | ((instr('0123456789ABCDEF', substr(h, 9, 1)) * 16
+      + instr('0123456789ABCDEF', substr(h, 10, 1)) - 17) << 32)
+  | ((instr('0123456789ABCDEF', substr(h, 11, 1)) * 16
+      + instr('0123456789ABCDEF', substr(h, 12, 1)) - 17) << 40)
+  | ((instr('0123456789ABCDEF', substr(h, 13, 1)) * 16
+      + instr('0123456789ABCDEF', substr(h, 14, 1)) - 17) << 48)
+  | ((instr('0123456789ABCDEF', substr(h, 15, 1)) * 16
+      + instr('0123456789ABCDEF', substr(h, 16, 1)) - 17) << 56)
+  AS key, entry_id FROM hexed ORDER BY 1, 2;
+""",
 ]

@@ -1,0 +1,298 @@
+"""The dedup index in SQLite: fingerprint rows, one key table, links.
+
+Tables (migration 8 in ``schema.py``):
+
+- ``dedup_fingerprints``: one row per entry linked (what the rules need of a candidate, its
+  keys as a blob of int64, its cluster root as of its last link);
+- ``dedup_index (key, entry_id)``: the LSH band, title, lead and URL keys of the entries
+  inside the dedup window, one B-tree (WITHOUT ROWID), one seek per key looked up;
+- ``dedup_window.pruned_below``: entries of lower id have aged out of the window and have
+  no keys in ``dedup_index``; the others have theirs.
+
+The functions take and return plain values (ints, strings, bytes, tuples), shaped around
+what ``dedup`` needs rather than around SQLite, so that another backend can provide them.
+No NumPy here: keys travel as ``array('q')`` bytes, the layout NumPy's int64 also reads.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from array import array
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """An entry to link, with what its fingerprint row held when it was last linked."""
+
+    id: int
+    feed: str
+    title: str
+    text: str  # empty when read without the text
+    url: str | None
+    stamp: str | None  # published, else fetched_at (ISO 8601)
+    duplicate_of: int | None
+    dup_method: str | None
+    dup_score: float | None
+    #: (ts, text_hash, title, keys blob) of its fingerprint row; None: never linked.
+    stored: tuple[int, str, str, bytes] | None
+    sketched: bool  # its row has a sketch (rows from before migration 4 do not)
+
+
+#: A candidate found by :func:`find_candidates`: (entry id, keys it shares, ts, length,
+#: shingles, sketch, text hash, title, canonical url, root).  ``root`` is None for rows
+#: linked before migration 6 (see :func:`roots_of`).
+Found = tuple[int, list[int], int, int, int | None, bytes | None, str, str, str | None,
+              int | None]
+
+_ENTRY_SQL = ("SELECT e.id, e.feed, e.title, {text}, e.url, "
+              "coalesce(nullif(e.published, ''), e.fetched_at), "
+              "e.duplicate_of, e.dup_method, e.dup_score, f.ts, f.text_hash, f.title, f.keys, "
+              "f.sketch IS NOT NULL FROM entries e LEFT JOIN dedup_fingerprints f "
+              "ON f.entry_id = e.id WHERE e.id IN ({marks})")
+
+
+def _padded(values: Sequence[int], most: int = 512) -> Iterable[tuple[str, list[int]]]:
+    """``(placeholders, parameters)`` for ``IN (...)`` over ``values``: at most ``most`` a
+    statement, padded with copies of the last value (``IN`` is a set) to a power of two, so
+    that a handful of statement shapes serve every count.  A shape per count filled SQLite's
+    statement cache, and the daemon's memory grew with it (bench/soak.py)."""
+    for start in range(0, len(values), most):
+        chunk = list(values[start : start + most])
+        size = 1 << (len(chunk) - 1).bit_length()
+        yield ",".join("?" * size), chunk + chunk[-1:] * (size - len(chunk))
+
+
+def keys_blob(keys: Iterable[int]) -> bytes:
+    """Keys as stored in ``dedup_fingerprints.keys``: native int64."""
+    return array("q", keys).tobytes()
+
+
+def blob_keys(blob: bytes) -> list[int]:
+    keys = array("q")
+    keys.frombytes(blob)
+    return keys.tolist()
+
+
+def load_entries(conn: sqlite3.Connection, ids: Sequence[int],
+                 text: bool = True) -> list[StoredEntry]:
+    """The entries ``ids`` in id order; ``text=False`` leaves their text out (the caller
+    has their fingerprints)."""
+    column = "coalesce(nullif(e.content_text, ''), e.summary, '')" if text else "''"
+    out: list[StoredEntry] = []
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    for marks, params in _padded(ids):
+        for r in cursor.execute(_ENTRY_SQL.format(text=column, marks=marks), params):
+            stored = None if r[9] is None else (r[9], r[10], r[11], r[12])
+            out.append(StoredEntry(r[0], r[1], r[2] or "", r[3] or "", r[4], r[5], r[6], r[7],
+                                   r[8], stored, bool(r[13])))
+    out.sort(key=lambda e: e.id)
+    return out
+
+
+def entry_text(conn: sqlite3.Connection, entry_id: int) -> str:
+    row = conn.execute("SELECT coalesce(nullif(content_text, ''), summary, '') FROM entries "
+                       "WHERE id = ?", (entry_id,)).fetchone()
+    return row[0] if row else ""
+
+
+def find_candidates(conn: sqlite3.Connection, keys: Sequence[int], exclude: int,
+                    below: int | None = None, low_ts: int | None = None,
+                    high_ts: int | None = None) -> list[Found]:
+    """Entries other than ``exclude`` holding any of ``keys`` in the index: of lower id than
+    ``below`` and dated from ``low_ts`` to ``high_ts`` when given.  Each comes once, with
+    the keys it shares and its fingerprint row.
+
+    Grouped by entry before the join, so that each candidate's row is read once: a reprint
+    shares 5 or 6 keys with each member of its story's cluster."""
+    if not keys:
+        return []
+    out: list[Found] = []
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    bounds = [exclude, _BIG if below is None else below,
+              -_BIG if low_ts is None else low_ts, _BIG if high_ts is None else high_ts]
+    for marks, params in _padded(keys):
+        sql = ("SELECT g.entry_id, g.keys, f.ts, f.length, f.shingles, f.sketch, f.text_hash, "
+               "f.title, f.canonical_url, f.root FROM (SELECT entry_id, group_concat(key) AS "
+               f"keys FROM dedup_index WHERE key IN ({marks}) AND entry_id != ? AND "
+               "entry_id < ? GROUP BY entry_id) g JOIN dedup_fingerprints f "
+               "ON f.entry_id = g.entry_id WHERE f.ts BETWEEN ? AND ?")
+        for r in cursor.execute(sql, params + bounds):
+            out.append((r[0], [int(k) for k in r[1].split(",")], *r[2:]))
+    return out
+
+
+#: Above every id and date: the bound of a lookup that has none (one statement shape).
+_BIG = 1 << 62
+
+
+def roots_of(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, int]:
+    """Each entry's cluster root as ``entries`` names it (itself for an original)."""
+    out: dict[int, int] = {}
+    for marks, params in _padded(ids):
+        for entry_id, dup in conn.execute(
+                f"SELECT id, duplicate_of FROM entries WHERE id IN ({marks})", params):
+            out[entry_id] = dup or entry_id
+    return out
+
+
+def cluster_root(conn: sqlite3.Connection, entry_id: int) -> int:
+    """Follow ``duplicate_of`` to the cluster root (links are one hop; be safe)."""
+    seen = {entry_id}
+    current = entry_id
+    while True:
+        row = conn.execute("SELECT duplicate_of FROM entries WHERE id = ?", (current,)).fetchone()
+        if row is None or row[0] is None or row[0] in seen:
+            return current
+        current = row[0]
+        seen.add(current)
+
+
+def save_fingerprint(conn: sqlite3.Connection, entry_id: int, ts: int,
+                     canonical_url: str | None, text_hash: str, title: str, length: int,
+                     keys: bytes, sketch: bytes, shingles: int, root: int) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO dedup_fingerprints (entry_id, ts, canonical_url, text_hash, "
+        "title, length, keys, sketch, shingles, root) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (entry_id, ts, canonical_url, text_hash, title, length, keys, sketch, shingles, root))
+
+
+def fill_sketch(conn: sqlite3.Connection, entry_id: int, sketch: bytes, shingles: int) -> None:
+    """Add the sketch to a row stored before migration 4."""
+    conn.execute("UPDATE dedup_fingerprints SET sketch = ?, shingles = ? WHERE entry_id = ?",
+                 (sketch, shingles, entry_id))
+
+
+def index_keys(conn: sqlite3.Connection, entry_id: int, keys: Iterable[int]) -> None:
+    conn.executemany("INSERT OR IGNORE INTO dedup_index (key, entry_id) VALUES (?, ?)",
+                     [(k, entry_id) for k in keys])
+
+
+def unindex_keys(conn: sqlite3.Connection, entry_id: int, blob: bytes) -> None:
+    """Delete the keys ``blob`` holds of ``entry_id`` (its fingerprint row's, as stored)."""
+    conn.executemany("DELETE FROM dedup_index WHERE key = ? AND entry_id = ?",
+                     [(k, entry_id) for k in blob_keys(blob)])
+
+
+def set_link(conn: sqlite3.Connection, entry_id: int, duplicate_of: int | None,
+             method: str | None, score: float | None) -> None:
+    conn.execute("UPDATE entries SET duplicate_of = ?, dup_method = ?, dup_score = ? "
+                 "WHERE id = ?", (duplicate_of, method, score, entry_id))
+
+
+def move_followers(conn: sqlite3.Connection, old_root: int, new_root: int) -> int:
+    """The duplicates of ``old_root`` (no longer a root) follow it to ``new_root``, so that
+    ``duplicate_of`` always names the cluster root; returns how many moved."""
+    conn.execute("UPDATE dedup_fingerprints SET root = ? WHERE entry_id IN "
+                 "(SELECT id FROM entries WHERE duplicate_of = ?)", (new_root, old_root))
+    return conn.execute("UPDATE entries SET duplicate_of = ? WHERE duplicate_of = ?",
+                        (new_root, old_root)).rowcount
+
+
+# -- the window -------------------------------------------------------------------------------
+
+def pruned_below(conn: sqlite3.Connection) -> int:
+    """Entries of lower id than this have aged out of the window: no keys in the index."""
+    return int(conn.execute("SELECT pruned_below FROM dedup_window").fetchone()[0])
+
+
+def set_pruned_below(conn: sqlite3.Connection, entry_id: int) -> None:
+    conn.execute("UPDATE dedup_window SET pruned_below = ?", (entry_id,))
+
+
+def newest_arrival(conn: sqlite3.Connection) -> str | None:
+    """``fetched_at`` of the newest entry (the highest id)."""
+    row = conn.execute("SELECT fetched_at FROM entries ORDER BY id DESC LIMIT 1").fetchone()
+    return None if row is None else row[0]
+
+
+def arrival(conn: sqlite3.Connection, entry_id: int) -> str | None:
+    row = conn.execute("SELECT fetched_at FROM entries WHERE id = ?", (entry_id,)).fetchone()
+    return None if row is None else row[0]
+
+
+def prune(conn: sqlite3.Connection, start: int, cutoff: str, most: int,
+          below: int | None = None) -> int:
+    """Take out of the index the keys of the entries from id ``start`` on that arrived before
+    ``cutoff`` (ISO 8601, as ``fetched_at``), stopping at the first that arrived after it,
+    at id ``below``, or after ``most`` entries; returns the id to start from next time.
+
+    Entries arrive in id order, so the ones that aged out are a run of ids: a walk from the
+    last stop finds them with one seek.  An entry that arrived out of order (a clock step
+    back) stops the walk early, which only keeps a few keys longer."""
+    cursor = conn.cursor()
+    cursor.row_factory = None
+    done: list[tuple[int, bytes | None]] = []
+    stop: int | None = None
+    for entry_id, old, keys in cursor.execute(
+            "SELECT e.id, e.fetched_at < ?, f.keys FROM entries e LEFT JOIN dedup_fingerprints f "
+            "ON f.entry_id = e.id WHERE e.id >= ? AND e.id < ? ORDER BY e.id LIMIT ?",
+            (cutoff, start, _BIG if below is None else below, most)):
+        if not old:
+            stop = entry_id
+            break
+        done.append((entry_id, keys))
+    cursor.close()
+    if not done:
+        return start
+    conn.executemany("DELETE FROM dedup_index WHERE key = ? AND entry_id = ?",
+                     [(k, entry_id) for entry_id, blob in done if blob
+                      for k in blob_keys(blob)])
+    return done[-1][0] + 1 if stop is None else stop
+
+
+def drop_orphan_keys(conn: sqlite3.Connection) -> None:
+    """Keys of entries deleted since they were indexed (their fingerprint rows went with
+    them): harmless, since lookups join the fingerprint, but dead weight."""
+    conn.execute("DELETE FROM dedup_index WHERE entry_id NOT IN "
+                 "(SELECT entry_id FROM dedup_fingerprints)")
+
+
+# -- reading --------------------------------------------------------------------------------
+
+def count_entries(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT count(*) FROM entries").fetchone()[0])
+
+
+def entry_ids_after(conn: sqlite3.Connection, after: int, most: int) -> list[int]:
+    return [r[0] for r in conn.execute("SELECT id FROM entries WHERE id > ? ORDER BY id LIMIT ?",
+                                       (after, most))]
+
+
+def entry_brief(conn: sqlite3.Connection, entry_id: int) -> tuple[str, str, int | None] | None:
+    """(feed, title, duplicate_of) of an entry, None if there is none."""
+    row = conn.execute("SELECT feed, title, duplicate_of FROM entries WHERE id = ?",
+                       (entry_id,)).fetchone()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def count_duplicates(conn: sqlite3.Connection, root: int) -> int:
+    return int(conn.execute("SELECT count(*) FROM entries WHERE duplicate_of = ?",
+                            (root,)).fetchone()[0])
+
+
+def cluster_roots(conn: sqlite3.Connection, limit: int | None = None) -> list[int]:
+    """Roots with at least one duplicate, newest first."""
+    sql = ("SELECT DISTINCT duplicate_of FROM entries WHERE duplicate_of IS NOT NULL "
+           "ORDER BY duplicate_of DESC")
+    if limit:
+        return [r[0] for r in conn.execute(sql + " LIMIT ?", (limit,))]
+    return [r[0] for r in conn.execute(sql)]
+
+
+def cluster_head(conn: sqlite3.Connection, root: int) -> tuple[str, str, str | None] | None:
+    """(feed, title, published) of a root."""
+    row = conn.execute("SELECT feed, title, published FROM entries WHERE id = ?",
+                       (root,)).fetchone()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def cluster_members(conn: sqlite3.Connection, root: int
+                    ) -> list[tuple[int, str, str, str | None, float | None]]:
+    """(id, feed, title, method, score) of each duplicate of ``root``, in id order."""
+    return [tuple(r) for r in conn.execute(  # type: ignore[misc]
+        "SELECT id, feed, title, dup_method, dup_score FROM entries WHERE duplicate_of = ? "
+        "ORDER BY id", (root,))]
