@@ -20,19 +20,6 @@ import pytest
 
 from scraper import storage as store
 
-#: Offenders in modules being rewritten on other branches (dedup.py, refresh.py, daemon.py,
-#: the cli router), plus two core modules over the size limit that no branch owns yet.
-#: The lead empties this when those branches land: ``test_the_allow_list_is_current``
-#: fails for an entry that no longer offends, so none outlives its reason.
-ALLOWED: dict[str, set[str]] = {
-    # module path -> why it is excused, one entry per rule
-    "sql": {"scraper/dedup.py"},
-    "malloc": {"scraper/dedup.py"},
-    "size": {"scraper/dedup.py", "scraper/core/fingerprint.py"},
-    # "importer -> imported" edges
-    "imports": set(),
-}
-
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "scraper"
 
@@ -40,7 +27,7 @@ PACKAGE = ROOT / "scraper"
 LAYERS: list[tuple[str, ...]] = [
     ("scraper", "scraper.__main__", "scraper.cli"),
     ("scraper.app",),
-    ("scraper.daemon", "scraper.refresh", "scraper.workers", "scraper.dedup", "scraper.bloom",
+    ("scraper.daemon", "scraper.refresh", "scraper.workers", "scraper.dedup",
      "scraper.export", "scraper.status"),
     ("scraper.storage", "scraper.net"),
     ("scraper.config", "scraper.core"),
@@ -178,16 +165,12 @@ def test_every_module_has_a_layer() -> None:
 
 
 def test_imports_point_down_the_layers() -> None:
-    bad = layer_violations() - ALLOWED["imports"]
+    bad = layer_violations()
     assert not bad, "imports against the layers:\n" + "\n".join(sorted(bad))
 
 
 def test_no_import_cycle() -> None:
-    edges = graph()
-    for allowed in ALLOWED["imports"]:
-        importer, _, imported = allowed.partition(" -> ")
-        edges.get(importer, set()).discard(imported)
-    found = cycle(edges)
+    found = cycle(graph())
     assert found is None, "import cycle: " + " -> ".join(found or [])
 
 
@@ -201,26 +184,19 @@ def test_the_package_init_imports_only_the_version_at_import_time() -> None:
 
 
 def test_sql_only_in_storage() -> None:
-    bad = offenders()["sql"] - ALLOWED["sql"]
+    bad = offenders()["sql"]
     details = [f"{path}: line {', '.join(map(str, sql_calls(ROOT / path)))}" for path in bad]
     assert not bad, "statements outside scraper/storage/:\n" + "\n".join(sorted(details))
 
 
 def test_no_module_mentions_malloc() -> None:
-    bad = offenders()["malloc"] - ALLOWED["malloc"]
+    bad = offenders()["malloc"]
     assert not bad, f"allocator tricks in {sorted(bad)}"
 
 
 def test_no_module_over_the_size_limit() -> None:
-    bad = offenders()["size"] - ALLOWED["size"]
+    bad = offenders()["size"]
     assert not bad, f"over {MAX_LINES} lines: {sorted(bad)}"
-
-
-def test_the_allow_list_is_current() -> None:
-    """An allow-listed offender that was fixed must leave the list, or it hides a relapse."""
-    now = offenders()
-    stale = {rule: sorted(entries - now[rule]) for rule, entries in ALLOWED.items()}
-    assert not any(stale.values()), f"fixed, remove from ALLOWED: {stale}"
 
 
 def test_the_checks_see_what_they_look_for() -> None:
