@@ -17,7 +17,6 @@ from scraper.core.schedule import (
     adaptive_interval,
     cache_lifetime,
     delay_after,
-    is_due,
     next_due,
 )
 
@@ -195,15 +194,6 @@ def test_successful_feeds_drift_apart_too() -> None:
     rng = random.Random(3)
     seconds = {int(next_due(NOW, INTERVAL, 0, OK, rng).timestamp()) for _ in range(100)}
     assert len(seconds) >= 80
-
-
-# -- due? ------------------------------------------------------------------------------------
-
-def test_is_due() -> None:
-    assert is_due(None, NOW)  # never fetched: due now
-    assert is_due(NOW, NOW)
-    assert is_due(NOW - timedelta(seconds=1), NOW)
-    assert not is_due(NOW + timedelta(seconds=1), NOW)
 
 
 def test_next_due_is_now_plus_delay() -> None:

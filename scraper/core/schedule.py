@@ -149,11 +149,6 @@ def next_due(now: datetime, interval: int, error_count: int, outcome: Outcome,
     return now + timedelta(seconds=delay_after(interval, error_count, outcome, rng))
 
 
-def is_due(next_due_at: datetime | None, now: datetime) -> bool:
-    """A feed never fetched is due; otherwise when its time has come."""
-    return next_due_at is None or next_due_at <= now
-
-
 def adaptive_interval(published: Iterable[datetime | None], now: datetime, floor: int,
                       ceiling: int = ADAPTIVE_MAX, window: int = ADAPTIVE_WINDOW) -> int:
     """An interval that follows the feed's publishing rate over the last ``window`` seconds.

@@ -10,7 +10,6 @@ from scraper.storage.db import (
     MIGRATION_WAIT_MS,
     Connection,
     connect,
-    database,
     iso,
     migrate,
     parse_iso,
@@ -43,7 +42,7 @@ from scraper.storage.schema import MIGRATIONS
 
 __all__ = ["BUSY_TIMEOUT_MS", "CACHE_KIB", "MIGRATIONS", "MIGRATION_WAIT_MS", "Claimed",
            "Connection", "apply_plan", "bring_forward", "claim_due", "claim_feed", "connect",
-           "database", "database_path", "feed_state", "forget_validators", "get_meta",
+           "database_path", "feed_state", "forget_validators", "get_meta",
            "host_of", "iso", "known_hashes", "migrate", "parse_iso", "read_heartbeat",
            "recent_dates", "record_outcome", "release_claim", "release_claims",
            "schema_version", "set_meta", "sync_feeds", "transaction", "utcnow",

@@ -3,13 +3,9 @@ feed's source links): the feed rows and the entry totals."""
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
-#: The open database every storage function takes (``storage.connect``).  Code above storage
-#: names it by this alias only, never by the driver's type, so that another backend changes
-#: this line and not the callers.
-Connection = sqlite3.Connection
+from scraper.storage.db import Connection
 
 
 def feed_rows(conn: Connection) -> list[dict[str, Any]]:
