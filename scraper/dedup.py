@@ -46,12 +46,12 @@ if TYPE_CHECKING:
 MAX_CONFIRMATIONS = 32
 
 #: Entries whose keys one call prunes at most.  Each key deleted dirties a random page of
-#: the key table, as each key inserted does: at 1M entries in the window a call pruning 256
-#: entries took 126 ms with its commit, 0.5 ms an entry (/tmp measurement with
-#: bench/dedup_scale.py's bulk load; its ``--aging`` runs the steady state).  64 keeps a call
-#: near 30 ms; at 20,000 new entries an hour about as many age out, 6 a second, far below
-#: what the refreshes can prune, and a backlog (a migrated database, a longer pause) of 1M
-#: entries is gone after 16,000 calls.
+#: the key table, as each key inserted does: with 1M entries in the window, one call pruning
+#: 256 entries took 126 ms with its commit, 0.5 ms an entry (bench/dedup_scale.py's bulk load
+#: and a call whose newest arrival aged them out; ``dedup_scale.py --aging`` measures the
+#: steady state).  64 keeps a call near 30 ms.  At 20,000 new entries an hour about as many
+#: age out, 6 a second, far fewer than the refreshes can prune, and a backlog (a migrated
+#: database, a daemon stopped for a while) of 1M entries is gone after 16,000 calls.
 PRUNE_ENTRIES = 64
 
 #: Shingle sets one call keeps for confirming (about 12 KB each for a 1,500-character
