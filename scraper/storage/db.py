@@ -25,8 +25,8 @@ from scraper.storage.schema import MIGRATIONS
 #: transaction takes milliseconds; 30 s covers a dedup rebuild running beside the daemon.
 BUSY_TIMEOUT_MS = 30_000
 
-#: How long a process waits for another's schema upgrade (migration 5 took 73 s at 1M
-#: entries; see ``migrate``).
+#: How long a process waits for another's schema upgrade (migration 8, the dedup key table
+#: rebuilt, took 244 s at 1M entries; see ``migrate``).
 MIGRATION_WAIT_MS = 600_000
 
 log = logging.getLogger(__name__)
@@ -94,10 +94,11 @@ def migrate(conn: sqlite3.Connection) -> None:
     try:
         version = schema_version(conn)
         if 0 < version < len(MIGRATIONS):
-            # Migration 5 rewrites the dedup index: 73 s at 1M entries (bench/dedup_scale.py's
-            # database).  Say so, or a daemon upgrade looks like a hang.
+            # Migration 8 rebuilds the dedup key table: 244 s at 1M entries (a version-7
+            # database of bench/dedup_scale.py's size).  Say so, or an upgrade looks like a hang.
             log.warning("upgrading the database schema from version %d to %d; a large "
-                        "database takes a minute or more", version, len(MIGRATIONS))
+                        "database takes minutes (about 4 per million entries)",
+                        version, len(MIGRATIONS))
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             for statement in _statements(script):
                 conn.execute(statement)
