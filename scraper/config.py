@@ -66,8 +66,8 @@ class DedupSettings:
 
 
 _FLOAT_01 = {"threshold", "title_threshold"}
-#: Upper bounds of the windows: ten years.  A lookup binds one parameter per key and 28-day
-#: bucket of its window, and SQLite takes at most 32,766 (a 1e7-day window failed every link).
+#: Upper bounds of the windows: ten years.  A 1e7-day window reaches before year 1, and the
+#: prune cutoff (newest arrival - window) overflows ``datetime``.
 _POSITIVE_NUMBER = {"title_window_hours": 87_600.0, "window_days": 3_650.0}
 _INT_RANGES = {"shingle": (2, 16), "bands": (1, 256), "rows": (1, 32), "short_chars": (0, 100_000),
                "explain_candidates": (1, 1000)}
@@ -104,7 +104,6 @@ def dedup_from_mapping(data: object, where: str) -> DedupSettings:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value == value
-
 
 
 class ConfigError(Exception):
@@ -155,17 +154,26 @@ DAEMON_ENV = {"heartbeat": "SCRAPE_HEARTBEAT", "config_poll": "SCRAPE_CONFIG_POL
               "shutdown_grace": "SCRAPE_SHUTDOWN_GRACE", "tick": "SCRAPE_TICK"}
 
 
-def _seconds(key: str, value: object) -> float:
-    """A daemon timing: seconds (a number) or a duration ('30s', '2m'); only the config
-    watch may be 0 (off)."""
+def _duration(value: object, example: str) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"30m"``, ``"2h"`` or ``"1d"`` (not yet range-checked)."""
     if isinstance(value, str) and (m := _INTERVAL_RE.match(value)):
         unit = m.group(2).lower() if m.group(2) else None
-        value = float(m.group(1)) * _UNIT_SECONDS[unit]
+        return float(m.group(1)) * _UNIT_SECONDS[unit]
     if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        raise ValueError(f"{key}: expected seconds or a duration such as '30s', got {value!r}")
-    if value < 0 or (value == 0 and key != "config_poll"):
-        raise ValueError(f"{key}: expected a positive number of seconds, got {value!r}")
+        raise ValueError(f"expected seconds or a duration such as '{example}', got {value!r}")
     return float(value)
+
+
+def _seconds(key: str, value: object) -> float:
+    """A daemon timing; only the config watch may be 0 (off)."""
+    try:
+        seconds = _duration(value, "30s")
+    except ValueError as exc:
+        raise ValueError(f"{key}: {exc}") from None
+    if seconds < 0 or (seconds == 0 and key != "config_poll"):
+        shown = seconds if isinstance(value, str) else value
+        raise ValueError(f"{key}: expected a positive number of seconds, got {shown!r}")
+    return seconds
 
 
 def _daemon_from_mapping(data: object, where: str) -> DaemonSettings:
@@ -236,16 +244,8 @@ class Config:
 
 
 def parse_interval(value: object) -> int:
-    """Seconds from ``90``, ``"90s"``, ``"30m"``, ``"2h"`` or ``"1d"``."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected seconds or a duration such as '30m', got {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _INTERVAL_RE.match(value)):
-        unit = m.group(2).lower() if m.group(2) else None
-        seconds = float(m.group(1)) * _UNIT_SECONDS[unit]
-    else:
-        raise ValueError(f"expected seconds or a duration such as '30m', got {value!r}")
+    """Whole seconds from a positive duration (see :func:`_duration`)."""
+    seconds = _duration(value, "30m")
     if seconds <= 0:
         raise ValueError(f"must be positive, got {value!r}")
     return int(seconds)

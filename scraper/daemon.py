@@ -62,6 +62,7 @@ from scraper.config import (
 from scraper.core import schedule
 from scraper.net.fetch import Fetcher
 from scraper.refresh import CLAIMANT, FeedResult, Refresher, claim_is_dead, claim_seconds
+from scraper.status import daemon_health
 from scraper.version import __version__
 
 if TYPE_CHECKING:
@@ -72,8 +73,6 @@ T = TypeVar("T")
 
 #: Seconds cancelled refreshes get to unwind after the grace deadline.
 CANCEL_WAIT = 3.0
-#: A heartbeat older than this many beats is a dead daemon's (as ``scrape status --check``).
-MISSED_BEATS = 3
 
 
 def run_daemon(config: Config, conn: sqlite3.Connection, *, workers: int | None = None,
@@ -286,14 +285,7 @@ class Daemon:
             log.warning("the previous daemon (pid %s) did not stop cleanly; its refreshes in "
                         "flight are due again now", pid)
             return
-        when = store.parse_iso(beat.get(store.meta.HEARTBEAT))
-        try:
-            interval = float(beat.get(store.meta.HEARTBEAT_INTERVAL) or 0)
-        except ValueError:
-            interval = 0.0
-        fresh = when is not None and self.clock() - when < timedelta(
-            seconds=max(60.0, MISSED_BEATS * interval))
-        if fresh:
+        if daemon_health(self.conn, self.clock()).healthy:
             log.info("another daemon (pid %s on %s) has a fresh heartbeat on this database; "
                      "the claims share the due feeds between both", pid, host)
 
