@@ -89,10 +89,8 @@ class Scraper:
         """
         from scraper import daemon
 
-        config = self._require_config("run_daemon")
-        names = list(only) if only else None
-        select_feeds(config, names)
-        return daemon.run_daemon(config, self.conn, workers=workers, only=names,
+        return daemon.run_daemon(self._require_config("run_daemon"), self.conn,
+                                 workers=workers, only=list(only) if only else None,
                                  db_fixed=db_fixed)
 
     # -- status ----------------------------------------------------------------------------

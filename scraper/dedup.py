@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
 
 from scraper.config import DedupSettings, dedup_from_mapping  # noqa: F401 (re-exported)
@@ -69,15 +69,11 @@ class Link:
 
 
 def _epoch(text: str | None) -> int:
-    if not text:
-        return 0
     try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        dt = parse_iso(text)
     except ValueError:
         return 0
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp())
+    return 0 if dt is None else int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp())
 
 
 class _Texts:
@@ -232,7 +228,7 @@ def _cutoff(arrived: str | None, settings: DedupSettings) -> str | None:
 def _prune(conn: Connection, settings: DedupSettings) -> None:
     """Take the entries that aged out since the last call out of the index (a bounded
     number: see ``PRUNE_ENTRIES``)."""
-    cutoff = _cutoff(index.newest_arrival(conn), settings)
+    cutoff = _cutoff(index.arrival(conn), settings)
     if cutoff is not None:
         mark = index.pruned_below(conn)
         stop = index.prune(conn, mark, cutoff, PRUNE_ENTRIES)
@@ -324,7 +320,7 @@ def rebuild(conn: Connection, settings: DedupSettings,
             progress(done, total)
     while True:  # the rest of what aged out, in batches
         with transaction(conn):
-            cutoff = _cutoff(index.newest_arrival(conn), settings)
+            cutoff = _cutoff(index.arrival(conn), settings)
             mark = index.pruned_below(conn)
             stop = walked if cutoff is None else index.prune(conn, walked, cutoff, 4 * batch,
                                                               below=mark)
@@ -360,7 +356,7 @@ def explain(conn: Connection, entry_id: int, settings: DedupSettings) -> dict[st
         out.append({
             "id": cand.id, "feed": info[0] if info else None,
             "title": info[1] if info else None,
-            "duplicate_of": info[2] if info else None,
+            "duplicate_of": info[3] if info else None,
             "found_by": sorted(cand.kinds), "later": later,
             "hours_apart": round(abs(ts - cand.ts) / 3600, 1),
             "jaccard": _r(verdict.jaccard), "containment": _r(verdict.containment),
@@ -394,7 +390,7 @@ def clusters(conn: Connection, limit: int | None = None) -> list[dict[str, Any]]
     """Clusters with more than one member, newest root first: root, then its duplicates."""
     out = []
     for root in index.cluster_roots(conn, limit):
-        head = index.cluster_head(conn, root)
+        head = index.entry_brief(conn, root)
         out.append({
             "id": root, "feed": head[0] if head else None, "title": head[1] if head else None,
             "published": head[2] if head else None,

@@ -21,7 +21,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from xml.parsers import expat
 
@@ -78,7 +78,6 @@ class ParsedFeed:
     #: Why feedparser found the document malformed, when it still yielded entries.
     problem: str | None = None
     ttl: int | None = None  # minutes, from RSS <ttl>
-    warnings: list[str] = field(default_factory=list)
 
 
 def detect_charset(body: bytes, headers: Mapping[str, str]) -> str:

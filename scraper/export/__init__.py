@@ -9,8 +9,7 @@ it down.
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
+from datetime import UTC
 
 from scraper import storage as store
 from scraper.config import Config, FeedConfig
@@ -18,26 +17,22 @@ from scraper.storage.exports import Selection
 
 __all__ = ["Selection", "feed_config", "parse_since"]
 
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
 
 def parse_since(text: str) -> str:
     """``2022-05-23`` or an ISO 8601 time (naive = UTC) -> the store's ISO text.
 
     The store keeps ISO UTC text precisely so that a date filter is a text comparison.
     """
-    value = text.strip()
     try:
-        if _DATE_ONLY.match(value):
-            when = datetime.fromisoformat(value).replace(tzinfo=UTC)
-        else:
-            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
+        when = store.parse_iso(text.strip())
+        if when is None:
+            raise ValueError(text)
     except ValueError:
         raise ValueError(
             f"expected a date (2022-05-23) or an ISO time (2022-05-23T08:00:00Z), got {text!r}"
         ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
     return str(store.iso(when))
 
 

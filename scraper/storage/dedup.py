@@ -203,14 +203,12 @@ def set_pruned_below(conn: sqlite3.Connection, entry_id: int) -> None:
     conn.execute("UPDATE dedup_window SET pruned_below = ?", (entry_id,))
 
 
-def newest_arrival(conn: sqlite3.Connection) -> str | None:
-    """``fetched_at`` of the newest entry (the highest id)."""
-    row = conn.execute("SELECT fetched_at FROM entries ORDER BY id DESC LIMIT 1").fetchone()
-    return None if row is None else row[0]
-
-
-def arrival(conn: sqlite3.Connection, entry_id: int) -> str | None:
-    row = conn.execute("SELECT fetched_at FROM entries WHERE id = ?", (entry_id,)).fetchone()
+def arrival(conn: sqlite3.Connection, entry_id: int | None = None) -> str | None:
+    """``fetched_at`` of ``entry_id``, or of the newest entry (the highest id)."""
+    row = conn.execute("SELECT fetched_at FROM entries WHERE id = (SELECT max(id) FROM entries)"
+                       if entry_id is None else
+                       "SELECT fetched_at FROM entries WHERE id = ?",
+                       () if entry_id is None else (entry_id,)).fetchone()
     return None if row is None else row[0]
 
 
@@ -262,11 +260,12 @@ def entry_ids_after(conn: sqlite3.Connection, after: int, most: int) -> list[int
                                        (after, most))]
 
 
-def entry_brief(conn: sqlite3.Connection, entry_id: int) -> tuple[str, str, int | None] | None:
-    """(feed, title, duplicate_of) of an entry, None if there is none."""
-    row = conn.execute("SELECT feed, title, duplicate_of FROM entries WHERE id = ?",
+def entry_brief(conn: sqlite3.Connection, entry_id: int
+                ) -> tuple[str, str, str | None, int | None] | None:
+    """(feed, title, published, duplicate_of) of an entry, None if there is none."""
+    row = conn.execute("SELECT feed, title, published, duplicate_of FROM entries WHERE id = ?",
                        (entry_id,)).fetchone()
-    return None if row is None else (row[0], row[1], row[2])
+    return None if row is None else (row[0], row[1], row[2], row[3])
 
 
 def count_duplicates(conn: sqlite3.Connection, root: int) -> int:
@@ -281,13 +280,6 @@ def cluster_roots(conn: sqlite3.Connection, limit: int | None = None) -> list[in
     if limit:
         return [r[0] for r in conn.execute(sql + " LIMIT ?", (limit,))]
     return [r[0] for r in conn.execute(sql)]
-
-
-def cluster_head(conn: sqlite3.Connection, root: int) -> tuple[str, str, str | None] | None:
-    """(feed, title, published) of a root."""
-    row = conn.execute("SELECT feed, title, published FROM entries WHERE id = ?",
-                       (root,)).fetchone()
-    return None if row is None else (row[0], row[1], row[2])
 
 
 def cluster_members(conn: sqlite3.Connection, root: int
