@@ -24,6 +24,8 @@ from urllib.parse import urljoin
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
+from scraper.core.parse import header
+
 __all__ = ["decode_page", "extract_article"]
 
 # --- decoding ----------------------------------------------------------------------------------
@@ -74,16 +76,6 @@ def _codec(label: str | None) -> str | None:
     return "gb18030" if info.name in ("gbk", "gb2312") else info.name
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is not None:
-        return value
-    for key, v in headers.items():  # a plain dict is case-sensitive; httpx.Headers is not
-        if key.lower() == name:
-            return v
-    return None
-
-
 def _looks_chinese(text: str) -> bool:
     """Whether a non-UTF-8 decode as GB18030 produced mostly CJK, not mojibake."""
     non_ascii = [c for c in text[:4000] if ord(c) > 127]
@@ -104,7 +96,7 @@ def decode_page(body: bytes, headers: Mapping[str, str]) -> str:
     for bom, name in _BOMS:
         if body.startswith(bom):
             return body[len(bom) :].decode(name, errors="replace")
-    content_type = _header(headers, "content-type") or ""
+    content_type = header(headers, "content-type")
     m = _HEADER_CHARSET.search(content_type)
     codec = _codec(m.group(1)) if m else None
     if codec is None:

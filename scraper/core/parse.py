@@ -82,7 +82,7 @@ class ParsedFeed:
 
 def detect_charset(body: bytes, headers: Mapping[str, str]) -> str:
     """The charset to decode with: header, then BOM, then XML declaration, then a guess."""
-    content_type = _header(headers, "content-type")
+    content_type = header(headers, "content-type")
     label = None
     if m := _CHARSET.search(content_type):
         label = m.group(1)
@@ -231,7 +231,8 @@ def _iso(value: object) -> str | None:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _header(headers: Mapping[str, str], name: str) -> str:
+def header(headers: Mapping[str, str], name: str) -> str:
+    """A header's value ("" if absent) whatever the case of the mapping's keys."""
     for key, value in headers.items():
         if key.lower() == name:
             return value

@@ -9,13 +9,19 @@ it down.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
 from datetime import UTC
+from pathlib import Path
+from typing import IO, Any
 
 from scraper import storage as store
 from scraper.config import Config, FeedConfig
 from scraper.storage.exports import Selection
 
-__all__ = ["Selection", "feed_config", "parse_since"]
+__all__ = ["Selection", "feed_config", "parse_since", "replacing"]
 
 
 def parse_since(text: str) -> str:
@@ -44,3 +50,21 @@ def feed_config(config: Config | None, name: str) -> FeedConfig | None:
         return config.feed(name)
     except KeyError:
         return None
+
+
+@contextlib.contextmanager
+def replacing(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Write ``path`` through a hidden temporary file renamed over it: a reader (Hexo, a web
+    server serving the feed) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
+    try:
+        with os.fdopen(fd, mode, **text) as out:
+            yield out
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the web server must read it
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

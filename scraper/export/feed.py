@@ -20,11 +20,8 @@ unreadable.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import sys
-import tempfile
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
@@ -35,7 +32,7 @@ from typing import Any
 
 from scraper import storage as store
 from scraper.config import Config, FeedConfig
-from scraper.export import Selection, feed_config
+from scraper.export import Selection, feed_config, replacing
 from scraper.storage import exports as stored
 from scraper.storage import reads
 from scraper.storage.reads import Connection
@@ -217,17 +214,6 @@ def export_feed(conn: Connection, config: Config | None, file: str | Path, *,
         sys.stdout.buffer.write(body)
         sys.stdout.flush()
         return count
-    path = Path(file)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A web server may be serving the old file: swap it in whole.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(body)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with replacing(Path(file), "wb") as out:  # a web server may be serving the old file
+        out.write(body)
     return count

@@ -22,11 +22,8 @@ its title changes.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import re
-import tempfile
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,7 +38,7 @@ import yaml
 from scraper import storage as store
 from scraper.config import Config, FeedConfig
 from scraper.core import rules
-from scraper.export import Selection, feed_config
+from scraper.export import Selection, feed_config, replacing
 from scraper.storage import exports as stored
 from scraper.storage.reads import Connection
 
@@ -362,24 +359,10 @@ def _flush(conn: Connection, directory: Path, target: str,
         for entry_id, path, digest, text in pending:
             record(entry_id, path, digest)
             if text:
-                _write_atomic(directory / path, text)
+                with replacing(directory / path) as out:
+                    out.write(text)
                 report.paths.append(directory / path)
     pending.clear()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write through a hidden temporary file and rename: Hexo never reads half a post."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the site's web server must read it
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def exported_paths(conn: Connection, directory: str | Path,

@@ -13,17 +13,14 @@ upsert by ``id`` stay current without re-reading the whole database.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from scraper.export import Selection
+from scraper.export import Selection, replacing
 from scraper.storage import exports as stored
 from scraper.storage.reads import Connection
 
@@ -76,20 +73,11 @@ def export_jsonl(conn: Connection, file: str | Path, *,
     if incremental:
         with path.open("a", encoding="utf-8", newline="\n") as out:
             return _write(conn, target, lines(), out)
-    # A full export replaces the file at once: a reader never sees half of it.  What it
-    # holds is recorded only once it is in place, from what was staged meanwhile (no lock
-    # on the database while the file is written).
+    # A full export replaces the file at once.  What it holds is recorded only once it is
+    # in place, from what was staged meanwhile (no lock on the database while writing).
     stored.start_staging(conn)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-            count = _write(conn, None, lines(), out)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with replacing(path) as out:
+        count = _write(conn, None, lines(), out)
     stored.commit_staged(conn, target)
     return count
 
