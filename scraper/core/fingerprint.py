@@ -81,7 +81,7 @@ LEAD_CHARS = 24
 #: a bin is the hash's top bits and one sort gives every bin's minimum (see :func:`sketch`).
 SKETCH_BINS = 128
 #: Bits kept per bin: two different minima agree by chance with probability 2**-16, a bias of
-#: 1.5e-5 on the estimate (corrected in :func:`estimate_jaccard`); 256 bytes per entry.
+#: 1.5e-5 on the estimate (corrected in ``similarity.estimate_jaccard``); 256 bytes per entry.
 SKETCH_BITS = 16
 _SKETCH_SHIFT = 64 - (SKETCH_BINS.bit_length() - 1)  # hash >> this = the bin
 
@@ -242,14 +242,6 @@ def _sketch_sorted(ordered: np.ndarray, distinct: int | None = None,
         dist = ((source - idx) % SKETCH_BINS).astype(np.uint16)
         values = np.where(full, values, values[source] + dist * np.uint16(0x9E37))
     return values, distinct
-
-
-def estimate_jaccard(mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
-    """Estimated Jaccard of one sketch (``SKETCH_BINS``) with each row of ``theirs``
-    (n x ``SKETCH_BINS``): the fraction of agreeing bins, less the 2**-16 chance agreement."""
-    agree = np.count_nonzero(theirs == mine, axis=1) / SKETCH_BINS
-    chance = 2.0**-SKETCH_BITS
-    return np.maximum(agree - chance, 0.0) / (1.0 - chance)
 
 
 def one_permutation_minhash(hashes: np.ndarray, bins: int) -> np.ndarray:

@@ -108,7 +108,7 @@ def title_similarity(a: str, b: str) -> float:
 #: The low 15 bits, and the top bit, of every 16-bit bin of a sketch read as one integer.
 _BIN_LOW = int.from_bytes(b"\xff\x7f" * SKETCH_BINS, "little")
 _BIN_TOP = int.from_bytes(b"\x00\x80" * SKETCH_BINS, "little")
-#: Chance agreement of two different 16-bit minima (see ``fingerprint.estimate_jaccard``).
+#: Chance agreement of two different 16-bit minima (see ``fingerprint.SKETCH_BITS``).
 _CHANCE = 2.0**-SKETCH_BITS
 
 
@@ -123,7 +123,8 @@ def agreeing_bins(mine: bytes, theirs: bytes) -> int:
 
 
 def estimate_jaccard(mine: bytes, theirs: bytes) -> float:
-    """``fingerprint.estimate_jaccard`` of two sketches, the same IEEE operations in floats."""
+    """Estimated Jaccard of two sketches: the fraction of agreeing bins, less the 2**-16
+    chance agreement."""
     agree = agreeing_bins(mine, theirs) / SKETCH_BINS
     return max(agree - _CHANCE, 0.0) / (1.0 - _CHANCE)
 
