@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
-from datetime import UTC
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,7 +22,7 @@ from scraper import storage as store
 from scraper.config import Config, FeedConfig
 from scraper.storage.exports import Selection
 
-__all__ = ["Selection", "feed_config", "parse_since", "replacing"]
+__all__ = ["Selection", "entry_time", "feed_config", "parse_since", "replacing", "rfc822"]
 
 
 def parse_since(text: str) -> str:
@@ -68,3 +69,13 @@ def replacing(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def entry_time(entry: Mapping[str, Any]) -> datetime:
+    """When an entry was published, else first seen (now for neither)."""
+    return store.parse_iso(entry.get("published") or entry.get("fetched_at")) or store.utcnow()
+
+
+def rfc822(when: datetime) -> str:
+    """RSS's and the Hexo front matter's date form."""
+    return format_datetime(when.astimezone(UTC), usegmt=True)

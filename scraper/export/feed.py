@@ -25,14 +25,13 @@ import sys
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import format_datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from scraper import storage as store
 from scraper.config import Config, FeedConfig
-from scraper.export import Selection, feed_config, replacing
+from scraper.export import Selection, entry_time, feed_config, replacing, rfc822
 from scraper.storage import exports as stored
 from scraper.storage import reads
 from scraper.storage.reads import Connection
@@ -52,16 +51,8 @@ def entry_urn(entry: Mapping[str, Any]) -> str:
                                         f"scrape:{entry['feed']}\0{entry['entry_key']}"))
 
 
-def _when(entry: Mapping[str, Any]) -> datetime:
-    return store.parse_iso(entry.get("published") or entry.get("fetched_at")) or store.utcnow()
-
-
 def _rfc3339(when: datetime) -> str:
     return str(store.iso(when))
-
-
-def _rfc822(when: datetime) -> str:
-    return format_datetime(when.astimezone(UTC), usegmt=True)
 
 
 def latest_entries(conn: Connection, limit: int, selection: Selection | None = None
@@ -114,7 +105,7 @@ def build_atom(entries: list[dict[str, Any]], config: Config | None, feed_urls: 
     root = ET.Element(f"{{{ATOM}}}feed")
     sub(root, "id", link or "urn:scrape:merged-feed")
     sub(root, "title", title)
-    updated = max((_when(e) for e in entries), default=store.utcnow())
+    updated = max((entry_time(e) for e in entries), default=store.utcnow())
     sub(root, "updated", _rfc3339(updated))
     if link:
         sub(root, "link", rel="self", href=link)
@@ -129,7 +120,7 @@ def build_atom(entries: list[dict[str, Any]], config: Config | None, feed_urls: 
         for dup in entry["duplicates"]:
             sub(el, "link", rel="related", type="text/html", href=dup["url"],
                 title=dup.get("title") or dup["feed"])
-        when = _when(entry)
+        when = entry_time(entry)
         sub(el, "published", _rfc3339(when))
         sub(el, "updated", _rfc3339(when))
         author = sub(el, "author")
@@ -164,8 +155,8 @@ def build_rss(entries: list[dict[str, Any]], config: Config | None, feed_urls: M
     sub(channel, "title", title)
     sub(channel, "link", link or "urn:scrape:merged-feed")
     sub(channel, "description", title)
-    updated = max((_when(e) for e in entries), default=store.utcnow())
-    sub(channel, "lastBuildDate", _rfc822(updated))
+    updated = max((entry_time(e) for e in entries), default=store.utcnow())
+    sub(channel, "lastBuildDate", rfc822(updated))
     sub(channel, "generator", f"scrape {__version__}")
     if link:
         sub(channel, f"{{{ATOM}}}link", rel="self", href=link, type="application/rss+xml")
@@ -176,7 +167,7 @@ def build_rss(entries: list[dict[str, Any]], config: Config | None, feed_urls: M
         if entry.get("url"):
             sub(item, "link", entry["url"])
         sub(item, "guid", entry_urn(entry), isPermaLink="false")
-        sub(item, "pubDate", _rfc822(_when(entry)))
+        sub(item, "pubDate", rfc822(entry_time(entry)))
         sub(item, f"{{{DC}}}creator", _author(entry, feed))
         for category in (feed.categories if feed else ()):
             sub(item, "category", str(category))

@@ -27,18 +27,15 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC
-from email.utils import format_datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
-from scraper import storage as store
 from scraper.config import Config, FeedConfig
 from scraper.core import rules
-from scraper.export import Selection, feed_config, replacing
+from scraper.core.media import ImageRule
+from scraper.export import Selection, entry_time, feed_config, replacing, rfc822
 from scraper.storage import exports as stored
 from scraper.storage.reads import Connection
 
@@ -155,38 +152,14 @@ def escape_body(html: str) -> str:
 
 
 def proxied(url: str | None, rule: rules.SiteRule | None) -> str | None:
-    """The image URL through the rule's image proxy, the way normalize rewrites ``<img>``.
-
-    The proxy applies to the rule's ``image_proxy_hosts``, or to every plain-http image when
-    none are listed (those hosts refuse hot-linking, and browsers block mixed content); an
-    URL already behind the proxy is left alone, so normalize's output is not proxied twice.
-    """
-    if not url or rule is None or not rule.image_proxy:
-        return url
-    template = rule.image_proxy
-    prefix = template.split("{url}", 1)[0]
-    if prefix and url.startswith(prefix):
-        return url
-    parts = urlsplit(url)
-    if rule.image_proxy_hosts:
-        host = (parts.hostname or "").lower()
-        if not any(host == h or host.endswith("." + h) for h in rule.image_proxy_hosts):
-            return url
-    elif parts.scheme.lower() != "http":
-        return url
-    return template.replace("{url}", url)
+    """The image URL through the rule's image proxy, the way normalize rewrites ``<img>``
+    (an URL already behind the proxy is left alone)."""
+    return url if not url or rule is None else ImageRule.of(rule).proxied(url)
 
 
 def post_author(feed_name: str, feed: FeedConfig | None) -> str:
     """The site (the feed's ``author``), as in the seeds; the feed's name when unset."""
     return feed.author if feed is not None and feed.author else feed_name
-
-
-def post_date(entry: Mapping[str, Any]) -> str:
-    when = store.parse_iso(entry.get("published") or entry.get("fetched_at"))
-    if when is None:
-        when = store.utcnow()
-    return format_datetime(when.astimezone(UTC), usegmt=True)
 
 
 def render_post(entry: Mapping[str, Any], feed: FeedConfig | None = None,
@@ -205,7 +178,7 @@ def render_post(entry: Mapping[str, Any], feed: FeedConfig | None = None,
         f"headimg: {yaml_quoted(image)}",
         f"author: {yaml_scalar(post_author(entry['feed'], feed))}",
         "comments: false",
-        f"date: {post_date(entry)}",
+        f"date: {rfc822(entry_time(entry))}",
         f"thumbnail: {yaml_quoted(image)}",
         "---",
         "",
