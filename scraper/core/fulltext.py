@@ -143,7 +143,6 @@ _POSITIVE = re.compile(
     r"detail|artibody|\bcontent\b",
     re.IGNORECASE,
 )
-_PARAGRAPH_TAGS = frozenset({"p", "pre", "td", "blockquote"})
 _TAG_BONUS = {"article": 10, "main": 5, "div": 5, "section": 3, "pre": 3, "td": 3,
               "blockquote": 3, "form": -3, "ol": -3, "ul": -3, "li": -3, "dl": -3,
               "h1": -5, "h2": -5, "h3": -5, "th": -5}  # fmt: skip

@@ -337,9 +337,3 @@ def _flush(conn: Connection, directory: Path, target: str,
                 report.paths.append(directory / path)
     pending.clear()
 
-
-def exported_paths(conn: Connection, directory: str | Path,
-                   flat: bool = False) -> dict[int, str]:
-    """entry id -> recorded relative path, for one output directory and layout."""
-    target = target_name(Path(directory), flat)
-    return {eid: r.path for eid, r in stored.recorded(conn, target).items() if r.path}
