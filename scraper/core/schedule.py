@@ -76,10 +76,10 @@ def cache_lifetime(headers: Mapping[str, str], now: datetime) -> int | None:
     expires = headers.get("expires")
     if expires is None:
         return None
-    when = _http_date(expires)
+    when = http_date(expires)
     if when is None:
         return 0  # RFC 9111 5.3: an invalid Expires (often "0" or "-1") means already stale
-    reference = _http_date(headers.get("date", "")) or now
+    reference = http_date(headers.get("date", "")) or now
     return max(0, int((when - reference).total_seconds()) - age)
 
 
@@ -89,7 +89,8 @@ def _int_or_none(text: str | None) -> int | None:
     return int(text.strip())
 
 
-def _http_date(text: str) -> datetime | None:
+def http_date(text: str) -> datetime | None:
+    """An HTTP date (Expires, Retry-After), in UTC; None if unreadable."""
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):

@@ -97,10 +97,7 @@ def build_atom(entries: list[dict[str, Any]], config: Config | None, feed_urls: 
     ET.register_namespace("", ATOM)
 
     def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
-        el = ET.SubElement(parent, f"{{{ATOM}}}{tag}", {k: clean(v) for k, v in attrs.items()})
-        if text is not None:
-            el.text = clean(text)
-        return el
+        return _sub(parent, f"{{{ATOM}}}{tag}", text, **attrs)
 
     root = ET.Element(f"{{{ATOM}}}feed")
     sub(root, "id", link or "urn:scrape:merged-feed")
@@ -143,12 +140,7 @@ def build_rss(entries: list[dict[str, Any]], config: Config | None, feed_urls: M
               title: str, link: str | None) -> bytes:
     ET.register_namespace("atom", ATOM)
     ET.register_namespace("dc", DC)
-
-    def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
-        el = ET.SubElement(parent, tag, {k: clean(v) for k, v in attrs.items()})
-        if text is not None:
-            el.text = clean(text)
-        return el
+    sub = _sub
 
     root = ET.Element("rss", {"version": "2.0"})
     channel = sub(root, "channel")
@@ -179,6 +171,13 @@ def build_rss(entries: list[dict[str, Any]], config: Config | None, feed_urls: M
                 title=dup.get("title") or dup["feed"])
         sub(item, "description", entry.get("content_html") or entry.get("summary") or "")
     return _serialize(root)
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    el = ET.SubElement(parent, tag, {k: clean(v) for k, v in attrs.items()})
+    if text is not None:
+        el.text = clean(text)
+    return el
 
 
 def _serialize(root: ET.Element) -> bytes:

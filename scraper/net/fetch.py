@@ -12,7 +12,6 @@ httpx 0.28 (checked on this machine, see ../shared/DESIGN.md):
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import random
 import zlib
@@ -24,6 +23,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from scraper.config import FetchSettings
+from scraper.core.schedule import http_date
 from scraper.net import netguard
 from scraper.version import USER_AGENT
 
@@ -77,13 +77,8 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     value = value.strip()
     if value.isdigit():
         return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    when = http_date(value)
+    return None if when is None else max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def backoff_delay(attempt: int, base: float, rng: random.Random) -> float:
