@@ -1,10 +1,8 @@
 """The application: what the command line and a Python user call.
 
-``Scraper`` is a config and an open database; every command is one method call on it, so
-that nothing above this layer touches storage, the network or the pipeline directly.  Heavy
-modules (the refresh pipeline, dedup with numpy, the exporters) are imported inside the
-methods that use them: ``scrape status --check``, the container health check run every
-30 s, loads none of them.
+``Scraper`` is a config and an open database; every command is one method call on it.
+Heavy modules (the pipeline, dedup with numpy, the exporters) are imported inside the
+methods that use them, so ``scrape status --check`` (the health check) loads none of them.
 """
 
 from __future__ import annotations

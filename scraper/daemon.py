@@ -1,35 +1,24 @@
 """The long-running ``scrape``: one loop that claims the feeds now due and refreshes them.
 
-One asyncio loop holds, for the whole life of the process, one ``Fetcher`` (one HTTP
-connection pool), one process pool for the CPU work and one database connection, used from
-one thread (``Refresher.db``).  APScheduler 3.x (``AsyncIOScheduler``) runs three interval
-jobs: the loop's tick, the heartbeat and the config watch.
+One asyncio loop holds one ``Fetcher`` (one HTTP connection pool), one process pool and one
+database connection, used from one thread (``Refresher.db``).  APScheduler 3.x runs three
+interval jobs: the loop's tick, the heartbeat and the config watch.
 
-Why it is shaped this way:
-- **The database is the schedule.**  Each tick asks storage for the feeds that are due now
-  and free (``storage.claim_due``), claims them in the same transaction, and starts their
-  refreshes; a refresh writes the next due time with its outcome.  A restart keeps the
-  schedule, feeds never fetched are due at once, and a ``scrape --once`` that refreshed a
-  feed simply moved its row.  Miniflux's scheduler works this way (it asks its storage for a
-  batch of jobs at each tick).
-- **Several processes share one database.**  A claim is a row's ``claimed_by`` and
-  ``claimed_until``; only a free, due row can be claimed, and the refresh's outcome moves its
-  due time forward and releases it in one transaction, so one due time is refreshed once
-  whatever number of daemons (or ``--once`` runs) ask.  A claim expires
-  (``refresh.claim_seconds``), so a killed process cannot hold a feed for ever.
-- **Limits.**  At most ``fetch.concurrency`` refreshes in flight in this process, at most
-  ``fetch.per_host`` claimed at once per host across all processes.  A refresh that ends
-  while due feeds were held back by a limit asks again at once instead of waiting for the
-  tick.
-- **Nothing grows with the data.**  The daemon holds its config, the refreshes in flight and
-  one connection; the schedule and the claims are rows.
-- **Shutdown** stops the jobs first, lets the refreshes in flight finish until the grace
-  deadline, then cancels the rest.  Every write is one synchronous transaction with no
-  ``await`` inside, so a cancelled refresh leaves no half-written feed; its row keeps the
-  old ``next_due_at`` and it is due again at the next start.
+- **The database is the schedule.**  Each tick asks storage for the feeds due now and free
+  (``storage.claim_due``) and claims them in the same transaction; a refresh writes the next
+  due time with its outcome.  A restart keeps the schedule (Miniflux's scheduler works so).
+- **Several processes share one database.**  Only a free, due row can be claimed, and the
+  outcome moves its due time and releases it in one transaction, so one due time is
+  refreshed once however many daemons ask.  A claim expires (``refresh.claim_seconds``).
+- **Limits.**  ``fetch.concurrency`` refreshes in flight here, ``fetch.per_host`` claimed per
+  host across all processes; a refresh that ends while due feeds were held back asks again
+  at once.
+- **Nothing grows with the data**: the schedule and the claims are rows.
+- **Shutdown** stops the jobs, lets refreshes finish until the grace deadline, then cancels
+  the rest.  Every write is one synchronous transaction, so a cancelled refresh leaves no
+  half-written feed and is due again at the next start.
 
-The timings are the ``daemon:`` block of feeds.yaml (``config.DaemonSettings``), with the
-``SCRAPE_*`` environment variables as overrides.
+Timings: the ``daemon:`` block of feeds.yaml, with ``SCRAPE_*`` environment overrides.
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """``scrape status``: what every feed is doing, and whether the daemon is alive.
 
-It reads only the database (the ``feeds`` rows and the daemon's heartbeat in ``meta``),
-never the network, so it is cheap enough for a container health check every 30 s and works
-beside a running daemon (WAL readers do not block the writer).
-
-``--check`` is that health check: exit 0 when the daemon's heartbeat is fresh, 1 when it is
-stale, missing or the daemon said it stopped.  It must not depend on the config being
-valid: a typo in feeds.yaml is refused by the running daemon, which keeps working, and the
+It reads only the database, so it is cheap enough for a container health check every 30 s
+and works beside a running daemon.  ``--check`` must not depend on the config being valid:
+a typo in feeds.yaml is refused by the running daemon, which keeps working, and the
 container must not be restarted for it; so with ``--db`` the config is optional.
 """
 

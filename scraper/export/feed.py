@@ -1,21 +1,12 @@
 """One merged feed of the deduplicated stream: Atom 1.0 (default) or RSS 2.0.
 
-The latest N originals across all feeds, newest first, each story once: duplicates are not
-entries of their own, they are listed on their original as ``<link rel="related">`` (in RSS
-as ``<atom:link rel="related">``, which feed readers and feedparser understand), so a
-reader sees every site that carried the story without reading it twice.  Each entry names
-the feed it came from (Atom ``<source>``, RSS ``<source url=…>``) and carries the feed's
-categories.
+The latest N originals, newest first, each story once: duplicates are listed on their
+original as ``<link rel="related">`` (``<atom:link>`` in RSS), so a reader sees every site
+that carried the story without reading it twice.  Each entry names its source feed.
 
-Entry ids are URNs derived from the entry's own identity (feed + GUID/link), not from the
-database row, so a feed rebuilt from another database keeps its ids and readers do not
-show old stories as new.  No two entries share a link: a second original with a link
-already used (possible only when dedup was switched off or rebuilt differently) is left
-out, which is what "each story once" means to a reader.
-
-Built with ElementTree, which escapes; characters XML 1.0 forbids (control characters that
-some feeds do carry) are removed first, because one of them makes the whole document
-unreadable.
+Entry ids are URNs of the entry's own identity (feed + GUID/link), not of the database row,
+so a rebuilt database keeps them.  No two entries share a link.  Characters XML 1.0 forbids
+are removed first: one of them makes the whole document unreadable.
 """
 
 from __future__ import annotations

@@ -1,23 +1,17 @@
 """Hexo posts in the layout of ../shared/seeds/000-003, minus that publisher's bugs.
 
-The seeds' front matter is reproduced byte for byte (a leading newline, ``---``, the fields
-in their order, ``categories: `` with a trailing space, `` - item`` lines), then ``---``, a
-blank line and the article inside ``<div>   `` ... ``  </div>``.  What the seeds' publisher
-got wrong and we do not:
+The seeds' front matter is reproduced byte for byte, then the article inside
+``<div>   `` ... ``  </div>``.  What the seeds' publisher got wrong and we do not:
 
 - the title keeps its real characters (it turned “傻亮” into ``_傻亮_``); only the file name
-  is sanitized, and the YAML quoting is exact for any title, so the front matter always
-  parses back to the very title (Hexo reads it with js-yaml, we check with PyYAML);
-- ``{`` and ``}`` in the body become ``&#123;``/``&#125;``: Hexo renders post bodies through
-  Nunjucks, where ``{{`` or ``{%`` in an article breaks the whole site build;
-- a story is published once: duplicates are skipped, and what was written where is kept in
-  the ``exports`` table, so a re-export neither duplicates a post nor moves it.
+  is sanitized, and the YAML quoting is exact for any title (Hexo reads it with js-yaml);
+- ``{`` and ``}`` in the body become entities: Hexo renders bodies through Nunjucks, where
+  ``{{`` or ``{%`` in an article breaks the whole site build;
+- a story is published once: duplicates are skipped, and the ``exports`` table keeps what
+  was written where, so a re-export neither duplicates a post nor moves it.
 
-File names: the title, made safe for Linux, Windows and macOS and for Hexo itself (Hexo
-ignores files and folders whose name starts with ``_`` or ``.``, and files ending in ``%`` or
-``~``).  Two different entries with the same title get distinct names (the later one a
-stable suffix from its identity), and an entry keeps its recorded path forever, even when
-its title changes.
+File names are safe for Linux, Windows, macOS and Hexo (see :func:`safe_name`); two entries
+with one title get distinct names, and an entry keeps its recorded path forever.
 """
 
 from __future__ import annotations

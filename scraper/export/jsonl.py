@@ -1,14 +1,9 @@
 """JSON Lines: every stored field of every entry, one object per line, for other tools.
 
-Each object is the ``entries`` row as stored (``raw_html`` too, unless asked not to) plus
-the links the deduplicator made, in both directions: ``duplicates`` on an original (the
-entries linked to it: id, feed, url, title, published, method, score) and
-``duplicate_of_url`` on a duplicate.  Lines are in id order, which is the order the
-entries were first seen, so a consumer can resume from the last id it read.
-
-``--incremental`` appends only what this file has not had yet (tracked per output in the
-``exports`` table), and an entry again when its stored content changed: consumers that
-upsert by ``id`` stay current without re-reading the whole database.
+Each object is the ``entries`` row (``raw_html`` too, unless asked not to) plus the dedup
+links both ways: ``duplicates`` on an original, ``duplicate_of_url`` on a duplicate.  Lines
+are in id order (first seen), so a consumer can resume from the last id it read.
+``--incremental`` appends only what this file has not had, or what changed since.
 """
 
 from __future__ import annotations

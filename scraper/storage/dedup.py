@@ -1,17 +1,10 @@
-"""The dedup index in SQLite: fingerprint rows, one key table, links.
+"""The dedup index in SQLite: fingerprint rows, one key table, links (migration 8).
 
-Tables (migration 8 in ``schema.py``):
-
-- ``dedup_fingerprints``: one row per entry linked (what the rules need of a candidate, its
-  keys as a blob of int64, its cluster root as of its last link);
-- ``dedup_index (key, entry_id)``: the LSH band, title, lead and URL keys of the entries
-  inside the dedup window, one B-tree (WITHOUT ROWID), one seek per key looked up;
-- ``dedup_window.pruned_below``: entries of lower id have aged out of the window and have
-  no keys in ``dedup_index``; the others have theirs.
-
-The functions take and return plain values (ints, strings, bytes, tuples), shaped around
-what ``dedup`` needs rather than around SQLite, so that another backend can provide them.
-No NumPy here: keys travel as ``array('q')`` bytes, the layout NumPy's int64 also reads.
+``dedup_fingerprints`` holds what the rules need of a candidate, its keys (int64 blob) and
+its cluster root; ``dedup_index (key, entry_id)`` the keys of the entries inside the dedup
+window; entries below ``dedup_window.pruned_below`` have aged out and have no keys there.
+Plain values in and out, shaped around what ``dedup`` needs, so another backend can provide
+them.  No NumPy: keys travel as ``array('q')`` bytes, which NumPy's int64 also reads.
 """
 
 from __future__ import annotations

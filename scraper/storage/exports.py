@@ -1,10 +1,6 @@
-"""What the exports read and what they remember: selected entries, their duplicates, and the
-``exports`` table (which entry each target already has, where, and with which content).
-
-Shaped around what an export does, not around SQL: walk the selected entries in chunks
-(oldest first, or newest first for a feed), look up the duplicates linked to them, and record
-what a target was given.  A second backend implements these functions and the exporters do
-not change.
+"""What the exports read and remember: selected entries, their duplicates, and the ``exports``
+table (which entry each target already has, where, and with which content), shaped around
+what an export does so that a second backend leaves the exporters unchanged.
 """
 
 from __future__ import annotations
