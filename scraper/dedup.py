@@ -1,23 +1,18 @@
 """Cross-feed deduplication: link each reprint to the earliest-seen entry of its story.
 
-The rules (which pair is a duplicate, by which evidence) are ``core.similarity``'s; the keys
-and sketches ``core.fingerprint``'s; the tables ``storage.dedup``'s.  This module finds each
-entry's candidates through the index, judges them, and stores the link.
+The rules are ``core.similarity``'s, the keys ``core.fingerprint``'s, the tables
+``storage.dedup``'s; this module finds each entry's candidates, judges them, stores the link.
 
-Links, never deletions: ``entries.duplicate_of`` is the earliest-seen (lowest id) entry of
-the cluster, ``dup_method`` and ``dup_score`` say why.  An entry is only ever compared with
-entries of lower id, in id order, so re-processing gives the same answer and a link never
-points forward.
+Links, never deletions: ``entries.duplicate_of`` is the cluster's earliest-seen (lowest id)
+entry.  An entry is only compared with entries of lower id, in id order, so re-processing
+gives the same answer and a link never points forward.
 
-The index is one table of keys (LSH bands, title, lead, URL -> entry) holding the entries
-of the dedup window: those that arrived (``fetched_at``) within the window (the longer of
+The index holds the entries that arrived (``fetched_at``) within the window (the longer of
 ``window_days`` and ``title_window_hours``) before the newest one.  By arrival, not by the
-date a feed gives: a feed added today brings its backlog of last month, and those entries
-must still find each other's reprints, which arrive with them (their dates are compared by
-the rules).  Each call of :func:`link_entries` prunes, in the caller's transaction, the
-keys of the entries that have aged out since, at most ``PRUNE_ENTRIES`` of them, so the work
-per call stays bounded and the table does not grow with the history.  Everything lives in
-the database: a rollback, a crash or another process's writes leave nothing to resync.
+feed's date: a feed added today brings last month's backlog, whose reprints arrive with it.
+Each :func:`link_entries` prunes, in the caller's transaction, at most ``PRUNE_ENTRIES``
+aged-out entries, so the work per call is bounded and the table does not grow with the
+history.  Nothing lives outside the database: a rollback or a crash leaves nothing to resync.
 """
 
 from __future__ import annotations

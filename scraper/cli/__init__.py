@@ -1,9 +1,7 @@
-"""The ``scrape`` command line.
+"""The ``scrape`` command line: the router.
 
 ``scrape`` runs the daemon, ``scrape --once`` one refresh of every enabled feed; the other
-commands (status, dups, dedup, export) are registered by the modules that implement them,
-each through a ``register(subparsers, common)`` function, so this file stays the router.
-
+commands register themselves through each module's ``register(subparsers, common)``.
 Exit codes: 0 success, 1 some feed failed (the others are stored), 2 config or usage error.
 """
 

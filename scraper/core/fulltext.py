@@ -1,17 +1,13 @@
 """Full-text mode: decode a fetched article page and cut the article out of it.
 
-Summary-only feeds (Mydrivers' own RSS gives a teaser) need the page itself.  The page
-arrives as bytes with headers; :func:`decode_page` turns it into text the way a browser
-would for the pages we meet (Chinese sites still serve GBK), and :func:`extract_article`
-returns the article's HTML without navigation, related links and copyright footers
-(../shared/seeds/004 is such a page flattened to text).  The result goes through
-``normalize`` like any feed content, so this module cleans structure, not safety.
+Summary-only feeds (Mydrivers' own RSS gives a teaser) need the page itself.
+:func:`decode_page` decodes it the way a browser would for the pages we meet (Chinese sites
+still serve GBK); :func:`extract_article` returns the article's HTML without navigation,
+related links and footers.  The result goes through ``normalize`` like any feed content.
 
-The generic extractor is a small readability-style scorer on selectolax: paragraphs vote
-for their parent and grandparent with their length and punctuation, link-heavy blocks
-lose, class/id names such as "footer" or "related" are dropped up front.  It was chosen
-over trafilatura to avoid lxml + five more dependencies for pages whose structure is
-simple; a site that defeats it gets a ``content_selector`` in its rule.
+The extractor is a small readability-style scorer on selectolax (paragraphs vote for their
+parent and grandparent, link-heavy blocks lose), chosen over trafilatura to avoid lxml and
+five more dependencies; a site that defeats it gets a ``content_selector`` in its rule.
 """
 
 from __future__ import annotations

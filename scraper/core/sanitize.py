@@ -1,9 +1,9 @@
 """The security boundary of the normalize stage: what may appear in an article, and which URLs.
 
-Why a module of its own: everything here is about refusing input (tags, attributes, URL
-schemes), and nothing here knows about sites, rules or layout.  The walk in ``normalize``
-already emits only allow-listed markup through :class:`UrlResolver`, but nothing it does is
-trusted: every output byte goes through :data:`CLEANER` (nh3) with the same allow-list.
+Everything here refuses input (tags, attributes, URL schemes) and knows nothing of sites or
+layout.  The walk in ``normalize`` already emits only allow-listed markup through
+:class:`UrlResolver`, but nothing it does is trusted: every output byte goes through
+:data:`CLEANER` (nh3) with the same allow-list.
 """
 
 from __future__ import annotations
