@@ -55,24 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "0 works inline)")
     parser.set_defaults(func=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for register in _registrars():
-        register(sub, common)
+    from scraper.cli import dups, export, status
+
+    for module in (status, dups, export):
+        module.register(sub, common)
     return parser
-
-
-def _registrars() -> list:
-    """Each feature module adds its commands; a module not yet present is skipped."""
-    found = []
-    for module_name in ("scraper.cli.status", "scraper.cli.dups", "scraper.cli.export"):
-        try:
-            module = __import__(module_name, fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        if hasattr(module, "register"):
-            found.append(module.register)
-    return found
 
 
 class JsonFormatter(logging.Formatter):
