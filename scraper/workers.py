@@ -46,10 +46,8 @@ def _worker_init(parent: int) -> None:
             time.sleep(ORPHAN_CHECK_SECONDS)
             try:
                 os.kill(parent, 0)
-            except ProcessLookupError:
+            except (ProcessLookupError, PermissionError):  # gone (its pid maybe reused)
                 os._exit(0)
-            except PermissionError:
-                os._exit(0)  # our parent's pid now belongs to another user: it is gone
 
     threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 
