@@ -36,14 +36,11 @@ class DedupSettings:
     """Thresholds of the ``dedup:`` block of feeds.yaml; defaults measured by the benches.
 
     bench/dedup_quality.py (900 variants per kind), containment at 4-character shingles: at
-    least 0.85 for edits up to 3%, 1.0 for an added header or footer, 0.92 for reordered
-    paragraphs, 0.85 for the corpus' trimmed 龙芯 reprint; at most 0.73 for same-event
-    articles sharing 70% of their characters.  0.8 sits between.  5-character shingles
-    narrowed the gap (0.82 against 0.73) and 3-character ones let unrelated Chinese text
-    overlap more.  10 bands x 2 rows find a pair at Jaccard 0.5 94% of the time, at 0.6
-    99% (1 - (1 - J**2)**10): the lowest Jaccard of a targeted kind is 0.74, the 龙芯
-    pair's 0.61.  20 x 3 catch the same but store 28 keys per entry instead of 18, and
-    bench/dedup_scale.py measured 0.63 against 0.46 ms per article at 100k entries.
+    least 0.85 for edits up to 3%, reordered paragraphs and the corpus' trimmed 龙芯 reprint;
+    at most 0.73 for same-event articles sharing 70% of their characters.  0.8 sits between
+    (5-character shingles narrowed the gap, 3-character ones let unrelated text overlap).
+    10 bands x 2 rows find a pair at Jaccard 0.6 99% of the time (1 - (1 - J**2)**10; the
+    龙芯 pair is at 0.61), with 18 keys per entry where 20 x 3 store 28 for no gain.
     """
 
     threshold: float = 0.8  # shingle containment that confirms a near-duplicate

@@ -28,12 +28,10 @@ __all__ = ["decode_page", "extract_article"]
 
 #: WHATWG Encoding labels that name GBK/GB2312; GB18030 is their superset (the httpx and
 #: feedparser facts in DESIGN.md: gb2312 decoding loses characters real pages use).
-_GB_LABELS = frozenset(
-    {
-        "gb2312", "gbk", "x-gbk", "gb_2312", "gb_2312-80", "csgb2312", "cp936", "ms936",
-        "windows-936", "euc-cn", "chinese", "iso-ir-58", "csiso58gb231280", "gb18030",
-    }
-)  # fmt: skip
+_GB_LABELS = frozenset({
+    "gb2312", "gbk", "x-gbk", "gb_2312", "gb_2312-80", "csgb2312", "cp936", "ms936",
+    "windows-936", "euc-cn", "chinese", "iso-ir-58", "csiso58gb231280", "gb18030",
+})  # fmt: skip
 #: Labels the WHATWG Encoding standard maps to windows-1252, as browsers do.
 _LATIN1_LABELS = frozenset(
     {"iso-8859-1", "iso8859-1", "latin1", "l1", "us-ascii", "ascii", "cp819", "ibm819"}
@@ -118,13 +116,11 @@ def decode_page(body: bytes, headers: Mapping[str, str]) -> str:
 # --- extraction --------------------------------------------------------------------------------
 
 #: Never article content.
-_NOISE_TAGS = frozenset(
-    {
-        "script", "style", "noscript", "template", "iframe", "form", "nav", "header",
-        "footer", "aside", "svg", "button", "select", "input", "textarea", "object",
-        "embed", "link", "meta",
-    }
-)  # fmt: skip
+_NOISE_TAGS = frozenset({
+    "script", "style", "noscript", "template", "iframe", "form", "nav", "header",
+    "footer", "aside", "svg", "button", "select", "input", "textarea", "object",
+    "embed", "link", "meta",
+})  # fmt: skip
 #: class/id words of page furniture (readability's "unlikely candidates", plus the
 #: Chinese portals' habits: 相关 = xiangguan, tuijian = recommend, "copyright" footers).
 _NEGATIVE = re.compile(

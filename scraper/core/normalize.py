@@ -56,13 +56,11 @@ _DROP = CLEAN_CONTENT_TAGS | {
     "map", "area", "picture-source", "form-control", "portal", "slot", "menu",
 }  # fmt: skip
 #: Containers that are unwrapped: their children join the surrounding flow.
-_FLOW = frozenset(
-    {
-        "div", "section", "article", "main", "header", "footer", "nav", "aside", "center",
-        "form", "fieldset", "details", "summary", "address", "hgroup", "dl", "dt", "legend",
-        "body", "html", "picture", "search", "dd", "figcaption",
-    }
-)  # fmt: skip
+_FLOW = frozenset({
+    "div", "section", "article", "main", "header", "footer", "nav", "aside", "center",
+    "form", "fieldset", "details", "summary", "address", "hgroup", "dl", "dt", "legend",
+    "body", "html", "picture", "search", "dd", "figcaption",
+})  # fmt: skip
 _PARA = frozenset({"p", "h1", "h2", "h3", "h4", "h5", "h6"})
 #: Inline tags that are kept, mapped to the tag emitted.
 _INLINE_KEEP: dict[str, str] = {

@@ -32,11 +32,9 @@ PRIORITY = {m: i for i, m in enumerate(METHODS)}
 
 #: Standard deviations of margin below the Jaccard a pair needs before its sketch estimate
 #: rules it out.  The estimate of J from k agreeing bins is binomial(k, J) / k (measured with
-#: random sets: standard deviation 0.88-0.98 x sqrt(J(1 - J) / k), at most 1.0 x with the
-#: effective k of :func:`could_reach`); its exact lower tail at 5 sigma is 5.6e-7 for k = 128
-#: at J = 0.67 (equal-sized texts at containment 0.8) and 1e-6 for k = 100, against 3.5e-5 at
-#: 4 sigma.  A pair sitting exactly at the threshold is missed about once in a million; a
-#: real reprint sits well above it (containment >= 0.85 in bench/dedup_quality.py).
+#: random sets); its lower tail at 5 sigma is 5.6e-7 for k = 128 at J = 0.67 (equal-sized
+#: texts at containment 0.8), so a pair exactly at the threshold is missed about once in a
+#: million, and a real reprint sits well above it (>= 0.85 in bench/dedup_quality.py).
 SKETCH_SIGMAS = 5.0
 
 #: A short text shorter than this (folded characters) is not evidence even when it lies

@@ -85,15 +85,8 @@ def is_public_ip(ip: IPAddress) -> bool:
         v4 = _embedded_v4(ip)
         if v4 is not None and not is_public_ip(v4):
             return False
-    if (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-        or not ip.is_global
-    ):
+    if (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
+            or ip.is_reserved or ip.is_unspecified or not ip.is_global):
         return False
     return not any(ip in net for net in _BLOCKED if net.version == ip.version)
 
