@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -199,8 +199,7 @@ def daemon_settings(config: Config, env: Mapping[str, str] | None = None) -> Dae
         except ValueError:
             raise ConfigError(f"{name}: expected a positive number of seconds, got {raw!r}"
                               ) from None
-    return DaemonSettings(**{**{f.name: getattr(config.daemon, f.name)
-                                for f in fields(DaemonSettings)}, **values})
+    return replace(config.daemon, **values)
 
 
 @dataclass(frozen=True)

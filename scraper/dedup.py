@@ -41,12 +41,10 @@ if TYPE_CHECKING:
 MAX_CONFIRMATIONS = 32
 
 #: Entries whose keys one call prunes at most.  Each key deleted dirties a random page of
-#: the key table, as each key inserted does: with 1M entries in the window, one call pruning
-#: 256 entries took 126 ms with its commit, 0.5 ms an entry (bench/dedup_scale.py's bulk load
-#: and a call whose newest arrival aged them out; ``dedup_scale.py --aging`` measures the
-#: steady state).  64 keeps a call near 30 ms.  At 20,000 new entries an hour about as many
-#: age out, 6 a second, far fewer than the refreshes can prune, and a backlog (a migrated
-#: database, a daemon stopped for a while) of 1M entries is gone after 16,000 calls.
+#: the key table: with 1M entries in the window, pruning 256 entries in one call took 126 ms
+#: with its commit (bench/dedup_scale.py; ``--aging`` measures the steady state), so 64 keeps
+#: a call near 30 ms.  At 20,000 new entries an hour about 6 a second age out, far fewer than
+#: the refreshes can prune; a backlog of 1M entries is gone after 16,000 calls.
 PRUNE_ENTRIES = 64
 
 #: Shingle sets one call keeps for confirming (about 12 KB each for a 1,500-character
@@ -281,15 +279,12 @@ def rebuild(conn: Connection, settings: DedupSettings,
             batch: int = 500) -> dict[str, Any]:
     """Recompute fingerprints and links of every entry, in id order (after a settings change).
 
-    Commits every ``batch`` entries so the daemon's refreshes are not blocked for the whole
-    rebuild.  Correct without clearing anything first: entries are redone in id order and
-    each is compared only with lower ids, which are already redone.
-
-    Entries that aged out of the window are linked against their own time's entries: each
-    entry redone is indexed, and the rebuild takes the keys out again once it is a window
-    past them (its own walk, below ``pruned_below``, which the daemon's pruning never
-    crosses).  What is inside the window at the end stays indexed, so a longer window takes
-    effect here.
+    Commits every ``batch`` entries so the daemon's refreshes are not blocked meanwhile.
+    Needs no clearing first: entries are redone in id order, each compared only with lower
+    ids, already redone.  Aged-out entries are linked against their own time's entries: each
+    is indexed, and taken out again once the rebuild is a window past it (its own walk below
+    ``pruned_below``, which the daemon's pruning never crosses); what is inside the window at
+    the end stays indexed, so a longer window takes effect here.
     """
     started = time.perf_counter()
     total = index.count_entries(conn)

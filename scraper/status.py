@@ -143,9 +143,21 @@ def build_report(conn: Connection, config: Config | None, now: datetime,
             "totals": totals}
 
 
-def parse_time(text: str | None) -> datetime | None:
-    """A time as the report gives it (``next_due_at`` and the like); None for none."""
-    return store.parse_iso(text)
+def since(text: str | None, now: datetime) -> str:
+    """A stored time as the table says it: ``5m ago``, or ``-`` for none."""
+    when = store.parse_iso(text)
+    return "-" if when is None else ago((now - when).total_seconds())
+
+
+def due_in(text: str | None, now: datetime) -> str:
+    """A stored due time as the table says it: ``in 5m``, ``now`` or ``overdue 2h``."""
+    when = store.parse_iso(text)
+    if when is None:
+        return "now"
+    delta = (when - now).total_seconds()
+    if delta > 0:
+        return f"in {span(delta)}"
+    return "now" if delta > -60 else f"overdue {span(-delta)}"
 
 
 def ago(seconds: float | None) -> str:

@@ -75,21 +75,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _when(text: str | None, now: datetime) -> str:
-    when = status.parse_time(text)
-    return "-" if when is None else status.ago((now - when).total_seconds())
-
-
-def _due(text: str | None, now: datetime) -> str:
-    when = status.parse_time(text)
-    if when is None:
-        return "now"
-    delta = (when - now).total_seconds()
-    if delta > 0:
-        return f"in {status.span(delta)}"
-    return "now" if delta > -60 else f"overdue {status.span(-delta)}"
-
-
 def print_report(report: dict[str, Any], out: TextIO, now: datetime) -> None:
     feeds = report["feeds"]
     if report.get("config_problem"):
@@ -102,11 +87,11 @@ def print_report(report: dict[str, Any], out: TextIO, now: datetime) -> None:
     for f in feeds:
         error = ""
         if f["last_error"] and f["error_count"]:
-            error = f"{_when(f['last_error_at'], now)}: {f['last_error']}"
+            error = f"{status.since(f['last_error_at'], now)}: {f['last_error']}"
             error = error if len(error) <= 80 else error[:79] + "…"
-        due = "-" if f["state"] in ("removed", "disabled") else _due(f["next_due_at"], now)
+        due = "-" if f["state"] in ("removed", "disabled") else status.due_in(f["next_due_at"], now)
         out.write(f"{pad(f['name'], name_w)}  {f['state']:<10} "
-                  f"{_when(f['last_success_at'], now):<13} {f['error_count']:>6} "
+                  f"{status.since(f['last_success_at'], now):<13} {f['error_count']:>6} "
                   f"{due:<14} {f['entry_count']:>7}  {error}\n")
     t = report["totals"]
     extra = "".join(f", {t[k]} {k}" for k in ("disabled", "removed") if t[k])

@@ -36,9 +36,8 @@ _RETRY_STATUSES = {429, 500, 502, 503, 504}
 MAX_RETRY_WAIT = 30.0
 _READ_CHUNK = 64 * 1024
 #: Idle connections kept for reuse.  httpcore scans every pooled connection (a syscall
-#: each) whenever it assigns a request; with 32 kept alive that scan was a third of the
-#: main process's time in bench/ingest.py (200 feeds: 4.9 s cold, against 4.2 s with 8 and
-#: 4.0 s with none).  8 keeps TLS reuse for the common case of many feeds on one RSSHub.
+#: each) per request: with 32 that scan cost bench/ingest.py's 200 feeds 4.9 s cold against
+#: 4.2 s with 8, which still keeps TLS reuse for many feeds on one RSSHub.
 KEEPALIVE = 8
 
 

@@ -47,10 +47,9 @@ _ENTRY_SQL = ("SELECT e.id, e.feed, e.title, {text}, e.url, "
 
 
 def _padded(values: Sequence[int], most: int = 512) -> Iterable[tuple[str, list[int]]]:
-    """``(placeholders, parameters)`` for ``IN (...)`` over ``values``: at most ``most`` a
-    statement, padded with copies of the last value (``IN`` is a set) to a power of two, so
-    that a handful of statement shapes serve every count.  A shape per count filled SQLite's
-    statement cache, and the daemon's memory grew with it (bench/soak.py)."""
+    """``(placeholders, parameters)`` for ``IN (...)`` over ``values``, ``most`` a statement,
+    padded with the last value (``IN`` is a set) to a power of two: a shape per count filled
+    SQLite's statement cache, and the daemon's memory grew with it (bench/soak.py)."""
     for start in range(0, len(values), most):
         chunk = list(values[start : start + most])
         size = 1 << (len(chunk) - 1).bit_length()

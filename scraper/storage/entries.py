@@ -17,11 +17,8 @@ CHUNK = 500
 
 
 def known_hashes(conn: sqlite3.Connection, feed: str, keys: Sequence[str]) -> dict[str, str]:
-    """The stored raw hash of each of these entry keys of ``feed`` (absent: not stored).
-
-    Only the keys the current document holds: handing over every key a feed ever had would
-    grow with its history (a soak run's daemon memory crept up with it).
-    """
+    """The stored raw hash of each of these entry keys of ``feed`` (absent: not stored); only
+    the current document's keys, since every key a feed ever had grows with its history."""
     known: dict[str, str] = {}
     for start in range(0, len(keys), CHUNK):
         chunk = list(keys[start:start + CHUNK])
