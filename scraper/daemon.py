@@ -78,12 +78,9 @@ def run_daemon(config: Config, conn: sqlite3.Connection, *, workers: int | None 
 
 
 class Daemon:
-    """The loop over ``Refresher``; ``serve()`` runs it until stopped.
-
-    Database discipline: once serving, every use of ``conn`` goes through the refresher's
-    database thread, so the daemon's own reads and writes (claims, heartbeat, reload) never
-    land inside a refresh's transaction.
-    """
+    """The loop over ``Refresher``; ``serve()`` runs it until stopped.  Once serving, every
+    use of ``conn`` goes through the refresher's database thread, so the daemon's own writes
+    (claims, heartbeat, reload) never land inside a refresh's transaction."""
 
     def __init__(self, config: Config, conn: sqlite3.Connection, *, workers: int | None = None,
                  settings: DaemonSettings | None = None, only: list[str] | None = None,
