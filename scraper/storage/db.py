@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +49,17 @@ def parse_iso(text: str | None) -> datetime | None:
     if not text:
         return None
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def in_lists(values: Sequence[int] | Sequence[str], most: int = 512
+             ) -> Iterator[tuple[str, list]]:
+    """``(placeholders, parameters)`` for ``IN (...)`` over ``values``, ``most`` a statement,
+    padded with the last value (``IN`` is a set) to a power of two: a shape per count filled
+    SQLite's statement cache, and the daemon's memory grew with it (bench/soak.py)."""
+    for start in range(0, len(values), most):
+        chunk = list(values[start : start + most])
+        size = 1 << (len(chunk) - 1).bit_length()
+        yield ",".join("?" * size), chunk + chunk[-1:] * (size - len(chunk))
 
 
 def connect(path: str | Path) -> sqlite3.Connection:

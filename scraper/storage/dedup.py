@@ -14,6 +14,8 @@ from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from scraper.storage.db import in_lists
+
 
 @dataclass(frozen=True, slots=True)
 class StoredEntry:
@@ -46,16 +48,6 @@ _ENTRY_SQL = ("SELECT e.id, e.feed, e.title, {text}, e.url, "
               "ON f.entry_id = e.id WHERE e.id IN ({marks})")
 
 
-def _padded(values: Sequence[int], most: int = 512) -> Iterable[tuple[str, list[int]]]:
-    """``(placeholders, parameters)`` for ``IN (...)`` over ``values``, ``most`` a statement,
-    padded with the last value (``IN`` is a set) to a power of two: a shape per count filled
-    SQLite's statement cache, and the daemon's memory grew with it (bench/soak.py)."""
-    for start in range(0, len(values), most):
-        chunk = list(values[start : start + most])
-        size = 1 << (len(chunk) - 1).bit_length()
-        yield ",".join("?" * size), chunk + chunk[-1:] * (size - len(chunk))
-
-
 def keys_blob(keys: Iterable[int]) -> bytes:
     """Keys as stored in ``dedup_fingerprints.keys``: native int64."""
     return array("q", keys).tobytes()
@@ -75,7 +67,7 @@ def load_entries(conn: sqlite3.Connection, ids: Sequence[int],
     out: list[StoredEntry] = []
     cursor = conn.cursor()
     cursor.row_factory = None
-    for marks, params in _padded(ids):
+    for marks, params in in_lists(ids):
         for r in cursor.execute(_ENTRY_SQL.format(text=column, marks=marks), params):
             stored = None if r[9] is None else (r[9], r[10], r[11], r[12])
             out.append(StoredEntry(r[0], r[1], r[2] or "", r[3] or "", r[4], r[5], r[6], r[7],
@@ -106,7 +98,7 @@ def find_candidates(conn: sqlite3.Connection, keys: Sequence[int], exclude: int,
     cursor.row_factory = None
     bounds = [exclude, _BIG if below is None else below,
               -_BIG if low_ts is None else low_ts, _BIG if high_ts is None else high_ts]
-    for marks, params in _padded(keys):
+    for marks, params in in_lists(keys):
         sql = ("SELECT g.entry_id, g.keys, f.ts, f.length, f.shingles, f.sketch, f.text_hash, "
                "f.title, f.canonical_url, f.root FROM (SELECT entry_id, group_concat(key) AS "
                f"keys FROM dedup_index WHERE key IN ({marks}) AND entry_id != ? AND "
@@ -124,7 +116,7 @@ _BIG = 1 << 62
 def roots_of(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, int]:
     """Each entry's cluster root as ``entries`` names it (itself for an original)."""
     out: dict[int, int] = {}
-    for marks, params in _padded(ids):
+    for marks, params in in_lists(ids):
         for entry_id, dup in conn.execute(
                 f"SELECT id, duplicate_of FROM entries WHERE id IN ({marks})", params):
             out[entry_id] = dup or entry_id
