@@ -1,10 +1,8 @@
 """The application: what the command line and a Python user call.
 
-``Scraper`` is a config and an open database; every command is one method call on it, so
-that nothing above this layer touches storage, the network or the pipeline directly.  Heavy
-modules (the refresh pipeline, dedup with numpy, the exporters) are imported inside the
-methods that use them: ``scrape status --check``, the container health check run every
-30 s, loads none of them.
+``Scraper`` is a config and an open database; every command is one method call on it.
+Heavy modules (the pipeline, dedup with numpy, the exporters) are imported inside the
+methods that use them, so ``scrape status --check`` (the health check) loads none of them.
 """
 
 from __future__ import annotations
@@ -89,10 +87,8 @@ class Scraper:
         """
         from scraper import daemon
 
-        config = self._require_config("run_daemon")
-        names = list(only) if only else None
-        select_feeds(config, names)
-        return daemon.run_daemon(config, self.conn, workers=workers, only=names,
+        return daemon.run_daemon(self._require_config("run_daemon"), self.conn,
+                                 workers=workers, only=list(only) if only else None,
                                  db_fixed=db_fixed)
 
     # -- status ----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -36,14 +36,11 @@ class DedupSettings:
     """Thresholds of the ``dedup:`` block of feeds.yaml; defaults measured by the benches.
 
     bench/dedup_quality.py (900 variants per kind), containment at 4-character shingles: at
-    least 0.85 for edits up to 3%, 1.0 for an added header or footer, 0.92 for reordered
-    paragraphs, 0.85 for the corpus' trimmed 龙芯 reprint; at most 0.73 for same-event
-    articles sharing 70% of their characters.  0.8 sits between.  5-character shingles
-    narrowed the gap (0.82 against 0.73) and 3-character ones let unrelated Chinese text
-    overlap more.  10 bands x 2 rows find a pair at Jaccard 0.5 94% of the time, at 0.6
-    99% (1 - (1 - J**2)**10): the lowest Jaccard of a targeted kind is 0.74, the 龙芯
-    pair's 0.61.  20 x 3 catch the same but store 28 keys per entry instead of 18, and
-    bench/dedup_scale.py measured 0.63 against 0.46 ms per article at 100k entries.
+    least 0.85 for edits up to 3%, reordered paragraphs and the corpus' trimmed 龙芯 reprint;
+    at most 0.73 for same-event articles sharing 70% of their characters.  0.8 sits between
+    (5-character shingles narrowed the gap, 3-character ones let unrelated text overlap).
+    10 bands x 2 rows find a pair at Jaccard 0.6 99% of the time (1 - (1 - J**2)**10; the
+    龙芯 pair is at 0.61), with 18 keys per entry where 20 x 3 store 28 for no gain.
     """
 
     threshold: float = 0.8  # shingle containment that confirms a near-duplicate
@@ -66,8 +63,8 @@ class DedupSettings:
 
 
 _FLOAT_01 = {"threshold", "title_threshold"}
-#: Upper bounds of the windows: ten years.  A lookup binds one parameter per key and 28-day
-#: bucket of its window, and SQLite takes at most 32,766 (a 1e7-day window failed every link).
+#: Upper bounds of the windows: ten years.  A 1e7-day window reaches before year 1, and the
+#: prune cutoff (newest arrival - window) overflows ``datetime``.
 _POSITIVE_NUMBER = {"title_window_hours": 87_600.0, "window_days": 3_650.0}
 _INT_RANGES = {"shingle": (2, 16), "bands": (1, 256), "rows": (1, 32), "short_chars": (0, 100_000),
                "explain_candidates": (1, 1000)}
@@ -104,7 +101,6 @@ def dedup_from_mapping(data: object, where: str) -> DedupSettings:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value == value
-
 
 
 class ConfigError(Exception):
@@ -155,17 +151,26 @@ DAEMON_ENV = {"heartbeat": "SCRAPE_HEARTBEAT", "config_poll": "SCRAPE_CONFIG_POL
               "shutdown_grace": "SCRAPE_SHUTDOWN_GRACE", "tick": "SCRAPE_TICK"}
 
 
-def _seconds(key: str, value: object) -> float:
-    """A daemon timing: seconds (a number) or a duration ('30s', '2m'); only the config
-    watch may be 0 (off)."""
+def _duration(value: object, example: str) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"30m"``, ``"2h"`` or ``"1d"`` (not yet range-checked)."""
     if isinstance(value, str) and (m := _INTERVAL_RE.match(value)):
         unit = m.group(2).lower() if m.group(2) else None
-        value = float(m.group(1)) * _UNIT_SECONDS[unit]
+        return float(m.group(1)) * _UNIT_SECONDS[unit]
     if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        raise ValueError(f"{key}: expected seconds or a duration such as '30s', got {value!r}")
-    if value < 0 or (value == 0 and key != "config_poll"):
-        raise ValueError(f"{key}: expected a positive number of seconds, got {value!r}")
+        raise ValueError(f"expected seconds or a duration such as '{example}', got {value!r}")
     return float(value)
+
+
+def _seconds(key: str, value: object) -> float:
+    """A daemon timing; only the config watch may be 0 (off)."""
+    try:
+        seconds = _duration(value, "30s")
+    except ValueError as exc:
+        raise ValueError(f"{key}: {exc}") from None
+    if seconds < 0 or (seconds == 0 and key != "config_poll"):
+        shown = seconds if isinstance(value, str) else value
+        raise ValueError(f"{key}: expected a positive number of seconds, got {shown!r}")
+    return seconds
 
 
 def _daemon_from_mapping(data: object, where: str) -> DaemonSettings:
@@ -194,8 +199,7 @@ def daemon_settings(config: Config, env: Mapping[str, str] | None = None) -> Dae
         except ValueError:
             raise ConfigError(f"{name}: expected a positive number of seconds, got {raw!r}"
                               ) from None
-    return DaemonSettings(**{**{f.name: getattr(config.daemon, f.name)
-                                for f in fields(DaemonSettings)}, **values})
+    return replace(config.daemon, **values)
 
 
 @dataclass(frozen=True)
@@ -236,16 +240,8 @@ class Config:
 
 
 def parse_interval(value: object) -> int:
-    """Seconds from ``90``, ``"90s"``, ``"30m"``, ``"2h"`` or ``"1d"``."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected seconds or a duration such as '30m', got {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _INTERVAL_RE.match(value)):
-        unit = m.group(2).lower() if m.group(2) else None
-        seconds = float(m.group(1)) * _UNIT_SECONDS[unit]
-    else:
-        raise ValueError(f"expected seconds or a duration such as '30m', got {value!r}")
+    """Whole seconds from a positive duration (see :func:`_duration`)."""
+    seconds = _duration(value, "30m")
     if seconds <= 0:
         raise ValueError(f"must be positive, got {value!r}")
     return int(seconds)

@@ -1,35 +1,24 @@
 """The long-running ``scrape``: one loop that claims the feeds now due and refreshes them.
 
-One asyncio loop holds, for the whole life of the process, one ``Fetcher`` (one HTTP
-connection pool), one process pool for the CPU work and one database connection, used from
-one thread (``Refresher.db``).  APScheduler 3.x (``AsyncIOScheduler``) runs three interval
-jobs: the loop's tick, the heartbeat and the config watch.
+One asyncio loop holds one ``Fetcher`` (one HTTP connection pool), one process pool and one
+database connection, used from one thread (``Refresher.db``).  APScheduler 3.x runs three
+interval jobs: the loop's tick, the heartbeat and the config watch.
 
-Why it is shaped this way:
-- **The database is the schedule.**  Each tick asks storage for the feeds that are due now
-  and free (``storage.claim_due``), claims them in the same transaction, and starts their
-  refreshes; a refresh writes the next due time with its outcome.  A restart keeps the
-  schedule, feeds never fetched are due at once, and a ``scrape --once`` that refreshed a
-  feed simply moved its row.  Miniflux's scheduler works this way (it asks its storage for a
-  batch of jobs at each tick).
-- **Several processes share one database.**  A claim is a row's ``claimed_by`` and
-  ``claimed_until``; only a free, due row can be claimed, and the refresh's outcome moves its
-  due time forward and releases it in one transaction, so one due time is refreshed once
-  whatever number of daemons (or ``--once`` runs) ask.  A claim expires
-  (``refresh.claim_seconds``), so a killed process cannot hold a feed for ever.
-- **Limits.**  At most ``fetch.concurrency`` refreshes in flight in this process, at most
-  ``fetch.per_host`` claimed at once per host across all processes.  A refresh that ends
-  while due feeds were held back by a limit asks again at once instead of waiting for the
-  tick.
-- **Nothing grows with the data.**  The daemon holds its config, the refreshes in flight and
-  one connection; the schedule and the claims are rows.
-- **Shutdown** stops the jobs first, lets the refreshes in flight finish until the grace
-  deadline, then cancels the rest.  Every write is one synchronous transaction with no
-  ``await`` inside, so a cancelled refresh leaves no half-written feed; its row keeps the
-  old ``next_due_at`` and it is due again at the next start.
+- **The database is the schedule.**  Each tick asks storage for the feeds due now and free
+  (``storage.claim_due``) and claims them in the same transaction; a refresh writes the next
+  due time with its outcome.  A restart keeps the schedule (Miniflux's scheduler works so).
+- **Several processes share one database.**  Only a free, due row can be claimed, and the
+  outcome moves its due time and releases it in one transaction, so one due time is
+  refreshed once however many daemons ask.  A claim expires (``refresh.claim_seconds``).
+- **Limits.**  ``fetch.concurrency`` refreshes in flight here, ``fetch.per_host`` claimed per
+  host across all processes; a refresh that ends while due feeds were held back asks again
+  at once.
+- **Nothing grows with the data**: the schedule and the claims are rows.
+- **Shutdown** stops the jobs, lets refreshes finish until the grace deadline, then cancels
+  the rest.  Every write is one synchronous transaction, so a cancelled refresh leaves no
+  half-written feed and is due again at the next start.
 
-The timings are the ``daemon:`` block of feeds.yaml (``config.DaemonSettings``), with the
-``SCRAPE_*`` environment variables as overrides.
+Timings: the ``daemon:`` block of feeds.yaml, with ``SCRAPE_*`` environment overrides.
 """
 
 from __future__ import annotations
@@ -62,6 +51,7 @@ from scraper.config import (
 from scraper.core import schedule
 from scraper.net.fetch import Fetcher
 from scraper.refresh import CLAIMANT, FeedResult, Refresher, claim_is_dead, claim_seconds
+from scraper.status import daemon_health
 from scraper.version import __version__
 
 if TYPE_CHECKING:
@@ -72,8 +62,6 @@ T = TypeVar("T")
 
 #: Seconds cancelled refreshes get to unwind after the grace deadline.
 CANCEL_WAIT = 3.0
-#: A heartbeat older than this many beats is a dead daemon's (as ``scrape status --check``).
-MISSED_BEATS = 3
 
 
 def run_daemon(config: Config, conn: sqlite3.Connection, *, workers: int | None = None,
@@ -90,12 +78,9 @@ def run_daemon(config: Config, conn: sqlite3.Connection, *, workers: int | None 
 
 
 class Daemon:
-    """The loop over ``Refresher``; ``serve()`` runs it until stopped.
-
-    Database discipline: once serving, every use of ``conn`` goes through the refresher's
-    database thread, so the daemon's own reads and writes (claims, heartbeat, reload) never
-    land inside a refresh's transaction.
-    """
+    """The loop over ``Refresher``; ``serve()`` runs it until stopped.  Once serving, every
+    use of ``conn`` goes through the refresher's database thread, so the daemon's own writes
+    (claims, heartbeat, reload) never land inside a refresh's transaction."""
 
     def __init__(self, config: Config, conn: sqlite3.Connection, *, workers: int | None = None,
                  settings: DaemonSettings | None = None, only: list[str] | None = None,
@@ -286,14 +271,7 @@ class Daemon:
             log.warning("the previous daemon (pid %s) did not stop cleanly; its refreshes in "
                         "flight are due again now", pid)
             return
-        when = store.parse_iso(beat.get(store.meta.HEARTBEAT))
-        try:
-            interval = float(beat.get(store.meta.HEARTBEAT_INTERVAL) or 0)
-        except ValueError:
-            interval = 0.0
-        fresh = when is not None and self.clock() - when < timedelta(
-            seconds=max(60.0, MISSED_BEATS * interval))
-        if fresh:
+        if daemon_health(self.conn, self.clock()).healthy:
             log.info("another daemon (pid %s on %s) has a fresh heartbeat on this database; "
                      "the claims share the due feeds between both", pid, host)
 

@@ -1,23 +1,18 @@
 """Cross-feed deduplication: link each reprint to the earliest-seen entry of its story.
 
-The rules (which pair is a duplicate, by which evidence) are ``core.similarity``'s; the keys
-and sketches ``core.fingerprint``'s; the tables ``storage.dedup``'s.  This module finds each
-entry's candidates through the index, judges them, and stores the link.
+The rules are ``core.similarity``'s, the keys ``core.fingerprint``'s, the tables
+``storage.dedup``'s; this module finds each entry's candidates, judges them, stores the link.
 
-Links, never deletions: ``entries.duplicate_of`` is the earliest-seen (lowest id) entry of
-the cluster, ``dup_method`` and ``dup_score`` say why.  An entry is only ever compared with
-entries of lower id, in id order, so re-processing gives the same answer and a link never
-points forward.
+Links, never deletions: ``entries.duplicate_of`` is the cluster's earliest-seen (lowest id)
+entry.  An entry is only compared with entries of lower id, in id order, so re-processing
+gives the same answer and a link never points forward.
 
-The index is one table of keys (LSH bands, title, lead, URL -> entry) holding the entries
-of the dedup window: those that arrived (``fetched_at``) within the window (the longer of
+The index holds the entries that arrived (``fetched_at``) within the window (the longer of
 ``window_days`` and ``title_window_hours``) before the newest one.  By arrival, not by the
-date a feed gives: a feed added today brings its backlog of last month, and those entries
-must still find each other's reprints, which arrive with them (their dates are compared by
-the rules).  Each call of :func:`link_entries` prunes, in the caller's transaction, the
-keys of the entries that have aged out since, at most ``PRUNE_ENTRIES`` of them, so the work
-per call stays bounded and the table does not grow with the history.  Everything lives in
-the database: a rollback, a crash or another process's writes leave nothing to resync.
+feed's date: a feed added today brings last month's backlog, whose reprints arrive with it.
+Each :func:`link_entries` prunes, in the caller's transaction, at most ``PRUNE_ENTRIES``
+aged-out entries, so the work per call is bounded and the table does not grow with the
+history.  Nothing lives outside the database: a rollback or a crash leaves nothing to resync.
 """
 
 from __future__ import annotations
@@ -25,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
 
 from scraper.config import DedupSettings, dedup_from_mapping  # noqa: F401 (re-exported)
@@ -46,12 +41,10 @@ if TYPE_CHECKING:
 MAX_CONFIRMATIONS = 32
 
 #: Entries whose keys one call prunes at most.  Each key deleted dirties a random page of
-#: the key table, as each key inserted does: with 1M entries in the window, one call pruning
-#: 256 entries took 126 ms with its commit, 0.5 ms an entry (bench/dedup_scale.py's bulk load
-#: and a call whose newest arrival aged them out; ``dedup_scale.py --aging`` measures the
-#: steady state).  64 keeps a call near 30 ms.  At 20,000 new entries an hour about as many
-#: age out, 6 a second, far fewer than the refreshes can prune, and a backlog (a migrated
-#: database, a daemon stopped for a while) of 1M entries is gone after 16,000 calls.
+#: the key table: with 1M entries in the window, pruning 256 entries in one call took 126 ms
+#: with its commit (bench/dedup_scale.py; ``--aging`` measures the steady state), so 64 keeps
+#: a call near 30 ms.  At 20,000 new entries an hour about 6 a second age out, far fewer than
+#: the refreshes can prune; a backlog of 1M entries is gone after 16,000 calls.
 PRUNE_ENTRIES = 64
 
 #: Shingle sets one call keeps for confirming (about 12 KB each for a 1,500-character
@@ -69,15 +62,11 @@ class Link:
 
 
 def _epoch(text: str | None) -> int:
-    if not text:
-        return 0
     try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        dt = parse_iso(text)
     except ValueError:
         return 0
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp())
+    return 0 if dt is None else int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp())
 
 
 class _Texts:
@@ -232,7 +221,7 @@ def _cutoff(arrived: str | None, settings: DedupSettings) -> str | None:
 def _prune(conn: Connection, settings: DedupSettings) -> None:
     """Take the entries that aged out since the last call out of the index (a bounded
     number: see ``PRUNE_ENTRIES``)."""
-    cutoff = _cutoff(index.newest_arrival(conn), settings)
+    cutoff = _cutoff(index.arrival(conn), settings)
     if cutoff is not None:
         mark = index.pruned_below(conn)
         stop = index.prune(conn, mark, cutoff, PRUNE_ENTRIES)
@@ -290,15 +279,12 @@ def rebuild(conn: Connection, settings: DedupSettings,
             batch: int = 500) -> dict[str, Any]:
     """Recompute fingerprints and links of every entry, in id order (after a settings change).
 
-    Commits every ``batch`` entries so the daemon's refreshes are not blocked for the whole
-    rebuild.  Correct without clearing anything first: entries are redone in id order and
-    each is compared only with lower ids, which are already redone.
-
-    Entries that aged out of the window are linked against their own time's entries: each
-    entry redone is indexed, and the rebuild takes the keys out again once it is a window
-    past them (its own walk, below ``pruned_below``, which the daemon's pruning never
-    crosses).  What is inside the window at the end stays indexed, so a longer window takes
-    effect here.
+    Commits every ``batch`` entries so the daemon's refreshes are not blocked meanwhile.
+    Needs no clearing first: entries are redone in id order, each compared only with lower
+    ids, already redone.  Aged-out entries are linked against their own time's entries: each
+    is indexed, and taken out again once the rebuild is a window past it (its own walk below
+    ``pruned_below``, which the daemon's pruning never crosses); what is inside the window at
+    the end stays indexed, so a longer window takes effect here.
     """
     started = time.perf_counter()
     total = index.count_entries(conn)
@@ -324,7 +310,7 @@ def rebuild(conn: Connection, settings: DedupSettings,
             progress(done, total)
     while True:  # the rest of what aged out, in batches
         with transaction(conn):
-            cutoff = _cutoff(index.newest_arrival(conn), settings)
+            cutoff = _cutoff(index.arrival(conn), settings)
             mark = index.pruned_below(conn)
             stop = walked if cutoff is None else index.prune(conn, walked, cutoff, 4 * batch,
                                                               below=mark)
@@ -360,7 +346,7 @@ def explain(conn: Connection, entry_id: int, settings: DedupSettings) -> dict[st
         out.append({
             "id": cand.id, "feed": info[0] if info else None,
             "title": info[1] if info else None,
-            "duplicate_of": info[2] if info else None,
+            "duplicate_of": info[3] if info else None,
             "found_by": sorted(cand.kinds), "later": later,
             "hours_apart": round(abs(ts - cand.ts) / 3600, 1),
             "jaccard": _r(verdict.jaccard), "containment": _r(verdict.containment),
@@ -394,7 +380,7 @@ def clusters(conn: Connection, limit: int | None = None) -> list[dict[str, Any]]
     """Clusters with more than one member, newest root first: root, then its duplicates."""
     out = []
     for root in index.cluster_roots(conn, limit):
-        head = index.cluster_head(conn, root)
+        head = index.entry_brief(conn, root)
         out.append({
             "id": root, "feed": head[0] if head else None, "title": head[1] if head else None,
             "published": head[2] if head else None,

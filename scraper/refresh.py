@@ -102,12 +102,9 @@ class FeedScan:
 
 
 def scan_feed(body: bytes, headers: Mapping[str, str], url: str) -> FeedScan:
-    """Parse only, so the database is asked about this document's entries and no others.
-
-    Handing the worker every key its feed ever had would grow with the feed's history
-    (a soak run's daemon RSS crept up with it); a second parse costs ~30 µs per item on the
-    fast path (bench/parse.py), and a document with nothing new needs no second pass at all.
-    """
+    """Parse only, so the database is asked about this document's entries and no others
+    (every key a feed ever had would grow with its history); a second parse costs ~30 µs per
+    item (bench/parse.py), and a document with nothing new needs none."""
     parsed = parse_feed(body, headers, url)
     seen: dict[str, str] = {}
     for entry in parsed.entries:

@@ -1,12 +1,8 @@
 """``scrape status``: what every feed is doing, and whether the daemon is alive.
 
-It reads only the database (the ``feeds`` rows and the daemon's heartbeat in ``meta``),
-never the network, so it is cheap enough for a container health check every 30 s and works
-beside a running daemon (WAL readers do not block the writer).
-
-``--check`` is that health check: exit 0 when the daemon's heartbeat is fresh, 1 when it is
-stale, missing or the daemon said it stopped.  It must not depend on the config being
-valid: a typo in feeds.yaml is refused by the running daemon, which keeps working, and the
+It reads only the database, so it is cheap enough for a container health check every 30 s
+and works beside a running daemon.  ``--check`` must not depend on the config being valid:
+a typo in feeds.yaml is refused by the running daemon, which keeps working, and the
 container must not be restarted for it; so with ``--db`` the config is optional.
 """
 
@@ -147,9 +143,21 @@ def build_report(conn: Connection, config: Config | None, now: datetime,
             "totals": totals}
 
 
-def parse_time(text: str | None) -> datetime | None:
-    """A time as the report gives it (``next_due_at`` and the like); None for none."""
-    return store.parse_iso(text)
+def since(text: str | None, now: datetime) -> str:
+    """A stored time as the table says it: ``5m ago``, or ``-`` for none."""
+    when = store.parse_iso(text)
+    return "-" if when is None else ago((now - when).total_seconds())
+
+
+def due_in(text: str | None, now: datetime) -> str:
+    """A stored due time as the table says it: ``in 5m``, ``now`` or ``overdue 2h``."""
+    when = store.parse_iso(text)
+    if when is None:
+        return "now"
+    delta = (when - now).total_seconds()
+    if delta > 0:
+        return f"in {span(delta)}"
+    return "now" if delta > -60 else f"overdue {span(-delta)}"
 
 
 def ago(seconds: float | None) -> str:

@@ -32,12 +32,11 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 def _worker_init(parent: int) -> None:
     """Workers leave signals to the main process, and never outlive it.
 
-    SIGINT (Ctrl-C reaches the whole process group) would kill a worker mid-task and break
-    the pool while the main process is stopping gracefully.  And a worker of a SIGKILLed
-    main process waits forever: it blocks on its task queue, whose pipe it holds open
-    itself, and it holds the fork server's "alive" pipe, so the fork server stays too (seen:
-    orphans with parent pid 1 after tests/test_crash.py).  Its parent is the fork server,
-    so PR_SET_PDEATHSIG cannot help; a thread that checks on the main process can.
+    SIGINT (Ctrl-C reaches the whole process group) would break the pool while the main
+    process stops gracefully.  A worker of a SIGKILLed main process would wait forever on
+    its task queue, whose pipe it holds open itself, keeping the fork server alive too (seen
+    after tests/test_crash.py); its parent is the fork server, so PR_SET_PDEATHSIG cannot
+    help, and a thread that checks on the main process does.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -46,10 +45,8 @@ def _worker_init(parent: int) -> None:
             time.sleep(ORPHAN_CHECK_SECONDS)
             try:
                 os.kill(parent, 0)
-            except ProcessLookupError:
+            except (ProcessLookupError, PermissionError):  # gone (its pid maybe reused)
                 os._exit(0)
-            except PermissionError:
-                os._exit(0)  # our parent's pid now belongs to another user: it is gone
 
     threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 
@@ -67,12 +64,10 @@ def make_executor(workers: int | None = None) -> Executor | None:
 def start_forkserver_deaf_to_sigint() -> None:
     """Start the pool's fork server with SIGINT ignored, so its workers ignore it too.
 
-    Ctrl-C in a terminal sends SIGINT to the whole process group.  Workers forked with the
-    default handler die of KeyboardInterrupt, the pool breaks, and every refresh in flight
-    is recorded as a failure while the daemon is trying to stop gracefully (seen by hand:
-    "BrokenProcessPool: A child process terminated abruptly").  An ignored signal survives
-    exec, and the fork server keeps the disposition it started with for its children, so
-    starting it here, once, covers every worker of every pool.
+    Ctrl-C sends SIGINT to the whole process group: workers forked with the default handler
+    die, the pool breaks ("BrokenProcessPool") and every refresh in flight fails while the
+    daemon stops.  An ignored signal survives exec, and the fork server passes its
+    disposition to its children, so starting it here, once, covers every worker of every pool.
     """
     import multiprocessing.forkserver
 

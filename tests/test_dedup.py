@@ -477,8 +477,10 @@ def test_a_second_process_waits_for_an_upgrade_longer_than_the_busy_timeout(
     old.execute("PRAGMA journal_mode = WAL")  # as every database store.connect made
     old.execute("PRAGMA user_version = 4")
     old.commit()
-    monkeypatch.setattr(store, "BUSY_TIMEOUT_MS", 50)
-    monkeypatch.setattr(store, "MIGRATION_WAIT_MS", 20_000)
+    from scraper.storage import db
+
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 50)  # where connect and migrate read them
+    monkeypatch.setattr(db, "MIGRATION_WAIT_MS", 20_000)
     old.execute("BEGIN IMMEDIATE")  # stands for the first process's long upgrade
     upgraded = threading.Event()
     opened: list[sqlite3.Connection] = []

@@ -21,12 +21,20 @@ from scraper.cli import main
 from scraper.config import FeedConfig, load_config
 from scraper.core.rules import SiteRule
 from scraper.export import Selection, hexo
+from scraper.storage import exports as stored
 
 PROXY = "https://cors.zfour.workers.dev/?{url}"
 REAL_TITLE_003 = "雷军：小米和徕卡的合作深度空前！联调后夜拍不会是“傻亮”"
 SEEDS = corpus.seed_posts()
 # Hexo's own front-matter split (hexo-front-matter, for a file that does not start with ---)
 HEXO_SPLIT = re.compile(r"^([\s\S]+?)\n(-{3,}|;{3,})\n?([\s\S]*)")
+
+
+def exported_paths(conn: sqlite3.Connection, directory: str | Path,
+                   flat: bool = False) -> dict[int, str]:
+    """entry id -> recorded relative path, for one output directory and layout."""
+    target = hexo.target_name(Path(directory), flat)
+    return {eid: r.path for eid, r in stored.recorded(conn, target).items() if r.path}
 
 
 def seed_text(post: corpus.Post) -> str:
@@ -288,7 +296,7 @@ def test_export_skips_duplicates_and_a_second_run_writes_nothing(
     after = files(out)
     assert {k: v for k, v in after.items() if k in before} == before
     assert set(after) - set(before) == {"新媒体/ZAKER/source/新的一条.md"}
-    assert hexo.exported_paths(db, out)[new] == "新媒体/ZAKER/source/新的一条.md"
+    assert exported_paths(db, out)[new] == "新媒体/ZAKER/source/新的一条.md"
 
 
 def test_same_title_two_entries_two_files_and_paths_never_move(
@@ -298,7 +306,7 @@ def test_same_title_two_entries_two_files_and_paths_never_move(
     b = add(db, "zaker", "b", "快讯: 今日要闻", html="<p>second story</p>")
     out = tmp_path / "posts"
     hexo.export_hexo(db, config, out, flat=True)
-    paths = hexo.exported_paths(db, out, flat=True)
+    paths = exported_paths(db, out, flat=True)
     assert paths[a] == "快讯_ 今日要闻.md"
     assert paths[b] != paths[a] and paths[b].startswith("快讯_ 今日要闻-")
     assert "first story" in (out / paths[a]).read_text("utf-8")
@@ -308,7 +316,7 @@ def test_same_title_two_entries_two_files_and_paths_never_move(
     touch(db, a, title="快讯：今日要闻（更新）", content_html="<p>first story, updated</p>")
     report = hexo.export_hexo(db, config, out, flat=True)
     assert (report.new, report.updated) == (0, 1)
-    assert hexo.exported_paths(db, out, flat=True) == paths
+    assert exported_paths(db, out, flat=True) == paths
     assert len(list(out.iterdir())) == 2
     assert hexo_front((out / paths[a]).read_text("utf-8"))["title"] == "快讯：今日要闻（更新）"
 
@@ -326,7 +334,7 @@ def test_case_insensitive_collisions_get_distinct_names(
     a = add(db, "x", "a", "Apple News")
     b = add(db, "x", "b", "apple news")
     hexo.export_hexo(db, None, tmp_path / "o", flat=True)
-    paths = hexo.exported_paths(db, tmp_path / "o", flat=True)
+    paths = exported_paths(db, tmp_path / "o", flat=True)
     assert paths[a].casefold() != paths[b].casefold()
 
 
@@ -342,7 +350,7 @@ def test_foreign_file_is_not_overwritten_and_own_crashed_write_is_adopted(
     (out / "World.md").write_text(hexo.render_post(row, None, None), "utf-8")
     report = hexo.export_hexo(db, None, out, flat=True)
     assert (out / "Hello.md").read_text("utf-8") == "my own post"
-    paths = hexo.exported_paths(db, out, flat=True)
+    paths = exported_paths(db, out, flat=True)
     assert paths[a].startswith("Hello-") and paths[b] == "World.md"
     assert report.new == 2 and len(list(out.iterdir())) == 3
 

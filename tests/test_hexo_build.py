@@ -24,6 +24,7 @@ from pathlib import Path
 
 import corpus
 import pytest
+from test_export_hexo import exported_paths
 
 from scraper import storage as store
 from scraper.config import load_config
@@ -196,7 +197,7 @@ def test_hexo_generate_renders_every_exported_post(tmp_path: Path) -> None:
     posts_dir = site / "source" / "_posts"
     report = hexo.export_hexo(conn, config, posts_dir)
     assert report.new == len(articles)
-    paths = hexo.exported_paths(conn, posts_dir)
+    paths = exported_paths(conn, posts_dir)
     conn.close()
 
     done = hexo_generate(site, node_modules)

@@ -215,7 +215,7 @@ def test_adaptive_busy_feed_is_polled_at_its_floor() -> None:
 
 def test_adaptive_follows_a_moderate_rate() -> None:
     published = hours_ago(*range(1, 7 * 24, 12))  # two a day: 14 in the week
-    assert adaptive_interval(published, NOW, floor=schedule.ADAPTIVE_MIN) == 7 * 86400 // 14
+    assert adaptive_interval(published, NOW, floor=5 * 60) == 7 * 86400 // 14
 
 
 def test_adaptive_quiet_and_silent_feeds_get_the_ceiling() -> None:

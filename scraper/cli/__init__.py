@@ -1,9 +1,7 @@
-"""The ``scrape`` command line.
+"""The ``scrape`` command line: the router.
 
 ``scrape`` runs the daemon, ``scrape --once`` one refresh of every enabled feed; the other
-commands (status, dups, dedup, export) are registered by the modules that implement them,
-each through a ``register(subparsers, common)`` function, so this file stays the router.
-
+commands register themselves through each module's ``register(subparsers, common)``.
 Exit codes: 0 success, 1 some feed failed (the others are stored), 2 config or usage error.
 """
 
@@ -57,24 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "0 works inline)")
     parser.set_defaults(func=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for register in _registrars():
-        register(sub, common)
+    from scraper.cli import dups, export, status
+
+    for module in (status, dups, export):
+        module.register(sub, common)
     return parser
-
-
-def _registrars() -> list:
-    """Each feature module adds its commands; a module not yet present is skipped."""
-    found = []
-    for module_name in ("scraper.cli.status", "scraper.cli.dups", "scraper.cli.export"):
-        try:
-            module = __import__(module_name, fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        if hasattr(module, "register"):
-            found.append(module.register)
-    return found
 
 
 class JsonFormatter(logging.Formatter):

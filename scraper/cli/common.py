@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import unicodedata
 
 from scraper import app
 from scraper.config import Config
@@ -14,3 +15,12 @@ def load_from_args(args: argparse.Namespace) -> Config:
 
 def open_from_args(args: argparse.Namespace, config: Config | None = None) -> app.Scraper:
     return app.open_scraper(config or load_from_args(args), getattr(args, "db", None))
+
+
+def width(text: str) -> int:
+    """Terminal columns: CJK characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def pad(text: str, columns: int) -> str:
+    return text + " " * max(0, columns - width(text))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
-import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
+
+from scraper.cli.common import pad, width
 
 if TYPE_CHECKING:
     from scraper.refresh import FeedResult
@@ -33,26 +34,17 @@ class Progress:
             self.stream.flush()
 
 
-def _width(text: str) -> int:
-    """Terminal columns: CJK characters take two."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
-def _pad(text: str, width: int) -> str:
-    return text + " " * max(0, width - _width(text))
-
-
 def print_summary(results: Sequence[FeedResult], out: TextIO) -> None:
     if not results:
         out.write("no feeds to refresh (all disabled, or none configured)\n")
         return
-    name_w = max(4, *(_width(r.feed) for r in results))
-    head = f"{_pad('feed', name_w)}  {'status':<12} {'new':>5} {'upd':>5} {'same':>5} " \
+    name_w = max(4, *(width(r.feed) for r in results))
+    head = f"{pad('feed', name_w)}  {'status':<12} {'new':>5} {'upd':>5} {'same':>5} " \
            f"{'dup':>4} {'time':>6}  error"
     out.write(head + "\n")
     for r in sorted(results, key=lambda r: (not r.failed, r.feed)):
         note = r.error or r.warning or ""
-        out.write(f"{_pad(r.feed, name_w)}  {r.status:<12} {r.new:>5} {r.updated:>5} "
+        out.write(f"{pad(r.feed, name_w)}  {r.status:<12} {r.new:>5} {r.updated:>5} "
                   f"{r.unchanged:>5} {r.duplicates:>4} {r.seconds:>5.1f}s  {note}\n")
     failed = sum(r.failed for r in results)
     out.write(f"total: {len(results)} feeds, {len(results) - failed} ok, {failed} failed; "

@@ -6,12 +6,11 @@ import argparse
 import json
 import os
 import sys
-import unicodedata
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from scraper import app, status
-from scraper.cli.common import load_from_args
+from scraper.cli.common import load_from_args, pad, width
 from scraper.config import Config, ConfigError
 
 
@@ -76,47 +75,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _when(text: str | None, now: datetime) -> str:
-    when = status.parse_time(text)
-    return "-" if when is None else status.ago((now - when).total_seconds())
-
-
-def _due(text: str | None, now: datetime) -> str:
-    when = status.parse_time(text)
-    if when is None:
-        return "now"
-    delta = (when - now).total_seconds()
-    if delta > 0:
-        return f"in {status.span(delta)}"
-    return "now" if delta > -60 else f"overdue {status.span(-delta)}"
-
-
-def _width(text: str) -> int:
-    """Terminal columns: CJK characters take two."""
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
-def _pad(text: str, width: int) -> str:
-    return text + " " * max(0, width - _width(text))
-
-
 def print_report(report: dict[str, Any], out: TextIO, now: datetime) -> None:
     feeds = report["feeds"]
     if report.get("config_problem"):
         out.write(f"warning: config not loaded, showing the database only: "
                   f"{report['config_problem']}\n")
-    name_w = max([4, *(_width(f["name"]) for f in feeds)])
-    head = (f"{_pad('feed', name_w)}  {'state':<10} {'last success':<13} {'errors':>6} "
+    name_w = max([4, *(width(f["name"]) for f in feeds)])
+    head = (f"{pad('feed', name_w)}  {'state':<10} {'last success':<13} {'errors':>6} "
             f"{'next due':<14} {'entries':>7}  last error")
     out.write(head + "\n")
     for f in feeds:
         error = ""
         if f["last_error"] and f["error_count"]:
-            error = f"{_when(f['last_error_at'], now)}: {f['last_error']}"
+            error = f"{status.since(f['last_error_at'], now)}: {f['last_error']}"
             error = error if len(error) <= 80 else error[:79] + "…"
-        due = "-" if f["state"] in ("removed", "disabled") else _due(f["next_due_at"], now)
-        out.write(f"{_pad(f['name'], name_w)}  {f['state']:<10} "
-                  f"{_when(f['last_success_at'], now):<13} {f['error_count']:>6} "
+        due = "-" if f["state"] in ("removed", "disabled") else status.due_in(f["next_due_at"], now)
+        out.write(f"{pad(f['name'], name_w)}  {f['state']:<10} "
+                  f"{status.since(f['last_success_at'], now):<13} {f['error_count']:>6} "
                   f"{due:<14} {f['entry_count']:>7}  {error}\n")
     t = report["totals"]
     extra = "".join(f", {t[k]} {k}" for k in ("disabled", "removed") if t[k])

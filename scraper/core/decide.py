@@ -1,11 +1,10 @@
 """What a refresh writes, decided from plain data: no database, no network, no clock.
 
 The refresh gathers facts (the feed's stored state, what the fetch and the parse found, the
-stored raw hashes of the document's entries) and hands them to :func:`decide`; storage then
-applies the :class:`Plan` it returns in one transaction.  The split follows lemon24/reader's
-``Decider`` (decides) and ``Pipeline`` (calls the dependencies): the rules about what is new,
-what changed and when to come back can be tested with plain values, and a second storage
-backend only has to apply a plan, not re-implement the rules.
+stored raw hashes) and storage applies the :class:`Plan` that :func:`decide` returns, in one
+transaction.  As lemon24/reader's ``Decider``/``Pipeline`` split: the rules about what is new,
+what changed and when to come back are tested with plain values, and a second storage
+backend only applies a plan.
 """
 
 from __future__ import annotations

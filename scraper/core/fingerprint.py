@@ -1,17 +1,14 @@
 """Fingerprints for deduplication: pure functions, run in worker processes.
 
-Reprints differ in what is not content: ZAKER writes "8 月 28 日" where 快科技 writes
-"8月28日", `" x "` where the other writes “x”, full-width digits, a tracking query on the
-link.  ``core.shingles`` folds those differences away and hashes the text's shingles; this
-module turns them into a few integers that the dedup index stores (``core.similarity`` holds
-the rules that judge a pair, ``dedup`` finds the pairs).
+Reprints differ in what is not content ("8 月 28 日" against "8月28日", quotes, full-width
+digits, a tracking query): ``core.shingles`` folds that away and hashes the shingles; this
+module turns them into the integers the dedup index stores.
 
 The near-duplicate signature is a one-permutation MinHash (Li, Owen & Zhang 2012) with
 rotation densification (Shrivastava & Li 2014) over character shingles of the folded text.
-Chinese has no spaces, so word tokenizers see a whole clause as one token: we shingle
-characters.  One hash per shingle instead of one per shingle and permutation is what makes it
-cheap in NumPy (about 60 µs for a 1,500-character article, see bench/dedup_scale.py), and
-the exact score that confirms every candidate makes the estimator's noise harmless.
+One hash per shingle instead of one per shingle and permutation makes it cheap in NumPy
+(about 60 µs for a 1,500-character article, bench/dedup_scale.py), and the exact score that
+confirms every candidate makes the estimator's noise harmless.
 
 A second, larger sketch (:func:`sketch`, ``SKETCH_BINS`` bins of 16 bits) is stored per entry
 to *estimate* a candidate's similarity before paying for the exact score: the LSH bands are
@@ -84,7 +81,7 @@ LEAD_CHARS = 24
 #: a bin is the hash's top bits and one sort gives every bin's minimum (see :func:`sketch`).
 SKETCH_BINS = 128
 #: Bits kept per bin: two different minima agree by chance with probability 2**-16, a bias of
-#: 1.5e-5 on the estimate (corrected in :func:`estimate_jaccard`); 256 bytes per entry.
+#: 1.5e-5 on the estimate (corrected in ``similarity.estimate_jaccard``); 256 bytes per entry.
 SKETCH_BITS = 16
 _SKETCH_SHIFT = 64 - (SKETCH_BINS.bit_length() - 1)  # hash >> this = the bin
 
@@ -118,9 +115,8 @@ class Fingerprint:
     sketch: bytes = b""
     shingles: int = 0
     #: :func:`shingle_set` of the folded text at ``shingle`` characters (uint64, about 12 KB
-    #: for a 1,500-character article): dedup's exact score needs it whenever the entry has a
-    #: candidate, and it is a by-product of the sort above, where folding and hashing the
-    #: text again in the database thread cost 60 µs (bench/dedup_scale.py).
+    #: for a 1,500-character article): dedup's exact score needs it, and computing it here
+    #: spares the database thread a 60 µs fold and hash (bench/dedup_scale.py).
     shingle_set: bytes = b""
     shingle: int = 0
 
@@ -248,14 +244,6 @@ def _sketch_sorted(ordered: np.ndarray, distinct: int | None = None,
     return values, distinct
 
 
-def estimate_jaccard(mine: np.ndarray, theirs: np.ndarray) -> np.ndarray:
-    """Estimated Jaccard of one sketch (``SKETCH_BINS``) with each row of ``theirs``
-    (n x ``SKETCH_BINS``): the fraction of agreeing bins, less the 2**-16 chance agreement."""
-    agree = np.count_nonzero(theirs == mine, axis=1) / SKETCH_BINS
-    chance = 2.0**-SKETCH_BITS
-    return np.maximum(agree - chance, 0.0) / (1.0 - chance)
-
-
 def one_permutation_minhash(hashes: np.ndarray, bins: int) -> np.ndarray:
     """Densified one-permutation MinHash: ``bins`` uint32 values whose per-bin collision
     probability between two sets is their Jaccard similarity."""
@@ -324,9 +312,7 @@ def _minhash_bounds(bins: int) -> np.ndarray:
 
 def _joint_bounds(bins: int) -> np.ndarray:
     """``_SKETCH_BOUNDS`` then ``_minhash_bounds(bins)`` (cached): :func:`compute` finds
-    both bin sets' starts with one searchsorted, one NumPy call less per article (sketch and
-    MinHash of bench/dedup_scale.py's articles: 12.7 µs with two, 11.9 with one, medians
-    of 9 rounds on either core of the shared machine)."""
+    both bin sets' starts with one searchsorted, one NumPy call less per article."""
     bounds = _JOINT_BOUNDS.get(bins)
     if bounds is None:
         bounds = np.concatenate((_SKETCH_BOUNDS, _minhash_bounds(bins)))
@@ -378,10 +364,8 @@ def _band_keys(values: list[int], bands: int, rows: int, salt: int) -> tuple[int
     every lane to 64 bits after each step is the plain formula's mod 2**64, so each lane
     ends with its band's key bit for bit (tests/test_fingerprint_fast.py checks it against
     the band-by-band loop).  About 15 operations on a 1,300-bit integer instead of 15 per
-    band: the near keys (10 bands) and the title's (6) take 5.1 µs together, where the loop
-    over bands took 10.9 (1,000 random signatures, medians of 9 rounds, on either core of
-    the shared machine).  ``struct`` spreads the values into their lanes and reads the keys
-    out as signed integers, one C call each."""
+    band: half the time of the loop over bands.  ``struct`` spreads the values into their
+    lanes and reads the keys out as signed integers, one C call each."""
     plan = _BAND_PLANS.get((bands, rows, salt))
     if plan is None:
         plan = _band_plan(bands, rows, salt)
@@ -442,11 +426,10 @@ _LONG_NAMESPACE = 0x5A17_3C4B_9D2E_6F81
 def compute(title: str, text: str, url: str | None, settings: DedupSettings) -> Fingerprint:
     """The fingerprint of one entry; ``text`` is the plain text of the normalized HTML.
 
-    The public steps, fused: the text's code points come from the fold, and one sort of the
-    shingle hashes serves the sketch, the distinct count and the MinHash (a
-    1,500-character article of bench/dedup_scale.py: 170 µs before, 100 after, medians of
-    alternating rounds on one core of the shared machine), and one searchsorted finds both
-    the sketch's and the MinHash's bins."""
+    The public steps, fused (100 µs for a 1,500-character article, 170 unfused): the code
+    points come from the fold, one sort of the shingle hashes serves the sketch, the distinct
+    count and the MinHash, and one searchsorted finds both the sketch's and the MinHash's
+    bins."""
     folded, codes = fold_codes(text or "")
     folded_title = fold_text(title or "")
     canon = canonical_url(url) if url else None
@@ -538,7 +521,7 @@ def title_band_keys(folded_title: str) -> tuple[int, ...]:
     """The title's LSH keys: ``band_keys(one_permutation_minhash(shingle_hashes(title, 2),
     12), 6, 2, salt)`` computed in plain Python integers, bit for bit (a title has 20 or so
     bigrams, too few for NumPy's per-call cost).  :func:`compute` mixes the bigrams with the
-    text's shingles instead, which took the title from 16 µs to about 8 (measured)."""
+    text's shingles instead (half the cost)."""
     codes = [ord(c) for c in folded_title]
     if len(codes) < 2:
         codes.append(0)

@@ -1,17 +1,13 @@
 """Full-text mode: decode a fetched article page and cut the article out of it.
 
-Summary-only feeds (Mydrivers' own RSS gives a teaser) need the page itself.  The page
-arrives as bytes with headers; :func:`decode_page` turns it into text the way a browser
-would for the pages we meet (Chinese sites still serve GBK), and :func:`extract_article`
-returns the article's HTML without navigation, related links and copyright footers
-(../shared/seeds/004 is such a page flattened to text).  The result goes through
-``normalize`` like any feed content, so this module cleans structure, not safety.
+Summary-only feeds (Mydrivers' own RSS gives a teaser) need the page itself.
+:func:`decode_page` decodes it the way a browser would for the pages we meet (Chinese sites
+still serve GBK); :func:`extract_article` returns the article's HTML without navigation,
+related links and footers.  The result goes through ``normalize`` like any feed content.
 
-The generic extractor is a small readability-style scorer on selectolax: paragraphs vote
-for their parent and grandparent with their length and punctuation, link-heavy blocks
-lose, class/id names such as "footer" or "related" are dropped up front.  It was chosen
-over trafilatura to avoid lxml + five more dependencies for pages whose structure is
-simple; a site that defeats it gets a ``content_selector`` in its rule.
+The extractor is a small readability-style scorer on selectolax (paragraphs vote for their
+parent and grandparent, link-heavy blocks lose), chosen over trafilatura to avoid lxml and
+five more dependencies; a site that defeats it gets a ``content_selector`` in its rule.
 """
 
 from __future__ import annotations
@@ -24,18 +20,18 @@ from urllib.parse import urljoin
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
+from scraper.core.parse import header
+
 __all__ = ["decode_page", "extract_article"]
 
 # --- decoding ----------------------------------------------------------------------------------
 
 #: WHATWG Encoding labels that name GBK/GB2312; GB18030 is their superset (the httpx and
 #: feedparser facts in DESIGN.md: gb2312 decoding loses characters real pages use).
-_GB_LABELS = frozenset(
-    {
-        "gb2312", "gbk", "x-gbk", "gb_2312", "gb_2312-80", "csgb2312", "cp936", "ms936",
-        "windows-936", "euc-cn", "chinese", "iso-ir-58", "csiso58gb231280", "gb18030",
-    }
-)  # fmt: skip
+_GB_LABELS = frozenset({
+    "gb2312", "gbk", "x-gbk", "gb_2312", "gb_2312-80", "csgb2312", "cp936", "ms936",
+    "windows-936", "euc-cn", "chinese", "iso-ir-58", "csiso58gb231280", "gb18030",
+})  # fmt: skip
 #: Labels the WHATWG Encoding standard maps to windows-1252, as browsers do.
 _LATIN1_LABELS = frozenset(
     {"iso-8859-1", "iso8859-1", "latin1", "l1", "us-ascii", "ascii", "cp819", "ibm819"}
@@ -74,16 +70,6 @@ def _codec(label: str | None) -> str | None:
     return "gb18030" if info.name in ("gbk", "gb2312") else info.name
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is not None:
-        return value
-    for key, v in headers.items():  # a plain dict is case-sensitive; httpx.Headers is not
-        if key.lower() == name:
-            return v
-    return None
-
-
 def _looks_chinese(text: str) -> bool:
     """Whether a non-UTF-8 decode as GB18030 produced mostly CJK, not mojibake."""
     non_ascii = [c for c in text[:4000] if ord(c) > 127]
@@ -104,7 +90,7 @@ def decode_page(body: bytes, headers: Mapping[str, str]) -> str:
     for bom, name in _BOMS:
         if body.startswith(bom):
             return body[len(bom) :].decode(name, errors="replace")
-    content_type = _header(headers, "content-type") or ""
+    content_type = header(headers, "content-type")
     m = _HEADER_CHARSET.search(content_type)
     codec = _codec(m.group(1)) if m else None
     if codec is None:
@@ -130,13 +116,11 @@ def decode_page(body: bytes, headers: Mapping[str, str]) -> str:
 # --- extraction --------------------------------------------------------------------------------
 
 #: Never article content.
-_NOISE_TAGS = frozenset(
-    {
-        "script", "style", "noscript", "template", "iframe", "form", "nav", "header",
-        "footer", "aside", "svg", "button", "select", "input", "textarea", "object",
-        "embed", "link", "meta",
-    }
-)  # fmt: skip
+_NOISE_TAGS = frozenset({
+    "script", "style", "noscript", "template", "iframe", "form", "nav", "header",
+    "footer", "aside", "svg", "button", "select", "input", "textarea", "object",
+    "embed", "link", "meta",
+})  # fmt: skip
 #: class/id words of page furniture (readability's "unlikely candidates", plus the
 #: Chinese portals' habits: 相关 = xiangguan, tuijian = recommend, "copyright" footers).
 _NEGATIVE = re.compile(
@@ -151,7 +135,6 @@ _POSITIVE = re.compile(
     r"detail|artibody|\bcontent\b",
     re.IGNORECASE,
 )
-_PARAGRAPH_TAGS = frozenset({"p", "pre", "td", "blockquote"})
 _TAG_BONUS = {"article": 10, "main": 5, "div": 5, "section": 3, "pre": 3, "td": 3,
               "blockquote": 3, "form": -3, "ol": -3, "ul": -3, "li": -3, "dl": -3,
               "h1": -5, "h2": -5, "h3": -5, "th": -5}  # fmt: skip

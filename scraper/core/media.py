@@ -1,10 +1,10 @@
 """Images, video and audio in an article: the real URL, the proxy, and the entry's picture.
 
-Why a module of its own: the sources hide their pictures in different ways (ZAKER's lazy
-``data-original`` on a hotlink-protected http host, GIFs behind a still frame), and what to
-do about it (which attribute wins, which images go through a proxy, which picture leads)
-is one idea, tuned per site by the rule's ``lazy_attrs`` and ``image_proxy*`` fields.  The
-walk in ``normalize`` calls :func:`img` and :func:`media` for each element it meets.
+The sources hide their pictures in different ways (ZAKER's lazy ``data-original`` on a
+hotlink-protected http host, GIFs behind a still frame); which attribute wins, which images
+go through a proxy and which picture leads is one idea, tuned per site by the rule's
+``lazy_attrs`` and ``image_proxy*`` fields.  ``normalize``'s walk calls :func:`img` and
+:func:`media`.
 """
 
 from __future__ import annotations

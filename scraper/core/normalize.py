@@ -1,23 +1,16 @@
 """The normalize stage: raw feed/site HTML in, clean and safe article HTML plus text out.
 
-Why it is built this way:
-
-* One lexbor parse, then one Python walk that *rebuilds* the article instead of mutating
-  the tree: the walk sees every node once anyway (lazy images, URLs, empty paragraphs,
-  credit lines), and emitting a fresh, canonical structure is what makes the result
-  idempotent and cheap.  Mutating lexbor trees node by node costs more Python calls and
-  double-frees are easy to get wrong (a selector list can match one node twice).
+* One lexbor parse, then one Python walk that *rebuilds* the article instead of mutating the
+  tree: the walk sees every node once anyway (lazy images, URLs, empty paragraphs, credit
+  lines), and a fresh, canonical structure makes the result idempotent and cheap.
 * The rebuilt structure is flat: ``<div>`` soup is unwrapped, runs of bare inline content
-  (ZAKER puts the paragraph after an image straight into the wrapper's parent, between
-  ``</div>`` and ``<p></p>``) become ``<p>``, empty paragraphs disappear.
-* nh3 sanitizes *last* and is the security boundary: the walk already emits only
-  allow-listed tags and attributes with checked URLs, but nothing it does is trusted;
-  every output byte has been through nh3 with the same allow-list.
-* ``normalize`` is pure and takes and returns plain picklable values, because the pipeline
-  runs it in a ProcessPoolExecutor.  Per-rule compiled state is cached per process.
+  (ZAKER puts the paragraph after an image straight into the wrapper's parent) become
+  ``<p>``, empty paragraphs disappear.
+* nh3 sanitizes *last* and is the security boundary (``core.sanitize``).
+* ``normalize`` is pure, with picklable values in and out: it runs in worker processes.
 
-This module is the walk (structure, text, credit lines).  Images and media are in
-``scraper.core.media``; the allow-list, nh3 and the URL checks in ``scraper.core.sanitize``.
+Images and media are in ``core.media``; the allow-list, nh3 and the URL checks in
+``core.sanitize``.
 """
 
 from __future__ import annotations
@@ -63,13 +56,11 @@ _DROP = CLEAN_CONTENT_TAGS | {
     "map", "area", "picture-source", "form-control", "portal", "slot", "menu",
 }  # fmt: skip
 #: Containers that are unwrapped: their children join the surrounding flow.
-_FLOW = frozenset(
-    {
-        "div", "section", "article", "main", "header", "footer", "nav", "aside", "center",
-        "form", "fieldset", "details", "summary", "address", "hgroup", "dl", "dt", "legend",
-        "body", "html", "picture", "search", "dd", "figcaption",
-    }
-)  # fmt: skip
+_FLOW = frozenset({
+    "div", "section", "article", "main", "header", "footer", "nav", "aside", "center",
+    "form", "fieldset", "details", "summary", "address", "hgroup", "dl", "dt", "legend",
+    "body", "html", "picture", "search", "dd", "figcaption",
+})  # fmt: skip
 _PARA = frozenset({"p", "h1", "h2", "h3", "h4", "h5", "h6"})
 #: Inline tags that are kept, mapped to the tag emitted.
 _INLINE_KEEP: dict[str, str] = {

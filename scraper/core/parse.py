@@ -21,7 +21,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from xml.parsers import expat
 
@@ -78,12 +78,11 @@ class ParsedFeed:
     #: Why feedparser found the document malformed, when it still yielded entries.
     problem: str | None = None
     ttl: int | None = None  # minutes, from RSS <ttl>
-    warnings: list[str] = field(default_factory=list)
 
 
 def detect_charset(body: bytes, headers: Mapping[str, str]) -> str:
     """The charset to decode with: header, then BOM, then XML declaration, then a guess."""
-    content_type = _header(headers, "content-type")
+    content_type = header(headers, "content-type")
     label = None
     if m := _CHARSET.search(content_type):
         label = m.group(1)
@@ -232,7 +231,8 @@ def _iso(value: object) -> str | None:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _header(headers: Mapping[str, str], name: str) -> str:
+def header(headers: Mapping[str, str], name: str) -> str:
+    """A header's value ("" if absent) whatever the case of the mapping's keys."""
     for key, value in headers.items():
         if key.lower() == name:
             return value

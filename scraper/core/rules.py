@@ -6,31 +6,12 @@ which attributes hold lazily loaded image URLs, and whether images go through a 
 Rules are data, not code, so a feed can fix a new site's boilerplate in ``feeds.yaml``
 without a release, and so the rule travels to worker processes by pickling.
 
-Where a rule comes from, in the order :func:`resolve_rule` merges them (later wins):
-
-1. ``BUILTIN_RULES``: shipped profiles keyed by host suffix (``myzaker.com``,
-   ``mydrivers.com``, ``ithome.com``), picked by the entry link's host;
-2. the config's ``sites:`` block, host (suffix) -> rule;
-3. the feed's own ``rules:`` block.
-
-Merging extends the lists (selectors, patterns, hosts, attributes; duplicates dropped,
-order kept) and lets a scalar that is set (not ``None``) override. ``image_proxy: ""``
-therefore switches off a proxy inherited from a less specific rule.
-
-Profiles by name.  ZAKER arrives through RSSHub, so an entry link may sit on
-``rsshub.app`` or on some mirror, and the host lookup finds nothing.  A feed therefore
-names the profile it wants::
-
-    feeds:
-      - name: zaker-tech
-        url: /zaker/channel/13
-        rules:
-          profile: zaker            # or a list: [zaker, ithome]
-          remove: ["div.ad"]        # extends the profile
-
-``profile`` is the one key of a rules mapping that is not a :class:`SiteRule` field;
-:func:`rule_from_mapping` expands it into the named builtin rule(s) and merges the other
-keys on top.  :func:`profile` returns a builtin by name; ``PROFILES`` lists them.
+:func:`resolve_rule` merges, later winning: ``BUILTIN_RULES`` by the entry link's host
+suffix, the config's ``sites:`` block, the feed's own ``rules:``.  Merging extends the lists
+(duplicates dropped, order kept) and lets a scalar that is set (not ``None``) override, so
+``image_proxy: ""`` switches off an inherited proxy.  ZAKER arrives through RSSHub, where the
+host lookup finds nothing, so a feed may name builtin profiles (``rules: {profile: zaker}``);
+:func:`rule_from_mapping` expands them and merges the other keys on top.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The security boundary of the normalize stage: what may appear in an article, and which URLs.
 
-Why a module of its own: everything here is about refusing input (tags, attributes, URL
-schemes), and nothing here knows about sites, rules or layout.  The walk in ``normalize``
-already emits only allow-listed markup through :class:`UrlResolver`, but nothing it does is
-trusted: every output byte goes through :data:`CLEANER` (nh3) with the same allow-list.
+Everything here refuses input (tags, attributes, URL schemes) and knows nothing of sites or
+layout.  The walk in ``normalize`` already emits only allow-listed markup through
+:class:`UrlResolver`, but nothing it does is trusted: every output byte goes through
+:data:`CLEANER` (nh3) with the same allow-list.
 """
 
 from __future__ import annotations
@@ -24,15 +24,13 @@ __all__ = [
 
 #: The article allow-list from issue 3, plus sub/sup (formulas, footnote marks: unwrapping
 #: them changes meaning, "H2O", "10^9") .  Must match what the normalize walk can emit.
-ALLOWED_TAGS: frozenset[str] = frozenset(
-    {
-        "p", "a", "img", "figure", "figcaption", "h1", "h2", "h3", "h4", "h5", "h6",
-        "ul", "ol", "li", "blockquote", "pre", "code",
-        "table", "caption", "thead", "tbody", "tfoot", "tr", "th", "td",
-        "strong", "em", "b", "i", "u", "s", "sub", "sup", "br", "hr",
-        "video", "audio", "source",
-    }
-)  # fmt: skip
+ALLOWED_TAGS: frozenset[str] = frozenset({
+    "p", "a", "img", "figure", "figcaption", "h1", "h2", "h3", "h4", "h5", "h6",
+    "ul", "ol", "li", "blockquote", "pre", "code",
+    "table", "caption", "thead", "tbody", "tfoot", "tr", "th", "td",
+    "strong", "em", "b", "i", "u", "s", "sub", "sup", "br", "hr",
+    "video", "audio", "source",
+})  # fmt: skip
 
 ALLOWED_ATTRIBUTES: dict[str, set[str]] = {
     "a": {"href", "title"},
@@ -46,13 +44,11 @@ ALLOWED_ATTRIBUTES: dict[str, set[str]] = {
 }
 
 #: Removed together with their content.  Disjoint from ALLOWED_TAGS (nh3 insists).
-CLEAN_CONTENT_TAGS: frozenset[str] = frozenset(
-    {
-        "script", "style", "iframe", "frame", "frameset", "object", "embed", "applet",
-        "template", "svg", "math", "noscript", "noembed", "noframes", "textarea", "select",
-        "button", "title", "xmp", "plaintext", "canvas", "head", "dialog",
-    }
-)  # fmt: skip
+CLEAN_CONTENT_TAGS: frozenset[str] = frozenset({
+    "script", "style", "iframe", "frame", "frameset", "object", "embed", "applet",
+    "template", "svg", "math", "noscript", "noembed", "noframes", "textarea", "select",
+    "button", "title", "xmp", "plaintext", "canvas", "head", "dialog",
+})  # fmt: skip
 
 CLEANER = nh3.Cleaner(
     tags=set(ALLOWED_TAGS),

@@ -34,11 +34,10 @@ JITTER = 0.1
 #: news feed is a misconfiguration, not a wish.
 MAX_HINT = 24 * 3600
 
-#: Adaptive mode bounds and window.  The shape follows Miniflux's ``entry_frequency``
-#: scheduler (POLLING_SCHEDULER=entry_frequency): weekly entry count -> interval, clamped to
-#: [5 min, 24 h] by its SCHEDULER_ENTRY_FREQUENCY_MIN/MAX_INTERVAL defaults.
+#: Adaptive mode's window and longest interval.  The shape follows Miniflux's
+#: ``entry_frequency`` scheduler: weekly entry count -> interval, at most 24 h (its
+#: SCHEDULER_ENTRY_FREQUENCY_MAX_INTERVAL default); the feed's own interval is the floor.
 ADAPTIVE_WINDOW = 7 * 24 * 3600
-ADAPTIVE_MIN = 5 * 60
 ADAPTIVE_MAX = 24 * 3600
 
 # ``max-age`` only: ``s-maxage`` is addressed to shared caches, and we are a private client.
@@ -76,10 +75,10 @@ def cache_lifetime(headers: Mapping[str, str], now: datetime) -> int | None:
     expires = headers.get("expires")
     if expires is None:
         return None
-    when = _http_date(expires)
+    when = http_date(expires)
     if when is None:
         return 0  # RFC 9111 5.3: an invalid Expires (often "0" or "-1") means already stale
-    reference = _http_date(headers.get("date", "")) or now
+    reference = http_date(headers.get("date", "")) or now
     return max(0, int((when - reference).total_seconds()) - age)
 
 
@@ -89,7 +88,8 @@ def _int_or_none(text: str | None) -> int | None:
     return int(text.strip())
 
 
-def _http_date(text: str) -> datetime | None:
+def http_date(text: str) -> datetime | None:
+    """An HTTP date (Expires, Retry-After), in UTC; None if unreadable."""
     try:
         when = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
@@ -149,18 +149,17 @@ def next_due(now: datetime, interval: int, error_count: int, outcome: Outcome,
     return now + timedelta(seconds=delay_after(interval, error_count, outcome, rng))
 
 
-def adaptive_interval(published: Iterable[datetime | None], now: datetime, floor: int,
-                      ceiling: int = ADAPTIVE_MAX, window: int = ADAPTIVE_WINDOW) -> int:
-    """An interval that follows the feed's publishing rate over the last ``window`` seconds.
+def adaptive_interval(published: Iterable[datetime | None], now: datetime, floor: int) -> int:
+    """An interval that follows the feed's publishing rate over ``ADAPTIVE_WINDOW``.
 
     A feed that published ``n`` entries in the window is polled about ``n`` times per
-    window, never more often than ``floor`` (the configured interval, or ``ADAPTIVE_MIN``)
-    and never less often than ``ceiling``; a feed silent for the whole window gets the
-    ceiling.  Dates in the future (clock skew, scheduled posts) and undated entries are
-    not evidence of a rate and are ignored.
+    window, never more often than ``floor`` (the configured interval) and never less often
+    than ``ADAPTIVE_MAX``; a feed silent for the whole window gets the longest.  Dates in
+    the future (clock skew, scheduled posts) and undated entries are not evidence of a rate
+    and are ignored.
     """
     floor = max(1, floor)
-    ceiling = max(floor, ceiling)
+    ceiling, window = max(floor, ADAPTIVE_MAX), ADAPTIVE_WINDOW
     start = now - timedelta(seconds=window)
     count = sum(1 for when in published if when is not None and start <= when <= now)
     if count == 0:

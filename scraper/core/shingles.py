@@ -1,9 +1,9 @@
 """Text folding and shingle hashing: what fingerprint's keys and dedup's exact score share.
 
-Split from fingerprint.py (which turns the hashes into keys and sketches).  Reprints differ
-in what is not content, so the text is folded first (punctuation, width, case dropped); then
-every ``size``-character shingle of the folded text gets a 64-bit hash.  Chinese has no
-spaces, so word tokenizers see a whole clause as one token: we shingle characters.
+Reprints differ in what is not content, so the text is folded first (punctuation, width, case
+dropped); then every ``size``-character shingle of the folded text gets a 64-bit hash.
+Chinese has no spaces, so word tokenizers see a whole clause as one token: we shingle
+characters.
 """
 
 from __future__ import annotations
@@ -43,16 +43,13 @@ def fold_codes(text: str) -> tuple[str, np.ndarray | None]:
     if len(text) >= _NUMPY_DROP_MIN:
         try:
             codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-            # take: a third of the cost of indexing with uint32 (measured), and the same
-            # IndexError beyond the table
+            # take: a third of the cost of indexing (measured), the same IndexError
             folded = (_FOLD_BMP if _FOLD_BMP is not None else _fold_table()).take(codes)
         except (UnicodeEncodeError, IndexError):  # lone surrogates, or beyond the BMP
             codes = folded = None
         if folded is not None:
             folded = folded[folded != 0]
             try:  # the decoder rejects _FOLD_SLOW: some character needs the full fold
-                # (decoded from the array's buffer: no bytes copy, 1.0 µs where
-                # tobytes().decode took 1.7 for 1,500 characters, measured)
                 return _decode_utf32(folded, None, True)[0], folded
             except UnicodeDecodeError:
                 pass
@@ -127,9 +124,8 @@ _U30, _U27, _U31 = np.uint64(30), np.uint64(27), np.uint64(31)
 
 def hash_codes(codes: np.ndarray, size: int, title: np.ndarray | None = None) -> np.ndarray:
     """:func:`shingle_hashes` of a text given as its code points (uint32), followed by the
-    hashes of ``title``'s bigrams when given (code points too): one mix for both, which took
-    the title's keys from 16 to 9 µs (measured).  In place where it can be: with a fresh
-    array at every step shingle_hashes took 22-28 µs, this 14 (measured)."""
+    hashes of ``title``'s bigrams when given (code points too): one mix for both.  In place
+    where it can be: half the time of a fresh array at every step (measured)."""
     count = len(codes) - size + 1
     if count <= 0:  # shorter than one shingle: the whole text is the shingle
         codes = np.concatenate([codes, np.zeros(size - len(codes), dtype=codes.dtype)])
@@ -210,12 +206,9 @@ def text_shingle_set(text: str, size: int) -> np.ndarray:
 
 
 def distinct_sorted(h: np.ndarray) -> np.ndarray:
-    """The distinct values of ``h``, sorted (``h`` is sorted in place).  Integers sort to one
-    order whatever the algorithm.  "stable" (timsort here) looked the cheaper in a tight loop
-    (13 µs against 18), but :func:`text_shingle_set` runs between dedup's database calls,
-    with cold caches: timed on bench/dedup_scale.py's articles with 8 MB written between
-    calls, it took 72 µs with "stable" and 50 with the default (and 64 against 43 warm),
-    alternating runs on one core of the shared machine."""
+    """The distinct values of ``h``, sorted (``h`` is sorted in place).  The default sort,
+    not "stable": :func:`text_shingle_set` runs between dedup's database calls, with cold
+    caches, where it took 50 µs against 72 (bench/dedup_scale.py's articles)."""
     h.sort()
     if len(h) < 2:
         return h
@@ -230,9 +223,8 @@ def similarity(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     if len(a) == 0 or len(b) == 0:
         return 0.0, 0.0
     # Both sorted and distinct: each common hash is two equal neighbours in their merge, and
-    # a stable sort (timsort) of the two runs is one merge pass: 6 µs for two
-    # 1,500-character articles, where a binary search of each element of the smaller set in
-    # the larger took 16 (measured).
+    # a stable sort (timsort) of the two runs is one merge pass (6 µs for two 1,500-character
+    # articles, a third of a binary search's time).
     both = np.concatenate((a, b))
     both.sort(kind="stable")
     common = int(np.count_nonzero(both[1:] == both[:-1]))

@@ -32,11 +32,9 @@ PRIORITY = {m: i for i, m in enumerate(METHODS)}
 
 #: Standard deviations of margin below the Jaccard a pair needs before its sketch estimate
 #: rules it out.  The estimate of J from k agreeing bins is binomial(k, J) / k (measured with
-#: random sets: standard deviation 0.88-0.98 x sqrt(J(1 - J) / k), at most 1.0 x with the
-#: effective k of :func:`could_reach`); its exact lower tail at 5 sigma is 5.6e-7 for k = 128
-#: at J = 0.67 (equal-sized texts at containment 0.8) and 1e-6 for k = 100, against 3.5e-5 at
-#: 4 sigma.  A pair sitting exactly at the threshold is missed about once in a million; a
-#: real reprint sits well above it (containment >= 0.85 in bench/dedup_quality.py).
+#: random sets); its lower tail at 5 sigma is 5.6e-7 for k = 128 at J = 0.67 (equal-sized
+#: texts at containment 0.8), so a pair exactly at the threshold is missed about once in a
+#: million, and a real reprint sits well above it (>= 0.85 in bench/dedup_quality.py).
 SKETCH_SIGMAS = 5.0
 
 #: A short text shorter than this (folded characters) is not evidence even when it lies
@@ -108,7 +106,7 @@ def title_similarity(a: str, b: str) -> float:
 #: The low 15 bits, and the top bit, of every 16-bit bin of a sketch read as one integer.
 _BIN_LOW = int.from_bytes(b"\xff\x7f" * SKETCH_BINS, "little")
 _BIN_TOP = int.from_bytes(b"\x00\x80" * SKETCH_BINS, "little")
-#: Chance agreement of two different 16-bit minima (see ``fingerprint.estimate_jaccard``).
+#: Chance agreement of two different 16-bit minima (see ``fingerprint.SKETCH_BITS``).
 _CHANCE = 2.0**-SKETCH_BITS
 
 
@@ -123,7 +121,8 @@ def agreeing_bins(mine: bytes, theirs: bytes) -> int:
 
 
 def estimate_jaccard(mine: bytes, theirs: bytes) -> float:
-    """``fingerprint.estimate_jaccard`` of two sketches, the same IEEE operations in floats."""
+    """Estimated Jaccard of two sketches: the fraction of agreeing bins, less the 2**-16
+    chance agreement."""
     agree = agreeing_bins(mine, theirs) / SKETCH_BINS
     return max(agree - _CHANCE, 0.0) / (1.0 - _CHANCE)
 

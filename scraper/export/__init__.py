@@ -9,16 +9,20 @@ it down.
 
 from __future__ import annotations
 
-import re
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+from typing import IO, Any
 
 from scraper import storage as store
 from scraper.config import Config, FeedConfig
 from scraper.storage.exports import Selection
 
-__all__ = ["Selection", "feed_config", "parse_since"]
-
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+__all__ = ["Selection", "entry_time", "feed_config", "parse_since", "replacing", "rfc822"]
 
 
 def parse_since(text: str) -> str:
@@ -26,18 +30,16 @@ def parse_since(text: str) -> str:
 
     The store keeps ISO UTC text precisely so that a date filter is a text comparison.
     """
-    value = text.strip()
     try:
-        if _DATE_ONLY.match(value):
-            when = datetime.fromisoformat(value).replace(tzinfo=UTC)
-        else:
-            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
+        when = store.parse_iso(text.strip())
+        if when is None:
+            raise ValueError(text)
     except ValueError:
         raise ValueError(
             f"expected a date (2022-05-23) or an ISO time (2022-05-23T08:00:00Z), got {text!r}"
         ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
     return str(store.iso(when))
 
 
@@ -49,3 +51,31 @@ def feed_config(config: Config | None, name: str) -> FeedConfig | None:
         return config.feed(name)
     except KeyError:
         return None
+
+
+@contextlib.contextmanager
+def replacing(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Write ``path`` through a hidden temporary file renamed over it: a reader (Hexo, a web
+    server serving the feed) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
+    try:
+        with os.fdopen(fd, mode, **text) as out:
+            yield out
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the web server must read it
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def entry_time(entry: Mapping[str, Any]) -> datetime:
+    """When an entry was published, else first seen (now for neither)."""
+    return store.parse_iso(entry.get("published") or entry.get("fetched_at")) or store.utcnow()
+
+
+def rfc822(when: datetime) -> str:
+    """RSS's and the Hexo front matter's date form."""
+    return format_datetime(when.astimezone(UTC), usegmt=True)

@@ -1,41 +1,28 @@
 """One merged feed of the deduplicated stream: Atom 1.0 (default) or RSS 2.0.
 
-The latest N originals across all feeds, newest first, each story once: duplicates are not
-entries of their own, they are listed on their original as ``<link rel="related">`` (in RSS
-as ``<atom:link rel="related">``, which feed readers and feedparser understand), so a
-reader sees every site that carried the story without reading it twice.  Each entry names
-the feed it came from (Atom ``<source>``, RSS ``<source url=…>``) and carries the feed's
-categories.
+The latest N originals, newest first, each story once: duplicates are listed on their
+original as ``<link rel="related">`` (``<atom:link>`` in RSS), so a reader sees every site
+that carried the story without reading it twice.  Each entry names its source feed.
 
-Entry ids are URNs derived from the entry's own identity (feed + GUID/link), not from the
-database row, so a feed rebuilt from another database keeps its ids and readers do not
-show old stories as new.  No two entries share a link: a second original with a link
-already used (possible only when dedup was switched off or rebuilt differently) is left
-out, which is what "each story once" means to a reader.
-
-Built with ElementTree, which escapes; characters XML 1.0 forbids (control characters that
-some feeds do carry) are removed first, because one of them makes the whole document
-unreadable.
+Entry ids are URNs of the entry's own identity (feed + GUID/link), not of the database row,
+so a rebuilt database keeps them.  No two entries share a link.  Characters XML 1.0 forbids
+are removed first: one of them makes the whole document unreadable.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import sys
-import tempfile
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
-from datetime import UTC, datetime
-from email.utils import format_datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from scraper import storage as store
 from scraper.config import Config, FeedConfig
-from scraper.export import Selection, feed_config
+from scraper.export import Selection, entry_time, feed_config, replacing, rfc822
 from scraper.storage import exports as stored
 from scraper.storage import reads
 from scraper.storage.reads import Connection
@@ -55,16 +42,8 @@ def entry_urn(entry: Mapping[str, Any]) -> str:
                                         f"scrape:{entry['feed']}\0{entry['entry_key']}"))
 
 
-def _when(entry: Mapping[str, Any]) -> datetime:
-    return store.parse_iso(entry.get("published") or entry.get("fetched_at")) or store.utcnow()
-
-
 def _rfc3339(when: datetime) -> str:
     return str(store.iso(when))
-
-
-def _rfc822(when: datetime) -> str:
-    return format_datetime(when.astimezone(UTC), usegmt=True)
 
 
 def latest_entries(conn: Connection, limit: int, selection: Selection | None = None
@@ -109,15 +88,12 @@ def build_atom(entries: list[dict[str, Any]], config: Config | None, feed_urls: 
     ET.register_namespace("", ATOM)
 
     def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
-        el = ET.SubElement(parent, f"{{{ATOM}}}{tag}", {k: clean(v) for k, v in attrs.items()})
-        if text is not None:
-            el.text = clean(text)
-        return el
+        return _sub(parent, f"{{{ATOM}}}{tag}", text, **attrs)
 
     root = ET.Element(f"{{{ATOM}}}feed")
     sub(root, "id", link or "urn:scrape:merged-feed")
     sub(root, "title", title)
-    updated = max((_when(e) for e in entries), default=store.utcnow())
+    updated = max((entry_time(e) for e in entries), default=store.utcnow())
     sub(root, "updated", _rfc3339(updated))
     if link:
         sub(root, "link", rel="self", href=link)
@@ -132,7 +108,7 @@ def build_atom(entries: list[dict[str, Any]], config: Config | None, feed_urls: 
         for dup in entry["duplicates"]:
             sub(el, "link", rel="related", type="text/html", href=dup["url"],
                 title=dup.get("title") or dup["feed"])
-        when = _when(entry)
+        when = entry_time(entry)
         sub(el, "published", _rfc3339(when))
         sub(el, "updated", _rfc3339(when))
         author = sub(el, "author")
@@ -155,20 +131,15 @@ def build_rss(entries: list[dict[str, Any]], config: Config | None, feed_urls: M
               title: str, link: str | None) -> bytes:
     ET.register_namespace("atom", ATOM)
     ET.register_namespace("dc", DC)
-
-    def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
-        el = ET.SubElement(parent, tag, {k: clean(v) for k, v in attrs.items()})
-        if text is not None:
-            el.text = clean(text)
-        return el
+    sub = _sub
 
     root = ET.Element("rss", {"version": "2.0"})
     channel = sub(root, "channel")
     sub(channel, "title", title)
     sub(channel, "link", link or "urn:scrape:merged-feed")
     sub(channel, "description", title)
-    updated = max((_when(e) for e in entries), default=store.utcnow())
-    sub(channel, "lastBuildDate", _rfc822(updated))
+    updated = max((entry_time(e) for e in entries), default=store.utcnow())
+    sub(channel, "lastBuildDate", rfc822(updated))
     sub(channel, "generator", f"scrape {__version__}")
     if link:
         sub(channel, f"{{{ATOM}}}link", rel="self", href=link, type="application/rss+xml")
@@ -179,7 +150,7 @@ def build_rss(entries: list[dict[str, Any]], config: Config | None, feed_urls: M
         if entry.get("url"):
             sub(item, "link", entry["url"])
         sub(item, "guid", entry_urn(entry), isPermaLink="false")
-        sub(item, "pubDate", _rfc822(_when(entry)))
+        sub(item, "pubDate", rfc822(entry_time(entry)))
         sub(item, f"{{{DC}}}creator", _author(entry, feed))
         for category in (feed.categories if feed else ()):
             sub(item, "category", str(category))
@@ -191,6 +162,13 @@ def build_rss(entries: list[dict[str, Any]], config: Config | None, feed_urls: M
                 title=dup.get("title") or dup["feed"])
         sub(item, "description", entry.get("content_html") or entry.get("summary") or "")
     return _serialize(root)
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    el = ET.SubElement(parent, tag, {k: clean(v) for k, v in attrs.items()})
+    if text is not None:
+        el.text = clean(text)
+    return el
 
 
 def _serialize(root: ET.Element) -> bytes:
@@ -217,17 +195,6 @@ def export_feed(conn: Connection, config: Config | None, file: str | Path, *,
         sys.stdout.buffer.write(body)
         sys.stdout.flush()
         return count
-    path = Path(file)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A web server may be serving the old file: swap it in whole.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(body)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with replacing(Path(file), "wb") as out:  # a web server may be serving the old file
+        out.write(body)
     return count

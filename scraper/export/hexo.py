@@ -1,47 +1,35 @@
 """Hexo posts in the layout of ../shared/seeds/000-003, minus that publisher's bugs.
 
-The seeds' front matter is reproduced byte for byte (a leading newline, ``---``, the fields
-in their order, ``categories: `` with a trailing space, `` - item`` lines), then ``---``, a
-blank line and the article inside ``<div>   `` ... ``  </div>``.  What the seeds' publisher
-got wrong and we do not:
+The seeds' front matter is reproduced byte for byte, then the article inside
+``<div>   `` ... ``  </div>``.  What the seeds' publisher got wrong and we do not:
 
 - the title keeps its real characters (it turned “傻亮” into ``_傻亮_``); only the file name
-  is sanitized, and the YAML quoting is exact for any title, so the front matter always
-  parses back to the very title (Hexo reads it with js-yaml, we check with PyYAML);
-- ``{`` and ``}`` in the body become ``&#123;``/``&#125;``: Hexo renders post bodies through
-  Nunjucks, where ``{{`` or ``{%`` in an article breaks the whole site build;
-- a story is published once: duplicates are skipped, and what was written where is kept in
-  the ``exports`` table, so a re-export neither duplicates a post nor moves it.
+  is sanitized, and the YAML quoting is exact for any title (Hexo reads it with js-yaml);
+- ``{`` and ``}`` in the body become entities: Hexo renders bodies through Nunjucks, where
+  ``{{`` or ``{%`` in an article breaks the whole site build;
+- a story is published once: duplicates are skipped, and the ``exports`` table keeps what
+  was written where, so a re-export neither duplicates a post nor moves it.
 
-File names: the title, made safe for Linux, Windows and macOS and for Hexo itself (Hexo
-ignores files and folders whose name starts with ``_`` or ``.``, and files ending in ``%`` or
-``~``).  Two different entries with the same title get distinct names (the later one a
-stable suffix from its identity), and an entry keeps its recorded path forever, even when
-its title changes.
+File names are safe for Linux, Windows, macOS and Hexo (see :func:`safe_name`); two entries
+with one title get distinct names, and an entry keeps its recorded path forever.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import re
-import tempfile
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC
-from email.utils import format_datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
-from scraper import storage as store
 from scraper.config import Config, FeedConfig
 from scraper.core import rules
-from scraper.export import Selection, feed_config
+from scraper.core.media import ImageRule
+from scraper.export import Selection, entry_time, feed_config, replacing, rfc822
 from scraper.storage import exports as stored
 from scraper.storage.reads import Connection
 
@@ -158,38 +146,14 @@ def escape_body(html: str) -> str:
 
 
 def proxied(url: str | None, rule: rules.SiteRule | None) -> str | None:
-    """The image URL through the rule's image proxy, the way normalize rewrites ``<img>``.
-
-    The proxy applies to the rule's ``image_proxy_hosts``, or to every plain-http image when
-    none are listed (those hosts refuse hot-linking, and browsers block mixed content); an
-    URL already behind the proxy is left alone, so normalize's output is not proxied twice.
-    """
-    if not url or rule is None or not rule.image_proxy:
-        return url
-    template = rule.image_proxy
-    prefix = template.split("{url}", 1)[0]
-    if prefix and url.startswith(prefix):
-        return url
-    parts = urlsplit(url)
-    if rule.image_proxy_hosts:
-        host = (parts.hostname or "").lower()
-        if not any(host == h or host.endswith("." + h) for h in rule.image_proxy_hosts):
-            return url
-    elif parts.scheme.lower() != "http":
-        return url
-    return template.replace("{url}", url)
+    """The image URL through the rule's image proxy, the way normalize rewrites ``<img>``
+    (an URL already behind the proxy is left alone)."""
+    return url if not url or rule is None else ImageRule.of(rule).proxied(url)
 
 
 def post_author(feed_name: str, feed: FeedConfig | None) -> str:
     """The site (the feed's ``author``), as in the seeds; the feed's name when unset."""
     return feed.author if feed is not None and feed.author else feed_name
-
-
-def post_date(entry: Mapping[str, Any]) -> str:
-    when = store.parse_iso(entry.get("published") or entry.get("fetched_at"))
-    if when is None:
-        when = store.utcnow()
-    return format_datetime(when.astimezone(UTC), usegmt=True)
 
 
 def render_post(entry: Mapping[str, Any], feed: FeedConfig | None = None,
@@ -208,7 +172,7 @@ def render_post(entry: Mapping[str, Any], feed: FeedConfig | None = None,
         f"headimg: {yaml_quoted(image)}",
         f"author: {yaml_scalar(post_author(entry['feed'], feed))}",
         "comments: false",
-        f"date: {post_date(entry)}",
+        f"date: {rfc822(entry_time(entry))}",
         f"thumbnail: {yaml_quoted(image)}",
         "---",
         "",
@@ -362,28 +326,8 @@ def _flush(conn: Connection, directory: Path, target: str,
         for entry_id, path, digest, text in pending:
             record(entry_id, path, digest)
             if text:
-                _write_atomic(directory / path, text)
+                with replacing(directory / path) as out:
+                    out.write(text)
                 report.paths.append(directory / path)
     pending.clear()
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write through a hidden temporary file and rename: Hexo never reads half a post."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the site's web server must read it
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def exported_paths(conn: Connection, directory: str | Path,
-                   flat: bool = False) -> dict[int, str]:
-    """entry id -> recorded relative path, for one output directory and layout."""
-    target = target_name(Path(directory), flat)
-    return {eid: r.path for eid, r in stored.recorded(conn, target).items() if r.path}

@@ -1,29 +1,21 @@
 """JSON Lines: every stored field of every entry, one object per line, for other tools.
 
-Each object is the ``entries`` row as stored (``raw_html`` too, unless asked not to) plus
-the links the deduplicator made, in both directions: ``duplicates`` on an original (the
-entries linked to it: id, feed, url, title, published, method, score) and
-``duplicate_of_url`` on a duplicate.  Lines are in id order, which is the order the
-entries were first seen, so a consumer can resume from the last id it read.
-
-``--incremental`` appends only what this file has not had yet (tracked per output in the
-``exports`` table), and an entry again when its stored content changed: consumers that
-upsert by ``id`` stay current without re-reading the whole database.
+Each object is the ``entries`` row (``raw_html`` too, unless asked not to) plus the dedup
+links both ways: ``duplicates`` on an original, ``duplicate_of_url`` on a duplicate.  Lines
+are in id order (first seen), so a consumer can resume from the last id it read.
+``--incremental`` appends only what this file has not had, or what changed since.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from scraper.export import Selection
+from scraper.export import Selection, replacing
 from scraper.storage import exports as stored
 from scraper.storage.reads import Connection
 
@@ -76,20 +68,11 @@ def export_jsonl(conn: Connection, file: str | Path, *,
     if incremental:
         with path.open("a", encoding="utf-8", newline="\n") as out:
             return _write(conn, target, lines(), out)
-    # A full export replaces the file at once: a reader never sees half of it.  What it
-    # holds is recorded only once it is in place, from what was staged meanwhile (no lock
-    # on the database while the file is written).
+    # A full export replaces the file at once.  What it holds is recorded only once it is
+    # in place, from what was staged meanwhile (no lock on the database while writing).
     stored.start_staging(conn)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-            count = _write(conn, None, lines(), out)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with replacing(path) as out:
+        count = _write(conn, None, lines(), out)
     stored.commit_staged(conn, target)
     return count
 

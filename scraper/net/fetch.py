@@ -12,7 +12,6 @@ httpx 0.28 (checked on this machine, see ../shared/DESIGN.md):
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import random
 import zlib
@@ -24,6 +23,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from scraper.config import FetchSettings
+from scraper.core.schedule import http_date
 from scraper.net import netguard
 from scraper.version import USER_AGENT
 
@@ -36,9 +36,8 @@ _RETRY_STATUSES = {429, 500, 502, 503, 504}
 MAX_RETRY_WAIT = 30.0
 _READ_CHUNK = 64 * 1024
 #: Idle connections kept for reuse.  httpcore scans every pooled connection (a syscall
-#: each) whenever it assigns a request; with 32 kept alive that scan was a third of the
-#: main process's time in bench/ingest.py (200 feeds: 4.9 s cold, against 4.2 s with 8 and
-#: 4.0 s with none).  8 keeps TLS reuse for the common case of many feeds on one RSSHub.
+#: each) per request: with 32 that scan cost bench/ingest.py's 200 feeds 4.9 s cold against
+#: 4.2 s with 8, which still keeps TLS reuse for many feeds on one RSSHub.
 KEEPALIVE = 8
 
 
@@ -77,13 +76,8 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     value = value.strip()
     if value.isdigit():
         return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    when = http_date(value)
+    return None if when is None else max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def backoff_delay(attempt: int, base: float, rng: random.Random) -> float:

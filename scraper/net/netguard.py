@@ -2,14 +2,9 @@
 
 Feed content names the pages that full-text mode fetches, so a hostile feed could make the
 daemon request http://169.254.169.254/ (cloud metadata) or an admin page on 127.0.0.1.
-:func:`check_url` resolves the host the way the HTTP client will (the event loop's
-getaddrinfo) and refuses if *any* address is not public: a name with one public and one
-private address is refused too, because the client may connect to either.
-
-The fetcher calls it before the first request and again for every redirect hop.  What it
-cannot see is a DNS answer that changes between this check and the client's own lookup
-(DNS rebinding); closing that needs the connection pinned to the checked address, in the
-fetcher's transport.
+:func:`check_url` resolves the host as the HTTP client would and refuses if *any* address
+is not public (the client may connect to either).  The fetcher checks every hop and then
+connects to the approved address (``fetch._pinned``), which closes DNS rebinding.
 """
 
 from __future__ import annotations
@@ -90,15 +85,8 @@ def is_public_ip(ip: IPAddress) -> bool:
         v4 = _embedded_v4(ip)
         if v4 is not None and not is_public_ip(v4):
             return False
-    if (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-        or not ip.is_global
-    ):
+    if (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
+            or ip.is_reserved or ip.is_unspecified or not ip.is_global):
         return False
     return not any(ip in net for net in _BLOCKED if net.version == ip.version)
 

@@ -1,20 +1,15 @@
 """Opening the SQLite database, its schema version, and write transactions.
 
-We open the connection ourselves (sqlite-utils' ``Database(path)`` would use the rollback
-journal): WAL lets readers (``scrape status``, exports) run beside the daemon's writer,
+WAL lets readers (``scrape status``, exports) run beside the daemon's writer,
 ``synchronous=NORMAL`` is durable enough under WAL, and a busy timeout turns a concurrent
 ``scrape --once`` into a short wait instead of "database is locked".
-
-Feature modules (dedup, export, ...) keep their own tables; they add them through
-``MIGRATIONS`` here so that the schema version in ``PRAGMA user_version`` tells the whole story
-(``storage/schema.py``).
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +51,17 @@ def parse_iso(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def in_lists(values: Sequence[int] | Sequence[str], most: int = 512
+             ) -> Iterator[tuple[str, list]]:
+    """``(placeholders, parameters)`` for ``IN (...)`` over ``values``, ``most`` a statement,
+    padded with the last value (``IN`` is a set) to a power of two: a shape per count filled
+    SQLite's statement cache, and the daemon's memory grew with it (bench/soak.py)."""
+    for start in range(0, len(values), most):
+        chunk = list(values[start : start + most])
+        size = 1 << (len(chunk) - 1).bit_length()
+        yield ",".join("?" * size), chunk + chunk[-1:] * (size - len(chunk))
+
+
 def connect(path: str | Path) -> sqlite3.Connection:
     """Open (creating if needed) and migrate the database at ``path``."""
     path = Path(path)
@@ -67,9 +73,8 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
-    # 16 MiB page cache (SQLite's default is 2 MB): the dedup index lookups at 1M entries
-    # went from 0.68 to 0.52 ms/article and a 6000-entry rebuild from 1.02 to 0.72 ms/entry;
-    # 64 MiB measured no better (bench/dedup_scale.py, issue 4 notes).
+    # 16 MiB page cache (SQLite's default is 2 MB): 0.52 ms/article at 1M entries against 0.68
+    # (bench/dedup_scale.py, issue 4 notes); 64 MiB measured no better.
     conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
     conn.execute("PRAGMA foreign_keys = ON")
     migrate(conn)
@@ -94,8 +99,7 @@ def migrate(conn: sqlite3.Connection) -> None:
     try:
         version = schema_version(conn)
         if 0 < version < len(MIGRATIONS):
-            # Migration 8 rebuilds the dedup key table: 244 s at 1M entries (a version-7
-            # database of bench/dedup_scale.py's size).  Say so, or an upgrade looks like a hang.
+            # Say so (see MIGRATION_WAIT_MS), or an upgrade looks like a hang.
             log.warning("upgrading the database schema from version %d to %d; a large "
                         "database takes minutes (about 4 per million entries)",
                         version, len(MIGRATIONS))

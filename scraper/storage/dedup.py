@@ -1,17 +1,10 @@
-"""The dedup index in SQLite: fingerprint rows, one key table, links.
+"""The dedup index in SQLite: fingerprint rows, one key table, links (migration 8).
 
-Tables (migration 8 in ``schema.py``):
-
-- ``dedup_fingerprints``: one row per entry linked (what the rules need of a candidate, its
-  keys as a blob of int64, its cluster root as of its last link);
-- ``dedup_index (key, entry_id)``: the LSH band, title, lead and URL keys of the entries
-  inside the dedup window, one B-tree (WITHOUT ROWID), one seek per key looked up;
-- ``dedup_window.pruned_below``: entries of lower id have aged out of the window and have
-  no keys in ``dedup_index``; the others have theirs.
-
-The functions take and return plain values (ints, strings, bytes, tuples), shaped around
-what ``dedup`` needs rather than around SQLite, so that another backend can provide them.
-No NumPy here: keys travel as ``array('q')`` bytes, the layout NumPy's int64 also reads.
+``dedup_fingerprints`` holds what the rules need of a candidate, its keys (int64 blob) and
+its cluster root; ``dedup_index (key, entry_id)`` the keys of the entries inside the dedup
+window; entries below ``dedup_window.pruned_below`` have aged out and have no keys there.
+Plain values in and out, shaped around what ``dedup`` needs, so another backend can provide
+them.  No NumPy: keys travel as ``array('q')`` bytes, which NumPy's int64 also reads.
 """
 
 from __future__ import annotations
@@ -20,6 +13,8 @@ import sqlite3
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+from scraper.storage.db import in_lists
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,17 +48,6 @@ _ENTRY_SQL = ("SELECT e.id, e.feed, e.title, {text}, e.url, "
               "ON f.entry_id = e.id WHERE e.id IN ({marks})")
 
 
-def _padded(values: Sequence[int], most: int = 512) -> Iterable[tuple[str, list[int]]]:
-    """``(placeholders, parameters)`` for ``IN (...)`` over ``values``: at most ``most`` a
-    statement, padded with copies of the last value (``IN`` is a set) to a power of two, so
-    that a handful of statement shapes serve every count.  A shape per count filled SQLite's
-    statement cache, and the daemon's memory grew with it (bench/soak.py)."""
-    for start in range(0, len(values), most):
-        chunk = list(values[start : start + most])
-        size = 1 << (len(chunk) - 1).bit_length()
-        yield ",".join("?" * size), chunk + chunk[-1:] * (size - len(chunk))
-
-
 def keys_blob(keys: Iterable[int]) -> bytes:
     """Keys as stored in ``dedup_fingerprints.keys``: native int64."""
     return array("q", keys).tobytes()
@@ -83,7 +67,7 @@ def load_entries(conn: sqlite3.Connection, ids: Sequence[int],
     out: list[StoredEntry] = []
     cursor = conn.cursor()
     cursor.row_factory = None
-    for marks, params in _padded(ids):
+    for marks, params in in_lists(ids):
         for r in cursor.execute(_ENTRY_SQL.format(text=column, marks=marks), params):
             stored = None if r[9] is None else (r[9], r[10], r[11], r[12])
             out.append(StoredEntry(r[0], r[1], r[2] or "", r[3] or "", r[4], r[5], r[6], r[7],
@@ -114,7 +98,7 @@ def find_candidates(conn: sqlite3.Connection, keys: Sequence[int], exclude: int,
     cursor.row_factory = None
     bounds = [exclude, _BIG if below is None else below,
               -_BIG if low_ts is None else low_ts, _BIG if high_ts is None else high_ts]
-    for marks, params in _padded(keys):
+    for marks, params in in_lists(keys):
         sql = ("SELECT g.entry_id, g.keys, f.ts, f.length, f.shingles, f.sketch, f.text_hash, "
                "f.title, f.canonical_url, f.root FROM (SELECT entry_id, group_concat(key) AS "
                f"keys FROM dedup_index WHERE key IN ({marks}) AND entry_id != ? AND "
@@ -132,7 +116,7 @@ _BIG = 1 << 62
 def roots_of(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, int]:
     """Each entry's cluster root as ``entries`` names it (itself for an original)."""
     out: dict[int, int] = {}
-    for marks, params in _padded(ids):
+    for marks, params in in_lists(ids):
         for entry_id, dup in conn.execute(
                 f"SELECT id, duplicate_of FROM entries WHERE id IN ({marks})", params):
             out[entry_id] = dup or entry_id
@@ -203,14 +187,12 @@ def set_pruned_below(conn: sqlite3.Connection, entry_id: int) -> None:
     conn.execute("UPDATE dedup_window SET pruned_below = ?", (entry_id,))
 
 
-def newest_arrival(conn: sqlite3.Connection) -> str | None:
-    """``fetched_at`` of the newest entry (the highest id)."""
-    row = conn.execute("SELECT fetched_at FROM entries ORDER BY id DESC LIMIT 1").fetchone()
-    return None if row is None else row[0]
-
-
-def arrival(conn: sqlite3.Connection, entry_id: int) -> str | None:
-    row = conn.execute("SELECT fetched_at FROM entries WHERE id = ?", (entry_id,)).fetchone()
+def arrival(conn: sqlite3.Connection, entry_id: int | None = None) -> str | None:
+    """``fetched_at`` of ``entry_id``, or of the newest entry (the highest id)."""
+    row = conn.execute("SELECT fetched_at FROM entries WHERE id = (SELECT max(id) FROM entries)"
+                       if entry_id is None else
+                       "SELECT fetched_at FROM entries WHERE id = ?",
+                       () if entry_id is None else (entry_id,)).fetchone()
     return None if row is None else row[0]
 
 
@@ -262,11 +244,12 @@ def entry_ids_after(conn: sqlite3.Connection, after: int, most: int) -> list[int
                                        (after, most))]
 
 
-def entry_brief(conn: sqlite3.Connection, entry_id: int) -> tuple[str, str, int | None] | None:
-    """(feed, title, duplicate_of) of an entry, None if there is none."""
-    row = conn.execute("SELECT feed, title, duplicate_of FROM entries WHERE id = ?",
+def entry_brief(conn: sqlite3.Connection, entry_id: int
+                ) -> tuple[str, str, str | None, int | None] | None:
+    """(feed, title, published, duplicate_of) of an entry, None if there is none."""
+    row = conn.execute("SELECT feed, title, published, duplicate_of FROM entries WHERE id = ?",
                        (entry_id,)).fetchone()
-    return None if row is None else (row[0], row[1], row[2])
+    return None if row is None else (row[0], row[1], row[2], row[3])
 
 
 def count_duplicates(conn: sqlite3.Connection, root: int) -> int:
@@ -281,13 +264,6 @@ def cluster_roots(conn: sqlite3.Connection, limit: int | None = None) -> list[in
     if limit:
         return [r[0] for r in conn.execute(sql + " LIMIT ?", (limit,))]
     return [r[0] for r in conn.execute(sql)]
-
-
-def cluster_head(conn: sqlite3.Connection, root: int) -> tuple[str, str, str | None] | None:
-    """(feed, title, published) of a root."""
-    row = conn.execute("SELECT feed, title, published FROM entries WHERE id = ?",
-                       (root,)).fetchone()
-    return None if row is None else (row[0], row[1], row[2])
 
 
 def cluster_members(conn: sqlite3.Connection, root: int

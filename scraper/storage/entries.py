@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from scraper.core.decide import EntryData, Plan
-from scraper.storage.db import iso, parse_iso, transaction
+from scraper.storage.db import in_lists, iso, parse_iso, transaction
 from scraper.storage.feeds import record_outcome
 
 #: Keys per ``IN (...)`` list: SQLite's default limit is 32,766 host parameters (999 before
@@ -17,15 +17,10 @@ CHUNK = 500
 
 
 def known_hashes(conn: sqlite3.Connection, feed: str, keys: Sequence[str]) -> dict[str, str]:
-    """The stored raw hash of each of these entry keys of ``feed`` (absent: not stored).
-
-    Only the keys the current document holds: handing over every key a feed ever had would
-    grow with its history (a soak run's daemon memory crept up with it).
-    """
+    """The stored raw hash of each of these entry keys of ``feed`` (absent: not stored); only
+    the current document's keys, since every key a feed ever had grows with its history."""
     known: dict[str, str] = {}
-    for start in range(0, len(keys), CHUNK):
-        chunk = list(keys[start:start + CHUNK])
-        marks = ",".join("?" * len(chunk))
+    for marks, chunk in in_lists(keys, CHUNK):
         known.update(conn.execute(
             f"SELECT entry_key, raw_hash FROM entries WHERE feed = ? "
             f"AND entry_key IN ({marks})", (feed, *chunk)).fetchall())

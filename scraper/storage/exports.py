@@ -1,10 +1,6 @@
-"""What the exports read and what they remember: selected entries, their duplicates, and the
-``exports`` table (which entry each target already has, where, and with which content).
-
-Shaped around what an export does, not around SQL: walk the selected entries in chunks
-(oldest first, or newest first for a feed), look up the duplicates linked to them, and record
-what a target was given.  A second backend implements these functions and the exporters do
-not change.
+"""What the exports read and remember: selected entries, their duplicates, and the ``exports``
+table (which entry each target already has, where, and with which content), shaped around
+what an export does so that a second backend leaves the exporters unchanged.
 """
 
 from __future__ import annotations
@@ -14,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from scraper.storage.db import iso, transaction, utcnow
+from scraper.storage.db import in_lists, iso, transaction, utcnow
 from scraper.storage.reads import Connection
 
 #: Rows fetched per query when walking many entries: bounded memory, few round trips.
@@ -128,10 +124,7 @@ def duplicates_of(conn: Connection,
     """For each original in ``ids``: the entries linked to it (id, feed, url, title,
     published, method, score), in id order."""
     out: dict[int, list[dict[str, Any]]] = {}
-    ids = list(ids)
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start:start + CHUNK]
-        marks = ", ".join("?" * len(chunk))
+    for marks, chunk in in_lists(list(ids), CHUNK):
         for row in conn.execute(
                 "SELECT id, feed, url, title, published, dup_method, dup_score, duplicate_of "
                 f"FROM entries WHERE duplicate_of IN ({marks}) ORDER BY id", chunk):
@@ -146,10 +139,7 @@ def duplicates_of(conn: Connection,
 def links_of(conn: Connection, ids: Iterable[int]) -> dict[int, str | None]:
     """entry id -> its link, for ``ids`` (the originals a chunk of duplicates points to)."""
     out: dict[int, str | None] = {}
-    ids = list(ids)
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start:start + CHUNK]
-        marks = ", ".join("?" * len(chunk))
+    for marks, chunk in in_lists(list(ids), CHUNK):
         out.update(conn.execute(f"SELECT id, url FROM entries WHERE id IN ({marks})",
                                 chunk).fetchall())
     return out

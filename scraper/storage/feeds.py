@@ -1,11 +1,9 @@
 """The ``feeds`` table: one row per configured feed, its fetch state, its due time and its claim.
 
-The due time in the row is the schedule; a claim (``claimed_by``/``claimed_until``) is who
-refreshes the feed right now.  Every process that refreshes feeds (daemons, ``scrape --once``)
-takes a claim first, in one write transaction, so that one due time is refreshed once however
-many processes share the database.  A claim expires on its own: a process that was killed
-cannot hold a feed for ever.  On PostgreSQL the same questions become ``UPDATE ... WHERE name
-IN (SELECT ... FOR UPDATE SKIP LOCKED)``; the functions' shapes do not change.
+The due time in the row is the schedule; a claim (``claimed_by``/``claimed_until``), taken in
+one write transaction, makes one due time refreshed once however many processes share the
+database, and expires on its own.  On PostgreSQL the same questions become ``UPDATE ...
+WHERE name IN (SELECT ... FOR UPDATE SKIP LOCKED)``; the functions' shapes do not change.
 """
 
 from __future__ import annotations

@@ -18,11 +18,6 @@ VERSION = "daemon.version"
 HEARTBEAT_KEYS = (HEARTBEAT, HEARTBEAT_INTERVAL, STATE, PID, HOST, STARTED, VERSION)
 
 
-def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-    return row[0] if row else None
-
-
 def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
     conn.execute(
         "INSERT INTO meta (key, value) VALUES (?, ?) "

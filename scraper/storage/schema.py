@@ -91,12 +91,7 @@ CREATE TABLE dedup_keys (
 ALTER TABLE dedup_fingerprints ADD COLUMN sketch BLOB;
 ALTER TABLE dedup_fingerprints ADD COLUMN shingles INTEGER;
 """,
-    # 5: the key index becomes an LSM of two levels (scraper/dedup.py, "The index").  One row
-    # per key inserted at random into an 18M-row B-tree dirtied a page per key: at 1M entries
-    # the commits cost 0.6 ms per article (bench/dedup_scale.py).  Fingerprints get a write
-    # sequence number (``seq``); those above ``dedup_state.merged_seq`` are indexed in memory
-    # and merged into dedup_postings in sorted batches, clustered by a 28-day time bucket so
-    # that a batch lands in one small region of the B-tree.  Existing keys move over as merged.
+    # 5-7: a two-level key index with Bloom filters, since replaced by migration 8.
     """
 ALTER TABLE dedup_fingerprints ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX dedup_fingerprints_seq ON dedup_fingerprints(seq);
@@ -116,20 +111,12 @@ CREATE TABLE dedup_state (
 );
 INSERT INTO dedup_state (id, merged_seq) VALUES (1, 0);
 """,
-    # 6: each fingerprint names its cluster root (scraper/dedup.py), so that candidates are
-    # grouped by cluster without reading their ``entries`` rows, whose duplicate_of lies past
-    # the content (a walk over every overflow page of the row).  NULL for rows linked before:
-    # those are read from ``entries`` as before, until `scrape dedup --rebuild` or a re-link.
+    # 6: each fingerprint names its cluster root, so that candidates are grouped by cluster
+    # without reading their ``entries`` rows (duplicate_of lies past the content).  NULL for
+    # rows linked before: those are read from ``entries`` until a rebuild or a re-link.
     """
 ALTER TABLE dedup_fingerprints ADD COLUMN root INTEGER;
 """,
-    # 7: a Bloom filter of each dedup_postings bucket's keys (scraper/bloom.py), so that a
-    # lookup seeks only the keys a bucket may hold.  ``keys`` counts the keys added to it.
-    # Empty here: scraper/dedup.py builds a bucket's filter from its postings when a lookup
-    # or a merge first needs it, and every merge adds its keys in the same transaction.
-    # ``filtered_seq``: the merge the filters are up to date with.  Every merge sets it with
-    # ``merged_seq``; a process of an earlier release merges without it (migrate lets it run on
-    # a newer schema), and the next process that sees the two differ drops every filter.
     """
 CREATE TABLE dedup_filters (
     bucket INTEGER PRIMARY KEY,
@@ -138,18 +125,12 @@ CREATE TABLE dedup_filters (
 );
 ALTER TABLE dedup_state ADD COLUMN filtered_seq INTEGER NOT NULL DEFAULT -1;
 """,
-    # 8: one plain key index in place of migrations 5 to 7's LSM (memory level, merged
-    # postings in 28-day buckets, Bloom filters; issue 15).  dedup_index holds the keys of the
-    # entries inside the dedup window, one row per (key, entry); WITHOUT ROWID, so the primary
-    # key is the only B-tree.  dedup_window.pruned_below: the entries of lower id have aged
-    # out of the window and have no keys in dedup_index; the others have theirs
-    # (scraper/storage/dedup.py prunes as entries age out).  Every stored fingerprint is
-    # indexed here (the window is a setting, unknown to SQL) and pruned_below starts at 0:
-    # the next links prune what lies outside, a bounded number of entries per call.  The keys
-    # come from each row's blob (int64, little-endian: the byte order of every platform the
-    # project runs on), a hex pair per byte, inserted in key order so that the B-tree is
-    # written sequentially.  The seq column of migration 5 stays, unused (dropping a column
-    # rewrites the table).
+    # 8: one plain key index (issue 15): dedup_index holds the keys of the entries inside the
+    # dedup window; entries below dedup_window.pruned_below have aged out and have none.
+    # Every stored fingerprint is indexed here (the window is a setting, unknown to SQL) and
+    # the next links prune what lies outside.  The keys come from each row's blob (int64,
+    # little-endian), a hex pair per byte, inserted in key order so that the B-tree is written
+    # sequentially.  Migration 5's seq column stays, unused (dropping it rewrites the table).
     """
 DROP TABLE dedup_postings;
 DROP TABLE dedup_filters;
