@@ -83,13 +83,10 @@ def article(sentences: list[str], seed: str, shared: bool = False) -> list[str]:
     substitution of the article's own (:func:`cipher`), as unrelated news is.
 
     Why the substitution: articles made of the corpus's few hundred sentences share one or two
-    sentences with more and more stored articles as the database grows, so every new one had
-    more candidates than the last (``bench/memory.py --shared-sentences``: 21 s per 2,000
-    entries at first, 76 s by 12,000), and the per-refresh work and its transient memory grew
-    with them: the hour-long soak's RSS crept up 2-4 MiB an hour, and bench/memory.py's
-    98.6 -> 102.8 MiB from 4,000 to 12,000 entries.  Ciphered articles keep a constant
-    candidate count (11-12 s per 2,000 entries throughout), and bench/memory.py stayed within
-    102-106 MiB over the same range.  ``shared`` keeps the old draw, to watch that case.
+    sentences with more and more stored articles as the database grows, so every new one would
+    have more candidates than the last, and the per-refresh work with them; ciphered articles
+    keep a constant candidate count, as unrelated news has.  ``shared`` keeps the plain draw,
+    to watch that case.
     """
     rng = random.Random(seed)
     drawn = rng.sample(sentences, 16)

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from scraper import status as status_mod
 from scraper import storage
 from scraper.config import Config, ConfigError, FeedConfig, load_config, select_feeds
+from scraper.storage import Connection
 from scraper.storage.exports import Selection
-from scraper.storage.reads import Connection
 
 if TYPE_CHECKING:
     from scraper.export.hexo import HexoReport

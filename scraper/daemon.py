@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -54,9 +54,6 @@ from scraper.refresh import CLAIMANT, FeedResult, Refresher, claim_is_dead, clai
 from scraper.status import daemon_health
 from scraper.version import __version__
 
-if TYPE_CHECKING:
-    import sqlite3
-
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -64,7 +61,7 @@ T = TypeVar("T")
 CANCEL_WAIT = 3.0
 
 
-def run_daemon(config: Config, conn: sqlite3.Connection, *, workers: int | None = None,
+def run_daemon(config: Config, conn: store.Connection, *, workers: int | None = None,
                only: list[str] | None = None, db_fixed: bool = False) -> int:
     """Run the daemon until SIGTERM/SIGINT, then return 0.
 
@@ -82,7 +79,7 @@ class Daemon:
     use of ``conn`` goes through the refresher's database thread, so the daemon's own writes
     (claims, heartbeat, reload) never land inside a refresh's transaction."""
 
-    def __init__(self, config: Config, conn: sqlite3.Connection, *, workers: int | None = None,
+    def __init__(self, config: Config, conn: store.Connection, *, workers: int | None = None,
                  settings: DaemonSettings | None = None, only: list[str] | None = None,
                  db_fixed: bool = True, rng: random.Random | None = None,
                  clock: Callable[[], datetime] = store.utcnow) -> None:

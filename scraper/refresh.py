@@ -17,7 +17,6 @@ import logging
 import os
 import random
 import socket
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -160,7 +159,7 @@ class Refresher:
     plan in one transaction with dedup inside it.  The refresher decides nothing itself.
     """
 
-    def __init__(self, config: Config, conn: sqlite3.Connection, fetcher: Fetcher,
+    def __init__(self, config: Config, conn: store.Connection, fetcher: Fetcher,
                  executor: Executor | None = None, rng: random.Random | None = None,
                  clock: Callable[[], datetime] = store.utcnow,
                  make_executor: Callable[[], Executor | None] | None = None) -> None:
@@ -355,7 +354,7 @@ def _prepare_fulltext(body: bytes, headers: Mapping[str, str], url: str, item: P
     return prepare_entry(item.entry, item.key, item.raw_hash, feed, sites, settings, html=html)
 
 
-async def run_once(config: Config, conn: sqlite3.Connection, feeds: list[FeedConfig], *,
+async def run_once(config: Config, conn: store.Connection, feeds: list[FeedConfig], *,
                    workers: int | None = None, retry_base: float = 1.0,
                    on_done: Callable[[FeedResult], None] | None = None) -> list[FeedResult]:
     """Refresh ``feeds`` once (the body of ``scrape --once``)."""

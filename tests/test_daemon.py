@@ -35,8 +35,7 @@ import pytest
 from corpus import Post, corpus_posts, post_link, rss_feed, rss_item, seed_posts
 from server import FeedServer, Request, Response, hang
 
-from scraper import daemon
-from scraper import refresh as pipeline
+from scraper import daemon, refresh
 from scraper import storage as store
 from scraper.config import ConfigError, DaemonSettings, daemon_settings, load_config
 from scraper.core import decide
@@ -70,12 +69,12 @@ def test_daemon_timings_come_from_the_config_with_env_overrides(tmp_path: Path) 
 
 def test_one_log_line_per_refresh_carries_the_counts(caplog: pytest.LogCaptureFixture) -> None:
     now = store.utcnow()
-    result = pipeline.FeedResult(feed="zaker", status="ok", new=3, updated=1, duplicates=2,
+    result = refresh.FeedResult(feed="zaker", status="ok", new=3, updated=1, duplicates=2,
                                  unchanged=7, http_status=200,
                                  next_due_at=now + timedelta(seconds=60))
     with caplog.at_level(logging.INFO, logger="scraper.daemon"):
         daemon.log_refresh("zaker", result, 0.4567, now)
-        daemon.log_refresh("broken", pipeline.FeedResult(feed="broken", status="error",
+        daemon.log_refresh("broken", refresh.FeedResult(feed="broken", status="error",
                                                          error="HTTP 503"), 1.0, now)
     ok, failed = caplog.records
     assert ok.levelno == logging.INFO and failed.levelno == logging.WARNING
@@ -255,6 +254,21 @@ def test_claims_keep_the_per_host_limit_across_processes(tmp_path: Path) -> None
     assert b.names == ["other"]  # one.example is full, whoever holds its claims
     store.release_claim(conn, a.names[0], "a:1")
     assert len(claim(conn, "b:2", names, per_host=2).names) == 1
+    conn.close()
+
+
+def test_a_claim_of_ours_that_nothing_runs_is_taken_again(tmp_path: Path) -> None:
+    """A release that failed (a full disk, a lock) leaves our name on the row; the feed must
+    not be lost to us until a restart, expired claim or not."""
+    conn = store.connect(tmp_path / "x.db")
+    store.sync_feeds(conn, [("a", "http://one.example/a"), ("b", "http://one.example/b")])
+    assert claim(conn, "me:1", ["a"]).names == ["a"]  # and its release never happens
+    later = store.utcnow() + timedelta(seconds=120)  # past the claim's expiry
+    assert claim(conn, "me:1", ["a", "b"], at=later).names == ["a", "b"]
+    # Not yet expired and still asked for: ours to take again as well.
+    assert claim(conn, "me:1", ["a"], at=later).names == ["a"]
+    # While we run it (the caller leaves it out of the names), it counts against the host.
+    assert claim(conn, "me:1", ["b"], per_host=1, at=later).names == []
     conn.close()
 
 
@@ -462,15 +476,12 @@ def test_daemon_refreshes_reloads_and_stops_gracefully(feed_server: FeedServer,
         seen = requests("/slow.xml")
         wait_for(lambda: requests("/slow.xml") > seen, 10, "a slow refresh in flight",
                  d.proc, d.log_path)
-        started = time.monotonic()
         d.proc.send_signal(signal.SIGTERM)
         try:
             code = d.proc.wait(timeout=EXIT_DEADLINE)
         except subprocess.TimeoutExpired:
             pytest.fail(f"no exit within {EXIT_DEADLINE} s of SIGTERM\n{d.log_text()[-3000:]}")
-        elapsed = time.monotonic() - started
         assert code == 0, d.log_text()[-3000:]
-        assert elapsed < EXIT_DEADLINE
 
         events = d.events()
         stop = next(i for i, e in enumerate(events) if e.get("event") == "stop")
@@ -656,8 +667,9 @@ def test_the_loop_keeps_the_per_host_limit(feed_server: FeedServer, tmp_path: Pa
             most = max(most, claimed_now(d.db))
             time.sleep(0.02)
     # The loop claims no more than two feeds of the host at once (the fetcher's own limit
-    # would queue the rest; their claims would still show), and does use both slots.
-    assert most == 2
+    # would queue the rest; their claims would still show), and does use both slots (the
+    # server saw two requests at once).
+    assert 1 <= most <= 2
     assert shared["max"] == 2
 
 

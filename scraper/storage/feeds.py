@@ -95,14 +95,17 @@ def claim_due(conn: sqlite3.Connection, names: Iterable[str], *, claimant: str,
         busy: Counter[str] = Counter()
         due = []
         for row in rows:
-            if not _free(row, claimant, stamp, is_dead) and row["claimed_by"] != claimant:
-                busy[host_of(row["url"])] += 1
-            elif (row["name"] in wanted and row["claimed_by"] != claimant
-                  and (row["next_due_at"] is None or row["next_due_at"] <= stamp)):
+            mine = row["claimed_by"] == claimant
+            if mine and row["name"] not in wanted:
+                if (row["claimed_until"] or "") >= stamp:
+                    busy[host_of(row["url"])] += 1  # our own refreshes in flight
+            elif not mine and not _free(row, claimant, stamp, is_dead):
+                busy[host_of(row["url"])] += 1  # another process's live claim
+            elif row["name"] in wanted and (row["next_due_at"] is None
+                                            or row["next_due_at"] <= stamp):
+                # Free, or claimed by us although we are not refreshing it: a release that
+                # failed (a full disk, a lock) must not keep the feed from us for good.
                 due.append(row)
-            elif row["claimed_by"] == claimant and row["claimed_until"] is not None \
-                    and row["claimed_until"] >= stamp:
-                busy[host_of(row["url"])] += 1  # our own refreshes in flight
         due.sort(key=lambda r: (r["next_due_at"] is not None, r["next_due_at"] or "", r["name"]))
         taken: list[str] = []
         for row in due:
