@@ -303,10 +303,13 @@ def rebuild(conn: Connection, settings: DedupSettings,
 
     Commits every ``batch`` entries so the daemon's refreshes are not blocked meanwhile.
     Needs no clearing first: entries are redone in id order, each compared only with lower
-    ids, already redone.  Aged-out entries are linked against their own time's entries: each
-    is indexed, and taken out again once the rebuild is a window past it (its own walk below
+    ids, already redone, under the same arrival rule as when linking, so the batch size
+    changes no link.  Aged-out entries are linked against their own time's entries: each is
+    indexed, and taken out again once the rebuild is a window past it (its own walk below
     ``pruned_below``, which the daemon's pruning never crosses); what is inside the window at
-    the end stays indexed, so a longer window takes effect here.
+    the end stays indexed, so a longer window takes effect here.  An interrupted rebuild
+    leaves the keys of the aged-out entries it redid in the index: never candidates (they
+    arrived before every later entry's window), and the next rebuild takes them out.
     """
     started = time.perf_counter()
     total = index.count_entries(conn)
