@@ -24,6 +24,7 @@ from test_dedup import (
     link_of,
     snapshot,
     store_corpus,
+    v7_database,
 )
 
 from scraper import dedup
@@ -337,6 +338,24 @@ def test_a_reprint_arriving_after_the_window_is_not_linked_whatever_pruning_did(
     wide = replace(SETTINGS, explain_candidates=1000)
     assert a not in {c["id"] for c in explain(conn, b, wide)["candidates"]}
     assert b not in {c["id"] for c in explain(conn, a, wide)["candidates"]}
+
+
+def test_a_reprint_arriving_after_the_window_is_not_linked_right_after_migration_8(
+        tmp_path: Path) -> None:
+    """Migration 8 indexes every entry; pruning catches up later, a bounded number a call."""
+    path = tmp_path / "v7.db"
+    a, x = v7_database(path, [("原文", ARTICLE), ("无关", "无关的内容。" * 40)])
+    later = store.iso(T0 + 20 * DAY)
+    with sqlite3.connect(path) as old:  # x arrived 20 days after a
+        old.execute("UPDATE entries SET fetched_at = ?, updated_at = ? WHERE id = ?",
+                    (later, later, x))
+    old.close()
+    conn = store.connect(path)
+    assert indexed(conn) == {a, x}
+    b = add(conn, "转载", reprint(1), feed="b", when=T0 + DAY, seen=T0 + 20 * DAY)
+    link(conn, [b])
+    assert link_of(conn, b) == (None, None, None)
+    conn.close()
 
 
 @pytest.mark.parametrize("pruning", ["live", "rebuild, one batch", "rebuild, batches of 1"])
