@@ -7,9 +7,12 @@ Links, never deletions: ``entries.duplicate_of`` is the cluster's earliest-seen 
 entry.  An entry is only compared with entries of lower id, in id order, so re-processing
 gives the same answer and a link never points forward.
 
-The index holds the entries that arrived (``fetched_at``) within the window (the longer of
-``window_days`` and ``title_window_hours``) before the newest one.  By arrival, not by the
-feed's date: a feed added today brings last month's backlog, whose reprints arrive with it.
+The window is a rule on arrival (``fetched_at``): an entry is only compared with entries
+that arrived within the window (the longer of ``window_days`` and ``title_window_hours``)
+before it did, besides the rules' own published-date windows.  By arrival, not by the feed's
+date: a feed added today brings last month's backlog, whose reprints arrive with it.  The
+index holds the entries that arrived within the window before the newest one: pruning only
+drops keys that can never be candidates again, so it changes no answer.
 Each :func:`link_entries` prunes, in the caller's transaction, at most ``PRUNE_ENTRIES``
 aged-out entries, so the work per call is bounded and the table does not grow with the
 history.  Nothing lives outside the database: a rollback or a crash leaves nothing to resync.
@@ -118,22 +121,27 @@ def _index_keys(fp: Fingerprint) -> list[int]:
 
 
 def _candidates(conn: Connection, fp: Fingerprint, exclude: int, before: int | None = None,
-                ts: int | None = None, settings: DedupSettings | None = None
-                ) -> list[Candidate]:
+                ts: int | None = None, settings: DedupSettings | None = None,
+                arrived: str | None = None) -> list[Candidate]:
     """Entries sharing an index key with ``fp``, each with the kinds of evidence its keys
-    stand for.  When linking (``ts`` and ``settings`` given): of lower id than ``before``,
-    within the window, and title and lead keys only count within the title window (they only
-    serve short pairs, which the rules compare within it).  Only the URL key is checked
-    against the candidate's row (a key may be stale: an id reused after a deletion); the
-    other kinds only bring a candidate that is then judged on its text or title."""
+    stand for.  With ``arrived`` and ``settings`` (the arrival of entry ``exclude``): those
+    of lower id arrived within the window before it, those of higher id at most the window
+    after it (it arrived within theirs).  When linking (``ts`` and ``settings`` given): of
+    lower id than ``before``, within the window, and title and lead keys only count within
+    the title window (they only serve short pairs, which the rules compare within it).  Only
+    the URL key is checked against the candidate's row (a key may be stale: an id reused
+    after a deletion); the other kinds only bring a candidate that is then judged on its
+    text or title."""
     kinds_of: dict[int, str] = {}
     for kind, key in fp.probe_keys():
         kinds_of.setdefault(key, kind)
-    low = high = None
+    low = high = first = last = None
     if ts is not None and settings is not None:
-        span = max(settings.window_seconds, settings.title_window_seconds)
+        span = _span(settings)
         low, high = ts - span, ts + span
-    found = index.find_candidates(conn, list(kinds_of), exclude, before, low, high)
+    if arrived is not None and settings is not None:
+        first, last = _around(arrived, settings)
+    found = index.find_candidates(conn, list(kinds_of), exclude, before, low, high, first, last)
     mine = _scheme_less(fp.canonical_url)
     out: list[Candidate] = []
     for entry_id, keys, cts, length, shingles, sketch, digest, title, url, root in found:
@@ -161,10 +169,10 @@ def _scheme_less(url: str | None) -> str | None:
     return url.split("://", 1)[-1] if url else None
 
 
-def _best(conn: Connection, entry_id: int, ts: int, fp: Fingerprint, settings: DedupSettings,
-          texts: _Texts) -> tuple[int, str, float] | None:
+def _best(conn: Connection, entry_id: int, ts: int, arrived: str, fp: Fingerprint,
+          settings: DedupSettings, texts: _Texts) -> tuple[int, str, float] | None:
     """(root, method, score) of the best link for an entry, None if it is an original."""
-    found = _candidates(conn, fp, entry_id, entry_id, ts, settings)
+    found = _candidates(conn, fp, entry_id, entry_id, ts, settings, arrived)
     rules.screen(fp, found, settings)
     judged = sorted((c for c in found if not rules.ruled_out(fp, c, settings)), key=rules.order)
     best: tuple[int, float, int] | None = None
@@ -209,13 +217,27 @@ def link_entries(conn: Connection, entry_ids: list[int], settings: DedupSettings
     return links
 
 
-def _cutoff(arrived: str | None, settings: DedupSettings) -> str | None:
-    """Entries that arrived before this have aged out of a window ending at ``arrived``."""
-    at = parse_iso(arrived)
+def _span(settings: DedupSettings) -> int:
+    """The window's length in seconds: the longer of the two windows."""
+    return max(settings.window_seconds, settings.title_window_seconds)
+
+
+def _around(arrived: str | None, settings: DedupSettings) -> tuple[str | None, str | None]:
+    """The window before and after an arrival: (first, last) arrival, ISO 8601."""
+    try:
+        at = parse_iso(arrived)
+    except ValueError:
+        at = None
     if at is None:
-        return None
-    return iso(at - timedelta(seconds=max(settings.window_seconds,
-                                          settings.title_window_seconds)))
+        return None, None
+    span = timedelta(seconds=_span(settings))
+    return iso(at - span), iso(at + span)
+
+
+def _cutoff(arrived: str | None, settings: DedupSettings) -> str | None:
+    """Entries that arrived before this have aged out of a window ending at ``arrived``:
+    no entry that arrives from then on can have them as candidates."""
+    return _around(arrived, settings)[0]
 
 
 def _prune(conn: Connection, settings: DedupSettings) -> None:
@@ -256,7 +278,7 @@ def _link(conn: Connection, entry_ids: Iterable[int], settings: DedupSettings,
         if stored is not None:
             index.unindex_keys(conn, entry.id, stored[3])
         texts.add(entry.id, entry.text, fp)
-        best = _best(conn, entry.id, ts, fp, settings, texts)
+        best = _best(conn, entry.id, ts, entry.arrived, fp, settings, texts)
         new = (None, None, None) if best is None else best
         index.save_fingerprint(conn, entry.id, ts, fp.canonical_url, fp.text_hash, fp.title,
                                fp.length, blob, fp.sketch, fp.shingles,
@@ -281,10 +303,13 @@ def rebuild(conn: Connection, settings: DedupSettings,
 
     Commits every ``batch`` entries so the daemon's refreshes are not blocked meanwhile.
     Needs no clearing first: entries are redone in id order, each compared only with lower
-    ids, already redone.  Aged-out entries are linked against their own time's entries: each
-    is indexed, and taken out again once the rebuild is a window past it (its own walk below
+    ids, already redone, under the same arrival rule as when linking, so the batch size
+    changes no link.  Aged-out entries are linked against their own time's entries: each is
+    indexed, and taken out again once the rebuild is a window past it (its own walk below
     ``pruned_below``, which the daemon's pruning never crosses); what is inside the window at
-    the end stays indexed, so a longer window takes effect here.
+    the end stays indexed, so a longer window takes effect here.  An interrupted rebuild
+    leaves the keys of the aged-out entries it redid in the index: never candidates (they
+    arrived before every later entry's window), and the next rebuild takes them out.
     """
     started = time.perf_counter()
     total = index.count_entries(conn)
@@ -326,7 +351,8 @@ def rebuild(conn: Connection, settings: DedupSettings,
 
 
 def explain(conn: Connection, entry_id: int, settings: DedupSettings) -> dict[str, Any]:
-    """Why ``entry_id`` is or is not linked: its nearest indexed candidates and their scores."""
+    """Why ``entry_id`` is or is not linked: its nearest indexed candidates and their scores
+    (those that arrived within the window of it: the others are never compared with it)."""
     rows = index.load_entries(conn, [entry_id])
     if not rows:
         raise KeyError(entry_id)
@@ -336,7 +362,7 @@ def explain(conn: Connection, entry_id: int, settings: DedupSettings) -> dict[st
     texts = _Texts(conn, settings.shingle)
     texts.add(entry.id, entry.text, fp)
     out: list[dict[str, Any]] = []
-    for cand in _candidates(conn, fp, entry.id):
+    for cand in _candidates(conn, fp, entry.id, settings=settings, arrived=entry.arrived):
         verdict = rules.judge(fp, ts, cand, settings, texts.scorer(entry.id, fp, cand))
         later = cand.id > entry.id
         info = index.entry_brief(conn, cand.id)

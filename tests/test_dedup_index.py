@@ -24,6 +24,7 @@ from test_dedup import (
     link_of,
     snapshot,
     store_corpus,
+    v7_database,
 )
 
 from scraper import dedup
@@ -266,6 +267,120 @@ def test_rebuild_links_old_entries_in_their_own_window_then_prunes(
     # a window long enough to reach back to them: after the rebuild they are indexed
     dedup.rebuild(conn, replace(SETTINGS, window_days=40))
     assert indexed(conn) == {a, b, n}
+
+
+def test_a_rebuild_redoes_what_an_interrupted_one_left_in_the_index(
+        conn: sqlite3.Connection) -> None:
+    """An interrupted rebuild leaves the keys of the old entries it redid in the index: they
+    are never candidates (they arrived before every later entry's window) and the next
+    rebuild takes them out."""
+    a = add(conn, "原文", ARTICLE, when=T0, seen=T0)
+    b = add(conn, "转载", reprint(1), feed="b", when=T0 + DAY, seen=T0 + DAY)
+    later = T0 + 30 * DAY
+    n = add(conn, "新", OTHER, feed="n", when=later, seen=later)
+    link(conn, [a, b, n])
+    before = snapshot(conn)
+
+    def interrupt(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        dedup.rebuild(conn, SETTINGS, progress=interrupt, batch=1)
+    assert indexed(conn) == {a, n}  # a's keys were left behind
+    c = add(conn, "又一转载", reprint(2), feed="c", when=T0 + DAY, seen=later + DAY)
+    link(conn, [c])
+    assert link_of(conn, c) == (None, None, None)  # a arrived a month before c
+    conn.execute("DELETE FROM entries WHERE id = ?", (c,))
+    conn.execute("DELETE FROM dedup_fingerprints WHERE entry_id = ?", (c,))
+    dedup.rebuild(conn, SETTINGS)
+    assert snapshot(conn) == before
+
+
+# -- the window is a rule on arrival, whatever pruning has done --------------------------
+
+#: How far pruning has got when the reprint is linked (or a rebuild's batch size).
+PRUNING = ["live", "pruning behind", "one call", "rebuild, one batch", "rebuild, batches of 1",
+           "rebuild, batches of 2"]
+BATCH = {"rebuild, one batch": 500, "rebuild, batches of 1": 1, "rebuild, batches of 2": 2}
+
+
+def reviewers_scenario(conn: sqlite3.Connection, pruning: str) -> tuple[int, int]:
+    """Original ``a`` published and fetched at T0; an unrelated entry fetched 20 days later;
+    then a new feed's backlog brings ``b``, a reprint of ``a`` published a day after it but
+    fetched 20 days after it.  Returns (a, b)."""
+    later = T0 + 20 * DAY
+    old: list[int] = []
+    if pruning == "pruning behind":  # more aged-out entries than one call prunes, before a
+        old = [add(conn, f"旧{i}", f"第{i}条旧闻：" + "各不相同的旧内容。" * 12 + str(i),
+                   feed="old", when=T0 - DAY, seen=T0 - DAY)
+               for i in range(dedup.PRUNE_ENTRIES + 10)]
+        link(conn, old)
+    a = add(conn, "原文", ARTICLE, when=T0, seen=T0)
+    if pruning != "one call":
+        link(conn, [a])
+    x = add(conn, "无关", "无关的内容。" * 40, feed="x", when=later, seen=later)
+    if pruning != "one call":
+        link(conn, [x])
+    if pruning != "one call":
+        assert (a in indexed(conn)) == (pruning == "pruning behind")
+    b = add(conn, "转载", reprint(1), feed="b", when=T0 + DAY, seen=later)
+    link(conn, [*old, a, x, b] if pruning == "one call" else [b])
+    if pruning in BATCH:
+        dedup.rebuild(conn, SETTINGS, batch=BATCH[pruning])
+    return a, b
+
+
+@pytest.mark.parametrize("pruning", PRUNING)
+def test_a_reprint_arriving_after_the_window_is_not_linked_whatever_pruning_did(
+        conn: sqlite3.Connection, pruning: str) -> None:
+    a, b = reviewers_scenario(conn, pruning)
+    assert link_of(conn, b) == (None, None, None)
+    wide = replace(SETTINGS, explain_candidates=1000)
+    assert a not in {c["id"] for c in explain(conn, b, wide)["candidates"]}
+    assert b not in {c["id"] for c in explain(conn, a, wide)["candidates"]}
+
+
+def test_a_reprint_arriving_after_the_window_is_not_linked_right_after_migration_8(
+        tmp_path: Path) -> None:
+    """Migration 8 indexes every entry; pruning catches up later, a bounded number a call."""
+    path = tmp_path / "v7.db"
+    a, x = v7_database(path, [("原文", ARTICLE), ("无关", "无关的内容。" * 40)])
+    later = store.iso(T0 + 20 * DAY)
+    with sqlite3.connect(path) as old:  # x arrived 20 days after a
+        old.execute("UPDATE entries SET fetched_at = ?, updated_at = ? WHERE id = ?",
+                    (later, later, x))
+    old.close()
+    conn = store.connect(path)
+    assert indexed(conn) == {a, x}
+    b = add(conn, "转载", reprint(1), feed="b", when=T0 + DAY, seen=T0 + 20 * DAY)
+    link(conn, [b])
+    assert link_of(conn, b) == (None, None, None)
+    conn.close()
+
+
+@pytest.mark.parametrize("pruning", ["live", "rebuild, one batch", "rebuild, batches of 1"])
+def test_a_backlog_reprint_of_an_original_that_arrived_within_the_window_is_linked(
+        conn: sqlite3.Connection, pruning: str) -> None:
+    """Published two months ago, but its original arrived 10 days before it did."""
+    now = T0 + 60 * DAY
+    a = add(conn, "原文", ARTICLE, feed="a", when=T0, seen=now - 10 * DAY)
+    link(conn, [a])
+    x = add(conn, "无关", "无关的内容。" * 40, feed="x", when=now, seen=now - DAY)
+    link(conn, [x])
+    b = add(conn, "转载", reprint(1), feed="b", when=T0 + DAY, seen=now)
+    link(conn, [b])
+    if pruning in BATCH:
+        dedup.rebuild(conn, SETTINGS, batch=BATCH[pruning])
+    assert link_of(conn, b)[:2] == (a, "near")
+    assert [c["decision"] for c in explain(conn, b, SETTINGS)["candidates"]
+            if c["id"] == a] == ["near"]
+    # a reprint that arrived a window and a second after a: found by b (a is not compared),
+    # linked to the root of b's cluster
+    y = add(conn, "转载", reprint(2), feed="y", when=T0 + DAY,
+            seen=now - 10 * DAY + timedelta(days=SETTINGS.window_days, seconds=1))
+    link(conn, [y])
+    assert link_of(conn, y)[:2] == (a, "near")
+    assert {c["id"] for c in explain(conn, y, SETTINGS)["candidates"]} == {b}
 
 
 # -- cluster roots in the fingerprint rows ------------------------------------------------

@@ -27,6 +27,7 @@ class StoredEntry:
     text: str  # empty when read without the text
     url: str | None
     stamp: str | None  # published, else fetched_at (ISO 8601)
+    arrived: str  # fetched_at
     duplicate_of: int | None
     dup_method: str | None
     dup_score: float | None
@@ -44,7 +45,7 @@ Found = tuple[int, list[int], int, int, int | None, bytes | None, str, str, str 
 _ENTRY_SQL = ("SELECT e.id, e.feed, e.title, {text}, e.url, "
               "coalesce(nullif(e.published, ''), e.fetched_at), "
               "e.duplicate_of, e.dup_method, e.dup_score, f.ts, f.text_hash, f.title, f.keys, "
-              "f.sketch IS NOT NULL FROM entries e LEFT JOIN dedup_fingerprints f "
+              "f.sketch IS NOT NULL, e.fetched_at FROM entries e LEFT JOIN dedup_fingerprints f "
               "ON f.entry_id = e.id WHERE e.id IN ({marks})")
 
 
@@ -70,8 +71,8 @@ def load_entries(conn: sqlite3.Connection, ids: Sequence[int],
     for marks, params in in_lists(ids):
         for r in cursor.execute(_ENTRY_SQL.format(text=column, marks=marks), params):
             stored = None if r[9] is None else (r[9], r[10], r[11], r[12])
-            out.append(StoredEntry(r[0], r[1], r[2] or "", r[3] or "", r[4], r[5], r[6], r[7],
-                                   r[8], stored, bool(r[13])))
+            out.append(StoredEntry(r[0], r[1], r[2] or "", r[3] or "", r[4], r[5], r[14], r[6],
+                                   r[7], r[8], stored, bool(r[13])))
     out.sort(key=lambda e: e.id)
     return out
 
@@ -84,10 +85,13 @@ def entry_text(conn: sqlite3.Connection, entry_id: int) -> str:
 
 def find_candidates(conn: sqlite3.Connection, keys: Sequence[int], exclude: int,
                     below: int | None = None, low_ts: int | None = None,
-                    high_ts: int | None = None) -> list[Found]:
+                    high_ts: int | None = None, arrived_from: str | None = None,
+                    arrived_to: str | None = None) -> list[Found]:
     """Entries other than ``exclude`` holding any of ``keys`` in the index: of lower id than
-    ``below`` and dated from ``low_ts`` to ``high_ts`` when given.  Each comes once, with
-    the keys it shares and its fingerprint row.
+    ``below`` and dated from ``low_ts`` to ``high_ts`` when given; those of lower id than
+    ``exclude`` arrived (``fetched_at``) from ``arrived_from`` on, those of higher id until
+    ``arrived_to`` (ISO 8601, as ``fetched_at``).  Each comes once, with the keys it shares
+    and its fingerprint row.
 
     Grouped by entry before the join, so that each candidate's row is read once: a reprint
     shares 5 or 6 keys with each member of its story's cluster."""
@@ -97,13 +101,16 @@ def find_candidates(conn: sqlite3.Connection, keys: Sequence[int], exclude: int,
     cursor = conn.cursor()
     cursor.row_factory = None
     bounds = [exclude, _BIG if below is None else below,
-              -_BIG if low_ts is None else low_ts, _BIG if high_ts is None else high_ts]
+              -_BIG if low_ts is None else low_ts, _BIG if high_ts is None else high_ts,
+              exclude, arrived_from or "", arrived_to or _LAST]
     for marks, params in in_lists(keys):
         sql = ("SELECT g.entry_id, g.keys, f.ts, f.length, f.shingles, f.sketch, f.text_hash, "
                "f.title, f.canonical_url, f.root FROM (SELECT entry_id, group_concat(key) AS "
                f"keys FROM dedup_index WHERE key IN ({marks}) AND entry_id != ? AND "
                "entry_id < ? GROUP BY entry_id) g JOIN dedup_fingerprints f "
-               "ON f.entry_id = g.entry_id WHERE f.ts BETWEEN ? AND ?")
+               "ON f.entry_id = g.entry_id JOIN entries e ON e.id = g.entry_id "
+               "WHERE f.ts BETWEEN ? AND ? AND CASE WHEN g.entry_id < ? THEN e.fetched_at >= ? "
+               "ELSE e.fetched_at <= ? END")
         for r in cursor.execute(sql, params + bounds):
             out.append((r[0], [int(k) for k in r[1].split(",")], *r[2:]))
     return out
@@ -111,6 +118,8 @@ def find_candidates(conn: sqlite3.Connection, keys: Sequence[int], exclude: int,
 
 #: Above every id and date: the bound of a lookup that has none (one statement shape).
 _BIG = 1 << 62
+#: After every ISO 8601 time: the bound of an arrival lookup that has none.
+_LAST = "\uffff"
 
 
 def roots_of(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, int]:
