@@ -24,18 +24,15 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from scraper.config import DedupSettings, dedup_from_mapping  # noqa: F401 (re-exported)
 from scraper.core import fingerprint as fpmod
 from scraper.core import similarity as rules
 from scraper.core.fingerprint import Fingerprint
 from scraper.core.similarity import Candidate
+from scraper.storage import Connection, iso, parse_iso, transaction
 from scraper.storage import dedup as index
-from scraper.storage import iso, parse_iso, transaction
-
-if TYPE_CHECKING:
-    from sqlite3 import Connection
 
 #: Candidates confirmed per entry at most (each costs a text fold and a set intersection,
 #: about 60 µs).  Candidates come strongest first and one per cluster, and only those whose
