@@ -27,15 +27,8 @@ __all__ = ["USER_AGENT", "Config", "ConfigError", "FeedConfig", "Scraper", "Sele
            "__version__", "load", "open_scraper"]
 
 #: Public name -> the module that defines it.
-_LAZY = {
-    "Scraper": "scraper.app",
-    "Selection": "scraper.app",
-    "load": "scraper.app",
-    "open_scraper": "scraper.app",
-    "Config": "scraper.config",
-    "ConfigError": "scraper.config",
-    "FeedConfig": "scraper.config",
-}
+_LAZY = {**dict.fromkeys(("Scraper", "Selection", "load", "open_scraper"), "scraper.app"),
+         **dict.fromkeys(("Config", "ConfigError", "FeedConfig"), "scraper.config")}
 
 
 def __getattr__(name: str) -> Any:

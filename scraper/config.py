@@ -61,6 +61,12 @@ class DedupSettings:
     def title_window_seconds(self) -> int:
         return int(self.title_window_hours * 3600)
 
+    @property
+    def span_seconds(self) -> int:
+        """The dedup window's length: the longer of the two windows (pruning and the arrival
+        rule use it)."""
+        return max(self.window_seconds, self.title_window_seconds)
+
 
 _FLOAT_01 = {"threshold", "title_threshold"}
 #: Upper bounds of the windows: ten years.  A 1e7-day window reaches before year 1, and the

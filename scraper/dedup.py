@@ -7,15 +7,12 @@ Links, never deletions: ``entries.duplicate_of`` is the cluster's earliest-seen 
 entry.  An entry is only compared with entries of lower id, in id order, so re-processing
 gives the same answer and a link never points forward.
 
-The window is a rule on arrival (``fetched_at``): an entry is only compared with entries
-that arrived within the window (the longer of ``window_days`` and ``title_window_hours``)
-before it did, besides the rules' own published-date windows.  By arrival, not by the feed's
-date: a feed added today brings last month's backlog, whose reprints arrive with it.  The
-index holds the entries that arrived within the window before the newest one: pruning only
-drops keys that can never be candidates again, so it changes no answer.
-Each :func:`link_entries` prunes, in the caller's transaction, at most ``PRUNE_ENTRIES``
-aged-out entries, so the work per call is bounded and the table does not grow with the
-history.  Nothing lives outside the database: a rollback or a crash leaves nothing to resync.
+The window is a rule on arrival (``fetched_at``), not on the feed's dates: a feed added
+today brings last month's backlog, whose reprints arrive with it.  An entry is compared only
+with entries that arrived within ``DedupSettings.span_seconds`` before it, so pruning the
+keys of older arrivals (at most ``PRUNE_ENTRIES`` a call, in the caller's transaction)
+changes no answer and keeps the table the window's size.  Everything is in the database: a
+rollback or a crash leaves nothing to resync.
 """
 
 from __future__ import annotations
@@ -120,22 +117,17 @@ def _index_keys(fp: Fingerprint) -> list[int]:
 def _candidates(conn: Connection, fp: Fingerprint, exclude: int, before: int | None = None,
                 ts: int | None = None, settings: DedupSettings | None = None,
                 arrived: str | None = None) -> list[Candidate]:
-    """Entries sharing an index key with ``fp``, each with the kinds of evidence its keys
-    stand for.  With ``arrived`` and ``settings`` (the arrival of entry ``exclude``): those
-    of lower id arrived within the window before it, those of higher id at most the window
-    after it (it arrived within theirs).  When linking (``ts`` and ``settings`` given): of
-    lower id than ``before``, within the window, and title and lead keys only count within
-    the title window (they only serve short pairs, which the rules compare within it).  Only
-    the URL key is checked against the candidate's row (a key may be stale: an id reused
-    after a deletion); the other kinds only bring a candidate that is then judged on its
-    text or title."""
+    """Entries sharing an index key with ``fp``, with the kinds of evidence their keys stand
+    for: of lower id than ``before``, arrived within the window of ``arrived`` (the arrival
+    rule), published within it of ``ts``.  Only the URL key is checked against the row (a key
+    may be stale: an id reused after a deletion); the other kinds only bring a candidate that
+    is then judged on its text or title."""
     kinds_of: dict[int, str] = {}
     for kind, key in fp.probe_keys():
         kinds_of.setdefault(key, kind)
     low = high = first = last = None
     if ts is not None and settings is not None:
-        span = _span(settings)
-        low, high = ts - span, ts + span
+        low, high = ts - settings.span_seconds, ts + settings.span_seconds
     if arrived is not None and settings is not None:
         first, last = _around(arrived, settings)
     found = index.find_candidates(conn, list(kinds_of), exclude, before, low, high, first, last)
@@ -214,11 +206,6 @@ def link_entries(conn: Connection, entry_ids: list[int], settings: DedupSettings
     return links
 
 
-def _span(settings: DedupSettings) -> int:
-    """The window's length in seconds: the longer of the two windows."""
-    return max(settings.window_seconds, settings.title_window_seconds)
-
-
 def _around(arrived: str | None, settings: DedupSettings) -> tuple[str | None, str | None]:
     """The window before and after an arrival: (first, last) arrival, ISO 8601."""
     try:
@@ -227,20 +214,14 @@ def _around(arrived: str | None, settings: DedupSettings) -> tuple[str | None, s
         at = None
     if at is None:
         return None, None
-    span = timedelta(seconds=_span(settings))
+    span = timedelta(seconds=settings.span_seconds)
     return iso(at - span), iso(at + span)
-
-
-def _cutoff(arrived: str | None, settings: DedupSettings) -> str | None:
-    """Entries that arrived before this have aged out of a window ending at ``arrived``:
-    no entry that arrives from then on can have them as candidates."""
-    return _around(arrived, settings)[0]
 
 
 def _prune(conn: Connection, settings: DedupSettings) -> None:
     """Take the entries that aged out since the last call out of the index (a bounded
     number: see ``PRUNE_ENTRIES``)."""
-    cutoff = _cutoff(index.arrival(conn), settings)
+    cutoff = _around(index.arrival(conn), settings)[0]
     if cutoff is not None:
         mark = index.pruned_below(conn)
         stop = index.prune(conn, mark, cutoff, PRUNE_ENTRIES)
@@ -320,7 +301,7 @@ def rebuild(conn: Connection, settings: DedupSettings,
             break
         with transaction(conn):
             links = _link(conn, ids, settings, {}, force=True)
-            cutoff = _cutoff(index.arrival(conn, ids[-1]), settings)
+            cutoff = _around(index.arrival(conn, ids[-1]), settings)[0]
             if cutoff is not None:
                 walked = index.prune(conn, walked, cutoff, 4 * batch,
                                      below=index.pruned_below(conn))
@@ -332,7 +313,7 @@ def rebuild(conn: Connection, settings: DedupSettings,
             progress(done, total)
     while True:  # the rest of what aged out, in batches
         with transaction(conn):
-            cutoff = _cutoff(index.arrival(conn), settings)
+            cutoff = _around(index.arrival(conn), settings)[0]
             mark = index.pruned_below(conn)
             stop = walked if cutoff is None else index.prune(conn, walked, cutoff, 4 * batch,
                                                               below=mark)

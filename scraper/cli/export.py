@@ -84,13 +84,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
+    if not text.strip().isdigit() or int(text) <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
+    return int(text)
 
 
 def _selection(args: argparse.Namespace) -> Selection:
@@ -111,10 +107,7 @@ def _cmd_jsonl(args: argparse.Namespace) -> int:
     with open_from_args(args) as app:
         count = app.export_jsonl(args.file, selection=_selection(args),
                                  incremental=args.incremental, raw=not args.no_raw)
-    if args.file != "-":
-        print(f"jsonl: {count} entries -> {args.file}")
-    else:
-        print(f"jsonl: {count} entries", file=sys.stderr)
+    _done(f"jsonl: {count} entries", args.file)
     return 0
 
 
@@ -122,7 +115,13 @@ def _cmd_feed(args: argparse.Namespace) -> int:
     with open_from_args(args) as app:
         count = app.export_feed(args.file, fmt=args.format, limit=args.limit,
                                 title=args.title, link=args.link, selection=_selection(args))
-    print(f"feed: {count} entries ({args.format})"
-          + (f" -> {args.file}" if args.file != "-" else ""),
-          file=sys.stderr if args.file == "-" else sys.stdout)
+    _done(f"feed: {count} entries ({args.format})", args.file)
     return 0
+
+
+def _done(summary: str, file: str) -> None:
+    """The summary line: on stderr when the export itself went to stdout."""
+    if file == "-":
+        print(summary, file=sys.stderr)
+    else:
+        print(f"{summary} -> {file}")
