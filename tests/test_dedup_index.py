@@ -252,14 +252,21 @@ def test_one_call_prunes_a_bounded_number_of_entries(conn: sqlite3.Connection) -
     assert indexed(conn) == {n1, n2}
 
 
-def test_rebuild_links_old_entries_in_their_own_window_then_prunes(
-        conn: sqlite3.Connection) -> None:
+def aged_out_pair(conn: sqlite3.Connection) -> tuple[int, int, int]:
+    """An original, its reprint a day later, and an unrelated entry 30 days on, all linked:
+    the pair has left the index."""
     a = add(conn, "原文", ARTICLE, when=T0, seen=T0)
     b = add(conn, "转载", reprint(1), feed="b", when=T0 + DAY, seen=T0 + DAY)
     later = T0 + 30 * DAY
     n = add(conn, "新", OTHER, feed="n", when=later, seen=later)
     link(conn, [a, b, n])
     assert link_of(conn, b)[:2] == (a, "near") and indexed(conn) == {n}
+    return a, b, n
+
+
+def test_rebuild_links_old_entries_in_their_own_window_then_prunes(
+        conn: sqlite3.Connection) -> None:
+    a, b, n = aged_out_pair(conn)
     before = snapshot(conn)
     result = dedup.rebuild(conn, SETTINGS)
     assert result["by_method"] == {"near": 1}
@@ -496,12 +503,8 @@ def test_a_rebuild_beside_the_daemon_still_links_old_entries(tmp_path: Path) -> 
     still find each old entry's candidates, which it indexed again for the purpose."""
     path = tmp_path / "db"
     conn, daemon = store.connect(path), store.connect(path)
-    a = add(conn, "原文", ARTICLE, when=T0, seen=T0)
-    b = add(conn, "转载", reprint(1), feed="b", when=T0 + DAY, seen=T0 + DAY)
+    a, b, n = aged_out_pair(conn)
     later = T0 + 30 * DAY
-    n = add(conn, "新", OTHER, feed="n", when=later, seen=later)
-    link(conn, [a, b, n])
-    assert link_of(conn, b)[:2] == (a, "near") and indexed(conn) == {n}
     added: list[int] = []
 
     def beside(done: int, total: int) -> None:  # between the rebuild's batches
