@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from corpus import cipher  # noqa: E402
 from dedup_quality import base_texts, edit  # noqa: E402
 
 from scraper import dedup  # noqa: E402
@@ -96,22 +97,6 @@ def markov_text(model: dict[str, list[str]], chars: int, rng: random.Random) -> 
         size += 1
         if c == "。" and rng.random() < 0.3:
             out.append("\n")
-    return "".join(out)
-
-
-def cipher(text: str, rng: random.Random) -> str:
-    """Map each CJK character through a random substitution over the 20k-character CJK block.
-
-    Markov text from a corpus of 7k characters shares 4-grams with its siblings far more than
-    unrelated news does (mean Jaccard 0.09 against 0.006 between the corpus' distinct
-    articles); one substitution per article keeps its internal statistics and removes that
-    overlap, so the LSH sees what it sees in production: almost no unrelated candidates."""
-    table: dict[str, str] = {}
-    out = []
-    for c in text:
-        if "\u4e00" <= c <= "\u9fff":
-            c = table.setdefault(c, chr(rng.randint(0x4E00, 0x9FFF)))
-        out.append(c)
     return "".join(out)
 
 

@@ -51,7 +51,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
-from corpus import Post, corpus_posts, post_link, rss_feed, rss_item, seed_posts  # noqa: E402
+from corpus import Post, cipher, corpus_posts, post_link, rss_feed, rss_item, seed_posts  # noqa: E402
 from server import FeedServer, Request, Response  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -93,18 +93,6 @@ def article(sentences: list[str], seed: str, shared: bool = False) -> list[str]:
     if shared:
         return drawn
     return cipher("\n".join(drawn), rng).split("\n")
-
-
-def cipher(text: str, rng: random.Random) -> str:
-    """Map each CJK character through a random substitution over the CJK block (as
-    bench/dedup_scale.py does, without importing it: it loads the dedup module)."""
-    table: dict[str, str] = {}
-    out = []
-    for c in text:
-        if "\u4e00" <= c <= "\u9fff":
-            c = table.setdefault(c, chr(rng.randint(0x4E00, 0x9FFF)))
-        out.append(c)
-    return "".join(out)
 
 
 class FreshFeed:

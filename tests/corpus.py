@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import email.utils
 import os
+import random
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -285,3 +286,20 @@ def posts_feed(
     """All ``posts`` as one RSS 2.0 feed, each linked with :func:`post_link`."""
     _need(posts)
     return rss_feed(title, [rss_item(p, post_link(p, base)) for p in posts])
+
+
+def cipher(text: str, rng: random.Random) -> str:
+    """Map each CJK character through a random substitution over the 20k-character CJK block.
+
+    Text drawn from a corpus of 7k characters shares 4-grams with its siblings far more than
+    unrelated news does (mean Jaccard 0.09 against 0.006 between the corpus' distinct
+    articles); one substitution per article keeps its internal statistics and removes that
+    overlap, so the LSH sees what it sees in production: almost no unrelated candidates.
+    (bench/dedup_scale.py and bench/soak.py build their articles with it.)"""
+    table: dict[str, str] = {}
+    out = []
+    for ch in text:
+        if "\u4e00" <= ch <= "\u9fff":
+            ch = table.setdefault(ch, chr(rng.randint(0x4E00, 0x9FFF)))
+        out.append(ch)
+    return "".join(out)
