@@ -147,10 +147,11 @@ def bulk_load(conn, count: int, keys_per_entry: int, rng: np.random.Generator) -
                 [(int(i), f"k{i}", f"filler {i}", NOW, arrival(i, count), NOW)
                  for i in ids.tolist()])
             conn.executemany(
-                "INSERT INTO dedup_fingerprints (entry_id, ts, canonical_url, text_hash, title, "
-                "length, keys, sketch, shingles) VALUES (?, ?, ?, ?, ?, 1500, ?, ?, 1490)",
-                [(i, t, f"https://example.org/{i}", f"{i:064x}", f"filler{i}", k.tobytes(),
-                  sk.tobytes())
+                "INSERT INTO dedup_fingerprints (entry_id, ts, arrived, canonical_url, "
+                "text_hash, title, length, keys, sketch, shingles) "
+                "VALUES (?, ?, ?, ?, ?, ?, 1500, ?, ?, 1490)",
+                [(i, t, arrival(i, count), f"https://example.org/{i}", f"{i:064x}",
+                  f"filler{i}", k.tobytes(), sk.tobytes())
                  for i, t, k, sk in zip(ids.tolist(), ts.tolist(), np.sort(keys, axis=1),
                                         sketches, strict=True)])
             flat = np.column_stack([keys.ravel(), np.repeat(ids, keys_per_entry)])

@@ -258,8 +258,8 @@ def _link(conn: Connection, entry_ids: Iterable[int], settings: DedupSettings,
         texts.add(entry.id, entry.text, fp)
         best = _best(conn, entry.id, ts, entry.arrived, fp, settings, texts)
         new = (None, None, None) if best is None else best
-        index.save_fingerprint(conn, entry.id, ts, fp.canonical_url, fp.text_hash, fp.title,
-                               fp.length, blob, fp.sketch, fp.shingles,
+        index.save_fingerprint(conn, entry.id, ts, entry.arrived, fp.canonical_url,
+                               fp.text_hash, fp.title, fp.length, blob, fp.sketch, fp.shingles,
                                entry.id if best is None else best[0])
         if force or entry.id >= floor:
             index.index_keys(conn, entry.id, keys)

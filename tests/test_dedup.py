@@ -459,7 +459,7 @@ def test_a_version_3_database_is_migrated(tmp_path: Path) -> None:
     old.close()
     conn = store.connect(path)
     columns = [r[1] for r in conn.execute("PRAGMA table_info(dedup_fingerprints)")]
-    assert columns[-4:] == ["sketch", "shingles", "seq", "root"]
+    assert columns[-5:] == ["sketch", "shingles", "seq", "root", "arrived"]
     assert store.schema_version(conn) == len(store.MIGRATIONS)
     conn.close()
 

@@ -108,9 +108,9 @@ def find_candidates(conn: sqlite3.Connection, keys: Sequence[int], exclude: int,
                "f.title, f.canonical_url, f.root FROM (SELECT entry_id, group_concat(key) AS "
                f"keys FROM dedup_index WHERE key IN ({marks}) AND entry_id != ? AND "
                "entry_id < ? GROUP BY entry_id) g JOIN dedup_fingerprints f "
-               "ON f.entry_id = g.entry_id JOIN entries e ON e.id = g.entry_id "
-               "WHERE f.ts BETWEEN ? AND ? AND CASE WHEN g.entry_id < ? THEN e.fetched_at >= ? "
-               "ELSE e.fetched_at <= ? END")
+               "ON f.entry_id = g.entry_id "
+               "WHERE f.ts BETWEEN ? AND ? AND CASE WHEN g.entry_id < ? THEN f.arrived >= ? "
+               "ELSE f.arrived <= ? END")
         for r in cursor.execute(sql, params + bounds):
             out.append((r[0], [int(k) for k in r[1].split(",")], *r[2:]))
     return out
@@ -144,13 +144,15 @@ def cluster_root(conn: sqlite3.Connection, entry_id: int) -> int:
         seen.add(current)
 
 
-def save_fingerprint(conn: sqlite3.Connection, entry_id: int, ts: int,
+def save_fingerprint(conn: sqlite3.Connection, entry_id: int, ts: int, arrived: str,
                      canonical_url: str | None, text_hash: str, title: str, length: int,
                      keys: bytes, sketch: bytes, shingles: int, root: int) -> None:
     conn.execute(
-        "INSERT OR REPLACE INTO dedup_fingerprints (entry_id, ts, canonical_url, text_hash, "
-        "title, length, keys, sketch, shingles, root) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (entry_id, ts, canonical_url, text_hash, title, length, keys, sketch, shingles, root))
+        "INSERT OR REPLACE INTO dedup_fingerprints (entry_id, ts, arrived, canonical_url, "
+        "text_hash, title, length, keys, sketch, shingles, root) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (entry_id, ts, arrived, canonical_url, text_hash, title, length, keys, sketch,
+         shingles, root))
 
 
 def fill_sketch(conn: sqlite3.Connection, entry_id: int, sketch: bytes, shingles: int) -> None:

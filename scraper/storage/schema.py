@@ -131,11 +131,17 @@ ALTER TABLE dedup_state ADD COLUMN filtered_seq INTEGER NOT NULL DEFAULT -1;
     # the next links prune what lies outside.  The keys come from each row's blob (int64,
     # little-endian), a hex pair per byte, inserted in key order so that the B-tree is written
     # sequentially.  Migration 5's seq column stays, unused (dropping it rewrites the table).
+    # ``arrived`` is the entry's fetched_at, kept beside its fingerprint for the window's
+    # arrival rule: in ``entries`` it lies past the article's text, and reading it there walks
+    # every overflow page of the row (bench/ingest.py cold: 10.8 s against 8.5 without it).
     """
 DROP TABLE dedup_postings;
 DROP TABLE dedup_filters;
 DROP TABLE dedup_state;
 DROP INDEX dedup_fingerprints_seq;
+ALTER TABLE dedup_fingerprints ADD COLUMN arrived TEXT;
+UPDATE dedup_fingerprints SET arrived =
+    (SELECT fetched_at FROM entries WHERE entries.id = dedup_fingerprints.entry_id);
 CREATE TABLE dedup_window (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     pruned_below INTEGER NOT NULL
