@@ -63,8 +63,7 @@ class DedupSettings:
 
     @property
     def span_seconds(self) -> int:
-        """The dedup window's length: the longer of the two windows (pruning and the arrival
-        rule use it)."""
+        """The dedup window's length (pruning and the arrival rule): the longer window."""
         return max(self.window_seconds, self.title_window_seconds)
 
 

@@ -110,15 +110,10 @@ def build_report(conn: Connection, config: Config | None, now: datetime,
         else:
             state = "ok"
         feeds.append({
-            "name": name,
-            "url": row.get("url") or (feed.url if feed else None),
-            "state": state,
-            "enabled": enabled,
-            "last_success_at": row.get("last_success_at"),
-            "last_error_at": row.get("last_error_at"),
-            "last_error": row.get("last_error"),
-            "error_count": errors,
-            "last_status": row.get("last_status"),
+            "name": name, "url": row.get("url") or (feed.url if feed else None),
+            "state": state, "enabled": enabled, "last_success_at": row.get("last_success_at"),
+            "last_error_at": row.get("last_error_at"), "last_error": row.get("last_error"),
+            "error_count": errors, "last_status": row.get("last_status"),
             "next_due_at": row.get("next_due_at"),
             "overdue_seconds": (max(0, int((now - due).total_seconds()))
                                 if due is not None and due <= now else 0),
@@ -135,9 +130,7 @@ def build_report(conn: Connection, config: Config | None, now: datetime,
         "refreshing": sum(f["state"] == "refreshing" for f in counted),
         "disabled": sum(f["state"] == "disabled" for f in feeds),
         "removed": sum(f["state"] == "removed" for f in feeds),
-        "entries": entries,
-        "duplicates": duplicates,
-        "originals": entries - duplicates,
+        "entries": entries, "duplicates": duplicates, "originals": entries - duplicates,
     }
     return {"generated_at": store.iso(now), "daemon": health.as_dict(), "feeds": feeds,
             "totals": totals}

@@ -87,14 +87,10 @@ def find_candidates(conn: sqlite3.Connection, keys: Sequence[int], exclude: int,
                     below: int | None = None, low_ts: int | None = None,
                     high_ts: int | None = None, arrived_from: str | None = None,
                     arrived_to: str | None = None) -> list[Found]:
-    """Entries other than ``exclude`` holding any of ``keys`` in the index: of lower id than
-    ``below`` and dated from ``low_ts`` to ``high_ts`` when given; those of lower id than
-    ``exclude`` arrived (``fetched_at``) from ``arrived_from`` on, those of higher id until
-    ``arrived_to`` (ISO 8601, as ``fetched_at``).  Each comes once, with the keys it shares
-    and its fingerprint row.
-
-    Grouped by entry before the join, so that each candidate's row is read once: a reprint
-    shares 5 or 6 keys with each member of its story's cluster."""
+    """Entries other than ``exclude`` holding any of ``keys``: of lower id than ``below``,
+    dated ``low_ts`` to ``high_ts``; arrived from ``arrived_from`` on if of lower id than
+    ``exclude``, until ``arrived_to`` if higher.  Each once, grouped before the join (a reprint
+    shares 5 or 6 keys with each member of its cluster), with the keys it shares."""
     if not keys:
         return []
     out: list[Found] = []
