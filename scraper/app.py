@@ -55,8 +55,6 @@ class Scraper:
             raise ConfigError(f"{what} needs a config: this scraper was opened without one")
         return self.config
 
-    # -- refresh ---------------------------------------------------------------------------
-
     def refresh_once(self, feeds: Sequence[str | FeedConfig] | None = None, *,
                      workers: int | None = None,
                      on_done: Callable[[FeedResult], None] | None = None) -> list[FeedResult]:
@@ -91,8 +89,6 @@ class Scraper:
                                  workers=workers, only=list(only) if only else None,
                                  db_fixed=db_fixed)
 
-    # -- status ----------------------------------------------------------------------------
-
     def health(self, now: datetime | None = None,
                max_age: float | None = None) -> status_mod.Health:
         """Is a daemon alive on this database (its heartbeat no older than ``max_age`` s,
@@ -104,8 +100,6 @@ class Scraper:
         """Every feed's state, the totals and the daemon's health, as plain data."""
         now = now or storage.utcnow()
         return status_mod.build_report(self.conn, self.config, now, self.health(now, max_age))
-
-    # -- duplicates ------------------------------------------------------------------------
 
     def dups(self, limit: int | None = 50) -> list[dict[str, Any]]:
         """The newest ``limit`` clusters of duplicates (None or 0: all)."""
@@ -125,8 +119,6 @@ class Scraper:
         from scraper import dedup
 
         return dedup.rebuild(self.conn, self._require_config("rebuild").dedup, progress)
-
-    # -- exports ---------------------------------------------------------------------------
 
     def export_hexo(self, directory: str | Path, *, flat: bool = False,
                     rewrite_all: bool = False,

@@ -298,7 +298,8 @@ class Refresher:
         state = store.feed_state(self.conn, feed.name)
         facts = decide.FeedFacts(url=feed.url, interval=feed.interval, adaptive=feed.adaptive,
                                  error_count=int(state.get("error_count") or 0),
-                                 entry_count=int(state.get("entry_count") or 0))
+                                 entry_count=int(state.get("entry_count") or 0),
+                                 ttl=state.get("ttl"), cache_max_age=state.get("cache_max_age"))
         recent: list[datetime | None] = []
         if feed.adaptive and attempt.error is None:
             since = now - timedelta(seconds=schedule.ADAPTIVE_WINDOW)

@@ -51,6 +51,21 @@ def test_not_modified_counts_every_stored_entry_unchanged() -> None:
     assert plan.feed.ok and plan.feed.status == 304
 
 
+def test_not_modified_keeps_the_hints_of_the_last_document() -> None:
+    """A 304 has no document (no <ttl>) and often no cache headers: the feed's ttl and
+    max-age stay in force until a 200 changes them."""
+    hinted = FeedFacts(url=FEED.url, interval=600, ttl=120, cache_max_age=5400)
+    plan = decide(NOW, hinted, Attempt(status=304, not_modified=True), rng())
+    assert (plan.feed.ttl, plan.feed.cache_max_age) == (120, 5400)
+    assert plan.feed.next_due_at >= NOW + timedelta(minutes=100)  # 2 h, less the jitter
+    # A 304 with its own cache header overrides the stored max-age; a 200 replaces both.
+    fresh = decide(NOW, hinted, Attempt(status=304, not_modified=True,
+                                        headers={"cache-control": "max-age=60"}), rng())
+    assert fresh.feed.cache_max_age == 60 and fresh.feed.ttl == 120
+    full = decide(NOW, hinted, Attempt(status=200), rng())
+    assert (full.feed.ttl, full.feed.cache_max_age) == (None, None)
+
+
 def test_a_failure_backs_off_and_writes_no_entries() -> None:
     failing = FeedFacts(url=FEED.url, interval=600, error_count=2)
     plan = decide(NOW, failing, Attempt(status=503, error="HTTP 503", retry_after=7200),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import corpus
@@ -127,6 +128,26 @@ def test_entries_without_guid_or_link_are_keyed_by_content(tmp_path: Path,
                                    "<!-- changed --></channel></rss>".encode())
     assert run(cfg, db) == 0
     assert rows(db, "SELECT COUNT(*) FROM entries")[0][0] == 3
+
+
+def test_a_304_keeps_the_feeds_ttl(tmp_path: Path, feed_server: FeedServer) -> None:
+    """The RSS <ttl> asks for two hours between polls; the unchanged fetch after it (a 304,
+    with no document to read a ttl from) must not drop back to the 10-minute interval."""
+    feed_server.serve("/ttl.xml", b'<rss version="2.0"><channel><title>t</title><ttl>120</ttl>'
+                                  b"<item><title>a</title><guid>a</guid><description>body"
+                                  b"</description></item></channel></rss>")
+    cfg = write_config(tmp_path, [{"name": "t", "url": feed_server.url("/ttl.xml"),
+                                   "interval": "10m"}])
+    db = tmp_path / "x.db"
+    assert run(cfg, db) == 0
+    assert run(cfg, db) == 0
+    second = feed_server.requests_to("/ttl.xml")[-1]
+    assert "if-none-match" in {k.lower() for k in second.headers}  # answered 304
+    assert rows(db, "SELECT last_status FROM feeds")[0][0] == 304
+    (ttl, due, fetched), = rows(db, "SELECT ttl, next_due_at, last_fetch_at FROM feeds")
+    assert ttl == 120
+    gap = datetime.fromisoformat(due) - datetime.fromisoformat(fetched)
+    assert gap >= timedelta(minutes=100)  # 2 h less the jitter, not the 10-minute interval
 
 
 @pytest.fixture(scope="module")

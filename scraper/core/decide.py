@@ -44,6 +44,9 @@ class FeedFacts:
     adaptive: bool = False
     error_count: int = 0
     entry_count: int = 0
+    #: The last 200's hints (``<ttl>`` minutes, max-age seconds): in force through 304s.
+    ttl: int | None = None
+    cache_max_age: int | None = None
 
 
 @dataclass(frozen=True)
@@ -137,13 +140,16 @@ def decide(now: datetime, feed: FeedFacts, attempt: Attempt, rng: random.Random,
         dates = [*recent, *(_date(e.published) or now for e in new)]
         adaptive = schedule.adaptive_interval(dates, now, floor=feed.interval)
     max_age = schedule.cache_lifetime(attempt.headers, now)
+    ttl = feed.ttl if attempt.not_modified and attempt.ttl is None else attempt.ttl
+    if attempt.not_modified and max_age is None:
+        max_age = feed.cache_max_age
     due = schedule.next_due(now, feed.interval, 0,
-                            schedule.Outcome(ok=True, max_age=max_age, ttl_minutes=attempt.ttl,
+                            schedule.Outcome(ok=True, max_age=max_age, ttl_minutes=ttl,
                                              adaptive=adaptive), rng)
     write = FeedWrite(ok=True, url=feed.url, fetched_at=now, status=attempt.status,
                       next_due_at=due, error_count=0, etag=attempt.headers.get("etag"),
                       last_modified=attempt.headers.get("last-modified"),
-                      cache_max_age=max_age, ttl=attempt.ttl)
+                      cache_max_age=max_age, ttl=ttl)
     return Plan(write, new, updated, unchanged)
 
 
