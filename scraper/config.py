@@ -476,4 +476,4 @@ def select_feeds(config: Config, names: list[str] | None) -> list[FeedConfig]:
         raise ConfigError(f"{config.path.name}: --feed: no feed named "
                           f"{', '.join(repr(m) for m in missing)} "
                           f"(known: {', '.join(sorted(known)) or 'none'})")
-    return [known[n] for n in names]
+    return [known[n] for n in dict.fromkeys(names)]

@@ -201,3 +201,13 @@ def test_only_named_feeds_are_refreshed(tmp_path: Path, corpus_server: FeedServe
     assert run(cfg, db, "--feed", "zaker", "--workers", "0") == 0
     assert rows(db, "SELECT DISTINCT feed FROM entries") == [("zaker",)]
     assert corpus_server.requests_to("/gbk.xml") == []
+
+
+def test_a_feed_named_twice_is_refreshed_once(tmp_path: Path, feed_server: FeedServer,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    feed_server.serve("/one.xml", b'<rss version="2.0"><channel><title>o</title><item>'
+                                  b"<title>a</title><guid>a</guid></item></channel></rss>")
+    cfg = write_config(tmp_path, [{"name": "one", "url": feed_server.url("/one.xml")}])
+    assert run(cfg, tmp_path / "x.db", "--feed", "one", "--feed", "one") == 0
+    assert len(feed_server.requests_to("/one.xml")) == 1
+    assert "total: 1 feeds" in capsys.readouterr().out
