@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from scraper.cli import build_parser, main
@@ -29,3 +31,15 @@ def test_common_options_after_the_command(command: list[str]) -> None:
 def test_common_options_before_the_command() -> None:
     args = build_parser().parse_args(["--db", "x.db", "status"])
     assert args.db == "x.db"
+
+
+@pytest.mark.parametrize("command", [["dups"], ["dedup", "--rebuild"],
+                                     ["export", "jsonl", "-"], ["export", "feed", "-"]])
+def test_a_read_command_on_a_missing_database_creates_nothing(
+        tmp_path: Path, command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "feeds.yaml"
+    config.write_text("feeds: []\n", encoding="utf-8")
+    missing = tmp_path / "typo.db"
+    assert main([*command, "--config", str(config), "--db", str(missing)]) == 2
+    assert f"no database at {missing}" in capsys.readouterr().err
+    assert not missing.exists()

@@ -6,15 +6,22 @@ import argparse
 import unicodedata
 
 from scraper import app
-from scraper.config import Config
+from scraper.config import Config, ConfigError
 
 
 def load_from_args(args: argparse.Namespace) -> Config:
     return app.load(getattr(args, "config", None))
 
 
-def open_from_args(args: argparse.Namespace, config: Config | None = None) -> app.Scraper:
-    return app.open_scraper(config or load_from_args(args), getattr(args, "db", None))
+def open_from_args(args: argparse.Namespace, config: Config | None = None, *,
+                   create: bool = True) -> app.Scraper:
+    """The scraper the arguments name; ``create=False`` (commands that only look at what is
+    stored) turns a missing database into a usage error instead of a new, empty file."""
+    try:
+        return app.open_scraper(config or load_from_args(args), getattr(args, "db", None),
+                                create=create)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"no database at {exc.filename}") from None
 
 
 def width(text: str) -> int:

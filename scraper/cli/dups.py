@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _cmd_dups(args: argparse.Namespace) -> int:
-    with open_from_args(args) as app:
+    with open_from_args(args, create=False) as app:
         if args.explain is not None:
             try:
                 report = app.explain(args.explain)
@@ -75,7 +75,7 @@ def print_explain(report: dict[str, Any]) -> None:
 
 
 def _cmd_dedup(args: argparse.Namespace) -> int:
-    with open_from_args(args) as app:
+    with open_from_args(args, create=False) as app:
         tty = sys.stderr.isatty()
 
         def progress(done: int, total: int) -> None:

@@ -95,7 +95,7 @@ def _selection(args: argparse.Namespace) -> Selection:
 
 
 def _cmd_hexo(args: argparse.Namespace) -> int:
-    with open_from_args(args) as app:
+    with open_from_args(args, create=False) as app:
         report = app.export_hexo(args.directory, flat=args.flat, rewrite_all=args.all,
                                  selection=_selection(args))
     print(f"hexo: {report.written} written ({report.new} new, {report.updated} updated), "
@@ -104,7 +104,7 @@ def _cmd_hexo(args: argparse.Namespace) -> int:
 
 
 def _cmd_jsonl(args: argparse.Namespace) -> int:
-    with open_from_args(args) as app:
+    with open_from_args(args, create=False) as app:
         count = app.export_jsonl(args.file, selection=_selection(args),
                                  incremental=args.incremental, raw=not args.no_raw)
     _done(f"jsonl: {count} entries", args.file)
@@ -112,7 +112,7 @@ def _cmd_jsonl(args: argparse.Namespace) -> int:
 
 
 def _cmd_feed(args: argparse.Namespace) -> int:
-    with open_from_args(args) as app:
+    with open_from_args(args, create=False) as app:
         count = app.export_feed(args.file, fmt=args.format, limit=args.limit,
                                 title=args.title, link=args.link, selection=_selection(args))
     _done(f"feed: {count} entries ({args.format})", args.file)
