@@ -15,8 +15,7 @@ def load_from_args(args: argparse.Namespace) -> Config:
 
 def open_from_args(args: argparse.Namespace, config: Config | None = None, *,
                    create: bool = True) -> app.Scraper:
-    """The scraper the arguments name; ``create=False`` (commands that only look at what is
-    stored) turns a missing database into a usage error instead of a new, empty file."""
+    """``create=False``: a missing database is a usage error, not a new, empty file."""
     try:
         return app.open_scraper(config or load_from_args(args), getattr(args, "db", None),
                                 create=create)

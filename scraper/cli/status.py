@@ -43,8 +43,7 @@ def run(args: argparse.Namespace) -> int:
         config_problem = str(exc)
     try:
         scraper = app.open_scraper(config, db_arg, create=False)
-    except FileNotFoundError as exc:
-        # Do not create an empty database as a side effect of looking at it.
+    except FileNotFoundError as exc:  # (looking must not create an empty database)
         print(f"scrape status: no database at {exc.filename} (the daemon has not run yet?)",
               file=sys.stderr)
         return status.EXIT_UNHEALTHY
