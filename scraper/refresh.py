@@ -222,7 +222,8 @@ class Refresher:
             result.status, result.error = "error", f"internal error: {type(exc).__name__}: {exc}"
             await self.db(self._write, feed, result, decide.Attempt(error=result.error))
         finally:
-            await self.db(store.release_claim, self.conn, feed.name, CLAIMANT)
+            if result.next_due_at is None:  # no outcome recorded (recording releases it)
+                await self.db(store.release_claim, self.conn, feed.name, CLAIMANT)
         result.seconds = time.perf_counter() - started
         return result
 
