@@ -317,8 +317,6 @@ class Refresher:
             links = dedup.link_entries(self.conn, ids, self.config.dedup, fingerprints)
             result.duplicates = sum(1 for x in links if x.duplicate_of is not None)
 
-        if attempt.error is not None:
-            log.debug("%s: error: %s", feed.name, attempt.error)
         store.apply_plan(self.conn, feed.name, plan, claimant=CLAIMANT, link=link)
         result.new, result.updated = len(plan.new), len(plan.updated)
         result.unchanged = plan.unchanged
