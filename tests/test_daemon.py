@@ -491,7 +491,10 @@ def test_daemon_refreshes_reloads_and_stops_gracefully(feed_server: FeedServer,
                    for e in after), after
         # ...the hopeless one abandoned, and nothing new started.
         assert [e["feed"] for e in after if e.get("event") == "abandoned"] == ["hang"]
-        assert not [e for e in after if e.get("event") == "refresh" and e["feed"] != "slow"]
+        # (A feed whose quick refresh was in flight at the signal logs it just after the stop
+        # line; a daemon still claiming would refresh the 2-second feeds again and again.)
+        others = [e["feed"] for e in after if e.get("event") == "refresh" and e["feed"] != "slow"]
+        assert len(others) == len(set(others)), after
         assert any(e.get("event") == "stopped" for e in after)
         assert "Traceback" not in d.log_text()
 
