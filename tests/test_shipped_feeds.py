@@ -159,3 +159,13 @@ def test_the_check_catches_a_feed_without_a_comment_and_a_missing_native_feed(
         "ithome: no comment saying where its URL comes from",
         "mydrivers: no enabled feed uses its own feed at rss.mydrivers.com",
         "36kr: no enabled feed uses its own feed at 36kr.com"]
+
+
+def test_the_readme_names_the_shipped_feeds_that_need_rsshub() -> None:
+    config = load_config(SHIPPED)
+    need = {f.name for f in config.feeds if rsshub_namespace(f.url, config)}
+    readme = (REPO / "README.md").read_text("utf-8")
+    section = readme.split("\n## RSSHub\n", 1)[1].split("\n## ", 1)[0]
+    named = {n for n in re.findall(r"`([^`\s]+)`", section) if n in {f.name for f in config.feeds}}
+    assert named == need, "the README's RSSHub section must name exactly the shipped feeds " \
+                          "that go through RSSHub"
