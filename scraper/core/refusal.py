@@ -32,8 +32,9 @@ from selectolax.lexbor import LexborHTMLParser
 
 __all__ = ["PREFIX_BYTES", "recognise"]
 
-#: How much of a body is looked at.  Every marker below sits in the first few KB of its page
-#: (RSSHub's whole error page is about 7 KB; the challenge's title and scripts come first).
+#: How much of a body is looked at.  Every marker below sits in the first few KB of its page:
+#: RSSHub's whole error page, layout included, renders to under 10 KB (lib/views/error.tsx
+#: and layout.tsx), and the challenge page opens with its title.
 PREFIX_BYTES = 64 * 1024
 #: RSSHub's message can be a stack trace (outside NODE_ENV=production): its first line, cut.
 _QUOTE_CHARS = 300

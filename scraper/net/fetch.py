@@ -207,8 +207,8 @@ class Fetcher:
                 if cause is None and isinstance(exc, httpx.ConnectError):
                     raise
                 host = urlsplit(current).hostname or current
-                raise FetchError(f"cannot resolve {host}: "
-                                 f"{getattr(cause, 'strerror', None) or _describe(exc)}") from None
+                reason = cause.strerror if cause is not None and cause.strerror else _describe(exc)
+                raise FetchError(f"cannot resolve {host}: {reason}") from None
             try:
                 result.url = current
                 result.status = response.status_code
