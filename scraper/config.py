@@ -19,6 +19,8 @@ import yaml
 from scraper.core import rules
 
 DEFAULT_RSSHUB = "https://rsshub.app"
+#: The environment variable that overrides ``rsshub_base`` (docker-compose.yml sets it).
+RSSHUB_ENV = "SCRAPE_RSSHUB_BASE"
 #: A feed polled every 30 minutes is what Miniflux and most readers default to.
 DEFAULT_INTERVAL = 30 * 60
 #: Total seconds for one request, end to end (httpx's own timeouts are per read).
@@ -305,6 +307,12 @@ def config_from_data(data: object, path: Path) -> Config:
     rsshub_base = data.get("rsshub_base", DEFAULT_RSSHUB)
     if not isinstance(rsshub_base, str) or urlsplit(rsshub_base).scheme not in ("http", "https"):
         raise fail("rsshub_base", f"expected an http(s) URL, got {rsshub_base!r}")
+    # The environment wins over the file: docker-compose.yml points the daemon at its own
+    # RSSHub service without a copy of feeds.yaml.
+    if env_base := os.environ.get(RSSHUB_ENV, "").strip():
+        if urlsplit(env_base).scheme not in ("http", "https"):
+            raise ConfigError(f"{RSSHUB_ENV}: expected an http(s) URL, got {env_base!r}")
+        rsshub_base = env_base
     rsshub_base = rsshub_base.rstrip("/")
 
     database = data.get("database")

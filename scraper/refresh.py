@@ -242,8 +242,10 @@ class Refresher:
         attempt = decide.Attempt(status=fetched.status, headers=fetched.headers,
                                  retry_after=fetched.retry_after)
         if not fetched.ok:
-            result.status, result.error = "error", fetched.error
-            await self.db(self._write, feed, result, _failed(attempt, fetched.error))
+            # Who refused, when we know (an RSSHub instance, a Cloudflare challenge).
+            error = fetched.refusal(self.config.rsshub_base) or fetched.error
+            result.status, result.error = "error", error
+            await self.db(self._write, feed, result, _failed(attempt, error))
             return
         if fetched.not_modified:
             result.status = "not-modified"
@@ -252,8 +254,10 @@ class Refresher:
         try:
             scan = await self._cpu(scan_feed, fetched.body, fetched.headers, fetched.url)
         except ParseError as exc:
-            result.status, result.error = "error", str(exc)
-            await self.db(self._write, feed, result, _failed(attempt, str(exc)))
+            # A 200 that is not a feed may be a refusal too (rsshub.app's notice is text/plain).
+            error = fetched.refusal(self.config.rsshub_base) or str(exc)
+            result.status, result.error = "error", error
+            await self.db(self._write, feed, result, _failed(attempt, error))
             return
         assert isinstance(scan, FeedScan)
         attempt = replace(attempt, ttl=scan.ttl)

@@ -3,7 +3,9 @@
 Our machines have none, so these tests read the files (PyYAML for the compose file, a small
 instruction parser for the Dockerfile) and check what would break a deployment: the
 service, its command, the named volume holding the database, the read-only feeds.yaml,
-the restart policy, the health check, the non-root user, and that the paths agree.
+the restart policy, the health check, the non-root user, and that the paths agree.  Where
+a Compose implementation is installed (Debian's ``docker-compose`` package runs ``config``
+without an engine), the compose file is also parsed and validated by it.
 """
 
 from __future__ import annotations
@@ -12,12 +14,17 @@ import fnmatch
 import json
 import re
 import shlex
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
+
+from scraper.config import RSSHUB_ENV, load_config
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = REPO / "docker-compose.yml"
@@ -31,11 +38,19 @@ def compose() -> dict[str, Any]:
     return yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
 
 
-def service() -> dict[str, Any]:
-    services = compose()["services"]
+def service(data: dict[str, Any] | None = None) -> dict[str, Any]:
+    services = (data or compose())["services"]
     built = [s for s in services.values() if "build" in s]
     assert len(built) == 1, "expected one service built from the repository's Dockerfile"
     return built[0]
+
+
+def environment(svc: dict[str, Any]) -> dict[str, str]:
+    """A service's environment in either compose form (mapping, or a list of KEY=value)."""
+    env = svc.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    return {str(k): str(v) for k, v in env.items()}
 
 
 def argv(value: str | list[str]) -> list[str]:
@@ -175,6 +190,77 @@ def test_healthcheck_runs_status_check_on_the_same_database() -> None:
     assert option(words, "--config") == option(entry_command(), "--config")
     assert seconds(check.get("interval", "30s")) > 0 and int(check.get("retries", 3)) >= 1
     assert not check.get("disable", False)
+
+
+# -- the RSSHub beside the daemon ------------------------------------------------------------
+
+#: RSSHub's port when its PORT variable is unset (RSSHub's deployment docs and its Dockerfile's
+#: EXPOSE 1200).
+RSSHUB_PORT = 1200
+
+
+def check_rsshub_wiring(data: dict[str, Any]) -> str:
+    """The scraper's rsshub_base names the rsshub service and the port it listens on; the
+    service runs the official image and is healthy before the scraper starts.  Returns the
+    base URL."""
+    services = data["services"]
+    assert "rsshub" in services, sorted(services)
+    hub = services["rsshub"]
+    assert str(hub["image"]).split(":")[0] in ("diygod/rsshub", "ghcr.io/diygod/rsshub"), hub
+    assert hub.get("healthcheck", {}).get("test"), "rsshub has no health check"
+    scraper = service(data)
+    base = environment(scraper).get(RSSHUB_ENV)
+    assert base, f"the scraper service does not set {RSSHUB_ENV}"
+    parts = urlsplit(base)
+    port = int(environment(hub).get("PORT", RSSHUB_PORT))
+    assert (parts.scheme, parts.hostname, parts.port) == ("http", "rsshub", port), base
+    depends = scraper.get("depends_on") or {}
+    assert "rsshub" in depends, "the scraper must start after its RSSHub"
+    if isinstance(depends, dict):
+        assert depends["rsshub"].get("condition") == "service_healthy", depends
+    return base
+
+
+def test_compose_runs_rsshub_and_points_the_scraper_at_it() -> None:
+    check_rsshub_wiring(compose())
+
+
+def test_the_shipped_routes_resolve_against_the_compose_rsshub(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    base = check_rsshub_wiring(compose())
+    monkeypatch.setenv(RSSHUB_ENV, base)
+    config = load_config(REPO / "feeds.yaml")  # the file compose mounts, read as it would be
+    raw = yaml.safe_load((REPO / "feeds.yaml").read_text("utf-8"))
+    routes = {f["name"]: f["url"] for f in raw["feeds"] if str(f["url"]).startswith("rsshub:")}
+    assert routes, "the shipped feeds.yaml has no RSSHub route to check"
+    for name, route in routes.items():
+        assert config.feed(name).url == base + "/" + route.removeprefix("rsshub:").lstrip("/")
+
+
+def compose_command() -> list[str] | None:
+    """A Compose implementation that can run ``config`` here, or None."""
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker") and subprocess.run(
+            ["docker", "compose", "version"], capture_output=True, timeout=60).returncode == 0:
+        return ["docker", "compose"]
+    return None
+
+
+COMPOSE_CMD = compose_command()
+
+
+@pytest.mark.skipif(COMPOSE_CMD is None, reason="no Compose implementation installed "
+                    "(Debian: apt-get install docker-compose); the file's structure is checked "
+                    "with PyYAML above")
+def test_compose_file_parses_with_a_real_compose_implementation() -> None:
+    assert COMPOSE_CMD is not None
+    done = subprocess.run([*COMPOSE_CMD, "--file", str(COMPOSE), "--project-directory",
+                           str(REPO), "config"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    resolved = yaml.safe_load(done.stdout)
+    check_rsshub_wiring(resolved)
+    assert set(resolved["services"]) == set(compose()["services"])
 
 
 # -- Dockerfile ------------------------------------------------------------------------------

@@ -10,7 +10,13 @@ import server as srv
 from server import FeedServer, Response
 
 from scraper.config import FetchSettings
-from scraper.net.fetch import Fetcher, FetchResult, backoff_delay, parse_retry_after
+from scraper.net.fetch import (
+    ERROR_BODY_CAP,
+    Fetcher,
+    FetchResult,
+    backoff_delay,
+    parse_retry_after,
+)
 from scraper.version import USER_AGENT
 
 
@@ -158,3 +164,44 @@ def test_guarded_fetch_connects_to_the_address_it_checked(feed_server: FeedServe
     assert result.url == url
     assert feed_server.requests_to("/page")[0].headers["host"] == f"localhost:{feed_server.port}"
 
+
+
+# .invalid never resolves (RFC 2606): the lookup fails at once, with or without a network.
+@pytest.mark.parametrize("guard", [False, True], ids=["httpx-lookup", "guard-lookup"])
+def test_an_unresolvable_host_is_named(guard: bool) -> None:
+    result = fetch("http://no-such-host.invalid/feed", guard=guard)
+    assert not result.ok and result.status is None
+    assert (result.error or "").startswith("cannot resolve no-such-host.invalid: "), result.error
+    assert "Errno" not in (result.error or "")
+
+
+def test_an_unresolvable_redirect_target_is_the_host_named(feed_server: FeedServer) -> None:
+    feed_server.route("/moved", Response(status=301, etag=False,
+                                         headers={"Location": "http://gone.invalid/feed"}))
+    result = fetch(feed_server.url("/moved"))
+    assert (result.error or "").startswith("cannot resolve gone.invalid: "), result.error
+
+
+def test_an_error_answer_keeps_the_start_of_its_body(feed_server: FeedServer) -> None:
+    feed_server.route("/denied", Response(status=403, body=b"<title>Just a moment...</title>",
+                                          etag=False, headers={"Content-Type": "text/html"}))
+    result = fetch(feed_server.url("/denied"))
+    assert result.error == "HTTP 403 Forbidden" and result.body is None
+    assert result.error_body == b"<title>Just a moment...</title>"
+
+
+def test_an_error_body_is_read_only_up_to_its_cap(feed_server: FeedServer) -> None:
+    endless = srv.huge_body(64 << 20)
+    feed_server.route("/endless", Response(status=503, body=endless.body, headers=endless.headers))
+    result = fetch(feed_server.url("/endless"))
+    assert result.status == 503 and result.error == "HTTP 503 Service Unavailable"
+    assert result.error_body is not None and len(result.error_body) == ERROR_BODY_CAP
+    assert result.error_body.startswith(b"<!-- padding -->")
+
+
+def test_a_gzipped_error_body_is_inflated_within_the_cap(feed_server: FeedServer) -> None:
+    feed_server.route("/gz403", Response(status=403, body=srv.gzipped(b"refused " * 20000),
+                                         etag=False, headers={"Content-Encoding": "gzip"}))
+    result = fetch(feed_server.url("/gz403"))
+    assert result.status == 403
+    assert result.error_body == (b"refused " * 20000)[:ERROR_BODY_CAP]

@@ -6,7 +6,11 @@ httpx 0.28 (checked on this machine, see ../shared/DESIGN.md):
 - it decompresses without a limit: we ask only for gzip/deflate and inflate ourselves with
   ``zlib``'s ``max_length`` so a 1 MiB bomb never becomes more than the cap in memory;
 - it follows redirects anywhere: we follow them by hand, at most ``max_redirects``, and for
-  URLs taken from feed content (full-text pages) every hop is checked by ``netguard``.
+  URLs taken from feed content (full-text pages) every hop is checked by ``netguard``;
+- its DNS errors name no host (``[Errno -2] Name or service not known``): ours do.
+
+An error answer's body is read too, up to ``ERROR_BODY_CAP``, so that ``core.refusal`` can
+tell an RSSHub error page or a Cloudflare challenge from a plain ``HTTP 403``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +28,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from scraper.config import FetchSettings
+from scraper.core import refusal
 from scraper.core.schedule import http_date
 from scraper.net import netguard
 from scraper.version import USER_AGENT
@@ -35,6 +41,9 @@ _RETRY_STATUSES = {429, 500, 502, 503, 504}
 #: A Retry-After longer than this is not waited for inside a run; it goes to the scheduler.
 MAX_RETRY_WAIT = 30.0
 _READ_CHUNK = 64 * 1024
+#: How much of a 4xx/5xx body is kept: what ``core.refusal`` looks at (its markers sit in the
+#: first few KB), and one read chunk, so an error answer costs no more than one read.
+ERROR_BODY_CAP = refusal.PREFIX_BYTES
 #: Idle connections kept for reuse.  httpcore scans every pooled connection (a syscall
 #: each) per request: with 32 that scan cost bench/ingest.py's 200 feeds 4.9 s cold against
 #: 4.2 s with 8, which still keeps TLS reuse for many feeds on one RSSHub.
@@ -59,6 +68,8 @@ class FetchResult:
     attempts: int = 0
     #: Seconds the server asked us to wait (429/503 Retry-After), for the scheduler.
     retry_after: float | None = None
+    #: The start (``ERROR_BODY_CAP``) of a 4xx/5xx answer's body: who refused, and why.
+    error_body: bytes | None = None
 
     @property
     def ok(self) -> bool:
@@ -67,6 +78,13 @@ class FetchResult:
     @property
     def not_modified(self) -> bool:
         return self.status == 304
+
+    def refusal(self, rsshub_base: str) -> str | None:
+        """The error line for a refusal ``core.refusal`` recognises (an RSSHub instance, a
+        Cloudflare challenge), or None.  For a 200 it looks at the body: call it only once
+        the body has turned out not to be a feed."""
+        body = self.body if self.status == 200 else self.error_body
+        return refusal.recognise(self.status, self.headers, body, self.url, rsshub_base)
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -146,9 +164,6 @@ class Fetcher:
                 except netguard.BlockedAddress as exc:
                     result.error = f"refused: {exc}"
                     return result
-                except OSError as exc:  # the guard's DNS lookup failed
-                    result.error = f"cannot resolve: {_describe(exc)}"
-                    return result
                 except FetchError as exc:
                     result.error = str(exc)
                     return result
@@ -177,12 +192,24 @@ class Fetcher:
         current = url
         for hop in range(self.settings.max_redirects + 1):
             target, hop_headers, extensions = current, dict(headers), {}
-            if guard:
-                approved = await netguard.check_url(current, self.settings.allow_private)
-                if approved:
-                    target, hop_headers, extensions = _pinned(current, approved[0], hop_headers)
-            async with self._client.stream("GET", target, headers=hop_headers,
-                                           extensions=extensions) as response:
+            try:
+                if guard:
+                    approved = await netguard.check_url(current, self.settings.allow_private)
+                    if approved:
+                        target, hop_headers, extensions = _pinned(current, approved[0],
+                                                                  hop_headers)
+                response = await self._client.send(
+                    self._client.build_request("GET", target, headers=hop_headers,
+                                               extensions=extensions), stream=True)
+            except (OSError, httpx.ConnectError) as exc:
+                # OSError: the guard's own lookup; ConnectError: httpx's, or a refused connection.
+                cause = _gaierror(exc)
+                if cause is None and isinstance(exc, httpx.ConnectError):
+                    raise
+                host = urlsplit(current).hostname or current
+                reason = cause.strerror if cause is not None and cause.strerror else _describe(exc)
+                raise FetchError(f"cannot resolve {host}: {reason}") from None
+            try:
                 result.url = current
                 result.status = response.status_code
                 result.headers = {k.lower(): v for k, v in response.headers.items()}
@@ -196,12 +223,26 @@ class Fetcher:
                 if response.status_code in (429, 503):
                     result.retry_after = parse_retry_after(response.headers.get("retry-after"))
                 if response.status_code == 200:
-                    result.body = await self._read(response)
+                    result.body = await self._read(response, self.settings.max_bytes)
+                elif response.status_code >= 400:
+                    result.error_body = await self._error_body(response)
                 return
+            finally:
+                await response.aclose()
 
-    async def _read(self, response: httpx.Response) -> bytes:
-        """Read and inflate the body, never holding more than ``max_bytes`` of it."""
-        cap = self.settings.max_bytes
+    async def _error_body(self, response: httpx.Response) -> bytes | None:
+        """The start of an error answer's body; None if it cannot be read (the status stands)."""
+        try:
+            return await self._read(response, ERROR_BODY_CAP, truncate=True)
+        except (FetchError, httpx.TransportError, zlib.error):
+            return None
+
+    async def _read(self, response: httpx.Response, cap: int, *, truncate: bool = False
+                    ) -> bytes:
+        """Read and inflate the body, never holding more than ``cap`` of it.
+
+        Past the cap: ``_BodyTooLarge``, or with ``truncate`` the first ``cap`` bytes.
+        """
         encoding = response.headers.get("content-encoding", "").strip().lower()
         inflater = None
         if encoding in ("gzip", "x-gzip"):
@@ -213,23 +254,19 @@ class Fetcher:
         chunks: list[bytes] = []
         size = 0
         async for raw in response.aiter_raw(_READ_CHUNK):
-            if inflater is None:
-                data = raw
-            else:
-                # max_length bounds what one chunk may inflate to: a bomb stops at the cap.
-                data = inflater.decompress(raw, cap - size + 1)
-                if inflater.unconsumed_tail:
-                    raise _BodyTooLarge(_too_large(cap))
+            # max_length bounds what one chunk may inflate to: a bomb stops one byte past the
+            # cap (and, having reached it, leaves the rest of its input unconsumed).
+            data = raw if inflater is None else inflater.decompress(raw, cap - size + 1)
+            chunks.append(data)
             size += len(data)
             if size > cap:
-                raise _BodyTooLarge(_too_large(cap))
-            chunks.append(data)
+                return _over(chunks, cap, truncate)
         if inflater is not None:
             data = inflater.flush()
+            chunks.append(data)
             size += len(data)
             if size > cap:
-                raise _BodyTooLarge(_too_large(cap))
-            chunks.append(data)
+                return _over(chunks, cap, truncate)
         return b"".join(chunks)
 
 
@@ -250,8 +287,25 @@ def _pinned(url: str, address: str, headers: dict[str, str]
     return parts._replace(netloc=netloc).geturl(), headers, {"sni_hostname": host}
 
 
+def _over(chunks: list[bytes], cap: int, truncate: bool) -> bytes:
+    """A body past its cap: its first ``cap`` bytes when truncating, else the feed fails."""
+    if not truncate:
+        raise _BodyTooLarge(_too_large(cap))
+    return b"".join(chunks)[:cap]
+
+
 def _too_large(cap: int) -> str:
     return f"body larger than {cap / 1048576:g} MiB (decompressed); raise fetch.max_bytes to allow"
+
+
+def _gaierror(exc: BaseException) -> socket.gaierror | None:
+    """The name-resolution failure behind ``exc`` (httpx wraps httpcore's, which wraps it)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _describe(exc: Exception) -> str:
