@@ -300,7 +300,14 @@ def parse_feed(body: bytes, headers: Mapping[str, str], url: str = "") -> Parsed
     The common case, a well-formed document, goes to fastfeedparser (lxml): about 85,000
     items/s here against 2,550 for feedparser without its sanitizer (bench/parse.py).  A
     document expat finds malformed goes to feedparser, whose loose parser recovers what it
-    can and says what was wrong (the "bozo" reason we log and show).
+    can and says what was wrong (the "bozo" reason we log and show).  So does a well-formed
+    one where fastfeedparser fails or finds no entries: it does not know RSS 0.90, for one
+    (items in the http://my.netscape.com/rdf/simple/0.9/ namespace), and an empty answer
+    costs a second parse only for a feed that has no entries at all.
+
+    An entry with neither GUID, link, title nor content is dropped: nothing of it could be
+    shown, and all such entries would share one key.  One with a title or content but no
+    GUID or link is kept, keyed by their hash (:attr:`ParsedEntry.key`).
     """
     body = expand_doctype(to_utf8(body, headers))
     ttl = None
@@ -308,9 +315,13 @@ def parse_feed(body: bytes, headers: Mapping[str, str], url: str = "") -> Parsed
         ttl = int(m.group(1))
     if _well_formed(body):
         try:
-            return _parse_fast(body, ttl)
+            fast = _parse_fast(body, ttl)
         except Exception as exc:  # noqa: BLE001 - any failure: let feedparser try
             log.debug("fastfeedparser failed on %s, using feedparser: %s", url, exc)
+        else:
+            if fast.entries:
+                return fast
+            log.debug("fastfeedparser found no entries in %s, asking feedparser", url)
     return _parse_loose(body, headers, url, ttl)
 
 
@@ -335,7 +346,8 @@ def _parse_fast(body: bytes, ttl: int | None) -> ParsedFeed:
             guid=_clean(e.get("id")), url=_clean(e.get("link")),
             title=(e.get("title") or "").strip(), author=_clean(e.get("author")),
             published=_iso(when), content_html=content))
-    return ParsedFeed(entries=entries, title=(parsed.get("feed") or {}).get("title"), ttl=ttl)
+    return ParsedFeed(entries=[e for e in entries if _has_substance(e)],
+                      title=(parsed.get("feed") or {}).get("title"), ttl=ttl)
 
 
 def _parse_loose(body: bytes, headers: Mapping[str, str], url: str,
@@ -369,7 +381,12 @@ def _parse_loose(body: bytes, headers: Mapping[str, str], url: str,
             # here, so an entry keeps its key whichever parser read the document.
             guid=_clean(e.get("id")) or link, url=link, title=(e.get("title") or "").strip(),
             author=_clean(e.get("author")), published=published, content_html=content))
-    return ParsedFeed(entries=entries, title=parsed.feed.get("title"), problem=problem, ttl=ttl)
+    return ParsedFeed(entries=[e for e in entries if _has_substance(e)],
+                      title=parsed.feed.get("title"), problem=problem, ttl=ttl)
+
+
+def _has_substance(entry: ParsedEntry) -> bool:
+    return bool(entry.guid or entry.url or entry.title or entry.content_html.strip())
 
 
 def _longest(values: list[str]) -> str:
