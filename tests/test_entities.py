@@ -177,3 +177,24 @@ def test_entities_reach_the_database_through_scrape_once(tmp_path: Path,
     assert title == "caf\u00e9\u00a0noir"
     assert text == "cr\u00e9me\u00a0br\u00fbl\u00e9e"
     assert "cr\u00e9me&nbsp;br\u00fbl\u00e9e" in html  # the HTML serializer names NBSP
+
+
+def test_a_refused_bomb_is_one_line_in_once_and_status(tmp_path: Path, feed_server: FeedServer,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    feed_server.serve("/bomb.xml", rss(QUADRATIC, "t", "&x;" * 100_000))
+    feed_server.serve("/fine.xml", rss(ENTITIES, "fine&nbsp;"))
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_text(yaml.safe_dump({"feeds": [
+        {"name": "bomb", "url": feed_server.url("/bomb.xml")},
+        {"name": "fine", "url": feed_server.url("/fine.xml")}]}), "utf-8")
+    db = tmp_path / "x.db"
+    assert main(["--once", "--config", str(cfg), "--db", str(db)]) == 1
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    line = next(x for x in out.splitlines() if x.startswith("bomb "))
+    assert line.endswith("characters (entity-expansion guard)")
+    assert main(["status", "--json", "--config", str(cfg), "--db", str(db)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    errors = {f["name"]: f["last_error"] for f in report["feeds"]}
+    assert errors["fine"] is None
+    assert line.endswith(errors["bomb"]) and "\n" not in errors["bomb"]

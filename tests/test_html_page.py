@@ -62,6 +62,13 @@ def test_many_links_stay_one_line() -> None:
     assert "c5.xml" not in line and "javascript" not in line
 
 
+def test_links_that_are_not_urls_are_skipped() -> None:
+    head = ('<base href="http://[broken/">' + alternate("http://[::1/x") + alternate("/ok.xml")
+            + alternate("/tab\tbed.xml"))
+    assert error_for(page(head)).endswith(
+        "it links these feeds: https://example.com/ok.xml, https://example.com/tabbed.xml")
+
+
 def test_other_documents_keep_their_reason() -> None:
     assert "HTML page" not in error_for(b"<notfeed><x>1</x></notfeed>")
 

@@ -209,8 +209,9 @@ def _read_doctype(body: bytes) -> _Doctype | None:
 
     def start(_name: str, _sysid: str | None, _pubid: str | None, subset: int) -> None:
         if subset:  # expat is at the "[": the declaration starts at the last <!DOCTYPE
-            here = lead + parser.CurrentByteIndex
-            spans["start"] = body.rfind(b"<!DOCTYPE", 0, here + 1)
+            found = body.rfind(b"<!DOCTYPE", 0, lead + parser.CurrentByteIndex + 1)
+            if found >= 0:
+                spans["start"] = found
 
     def end() -> None:
         if "start" in spans:
@@ -272,7 +273,8 @@ def _entity_text(name: str, entities: Mapping[str, str | None], memo: dict[str, 
     if name in memo:
         return memo[name]
     if name in within:
-        raise ParseError(f"refused: entity '{name}' refers to itself (entity-expansion guard)")
+        raise ParseError(f"refused: entity '{name[:40]}' refers to itself "
+                         "(entity-expansion guard)")
     if len(within) >= _MAX_NESTING:
         raise ParseError(f"refused: entities nested more than {_MAX_NESTING} deep "
                          "(entity-expansion guard)")
@@ -401,30 +403,38 @@ def _parse_loose(body: bytes, headers: Mapping[str, str], url: str,
 
 
 def _linked_feeds(page: bytes, url: str) -> str:
-    """What a page says about its feeds, so the user can paste the right URL instead.
-
-    Only absolute http(s) URLs are listed (resolved against <base href> and the page's
-    URL), without control characters: the line is printed to a terminal and stored.
-    """
+    """What a page says about its feeds, so the user can paste the right URL instead."""
     tree = LexborHTMLParser(page.decode("utf-8", "replace"))
     base_node = tree.css_first("base[href]")
-    base = urljoin(url, (base_node.attributes.get("href") or "").strip()) if base_node else url
+    base = (_absolute(url, base_node.attributes.get("href")) if base_node else None) or url
     feeds: list[str] = []
     for link in tree.css("link[href]"):
         rel = (link.attributes.get("rel") or "").lower().split()
         kind = (link.attributes.get("type") or "").split(";")[0].strip().lower()
-        if "alternate" not in rel or kind not in _FEED_TYPES:
-            continue
-        href = re.sub(r"[\t\n\r]", "", (link.attributes.get("href") or "").strip())
-        absolute = urljoin(base, href.replace(" ", "%20"))
-        if (urlsplit(absolute).scheme in ("http", "https") and absolute not in feeds
-                and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in absolute)):
-            feeds.append(absolute)
+        if "alternate" in rel and kind in _FEED_TYPES:
+            absolute = _absolute(base, link.attributes.get("href"))
+            if absolute and absolute not in feeds:
+                feeds.append(absolute)
     if not feeds:
         return "it links no feeds"
     more = len(feeds) - _MAX_LINKED_FEEDS
     listed = ", ".join(feeds[:_MAX_LINKED_FEEDS]) + (f" and {more} more" if more > 0 else "")
     return f"it links these feeds: {listed}"
+
+
+def _absolute(base: str, href: str | None) -> str | None:
+    """``href`` resolved against ``base`` when that makes an http(s) URL with no control
+    characters (the line is printed to a terminal and stored); else None."""
+    href = re.sub(r"[\t\n\r]", "", (href or "").strip()).replace(" ", "%20")
+    try:
+        absolute = urljoin(base, href)
+        scheme = urlsplit(absolute).scheme
+    except ValueError:  # "http://[::1": not a URL at all
+        return None
+    if scheme not in ("http", "https") or any(ord(c) < 0x20 or ord(c) == 0x7F
+                                               for c in absolute):
+        return None
+    return absolute
 
 
 def _has_substance(entry: ParsedEntry) -> bool:
