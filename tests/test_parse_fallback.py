@@ -119,6 +119,15 @@ def test_a_feed_with_no_items_is_empty_not_an_error() -> None:
     assert feed.entries == [] and feed.problem is None
 
 
+def test_an_empty_document_feedparser_does_not_know_stays_an_empty_feed() -> None:
+    """The second opinion may only add entries: a document fastfeedparser reads as a feed
+    with no items is not turned into an error because feedparser cannot name its format."""
+    body = f'<rdf:RDF xmlns:rdf="{RDF}"><channel><title>x</title></channel></rdf:RDF>'.encode()
+    assert not feedparser.parse(body).get("version")  # feedparser: not a feed it knows
+    feed = parse_feed(body, {})
+    assert feed.entries == [] and feed.problem is None
+
+
 def test_rss090_is_stored_by_scrape_once(tmp_path: Path, feed_server: FeedServer) -> None:
     feed_server.serve("/ninety.rdf", RSS090.encode(), "application/rdf+xml")
     feed_server.serve("/atom.xml", ATOM.encode(), "application/atom+xml")

@@ -328,6 +328,7 @@ def parse_feed(body: bytes, headers: Mapping[str, str], url: str = "") -> Parsed
     ttl = None
     if m := _TTL.search(body, 0, 65536):
         ttl = int(m.group(1))
+    fast = None
     if _well_formed(body):
         try:
             fast = _parse_fast(body, ttl)
@@ -337,7 +338,12 @@ def parse_feed(body: bytes, headers: Mapping[str, str], url: str = "") -> Parsed
             if fast.entries:
                 return fast
             log.debug("fastfeedparser found no entries in %s, asking feedparser", url)
-    return _parse_loose(body, headers, url, ttl)
+    try:
+        return _parse_loose(body, headers, url, ttl)
+    except ParseError:
+        if fast is None:
+            raise
+        return fast  # an empty feed to fastfeedparser, unknown to feedparser: still empty
 
 
 def _well_formed(body: bytes) -> bool:
