@@ -45,6 +45,11 @@ def test_entities_expand_on_the_feedparser_path_too() -> None:
     assert title == "caf\u00e9"
 
 
+def test_whitespace_before_the_xml_declaration_does_not_hide_the_doctype() -> None:
+    title, _, _ = only_entry(b"\n  \n" + rss(ENTITIES, "caf&eacute;"))
+    assert title == "caf\u00e9"
+
+
 def test_nested_entities_and_character_references_in_values() -> None:
     decls = (ENTITIES + '<!ENTITY word "&eacute;t&eacute;">'
              '<!ENTITY phrase "&word;&nbsp;&amp;&#38;#38;">')

@@ -64,7 +64,6 @@ _DOCUMENT_REF = re.compile(r"<!\[CDATA\[.*?\]\]>|<!--.*?-->|<\?.*?\?>|&([^\s&;#<
 _VALUE_REF = re.compile(r"&(#x[0-9a-fA-F]{1,6}|#[0-9]{1,7}|[^\s&;#<>\"']+);")
 #: Where feedparser's replace_doctype ends the head it takes ENTITY declarations from.
 _FIRST_ELEMENT = re.compile(rb"<\w")
-_LEADING_SPACE = re.compile(rb"\s*")
 #: A document whose first tag (after an XML declaration and comments) is <html> or an HTML
 #: doctype: a web page, not a feed.
 _HTML_PAGE = re.compile(rb"\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html[\s>])",
@@ -202,7 +201,8 @@ def expand_doctype(body: bytes) -> bytes:
 
 def _read_doctype(body: bytes) -> _Doctype | None:
     """The DOCTYPE before the root element, when it has an internal subset; else None."""
-    lead = _LEADING_SPACE.match(body).end()  # type: ignore[union-attr]  # expat refuses it
+    # expat refuses whitespace before an XML declaration, which some feeds send.
+    lead = len(body) - len(body.lstrip())
     parser = expat.ParserCreate()
     spans: dict[str, int] = {}
     entities: dict[str, str | None] = {}
