@@ -5,9 +5,14 @@
 - The charset is decided here and the document handed over as UTF-8: with no charset in the
   headers feedparser 6.0.14 reads GBK as windows-1252, and GB2312 labels are decoded as
   GB18030 (its superset), because real "gb2312" feeds contain characters outside GB2312.
-- A DOCTYPE internal subset is removed before parsing; one that declares entities is refused:
-  an entity declared once and referenced thousands of times expands to gigabytes inside
-  feedparser (only nested billion-laughs is blocked by expat).
+- A DOCTYPE internal subset is removed before parsing, and the internal entities it declares
+  are expanded here, as text, within :data:`_MAX_EXPANSION`: left to them, feedparser and
+  lxml expand an entity declared once and referenced thousands of times to gigabytes (expat
+  blocks only the nested billion laughs).  External entities are never resolved.
+- fastfeedparser is the fast path; feedparser reads what it cannot (malformed documents, and
+  well-formed ones where it finds no entries, such as RSS 0.90).
+- An HTML page given as a feed is named as one, with the feeds its <link rel="alternate">
+  point to, so the user can paste the right URL.
 - ``sanitize_html=False, resolve_relative_uris=False``: normalize sanitizes with nh3 and
   resolves URLs anyway; feedparser's versions cost 3x the parse time (about 720 vs 2,550
   items/s measured here) and its sanitizer misses ``<svg onload>``.
@@ -18,15 +23,18 @@ from __future__ import annotations
 import calendar
 import codecs
 import hashlib
+import html
 import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urljoin, urlsplit
 from xml.parsers import expat
 
 import fastfeedparser
 import feedparser
+from selectolax.lexbor import LexborHTMLParser
 
 _DOCTYPE_SUBSET = re.compile(rb"<!DOCTYPE[^\[>]*\[(.*?)\]\s*>", re.DOTALL | re.IGNORECASE)
 _XML_DECL = re.compile(rb"^\s*<\?xml[^>]*?\?>", re.IGNORECASE)
@@ -36,6 +44,35 @@ _CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._\-]+)", re.IGNORECASE)
 #: Labels that mean "some GB encoding": all decoded as GB18030, which contains them all.
 _GB_LABELS = {"gb2312", "gbk", "gb18030", "x-gbk", "cp936", "ms936", "euc-cn", "csgb2312",
               "gb_2312-80", "chinese", "windows-936"}
+
+#: Characters that expanding a document's internal entities may produce in all: "a small
+#: limit such as 64 KiB" (issue 16).  Feeds declare entities for single characters (&nbsp;,
+#: &eacute;), so thousands of references fit; the bombs (billion laughs; one 50 KB entity
+#: referenced 100,000 times) overshoot it within a few references and are refused before
+#: anything big is built.
+_MAX_EXPANSION = 64 * 1024
+#: Entities inside entities: a DTD written for a feed nests one or two levels; the cap keeps
+#: a long chain (a -> b -> c ...) far below Python's recursion limit of 1,000.
+_MAX_NESTING = 16
+_PREDEFINED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
+#: In the document: a reference, or a section whose references are plain text (CDATA,
+#: comments, processing instructions), matched so that it is skipped whole.
+_DOCUMENT_REF = re.compile(r"<!\[CDATA\[.*?\]\]>|<!--.*?-->|<\?.*?\?>|&([^\s&;#<>\"']+);",
+                           re.DOTALL)
+#: In an entity's replacement text: character references count too (``&#38;#38;`` declares
+#: a text that is itself a reference).
+_VALUE_REF = re.compile(r"&(#x[0-9a-fA-F]{1,6}|#[0-9]{1,7}|[^\s&;#<>\"']+);")
+#: Where feedparser's replace_doctype ends the head it takes ENTITY declarations from.
+_FIRST_ELEMENT = re.compile(rb"<\w")
+#: A document whose first tag (after an XML declaration and comments) is <html> or an HTML
+#: doctype: a web page, not a feed.
+_HTML_PAGE = re.compile(rb"\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html[\s>])",
+                        re.IGNORECASE | re.DOTALL)
+#: The <link rel="alternate" type=...> of feed autodiscovery that name feeds we can read.
+_FEED_TYPES = {"application/rss+xml", "application/atom+xml"}
+#: Feeds named in the error line for an HTML page: a portal can link dozens, and the line
+#: stays one line.
+_MAX_LINKED_FEEDS = 5
 
 
 log = logging.getLogger(__name__)
@@ -121,14 +158,155 @@ def to_utf8(body: bytes, headers: Mapping[str, str]) -> bytes:
     return text_bytes
 
 
-def strip_doctype(body: bytes) -> bytes:
-    """Remove a DOCTYPE internal subset; refuse one that declares entities."""
-    m = _DOCTYPE_SUBSET.search(body, 0, 65536)
-    if m is None:
+class _RootReached(Exception):
+    """Raised from expat's handler at the root element: the prolog has been read."""
+
+
+@dataclass(frozen=True)
+class _Doctype:
+    start: int  # byte offsets of the whole declaration in the document
+    end: int
+    #: Every general entity declared: its replacement text, or None when it is external
+    #: (SYSTEM/PUBLIC, or unparsed) and so is never read.
+    entities: dict[str, str | None]
+
+
+def expand_doctype(body: bytes) -> bytes:
+    """The document without its DOCTYPE internal subset, and its internal entities expanded.
+
+    expat reads the declarations (it never fetches or opens anything, not being given an
+    external-entity handler); each reference in the document is then replaced by its
+    replacement text, expanded and escaped as text, so a replacement containing markup reads
+    as characters and cannot change the document's structure.  External entities expand to
+    nothing; an undeclared name is left as it was.  Expansion past :data:`_MAX_EXPANSION`,
+    nesting past :data:`_MAX_NESTING` or a loop is refused with a ParseError.
+    """
+    if b"<!DOCTYPE" not in body:  # XML spells it in capitals; so does feedparser's pattern
         return body
-    if b"<!ENTITY" in m.group(1).upper():
-        raise ParseError("refused: the DOCTYPE declares entities (entity-expansion guard)")
-    return body[: m.start()] + body[m.end():]
+    doctype = _read_doctype(body)
+    if doctype is not None:
+        rest = body[doctype.end:]
+        if doctype.entities:
+            rest = _expand_references(rest.decode("utf-8", "replace"),
+                                      doctype.entities).encode("utf-8")
+        body = body[:doctype.start] + rest
+    # Whatever expat could not read: feedparser collects ENTITY declarations from the head by
+    # regular expression and expands them in its loose parser, unbounded.
+    first = _FIRST_ELEMENT.search(body)
+    if b"<!ENTITY" in body[: first.start() if first else len(body)].upper():
+        raise ParseError("refused: entity declarations outside a readable DOCTYPE "
+                         "(entity-expansion guard)")
+    return body
+
+
+def _read_doctype(body: bytes) -> _Doctype | None:
+    """The DOCTYPE before the root element, when it has an internal subset; else None."""
+    # expat refuses whitespace before an XML declaration, which some feeds send.
+    lead = len(body) - len(body.lstrip())
+    parser = expat.ParserCreate()
+    spans: dict[str, int] = {}
+    entities: dict[str, str | None] = {}
+
+    def start(_name: str, _sysid: str | None, _pubid: str | None, subset: int) -> None:
+        if subset:  # expat is at the "[": the declaration starts at the last <!DOCTYPE
+            found = body.rfind(b"<!DOCTYPE", 0, lead + parser.CurrentByteIndex + 1)
+            if found >= 0:
+                spans["start"] = found
+
+    def end() -> None:
+        if "start" in spans:
+            spans["end"] = lead + parser.CurrentByteIndex + 1  # expat is at the closing ">"
+
+    def entity(name: str, is_parameter: int, value: str | None, *_rest: object) -> None:
+        if not is_parameter:  # parameter entities only serve the DTD, which is dropped
+            entities.setdefault(name, value)  # the first declaration binds (XML 1.0, 4.2)
+
+    def root(*_args: object) -> None:
+        raise _RootReached
+
+    parser.StartDoctypeDeclHandler = start
+    parser.EndDoctypeDeclHandler = end
+    parser.EntityDeclHandler = entity
+    parser.StartElementHandler = root
+    try:
+        for offset in range(lead, len(body), 65536):
+            parser.Parse(body[offset:offset + 65536], False)
+        parser.Parse(b"", True)
+    except _RootReached:
+        pass
+    except expat.ExpatError:
+        if "end" not in spans:
+            # A prolog expat cannot read: remove a subset that declares no entities, as
+            # before; one that does stays, and expand_doctype refuses the document.
+            first = _FIRST_ELEMENT.search(body)
+            m = _DOCTYPE_SUBSET.search(body, 0, first.start() if first else len(body))
+            if m and b"<!ENTITY" not in m.group(1).upper():
+                return _Doctype(m.start(), m.end(), {})
+            return None
+    if "end" not in spans:
+        return None
+    return _Doctype(spans["start"], spans["end"], entities)
+
+
+def _expand_references(text: str, entities: Mapping[str, str | None]) -> str:
+    """``text`` with each reference to a declared entity replaced, within the budget."""
+    memo: dict[str, str] = {}
+    spent = 0
+
+    def replace(m: re.Match[str]) -> str:
+        nonlocal spent
+        name = m.group(1)
+        if name is None or name not in entities:
+            return m.group(0)  # a CDATA section, comment or PI; a predefined or unknown name
+        value = _entity_text(name, entities, memo, ())
+        spent += len(value)
+        if spent > _MAX_EXPANSION:
+            raise _too_big()
+        return html.escape(value)
+
+    return _DOCUMENT_REF.sub(replace, text)
+
+
+def _entity_text(name: str, entities: Mapping[str, str | None], memo: dict[str, str],
+                 within: tuple[str, ...]) -> str:
+    """An entity's replacement text with the references in it expanded, as characters."""
+    if name in memo:
+        return memo[name]
+    if name in within:
+        raise ParseError(f"refused: entity '{name[:40]}' refers to itself "
+                         "(entity-expansion guard)")
+    if len(within) >= _MAX_NESTING:
+        raise ParseError(f"refused: entities nested more than {_MAX_NESTING} deep "
+                         "(entity-expansion guard)")
+    value = entities[name] or ""  # an external entity expands to nothing
+    pieces: list[str] = []
+    size = pos = 0
+    for m in _VALUE_REF.finditer(value):
+        ref = m.group(1)
+        if ref.startswith("#"):
+            code = int(ref[2:], 16) if ref[1] == "x" else int(ref[1:])
+            piece = chr(code) if 0 < code < 0x110000 and not 0xD800 <= code < 0xE000 else ""
+        elif ref in _PREDEFINED:
+            piece = _PREDEFINED[ref]
+        elif ref in entities:
+            piece = _entity_text(ref, entities, memo, (*within, name))
+        else:
+            piece = m.group(0)
+        pieces += [value[pos:m.start()], piece]
+        size += m.start() - pos + len(piece)
+        if size > _MAX_EXPANSION:
+            raise _too_big()
+        pos = m.end()
+    pieces.append(value[pos:])
+    memo[name] = text = "".join(pieces)
+    if len(text) > _MAX_EXPANSION:
+        raise _too_big()
+    return text
+
+
+def _too_big() -> ParseError:
+    return ParseError(f"refused: the DOCTYPE's entities expand to more than {_MAX_EXPANSION:,} "
+                      "characters (entity-expansion guard)")
 
 
 def parse_feed(body: bytes, headers: Mapping[str, str], url: str = "") -> ParsedFeed:
@@ -137,18 +315,35 @@ def parse_feed(body: bytes, headers: Mapping[str, str], url: str = "") -> Parsed
     The common case, a well-formed document, goes to fastfeedparser (lxml): about 85,000
     items/s here against 2,550 for feedparser without its sanitizer (bench/parse.py).  A
     document expat finds malformed goes to feedparser, whose loose parser recovers what it
-    can and says what was wrong (the "bozo" reason we log and show).
+    can and says what was wrong (the "bozo" reason we log and show).  So does a well-formed
+    one where fastfeedparser fails or finds no entries: it does not know RSS 0.90, for one
+    (items in the http://my.netscape.com/rdf/simple/0.9/ namespace), and an empty answer
+    costs a second parse only for a feed that has no entries at all.
+
+    An entry with neither GUID, link, title nor content is dropped: nothing of it could be
+    shown, and all such entries would share one key.  One with a title or content but no
+    GUID or link is kept, keyed by their hash (:attr:`ParsedEntry.key`).
     """
-    body = strip_doctype(to_utf8(body, headers))
+    body = expand_doctype(to_utf8(body, headers))
     ttl = None
     if m := _TTL.search(body, 0, 65536):
         ttl = int(m.group(1))
+    fast = None
     if _well_formed(body):
         try:
-            return _parse_fast(body, ttl)
+            fast = _parse_fast(body, ttl)
         except Exception as exc:  # noqa: BLE001 - any failure: let feedparser try
             log.debug("fastfeedparser failed on %s, using feedparser: %s", url, exc)
-    return _parse_loose(body, headers, url, ttl)
+        else:
+            if fast.entries:
+                return fast
+            log.debug("fastfeedparser found no entries in %s, asking feedparser", url)
+    try:
+        return _parse_loose(body, headers, url, ttl)
+    except ParseError:
+        if fast is None:
+            raise
+        return fast  # an empty feed to fastfeedparser, unknown to feedparser: still empty
 
 
 def _well_formed(body: bytes) -> bool:
@@ -172,7 +367,8 @@ def _parse_fast(body: bytes, ttl: int | None) -> ParsedFeed:
             guid=_clean(e.get("id")), url=_clean(e.get("link")),
             title=(e.get("title") or "").strip(), author=_clean(e.get("author")),
             published=_iso(when), content_html=content))
-    return ParsedFeed(entries=entries, title=(parsed.get("feed") or {}).get("title"), ttl=ttl)
+    return ParsedFeed(entries=[e for e in entries if _has_substance(e)],
+                      title=(parsed.get("feed") or {}).get("title"), ttl=ttl)
 
 
 def _parse_loose(body: bytes, headers: Mapping[str, str], url: str,
@@ -190,6 +386,8 @@ def _parse_loose(body: bytes, headers: Mapping[str, str], url: str,
         exc = parsed.get("bozo_exception")
         problem = f"{type(exc).__name__}: {exc}".splitlines()[0][:300] if exc else "malformed"
     if not parsed.entries and (problem or not parsed.get("version")):
+        if _HTML_PAGE.match(body):
+            raise ParseError(f"not a feed: an HTML page; {_linked_feeds(body, url)}")
         raise ParseError(f"not a feed: {problem or 'no RSS or Atom document found'}")
     entries = []
     for e in parsed.entries:
@@ -206,7 +404,47 @@ def _parse_loose(body: bytes, headers: Mapping[str, str], url: str,
             # here, so an entry keeps its key whichever parser read the document.
             guid=_clean(e.get("id")) or link, url=link, title=(e.get("title") or "").strip(),
             author=_clean(e.get("author")), published=published, content_html=content))
-    return ParsedFeed(entries=entries, title=parsed.feed.get("title"), problem=problem, ttl=ttl)
+    return ParsedFeed(entries=[e for e in entries if _has_substance(e)],
+                      title=parsed.feed.get("title"), problem=problem, ttl=ttl)
+
+
+def _linked_feeds(page: bytes, url: str) -> str:
+    """What a page says about its feeds, so the user can paste the right URL instead."""
+    tree = LexborHTMLParser(page.decode("utf-8", "replace"))
+    base_node = tree.css_first("base[href]")
+    base = (_absolute(url, base_node.attributes.get("href")) if base_node else None) or url
+    feeds: list[str] = []
+    for link in tree.css("link[href]"):
+        rel = (link.attributes.get("rel") or "").lower().split()
+        kind = (link.attributes.get("type") or "").split(";")[0].strip().lower()
+        if "alternate" in rel and kind in _FEED_TYPES:
+            absolute = _absolute(base, link.attributes.get("href"))
+            if absolute and absolute not in feeds:
+                feeds.append(absolute)
+    if not feeds:
+        return "it links no feeds"
+    more = len(feeds) - _MAX_LINKED_FEEDS
+    listed = ", ".join(feeds[:_MAX_LINKED_FEEDS]) + (f" and {more} more" if more > 0 else "")
+    return f"it links these feeds: {listed}"
+
+
+def _absolute(base: str, href: str | None) -> str | None:
+    """``href`` resolved against ``base`` when that makes an http(s) URL with no control
+    characters (the line is printed to a terminal and stored); else None."""
+    href = re.sub(r"[\t\n\r]", "", (href or "").strip()).replace(" ", "%20")
+    try:
+        absolute = urljoin(base, href)
+        scheme = urlsplit(absolute).scheme
+    except ValueError:  # "http://[::1": not a URL at all
+        return None
+    if scheme not in ("http", "https") or any(ord(c) < 0x20 or ord(c) == 0x7F
+                                               for c in absolute):
+        return None
+    return absolute
+
+
+def _has_substance(entry: ParsedEntry) -> bool:
+    return bool(entry.guid or entry.url or entry.title or entry.content_html.strip())
 
 
 def _longest(values: list[str]) -> str:
