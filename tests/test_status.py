@@ -12,7 +12,7 @@ import pytest
 from server import FeedServer
 
 import scraper
-from scraper import cli, status
+from scraper import app, cli, status
 from scraper import storage as store
 
 CONFIG = """\
@@ -228,9 +228,11 @@ def test_status_through_the_python_api(setup: tuple[Path, Path]) -> None:
     assert report["daemon"]["healthy"] is True
 
 
-def test_status_never_creates_a_database(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
-        scraper.open_scraper(db=tmp_path / "none.db", create=False)
+@pytest.mark.parametrize("options", [{"create": False}, {"access": "read"},
+                                     {"access": "export"}])
+def test_status_never_creates_a_database(tmp_path: Path, options: dict) -> None:
+    with pytest.raises(app.NoDatabase, match="no database at"):
+        scraper.open_scraper(db=tmp_path / "none.db", **options)
     assert not (tmp_path / "none.db").exists()
 
 
