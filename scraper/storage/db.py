@@ -142,6 +142,13 @@ def open_existing(path: str | Path, *, write: bool = False) -> sqlite3.Connectio
     _check_path(path, create=False)
     uri = path.resolve().as_uri()
     try:
+        if not Path(f"{path}-wal").exists():
+            # Nobody has it open: its version is read without the -wal and -shm files a
+            # reader of a WAL database creates and, read-only, cannot remove; so a database
+            # refused here is left exactly as it was (see below for immutable).
+            probe, version = _open(f"{uri}?mode=ro&immutable=1")
+            probe.close()
+            _check_version(path, version, reading=True)
         for mode in ("rw", "ro") if write else ("ro",):
             try:
                 conn, version = _open(f"{uri}?mode={mode}")
@@ -241,7 +248,7 @@ def problem(path: str | Path, exc: sqlite3.Error) -> DatabaseError:
 def locked(path: str | Path) -> DatabaseLocked:
     return DatabaseLocked(f"{path}: locked by another process for over "
                           f"{busy_timeout_ms() / 1000:g} s (the busy timeout, "
-                          f"{BUSY_TIMEOUT_ENV}); nothing was written")
+                          f"{BUSY_TIMEOUT_ENV})")
 
 
 def writable(conn: sqlite3.Connection) -> bool:
