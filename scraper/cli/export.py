@@ -78,7 +78,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                       help="latest N entries (default 50)")
     feed.add_argument("--title", default="scrape: merged feed", help="the feed's title")
     feed.add_argument("--link", metavar="URL",
-                      help="where the feed will be published (its self link and id)")
+                      help="where the feed will be published (its self link and id; RSS: "
+                           "the channel link, default site_url: from the config, else the "
+                           "first feed's site)")
     selection_options(feed, duplicates=False)
     feed.set_defaults(func=_cmd_feed)
 
