@@ -182,6 +182,23 @@ def test_the_real_command_line_prints_no_traceback(tmp_path: Path) -> None:
     assert db.read_bytes() == before
 
 
+@pytest.mark.parametrize("kind", [*BAD, "a missing folder"])
+def test_the_daemon_does_not_start_on_a_bad_database(tmp_path: Path, kind: str) -> None:
+    feed_config(tmp_path)
+    if kind == "a missing folder":
+        db, problem = tmp_path / "no-such-folder" / "x.db", "does not exist"
+    else:
+        db, problem = tmp_path / "x.db", BAD[kind][1]
+        BAD[kind][0](db)
+    before = listing(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "scraper", "--db", str(db)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and str(db) in done.stderr and problem in done.stderr
+    assert listing(tmp_path) == before
+
+
 # -- a database locked past the busy timeout -----------------------------------------------
 
 class Locker:

@@ -236,6 +236,9 @@ def problem(path: str | Path, exc: sqlite3.Error) -> DatabaseError:
         return DatabaseError(f"{path}: damaged ({exc})")
     if name.startswith("SQLITE_BUSY") or name.startswith("SQLITE_LOCKED"):
         return locked(path)
+    if name == "SQLITE_READONLY_DIRECTORY":
+        return DatabaseError(f"{path}: its folder may not be written, and SQLite needs to "
+                             "create its -wal and -shm files there")
     if name.startswith("SQLITE_READONLY"):
         return DatabaseError(f"{path}: cannot be written (a read-only file, folder or file "
                              "system)")
