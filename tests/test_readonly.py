@@ -190,5 +190,5 @@ def test_a_write_command_says_it_cannot_write(setup: Setup) -> None:
         done = scrape(setup, *command)
         assert done.returncode == 2, done.stderr
         assert done.stderr.count("\n") == 1 and str(setup.db) in done.stderr
-        assert "cannot be written" in done.stderr or "read-only" in done.stderr
+        assert "be written" in done.stderr  # the file, or its folder
     assert setup.db.read_bytes() == before

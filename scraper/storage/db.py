@@ -111,7 +111,7 @@ def connect(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
     path = Path(path)
     _check_path(path, create=create)
     try:
-        conn, version = _open(str(path))
+        conn, version = _open(f"{path.resolve().as_uri()}?mode=rwc")
     except sqlite3.Error as exc:
         raise problem(path, exc) from None
     try:
@@ -188,13 +188,13 @@ def _check_path(path: Path, *, create: bool) -> None:
                             "creates the database file, not its folder)")
 
 
-def _open(target: str) -> tuple[sqlite3.Connection, int]:
-    """Connect to ``target`` (a path, or a ``file:`` URI), set it up and read its schema
-    version: the first read, where a file that is not a database or cannot be read fails
-    (with the driver's error, which the callers word)."""
+def _open(uri: str) -> tuple[sqlite3.Connection, int]:
+    """Connect to ``uri`` (``file:`` with its mode), set it up and read its schema version:
+    the first read, where a file that is not a database or cannot be read fails (with the
+    driver's error, which the callers word)."""
     timeout = busy_timeout_ms()
-    conn = sqlite3.connect(target, uri=target.startswith("file:"), timeout=timeout / 1000,
-                           isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(uri, uri=True, timeout=timeout / 1000, isolation_level=None,
+                           check_same_thread=False)
     try:
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {timeout}")
@@ -237,8 +237,9 @@ def problem(path: str | Path, exc: sqlite3.Error) -> DatabaseError:
     if name.startswith("SQLITE_BUSY") or name.startswith("SQLITE_LOCKED"):
         return locked(path)
     if name == "SQLITE_READONLY_DIRECTORY":
-        return DatabaseError(f"{path}: its folder may not be written, and SQLite needs to "
-                             "create its -wal and -shm files there")
+        return DatabaseError(f"{path}: its folder may not be written (a read-only folder "
+                             "or file system), and SQLite needs to create the database's "
+                             "-wal and -shm files there")
     if name.startswith("SQLITE_READONLY"):
         return DatabaseError(f"{path}: cannot be written (a read-only file, folder or file "
                              "system)")
