@@ -7,13 +7,16 @@ timeout.  The file is compared byte for byte afterwards, and the folder's listin
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -271,3 +274,58 @@ def test_a_lock_held_past_the_busy_timeout_fails_that_feed_alone(
     locker.release()
     assert stored_entries(locker.db, "free") == 1
     assert stored_entries(locker.db, "held") == 0
+
+
+def test_the_daemon_fails_a_locked_feed_alone_and_keeps_running(
+        tmp_path: Path, feed_server: FeedServer, locker: Locker) -> None:
+    """The same lock under the daemon: the feed's refresh line says what happened, the
+    other feed is stored, no traceback, and once the lock is gone the feed is stored too."""
+    feed_server.serve("/free.xml", rss(item(1, "一条不受影响的新闻，照常保存。")))
+    answered = threading.Event()
+
+    def held(_request: Request) -> Response:
+        if not answered.is_set():  # the first time: once "free" is stored, take the lock
+            deadline = time.monotonic() + 60  # a guard against a hang, not a timing
+            while stored_entries(locker.db, "free") == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            locker.lock()
+            answered.set()
+        return Response(body=rss(item(2, "这一条遇到被锁住的数据库。")),
+                        headers={"Content-Type": "application/rss+xml"})
+
+    feed_server.route("/held.xml", held)
+    config = feed_config(tmp_path, {"free": feed_server.url("/free.xml"),
+                                    "held": feed_server.url("/held.xml")})
+    log_path = tmp_path / "daemon.log"
+    env = {**os.environ, "PYTHONPATH": str(REPO), store.db.BUSY_TIMEOUT_ENV: "0.2",
+           "SCRAPE_TICK": "0.2", "SCRAPE_HEARTBEAT": "1"}
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "scraper", "--config", str(config),
+                                 "--db", str(locker.db), "--workers", "0", "--log-format",
+                                 "json"], cwd=tmp_path, stdout=log_file,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        def refreshes(feed: str) -> list[dict]:
+            lines = log_path.read_text("utf-8", errors="replace").splitlines()
+            events = [json.loads(line) for line in lines if line.startswith("{")]
+            return [e for e in events if e.get("event") == "refresh" and e["feed"] == feed]
+
+        def wait_for(check: Callable[[], bool]) -> None:
+            deadline = time.monotonic() + 60  # a guard against a hang, not a timing
+            while not check() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert check(), log_path.read_text("utf-8", errors="replace")[-3000:]
+
+        wait_for(lambda: any(e["status"] == "error" for e in refreshes("held")))
+        failed = next(e for e in refreshes("held") if e["status"] == "error")
+        assert f"{locker.db}: locked by another process" in failed["error"]
+        assert [e["status"] for e in refreshes("free")][:1] == ["ok"]
+        locker.release()
+        wait_for(lambda: stored_entries(locker.db, "held") == 1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert "Traceback" not in log_path.read_text("utf-8", errors="replace")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
