@@ -7,39 +7,52 @@ methods that use them, so ``scrape status --check`` (the health check) loads non
 
 from __future__ import annotations
 
-import errno
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from scraper import status as status_mod
 from scraper import storage
-from scraper.config import Config, ConfigError, FeedConfig, load_config, select_feeds
-from scraper.storage import Connection
+from scraper.config import (
+    Config,
+    ConfigError,
+    DedupSettings,
+    FeedConfig,
+    load_config,
+    select_feeds,
+)
+from scraper.storage import Connection, DatabaseError, NoDatabase
 from scraper.storage.exports import Selection
 
 if TYPE_CHECKING:
     from scraper.export.hexo import HexoReport
     from scraper.refresh import FeedResult
 
-__all__ = ["DEFAULT_CONFIG", "Scraper", "Selection", "load", "open_scraper", "select_feeds"]
+__all__ = ["DEFAULT_CONFIG", "Access", "DatabaseError", "NoDatabase", "Scraper", "Selection",
+           "load", "open_scraper", "select_feeds"]
 
 #: The config file read when none is named.
 DEFAULT_CONFIG = "feeds.yaml"
 
+#: How a command uses the database (``open_scraper``).
+Access = Literal["write", "read", "export"]
+
 
 @dataclass
 class Scraper:
-    """A config and an open, migrated database.
+    """A config and an open database.
 
     ``config`` is None only for a database opened without one (``open_scraper(db=...)``):
-    status and exports work from the database alone; refreshing and dedup need the config.
+    status, dups and exports work from the database alone; refreshing and rebuilding the
+    dedup links need the config.  ``writable`` is False when the database was opened
+    read-only: exports then write their files but not their bookkeeping.
     """
 
     config: Config | None
     conn: Connection
+    writable: bool = True
 
     def close(self) -> None:
         self.conn.close()
@@ -49,6 +62,11 @@ class Scraper:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def path(self) -> str:
+        """The database file, for messages."""
+        return storage.database_path(self.conn)
 
     def _require_config(self, what: str) -> Config:
         if self.config is None:
@@ -109,10 +127,11 @@ class Scraper:
 
     def explain(self, entry_id: int) -> dict[str, Any]:
         """Why ``entry_id`` is or is not linked, with its nearest candidates; KeyError for
-        an id that is not stored."""
+        an id that is not stored.  Without a config, judged with the default settings."""
         from scraper import dedup
 
-        return dedup.explain(self.conn, entry_id, self._require_config("explain").dedup)
+        settings = self.config.dedup if self.config else DedupSettings()
+        return dedup.explain(self.conn, entry_id, settings)
 
     def rebuild(self, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
         """Recompute every fingerprint and link (after the dedup settings changed)."""
@@ -124,19 +143,21 @@ class Scraper:
                     rewrite_all: bool = False,
                     selection: Selection | None = None) -> HexoReport:
         """Write Hexo posts for what is new or changed since the last export to
-        ``directory`` (see ``scraper.export.hexo``)."""
+        ``directory`` (see ``scraper.export.hexo``); recorded only if ``writable``."""
         from scraper.export import hexo
 
         return hexo.export_hexo(self.conn, self.config, directory, flat=flat,
-                                rewrite_all=rewrite_all, selection=selection)
+                                rewrite_all=rewrite_all, selection=selection,
+                                record=self.writable)
 
     def export_jsonl(self, file: str | Path, *, selection: Selection | None = None,
                      incremental: bool = False, raw: bool = True) -> int:
-        """Write one JSON object per entry to ``file`` (``-``: stdout); how many."""
+        """Write one JSON object per entry to ``file`` (``-``: stdout); how many.  What the
+        file holds is recorded (for ``incremental``) only if ``writable``."""
         from scraper.export import jsonl
 
         return jsonl.export_jsonl(self.conn, file, selection=selection,
-                                  incremental=incremental, raw=raw)
+                                  incremental=incremental, raw=raw, record=self.writable)
 
     def export_feed(self, file: str | Path, *, fmt: str = "atom", limit: int = 50,
                     title: str = "scrape: merged feed", link: str | None = None,
@@ -154,15 +175,25 @@ def load(config_path: str | Path | None = None) -> Config:
 
 
 def open_scraper(config: Config | None = None, db: str | Path | None = None, *,
-                 create: bool = True) -> Scraper:
+                 create: bool = True, access: Access = "write") -> Scraper:
     """Open ``db`` (default: the config's database) for ``config``.
 
-    ``create=False`` raises FileNotFoundError instead of creating a missing database:
-    looking at a database must not leave an empty one behind.
+    ``access``: ``"write"`` creates a missing database (unless ``create=False``) and brings
+    its schema up to date (refreshing, the daemon, ``rebuild``); ``"read"`` opens it
+    read-only and never changes it (status, dups, explain); ``"export"`` also never
+    migrates, and writes the export's bookkeeping only where the file may be written.
+    A missing database raises NoDatabase unless it is created; any other problem with the
+    file is a DatabaseError naming it (both are ConfigErrors: the user's input is wrong).
     """
     if db is None and config is None:
         raise TypeError("open_scraper: give a config or a database path")
     path = Path(db) if db else config.database  # type: ignore[union-attr]
-    if not create and not path.exists():
-        raise FileNotFoundError(errno.ENOENT, "no database", str(path))
-    return Scraper(config=config, conn=storage.connect(path))
+    if access == "write":
+        return Scraper(config=config, conn=storage.connect(path, create=create))
+    conn = storage.open_existing(path, write=access == "export")
+    try:
+        writable = access == "export" and storage.writable(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return Scraper(config=config, conn=conn, writable=writable)

@@ -234,6 +234,8 @@ class Config:
     feeds: tuple[FeedConfig, ...]
     database: Path
     rsshub_base: str = DEFAULT_RSSHUB
+    #: Where the exports are published (the merged feed's channel link); None: no such site.
+    site_url: str | None = None
     sites: dict[str, rules.SiteRule] = field(default_factory=dict)
     dedup: DedupSettings = field(default_factory=DedupSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
@@ -261,7 +263,7 @@ FEED_KEYS = {"name", "url", "categories", "interval", "timeout", "enabled", "ful
               "adaptive", "rules", "image_proxy", "author"}
 #: The top-level keys of feeds.yaml.
 TOP_KEYS = {"feeds", "defaults", "rsshub_base", "database", "sites", "dedup", "fetch",
-              "daemon"}
+              "daemon", "site_url"}
 
 
 def load_config(path: str | Path) -> Config:
@@ -314,6 +316,11 @@ def config_from_data(data: object, path: Path) -> Config:
             raise ConfigError(f"{RSSHUB_ENV}: expected an http(s) URL, got {env_base!r}")
         rsshub_base = env_base
     rsshub_base = rsshub_base.rstrip("/")
+    site_url = data.get("site_url")
+    if site_url is not None and (not isinstance(site_url, str)
+                                 or urlsplit(site_url).scheme not in ("http", "https")
+                                 or not urlsplit(site_url).hostname):
+        raise fail("site_url", f"expected an http(s) URL, got {site_url!r}")
 
     database = data.get("database")
     if database is None:
@@ -357,7 +364,7 @@ def config_from_data(data: object, path: Path) -> Config:
         seen[feed.name] = index
         feeds.append(feed)
     return Config(path=path, feeds=tuple(feeds), database=db_path, rsshub_base=rsshub_base,
-                  sites=sites, dedup=dedup_settings, fetch=fetch_settings,
+                  site_url=site_url, sites=sites, dedup=dedup_settings, fetch=fetch_settings,
                   daemon=daemon)
 
 

@@ -211,18 +211,33 @@ class Refresher:
         """Refresh one feed; ``claimed``: the caller (the daemon's loop) holds its claim."""
         started = time.perf_counter()
         result = FeedResult(feed=feed.name)
-        if not claimed and not await self.db(self._claim, feed):
-            result.status = "busy"
-            result.warning = "skipped: another process is refreshing this feed"
-            return result
+        # The database locked past the busy timeout (DatabaseLocked): this feed fails
+        # alone, and nothing more is written for it (recording the failure or releasing
+        # the claim would wait on the same lock again).  Its claim expires, or dies with
+        # this process (``claim_is_dead``); this process may take it again at once.
+        if not claimed:
+            try:
+                taken = await self.db(self._claim, feed)
+            except store.DatabaseLocked as exc:
+                result.status, result.error = "error", f"not stored: {exc}"
+                return result
+            if not taken:
+                result.status = "busy"
+                result.warning = "skipped: another process is refreshing this feed"
+                return result
+        locked = False
         try:
             await self._refresh(feed, result)
+        except store.DatabaseLocked as exc:
+            locked = True
+            result.status, result.error = "error", f"not stored: {exc}"
         except Exception as exc:  # one feed's bug must not stop the others
             log.exception("%s: unexpected failure", feed.name)
             result.status, result.error = "error", f"internal error: {type(exc).__name__}: {exc}"
             await self.db(self._write, feed, result, decide.Attempt(error=result.error))
         finally:
-            if result.next_due_at is None:  # no outcome recorded (recording releases it)
+            if result.next_due_at is None and not locked:
+                # no outcome recorded (recording releases it)
                 await self.db(store.release_claim, self.conn, feed.name, CLAIMANT)
         result.seconds = time.perf_counter() - started
         return result

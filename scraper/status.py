@@ -110,7 +110,8 @@ def build_report(conn: Connection, config: Config | None, now: datetime,
         else:
             state = "ok"
         feeds.append({
-            "name": name, "url": row.get("url") or (feed.url if feed else None),
+            # the configured URL (rsshub: routes resolved) is the one fetched next
+            "name": name, "url": feed.url if feed else row.get("url"),
             "state": state, "enabled": enabled, "last_success_at": row.get("last_success_at"),
             "last_error_at": row.get("last_error_at"), "last_error": row.get("last_error"),
             "error_count": errors, "last_status": row.get("last_status"),

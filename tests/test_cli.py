@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from scraper import storage as store
 from scraper.cli import build_parser, main
 
 COMMANDS = [[], ["status"], ["dups"], ["dedup"], ["export"], ["export", "hexo"],
@@ -43,3 +44,61 @@ def test_a_read_command_on_a_missing_database_creates_nothing(
     assert main([*command, "--config", str(config), "--db", str(missing)]) == 2
     assert f"no database at {missing}" in capsys.readouterr().err
     assert not missing.exists()
+
+
+@pytest.fixture
+def bare_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A database with an original and its duplicate, in a folder with no feeds.yaml."""
+    db = tmp_path / "data" / "scrape.db"
+    db.parent.mkdir()
+    conn = store.connect(db)
+    with store.transaction(conn):
+        conn.execute("INSERT INTO feeds (name, url) VALUES ('a', 'https://a.example/rss')")
+        for key, dup in (("1", None), ("2", 1)):
+            conn.execute("INSERT INTO entries (feed, entry_key, url, title, content_html, "
+                         "fetched_at, updated_at, duplicate_of, dup_method, dup_score) "
+                         "VALUES ('a', ?, ?, '同一个故事', '<p>正文</p>', "
+                         "'2024-05-01T00:00:00Z', '2024-05-01T00:00:00Z', ?, ?, ?)",
+                         (key, f"https://a.example/{key}", dup, dup and "exact",
+                          dup and 1.0))
+    conn.close()
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert not (work / "feeds.yaml").exists()
+    return db
+
+
+@pytest.mark.parametrize("command", [["status"], ["dups"], ["dups", "--explain", "2"],
+                                     ["export", "jsonl", "out.jsonl"],
+                                     ["export", "feed", "out.xml"],
+                                     ["export", "hexo", "posts"]])
+def test_read_commands_need_only_the_database(
+        bare_db: Path, command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*command, "--db", str(bare_db)]) == 0
+    captured = capsys.readouterr()
+    assert "feeds.yaml" not in captured.out + captured.err  # no complaint about a config
+    if command[0] == "dups":
+        assert "#2 [a]" in captured.out  # the duplicate, found from the database alone
+    if "--explain" in command:
+        assert "default dedup settings" in captured.err  # what it judged with, said
+
+
+def test_dedup_rebuild_needs_the_config(bare_db: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """It writes links with the config's dedup: settings; guessing them would undo the
+    user's thresholds."""
+    before = bare_db.read_bytes()
+    assert main(["dedup", "--rebuild", "--db", str(bare_db)]) == 2
+    assert "feeds.yaml: not found" in capsys.readouterr().err
+    assert bare_db.read_bytes() == before
+
+
+def test_a_broken_feeds_yaml_is_still_an_error_for_an_export(
+        bare_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Only an absent config is optional: a broken one would silently drop the categories
+    and authors the export takes from it."""
+    Path("feeds.yaml").write_text("feeds: [\n", encoding="utf-8")
+    assert main(["export", "jsonl", "out.jsonl", "--db", str(bare_db)]) == 2
+    assert "invalid YAML" in capsys.readouterr().err
+    assert not Path("out.jsonl").exists()

@@ -7,8 +7,10 @@ document must not be bozo, entry links must be unique and no duplicate may be an
 from __future__ import annotations
 
 import sqlite3
+import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import feedparser
 import pytest
@@ -183,3 +185,65 @@ def test_python_api_writes_the_feed(db: sqlite3.Connection, stream: dict[str, in
     parsed = feedparser.parse(out.read_bytes())
     assert not parsed.bozo and [e.link for e in parsed.entries] == [
         "https://example.org/it/6", "https://example.org/zaker/1"]
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/"
+
+
+SITE = "https://news.example.com/"
+CHANNEL_LINKS = {
+    # case: (options, config's extra lines or None for no config, the expected link)
+    "--link": (["--link", "https://example.net/merged.xml"], "",
+               "https://example.net/merged.xml"),
+    "site_url": ([], f"site_url: {SITE}\n", SITE),
+    "--link over site_url": (["--link", "https://example.net/m.xml"], f"site_url: {SITE}\n",
+                             "https://example.net/m.xml"),
+    "the first configured feed's site": ([], "", origin(FEEDS["zaker"])),
+    "the first selected feed's site": (["--feed", "kkj"], "", origin(FEEDS["kkj"])),
+    "--db alone: the first stored feed's site": ([], None, origin(FEEDS[sorted(FEEDS)[0]])),
+}
+
+
+@pytest.mark.parametrize("case", list(CHANNEL_LINKS))
+def test_the_channel_link_is_a_real_url(
+        db: sqlite3.Connection, stream: dict[str, int], tmp_path: Path, case: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    options, extra, expected = CHANNEL_LINKS[case]
+    args = ["--db", str(tmp_path / "scrape.db"), *options]
+    if extra is None:
+        (tmp_path / "elsewhere").mkdir()
+        monkeypatch.chdir(tmp_path / "elsewhere")  # no feeds.yaml
+    else:
+        config = config_file(tmp_path)
+        config.write_text(extra + config.read_text("utf-8"), "utf-8")
+        args += ["--config", str(config)]
+    out = tmp_path / "merged.xml"
+    assert main(["export", "feed", str(out), "--format", "rss", *args]) == 0
+    assert ET.parse(out).getroot().findtext("channel/link") == expected
+    assert feedparser.parse(out.read_bytes()).feed.link == expected
+    if "--link" not in options:  # Atom: the site is the alternate link (--link is self)
+        assert main(["export", "feed", str(out), *args]) == 0
+        links = ET.parse(out).getroot().findall(f"{{{feed.ATOM}}}link[@rel='alternate']")
+        assert [link.get("href") for link in links] == [expected]
+
+
+def test_an_rss_feed_with_no_site_at_all_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No --link, no site_url and no feed to take a site from: there is no real URL to put
+    in the channel's <link>, and a made-up one (urn:...) breaks readers."""
+    store.connect(tmp_path / "empty.db").close()
+    config = tmp_path / "feeds.yaml"
+    config.write_text("feeds: []\n", "utf-8")
+    out = tmp_path / "merged.xml"
+    assert main(["export", "feed", str(out), "--format", "rss", "--config", str(config),
+                 "--db", str(tmp_path / "empty.db")]) == 2
+    assert "--link URL" in capsys.readouterr().err and not out.exists()
+
+
+def test_site_url_must_be_an_http_url(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "feeds.yaml"
+    config.write_text("site_url: news.example.com\nfeeds: []\n", "utf-8")
+    assert main(["export", "feed", "-", "--config", str(config)]) == 2
+    assert "feeds.yaml: site_url: expected an http(s) URL" in capsys.readouterr().err

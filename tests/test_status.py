@@ -12,7 +12,7 @@ import pytest
 from server import FeedServer
 
 import scraper
-from scraper import cli, status
+from scraper import app, cli, status
 from scraper import storage as store
 
 CONFIG = """\
@@ -228,9 +228,11 @@ def test_status_through_the_python_api(setup: tuple[Path, Path]) -> None:
     assert report["daemon"]["healthy"] is True
 
 
-def test_status_never_creates_a_database(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
-        scraper.open_scraper(db=tmp_path / "none.db", create=False)
+@pytest.mark.parametrize("options", [{"create": False}, {"access": "read"},
+                                     {"access": "export"}])
+def test_status_never_creates_a_database(tmp_path: Path, options: dict) -> None:
+    with pytest.raises(app.NoDatabase, match="no database at"):
+        scraper.open_scraper(db=tmp_path / "none.db", **options)
     assert not (tmp_path / "none.db").exists()
 
 
@@ -283,3 +285,38 @@ def test_status_reads_beside_a_writer(setup: tuple[Path, Path]) -> None:
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def test_urls_show_each_feed_with_rsshub_routes_resolved(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--urls`` adds the URL each feed is fetched from; ``--json`` always has it.  With a
+    config, its URL (the next fetch's); with ``--db`` alone, the one stored at the last run."""
+    route = "/zaker/channel/13"
+    old_base, new_base = "https://rsshub.app", "http://rsshub.internal:1200"
+    config = tmp_path / "feeds.yaml"
+    db = tmp_path / "scrape.db"
+    plain = "https://www.ithome.com/rss/"
+    conn = store.connect(db)  # as the last run left it, under the old rsshub_base
+    store.sync_feeds(conn, [("zaker", old_base + route), ("ithome", plain)])
+    conn.close()
+    config.write_text(f"rsshub_base: {new_base}\nfeeds:\n"
+                      f"  - name: zaker\n    url: 'rsshub:{route}'\n"
+                      f"  - name: ithome\n    url: {plain}\n", encoding="utf-8")
+
+    def urls(*args: str) -> dict[str, str]:
+        assert run("status", "--urls", *args, "--db", str(db)) == 0
+        lines = capsys.readouterr().out.splitlines()
+        column = lines[0].index(" url ") + 1
+        assert lines[0][column:].split()[0] == "url"
+        return {line.split()[0]: line[column:].split()[0] for line in lines[1:3]}
+
+    assert urls("--config", str(config)) == {"zaker": new_base + route, "ithome": plain}
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # no feeds.yaml: the stored URLs
+    assert urls() == {"zaker": old_base + route, "ithome": plain}
+    assert run("status", "--json", "--config", str(config), "--db", str(db)) == 0
+    feeds = json.loads(capsys.readouterr().out)["feeds"]
+    assert {f["name"]: f["url"] for f in feeds} == {"zaker": new_base + route, "ithome": plain}
+    assert run("status", "--config", str(config), "--db", str(db)) == 0
+    assert "rsshub" not in capsys.readouterr().out  # the plain table stays as it was

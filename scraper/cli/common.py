@@ -4,23 +4,41 @@ from __future__ import annotations
 
 import argparse
 import unicodedata
+from pathlib import Path
 
 from scraper import app
-from scraper.config import Config, ConfigError
+from scraper.config import Config
 
 
 def load_from_args(args: argparse.Namespace) -> Config:
     return app.load(getattr(args, "config", None))
 
 
+def optional_config(args: argparse.Namespace) -> Config | None:
+    """The config, or None when the user named a database (``--db``) and no config, and
+    there is no ./feeds.yaml: the commands that read the database work from it alone.
+
+    A config that exists but is wrong is still an error: an export would silently lose the
+    categories and authors it takes from it.
+    """
+    if (getattr(args, "config", None) is None and getattr(args, "db", None)
+            and not Path(app.DEFAULT_CONFIG).exists()):
+        return None
+    return load_from_args(args)
+
+
 def open_from_args(args: argparse.Namespace, config: Config | None = None, *,
-                   create: bool = True) -> app.Scraper:
-    """``create=False``: a missing database is a usage error, not a new, empty file."""
-    try:
-        return app.open_scraper(config or load_from_args(args), getattr(args, "db", None),
-                                create=create)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"no database at {exc.filename}") from None
+                   create: bool = True, access: app.Access = "write") -> app.Scraper:
+    """Open the database the arguments name.
+
+    ``access="write"`` (refreshing, rebuilding) needs the config, loaded when not given;
+    ``"read"`` and ``"export"`` take it when there is one (``optional_config``), open the
+    database read-only or for bookkeeping only, and never create it.  Database problems
+    are ``app.DatabaseError``, a ConfigError: ``cli.main`` prints them as one line, exit 2.
+    """
+    if config is None:
+        config = load_from_args(args) if access == "write" else optional_config(args)
+    return app.open_scraper(config, getattr(args, "db", None), create=create, access=access)
 
 
 def width(text: str) -> int:

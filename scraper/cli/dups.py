@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     dups = subparsers.add_parser(
         "dups", parents=[common], help="list duplicate clusters, or explain one entry",
         description="List clusters of duplicate entries (the earliest-seen entry, then the "
-                    "entries linked to it with method and score).")
+                    "entries linked to it with method and score). Reads the database only "
+                    "(read-only); --db alone works without a feeds.yaml.")
     dups.add_argument("--explain", type=int, metavar="ID",
                       help="say why entry ID is or is not linked, with its nearest candidates")
     dups.add_argument("--limit", type=int, default=50, metavar="N",
@@ -24,15 +25,19 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     dd = subparsers.add_parser(
         "dedup", parents=[common], help="maintain the duplicate index",
         description="Recompute fingerprints and links for the whole database (after a change "
-                    "of the dedup: settings).")
+                    "of the dedup: settings). Needs the config: its dedup: settings decide "
+                    "the links.")
     dd.add_argument("--rebuild", action="store_true", required=True,
                     help="recompute every fingerprint and link, in id order")
     dd.set_defaults(func=_cmd_dedup)
 
 
 def _cmd_dups(args: argparse.Namespace) -> int:
-    with open_from_args(args, create=False) as app:
+    with open_from_args(args, access="read") as app:
         if args.explain is not None:
+            if app.config is None:
+                print("scrape dups: no config: judged with the default dedup settings",
+                      file=sys.stderr)
             try:
                 report = app.explain(args.explain)
             except KeyError:
@@ -75,6 +80,8 @@ def print_explain(report: dict[str, Any]) -> None:
 
 
 def _cmd_dedup(args: argparse.Namespace) -> int:
+    # A write command: it needs the config (its dedup: settings decide the links) and may
+    # upgrade the schema; it does not create a database.
     with open_from_args(args, create=False) as app:
         tty = sys.stderr.isatty()
 

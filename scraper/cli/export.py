@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from scraper.app import Selection
+from scraper.app import Scraper, Selection
 from scraper.cli.common import open_from_args
 from scraper.export import parse_since
 
@@ -78,7 +78,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                       help="latest N entries (default 50)")
     feed.add_argument("--title", default="scrape: merged feed", help="the feed's title")
     feed.add_argument("--link", metavar="URL",
-                      help="where the feed will be published (its self link and id)")
+                      help="where the feed will be published (its self link and id; RSS: "
+                           "the channel link, default site_url: from the config, else the "
+                           "first feed's site)")
     selection_options(feed, duplicates=False)
     feed.set_defaults(func=_cmd_feed)
 
@@ -95,28 +97,38 @@ def _selection(args: argparse.Namespace) -> Selection:
 
 
 def _cmd_hexo(args: argparse.Namespace) -> int:
-    with open_from_args(args, create=False) as app:
+    with open_from_args(args, access="export") as app:
         report = app.export_hexo(args.directory, flat=args.flat, rewrite_all=args.all,
                                  selection=_selection(args))
+        _unrecorded(app)
     print(f"hexo: {report.written} written ({report.new} new, {report.updated} updated), "
           f"{report.unchanged} unchanged -> {args.directory}")
     return 0
 
 
 def _cmd_jsonl(args: argparse.Namespace) -> int:
-    with open_from_args(args, create=False) as app:
+    with open_from_args(args, access="export") as app:
         count = app.export_jsonl(args.file, selection=_selection(args),
                                  incremental=args.incremental, raw=not args.no_raw)
+        _unrecorded(app)
     _done(f"jsonl: {count} entries", args.file)
     return 0
 
 
 def _cmd_feed(args: argparse.Namespace) -> int:
-    with open_from_args(args, create=False) as app:
+    with open_from_args(args, access="read") as app:  # no bookkeeping
         count = app.export_feed(args.file, fmt=args.format, limit=args.limit,
                                 title=args.title, link=args.link, selection=_selection(args))
     _done(f"feed: {count} entries ({args.format})", args.file)
     return 0
+
+
+def _unrecorded(app: Scraper) -> None:
+    """Say that an export on a read-only database wrote its output but not its record."""
+    if not app.writable:
+        print(f"scrape export: {app.path} is read-only here: the export was written, but "
+              "its --incremental bookkeeping (what this target has) was skipped",
+              file=sys.stderr)
 
 
 def _done(summary: str, file: str) -> None:

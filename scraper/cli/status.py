@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from scraper import app, status
-from scraper.cli.common import load_from_args, pad, width
+from scraper.cli.common import optional_config, pad, width
 from scraper.config import Config, ConfigError
 
 
@@ -19,8 +19,11 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         "status", parents=[common], help="show each feed's state and the daemon's health",
         description="Per feed: last success, last error, consecutive errors, next due time "
                     "and entry count; then the totals and the daemon's heartbeat. Reads the "
-                    "database only.")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+                    "database only (read-only); --db alone works without a feeds.yaml.")
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON instead of a table (each feed's url included)")
+    parser.add_argument("--urls", action="store_true",
+                        help="add each feed's URL to the table (rsshub: routes resolved)")
     parser.add_argument("--check", action="store_true",
                         help="health check: exit 1 when the daemon's heartbeat is stale or "
                              "missing, 0 when it is fresh (prints one line)")
@@ -36,16 +39,15 @@ def run(args: argparse.Namespace) -> int:
     config: Config | None = None
     config_problem: str | None = None
     try:
-        config = load_from_args(args)
+        config = optional_config(args)
     except ConfigError as exc:
         if not db_arg:
             raise  # no way to find the database: cli.main reports it (exit 2)
         config_problem = str(exc)
     try:
-        scraper = app.open_scraper(config, db_arg, create=False)
-    except FileNotFoundError as exc:  # (looking must not create an empty database)
-        print(f"scrape status: no database at {exc.filename} (the daemon has not run yet?)",
-              file=sys.stderr)
+        scraper = app.open_scraper(config, db_arg, access="read")
+    except app.NoDatabase as exc:  # (looking must not create an empty database)
+        print(f"scrape status: {exc} (the daemon has not run yet?)", file=sys.stderr)
         return status.EXIT_UNHEALTHY
     with scraper:
         now = datetime.now(UTC)
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             json.dump(report, sys.stdout, ensure_ascii=False, indent=2)
             sys.stdout.write("\n")
         else:
-            print_report(report, sys.stdout, now)
+            print_report(report, sys.stdout, now, urls=args.urls)
         sys.stdout.flush()
     except BrokenPipeError:
         # `scrape status | head`: the reader left; not an error.  Point stdout at
@@ -74,15 +76,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_report(report: dict[str, Any], out: TextIO, now: datetime) -> None:
+def print_report(report: dict[str, Any], out: TextIO, now: datetime,
+                 urls: bool = False) -> None:
+    """The table; ``urls`` adds each feed's URL before the last error (the one column of
+    any length, so it stays last)."""
     feeds = report["feeds"]
     if report.get("config_problem"):
         out.write(f"warning: config not loaded, showing the database only: "
                   f"{report['config_problem']}\n")
     name_w = max([4, *(width(f["name"]) for f in feeds)])
+    url_w = max([3, *(len(f["url"] or "-") for f in feeds)]) if urls else 0
+
+    def url_cell(text: str) -> str:
+        return f"{text:<{url_w}}  " if urls else ""
+
     head = (f"{pad('feed', name_w)}  {'state':<10} {'last success':<13} {'errors':>6} "
-            f"{'next due':<14} {'entries':>7}  last error")
-    out.write(head + "\n")
+            f"{'next due':<14} {'entries':>7}  {url_cell('url')}last error")
+    out.write(head.rstrip() + "\n")
     for f in feeds:
         error = ""
         if f["last_error"] and f["error_count"]:
@@ -91,7 +101,8 @@ def print_report(report: dict[str, Any], out: TextIO, now: datetime) -> None:
         due = "-" if f["state"] in ("removed", "disabled") else status.due_in(f["next_due_at"], now)
         out.write(f"{pad(f['name'], name_w)}  {f['state']:<10} "
                   f"{status.since(f['last_success_at'], now):<13} {f['error_count']:>6} "
-                  f"{due:<14} {f['entry_count']:>7}  {error}\n")
+                  f"{due:<14} {f['entry_count']:>7}  {url_cell(f['url'] or '-')}"
+                  f"{error}".rstrip() + "\n")
     t = report["totals"]
     extra = "".join(f", {t[k]} {k}" for k in ("disabled", "removed") if t[k])
     out.write(f"total: {t['feeds']} feeds, {t['ok']} ok, {t['failing']} failing, "

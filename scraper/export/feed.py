@@ -19,9 +19,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from scraper import storage as store
-from scraper.config import Config, FeedConfig
+from scraper.config import Config, ConfigError, FeedConfig
 from scraper.export import Selection, entry_time, feed_config, replacing, rfc822
 from scraper.storage import exports as stored
 from scraper.storage import reads
@@ -79,12 +80,32 @@ def _feed_urls(conn: Connection) -> dict[str, str]:
     return {row["name"]: row["url"] for row in reads.feed_rows(conn)}
 
 
+def site_link(config: Config | None, feed_urls: Mapping[str, str],
+              selection: Selection | None = None) -> str | None:
+    """The site the merged feed belongs to: ``site_url:`` from the config, else the first
+    feed's site (the first selected, else configured, else stored feed).  The database keeps
+    each feed's URL and not its ``<link>``, so the site is that URL's scheme and host: a
+    real address even from ``--db`` alone (an RSS reader opens the channel link)."""
+    if config is not None and config.site_url:
+        return config.site_url
+    names = list(selection.feeds if selection and selection.feeds else ())
+    names += [f.name for f in config.feeds] if config else []
+    names += sorted(feed_urls)
+    for name in names:
+        feed = feed_config(config, name)
+        parts = urlsplit(feed_urls.get(name) or (feed.url if feed else ""))
+        if parts.scheme in ("http", "https") and parts.hostname:
+            host = parts.netloc.rpartition("@")[2]  # never a password in a published feed
+            return f"{parts.scheme}://{host}/"
+    return None
+
+
 def _author(entry: Mapping[str, Any], feed: FeedConfig | None) -> str:
     return entry.get("author") or (feed.author if feed and feed.author else entry["feed"])
 
 
 def build_atom(entries: list[dict[str, Any]], config: Config | None, feed_urls: Mapping[str, str],
-               title: str, link: str | None) -> bytes:
+               title: str, link: str | None, site: str | None = None) -> bytes:
     ET.register_namespace("", ATOM)
 
     def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -97,6 +118,8 @@ def build_atom(entries: list[dict[str, Any]], config: Config | None, feed_urls: 
     sub(root, "updated", _rfc3339(updated))
     if link:
         sub(root, "link", rel="self", href=link)
+    if site:
+        sub(root, "link", rel="alternate", type="text/html", href=site)
     sub(root, "generator", "scrape", version=__version__)
     for entry in entries:
         feed = feed_config(config, entry["feed"])
@@ -128,7 +151,12 @@ def build_atom(entries: list[dict[str, Any]], config: Config | None, feed_urls: 
 
 
 def build_rss(entries: list[dict[str, Any]], config: Config | None, feed_urls: Mapping[str, str],
-              title: str, link: str | None) -> bytes:
+              title: str, link: str | None, site: str | None = None) -> bytes:
+    """RSS 2.0; the channel's ``<link>`` (required, a URL) is ``link``, else ``site``."""
+    channel_link = link or site
+    if not channel_link:
+        raise ConfigError("export feed --format rss: no URL for the channel's <link>: pass "
+                          "--link URL, or set site_url: in the config")
     ET.register_namespace("atom", ATOM)
     ET.register_namespace("dc", DC)
     sub = _sub
@@ -136,7 +164,7 @@ def build_rss(entries: list[dict[str, Any]], config: Config | None, feed_urls: M
     root = ET.Element("rss", {"version": "2.0"})
     channel = sub(root, "channel")
     sub(channel, "title", title)
-    sub(channel, "link", link or "urn:scrape:merged-feed")
+    sub(channel, "link", channel_link)
     sub(channel, "description", title)
     updated = max((entry_time(e) for e in entries), default=store.utcnow())
     sub(channel, "lastBuildDate", rfc822(updated))
@@ -182,7 +210,9 @@ def build_feed(conn: Connection, config: Config | None, *, fmt: str = "atom",
     """The document and how many entries it holds."""
     entries = latest_entries(conn, limit, selection)
     build = build_rss if fmt == "rss" else build_atom
-    return build(entries, config, _feed_urls(conn), title, link), len(entries)
+    urls = _feed_urls(conn)
+    return (build(entries, config, urls, title, link, site_link(config, urls, selection)),
+            len(entries))
 
 
 def export_feed(conn: Connection, config: Config | None, file: str | Path, *,

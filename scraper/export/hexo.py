@@ -16,6 +16,7 @@ with one title get distinct names, and an entry keeps its recorded path forever.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import unicodedata
@@ -239,13 +240,15 @@ def target_name(directory: Path, flat: bool) -> str:
 
 def export_hexo(conn: Connection, config: Config | None, directory: str | Path, *,
                 flat: bool = False, rewrite_all: bool = False,
-                selection: Selection | None = None) -> HexoReport:
+                selection: Selection | None = None, record: bool = True) -> HexoReport:
     """Write the posts that are new (or changed) since the last export into ``directory``.
 
     Incremental by default: an entry is written when it has no ``exports`` row for this
     target, or was updated since, and its post text differs from what was written.
     ``rewrite_all`` looks at every selected entry and rewrites a file that is missing or
-    differs on disk.  Either way an entry keeps the path recorded for it.
+    differs on disk.  Either way an entry keeps the path recorded for it.  ``record=False``
+    (a read-only database) writes the posts without recording them: the next export looks
+    at them again and adopts the files it finds with the same text.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -282,8 +285,8 @@ def export_hexo(conn: Connection, config: Config | None, directory: str | Path, 
             report.new += 1
         pending.append((entry_id, path, digest, text))
         if len(pending) >= 100:
-            _flush(conn, directory, target, pending, report)
-    _flush(conn, directory, target, pending, report)
+            _flush(conn, directory, target, pending, report, record)
+    _flush(conn, directory, target, pending, report, record)
     return report
 
 
@@ -314,7 +317,8 @@ def _free_path(directory: Path, wanted: str, entry: Mapping[str, Any], text: str
 
 
 def _flush(conn: Connection, directory: Path, target: str,
-           pending: list[tuple[int, str, str, str]], report: HexoReport) -> None:
+           pending: list[tuple[int, str, str, str]], report: HexoReport,
+           record: bool = True) -> None:
     """Record and write a batch in one transaction: a crash leaves no record without file.
 
     A file written just before a crash, whose record rolled back, is adopted by the next
@@ -322,12 +326,18 @@ def _flush(conn: Connection, directory: Path, target: str,
     """
     if not pending:
         return
-    with stored.recording(conn, target) as record:
+    recording = (stored.recording(conn, target) if record
+                 else contextlib.nullcontext(_not_recorded))
+    with recording as remember:
         for entry_id, path, digest, text in pending:
-            record(entry_id, path, digest)
+            remember(entry_id, path, digest)
             if text:
                 with replacing(directory / path) as out:
                     out.write(text)
                 report.paths.append(directory / path)
     pending.clear()
 
+
+
+def _not_recorded(entry_id: int, path: str | None, content_hash: str) -> None:
+    """The record of an export on a read-only database: nothing."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -43,8 +43,12 @@ def records(conn: Connection, chunks: Iterator[list[dict[str, Any]]], raw: bool 
 
 def export_jsonl(conn: Connection, file: str | Path, *,
                  selection: Selection | None = None, incremental: bool = False,
-                 raw: bool = True) -> int:
-    """Write the selected entries to ``file`` (``-``: stdout); returns how many lines."""
+                 raw: bool = True, record: bool = True) -> int:
+    """Write the selected entries to ``file`` (``-``: stdout); returns how many lines.
+
+    ``record=False`` (a read-only database) writes them without recording what ``file``
+    holds, so a later ``incremental`` export to it writes them again.
+    """
     selection = selection or Selection()
     target = target_name(file)
     recorded: dict[int, str | None] = {}
@@ -61,25 +65,38 @@ def export_jsonl(conn: Connection, file: str | Path, *,
                 continue
             yield record["id"], line, digest
 
+    # Each batch is remembered once written and flushed (a crash re-sends, never loses).
+    def remember(batch: list[tuple[int, str]]) -> None:
+        if record:
+            with stored.recording(conn, target) as put:
+                for entry_id, digest in batch:
+                    put(entry_id, None, digest)
+
     if str(file) == "-":
-        return _write(conn, target, lines(), sys.stdout)
+        return _write(lines(), sys.stdout, remember)
     path = Path(file)
     path.parent.mkdir(parents=True, exist_ok=True)
     if incremental:
         with path.open("a", encoding="utf-8", newline="\n") as out:
-            return _write(conn, target, lines(), out)
+            return _write(lines(), out, remember)
     # A full export replaces the file at once.  What it holds is recorded only once it is
     # in place, from what was staged meanwhile (no lock on the database while writing).
-    stored.start_staging(conn)
+    def stage(batch: list[tuple[int, str]]) -> None:
+        if record:
+            stored.stage(conn, batch)
+
+    if record:
+        stored.start_staging(conn)
     with replacing(path) as out:
-        count = _write(conn, None, lines(), out)
-    stored.commit_staged(conn, target)
+        count = _write(lines(), out, stage)
+    if record:
+        stored.commit_staged(conn, target)
     return count
 
 
-def _write(conn: Connection, target: str | None,
-           lines: Iterator[tuple[int, str, str]], out: IO[str]) -> int:
-    """Write the lines; record each batch for ``target`` once flushed (None: staged)."""
+def _write(lines: Iterator[tuple[int, str, str]], out: IO[str],
+           keep: Callable[[list[tuple[int, str]]], None]) -> int:
+    """Write the lines; hand each batch of (entry id, hash) to ``keep`` once flushed."""
     count = 0
     batch: list[tuple[int, str]] = []
     for entry_id, line, digest in lines:
@@ -88,20 +105,9 @@ def _write(conn: Connection, target: str | None,
         batch.append((entry_id, digest))
         if len(batch) >= stored.CHUNK:
             out.flush()
-            _record(conn, target, batch)
+            keep(batch)
+            batch = []
     out.flush()
-    _record(conn, target, batch)
+    if batch:
+        keep(batch)
     return count
-
-
-def _record(conn: Connection, target: str | None, batch: list[tuple[int, str]]) -> None:
-    """Remember what ``target`` has, after it was written (a crash re-sends, never loses)."""
-    if not batch:
-        return
-    if target is None:
-        stored.stage(conn, batch)
-    else:
-        with stored.recording(conn, target) as record:
-            for entry_id, digest in batch:
-                record(entry_id, None, digest)
-    batch.clear()

@@ -7,12 +7,18 @@ runs a statement itself.
 from scraper.storage.db import (
     CACHE_KIB,
     Connection,
+    DatabaseError,
+    DatabaseLocked,
+    NoDatabase,
     connect,
+    database_path,
     iso,
+    open_existing,
     parse_iso,
     schema_version,
     transaction,
     utcnow,
+    writable,
 )
 from scraper.storage.entries import apply_plan, known_hashes, recent_dates
 from scraper.storage.feeds import (
@@ -26,11 +32,12 @@ from scraper.storage.feeds import (
     release_claims,
     sync_feeds,
 )
-from scraper.storage.meta import database_path, read_heartbeat, set_meta, write_heartbeat
+from scraper.storage.meta import read_heartbeat, set_meta, write_heartbeat
 from scraper.storage.schema import MIGRATIONS
 
-__all__ = ["CACHE_KIB", "MIGRATIONS", "Claimed", "Connection", "apply_plan", "bring_forward",
-           "claim_due", "claim_feed", "connect", "database_path", "feed_state",
-           "forget_validators", "iso", "known_hashes", "parse_iso", "read_heartbeat",
-           "recent_dates", "release_claim", "release_claims", "schema_version", "set_meta",
-           "sync_feeds", "transaction", "utcnow", "write_heartbeat"]
+__all__ = ["CACHE_KIB", "MIGRATIONS", "Claimed", "Connection", "DatabaseError", "DatabaseLocked",
+           "NoDatabase", "apply_plan", "bring_forward", "claim_due", "claim_feed", "connect",
+           "database_path", "feed_state", "forget_validators", "iso", "known_hashes",
+           "open_existing", "parse_iso", "read_heartbeat", "recent_dates", "release_claim",
+           "release_claims", "schema_version", "set_meta", "sync_feeds", "transaction",
+           "utcnow", "writable", "write_heartbeat"]

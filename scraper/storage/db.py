@@ -3,22 +3,31 @@
 WAL lets readers (``scrape status``, exports) run beside the daemon's writer,
 ``synchronous=NORMAL`` is durable enough under WAL, and a busy timeout turns a concurrent
 ``scrape --once`` into a short wait instead of "database is locked".
+
+Commands that only look (``status``, ``dups``) open the file read-only (``open_existing``)
+and never migrate it, so they work on a backup, a read-only volume or another user's file.
+Every problem with the file itself is a ``DatabaseError``: one line naming the file.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from scraper.config import ConfigError
 from scraper.storage.schema import MIGRATIONS
 
-#: Seconds a writer waits for another writer's transaction before giving up.  A feed refresh
-#: transaction takes milliseconds; 30 s covers a dedup rebuild running beside the daemon.
+#: Milliseconds a writer waits for another writer's transaction before giving up.  A feed
+#: refresh transaction takes milliseconds; 30 s covers a dedup rebuild beside the daemon.
 BUSY_TIMEOUT_MS = 30_000
+#: Overrides it, in seconds: a slow disk may want longer, and the tests of a locked database
+#: do not wait 30 s (docs/configuration.md).
+BUSY_TIMEOUT_ENV = "SCRAPE_BUSY_TIMEOUT"
 
 #: How long a process waits for another's schema upgrade (migration 8, the dedup key table
 #: rebuilt, took 244 s at 1M entries; see ``migrate``).
@@ -32,6 +41,40 @@ CACHE_KIB = 16384
 #: it by this alias only, never by the driver's type, so that another backend changes this
 #: line and not the callers.
 Connection = sqlite3.Connection
+
+
+class DatabaseError(ConfigError):
+    """The database file cannot be used as it is; the message names the file.
+
+    A ConfigError because, like a bad config, the user's input (``--db``, ``database:``) is
+    what is wrong: the command line answers both with one line and exit 2, writing nothing.
+    """
+
+
+class NoDatabase(DatabaseError):
+    """A command that only reads was given a file that does not exist (it is not created)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"no database at {path}")
+        self.path = path
+
+
+class DatabaseLocked(DatabaseError):
+    """Another process held the write lock past the busy timeout."""
+
+
+def busy_timeout_ms() -> int:
+    """The busy timeout: ``SCRAPE_BUSY_TIMEOUT`` seconds, else ``BUSY_TIMEOUT_MS``."""
+    raw = os.environ.get(BUSY_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return BUSY_TIMEOUT_MS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 86_400:  # (also refuses nan)
+        raise ConfigError(f"{BUSY_TIMEOUT_ENV}: expected seconds from 0 to 86400, got {raw!r}")
+    return int(seconds * 1000)
 
 
 def utcnow() -> datetime:
@@ -62,23 +105,176 @@ def in_lists(values: Sequence[int] | Sequence[str], most: int = 512
         yield ",".join("?" * size), chunk + chunk[-1:] * (size - len(chunk))
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
-    """Open (creating if needed) and migrate the database at ``path``."""
+def connect(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
+    """Open the database at ``path`` for writing (creating the file if ``create``; never its
+    folder: a mistyped ``--db`` must not start a second database) and migrate it."""
     path = Path(path)
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                           check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    # 16 MiB page cache (SQLite's default is 2 MB): 0.52 ms/article at 1M entries against 0.68
-    # (bench/dedup_scale.py, issue 4 notes); 64 MiB measured no better.
-    conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
-    conn.execute("PRAGMA foreign_keys = ON")
-    migrate(conn)
+    _check_path(path, create=create)
+    try:
+        conn, version = _open(f"{path.resolve().as_uri()}?mode=rwc")
+    except sqlite3.Error as exc:
+        raise problem(path, exc) from None
+    try:
+        # The version first: a newer release's file, or one that is not a database, is
+        # refused before anything (journal mode, schema) writes to it.
+        _check_version(path, version, reading=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        migrate(conn)
+        if not writable(conn):
+            raise DatabaseError(f"{path}: cannot be written (a read-only file, folder or "
+                                "file system); the read commands (status, dups, export) "
+                                "can still read it")
+    except sqlite3.Error as exc:
+        conn.close()
+        raise problem(path, exc) from None
+    except BaseException:
+        conn.close()
+        raise
     return conn
+
+
+def open_existing(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
+    """Open an existing database without migrating it: read-only, or with ``write`` for
+    writing when the file allows it and read-only when not (an export's bookkeeping is
+    optional; ``writable`` says which it got).  Its schema must be this release's."""
+    path = Path(path)
+    _check_path(path, create=False)
+    uri = path.resolve().as_uri()
+    try:
+        if not Path(f"{path}-wal").exists():
+            # Nobody has it open: its version is read without the -wal and -shm files a
+            # reader of a WAL database creates and, read-only, cannot remove; so a database
+            # refused here is left exactly as it was (see below for immutable).
+            probe, version = _open(f"{uri}?mode=ro&immutable=1")
+            probe.close()
+            _check_version(path, version, reading=True)
+        for mode in ("rw", "ro") if write else ("ro",):
+            try:
+                conn, version = _open(f"{uri}?mode={mode}")
+                break
+            except sqlite3.OperationalError as exc:
+                if not _no_shared_memory(exc) or Path(f"{path}-wal").exists():
+                    raise
+        else:
+            # A WAL database needs its -shm file, which a reader cannot create in a folder
+            # it may not write (SQLite's wal.html, "Read-Only Databases").  No -wal file
+            # means no process has the database open (the last to close removes it), so
+            # the main file holds every commit and is read as immutable: no locks, no -shm.
+            # That is not safe beside a live writer: one that starts during this read (as
+            # a user who may write the folder) could checkpoint pages under it, and the
+            # read would fail with an error (it never writes).  Refusing instead would
+            # leave backups and read-only volumes unreadable, the case this is for.
+            conn, version = _open(f"{uri}?mode=ro&immutable=1")
+    except sqlite3.Error as exc:
+        raise problem(path, exc) from None
+    try:
+        _check_version(path, version, reading=True)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _check_path(path: Path, *, create: bool) -> None:
+    if path.is_dir():
+        raise DatabaseError(f"{path}: is a folder, not a database file")
+    if path.exists():
+        return
+    if not create:
+        raise NoDatabase(path)
+    if not path.parent.is_dir():
+        raise DatabaseError(f"{path}: the folder {path.parent} does not exist (scrape "
+                            "creates the database file, not its folder)")
+
+
+def _open(uri: str) -> tuple[sqlite3.Connection, int]:
+    """Connect to ``uri`` (``file:`` with its mode), set it up and read its schema version:
+    the first read, where a file that is not a database or cannot be read fails (with the
+    driver's error, which the callers word)."""
+    timeout = busy_timeout_ms()
+    conn = sqlite3.connect(uri, uri=True, timeout=timeout / 1000, isolation_level=None,
+                           check_same_thread=False)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {timeout}")
+        # 16 MiB page cache (SQLite's default is 2 MB): 0.52 ms/article at 1M entries against
+        # 0.68 (bench/dedup_scale.py, issue 4 notes); 64 MiB measured no better.
+        conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn, schema_version(conn)
+    except BaseException:
+        conn.close()
+        raise
+
+
+def _no_shared_memory(exc: sqlite3.Error) -> bool:
+    """The error a WAL database gives a reader that cannot create its -shm file."""
+    return getattr(exc, "sqlite_errorname", "") in ("SQLITE_READONLY_DIRECTORY",
+                                                     "SQLITE_CANTOPEN")
+
+
+def _check_version(path: Path, version: int, *, reading: bool) -> None:
+    latest = len(MIGRATIONS)
+    if version > latest:
+        raise DatabaseError(f"{path}: made by a newer release of scrape (schema version "
+                            f"{version}, this release knows up to {latest}); upgrade scrape "
+                            "to use it (the file was not changed)")
+    if reading and version < latest:
+        what = ("holds no scrape tables yet" if version == 0 else
+                f"has schema version {version}, older than this release's {latest}")
+        raise DatabaseError(f"{path}: {what}: run `scrape --once` (or start the daemon) to "
+                            "upgrade it; this command only reads and did not change it")
+
+
+def problem(path: str | Path, exc: sqlite3.Error) -> DatabaseError:
+    """The driver's error as one line naming the file and what is wrong with it."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if name == "SQLITE_NOTADB":
+        return DatabaseError(f"{path}: not an SQLite database")
+    if name.startswith("SQLITE_CORRUPT"):
+        return DatabaseError(f"{path}: damaged ({exc})")
+    if name.startswith("SQLITE_BUSY") or name.startswith("SQLITE_LOCKED"):
+        return locked(path)
+    if name == "SQLITE_READONLY_DIRECTORY":
+        return DatabaseError(f"{path}: its folder may not be written (a read-only folder "
+                             "or file system), and SQLite needs to create the database's "
+                             "-wal and -shm files there")
+    if name.startswith("SQLITE_READONLY"):
+        return DatabaseError(f"{path}: cannot be written (a read-only file, folder or file "
+                             "system)")
+    if name.startswith("SQLITE_CANTOPEN"):
+        return DatabaseError(f"{path}: cannot be opened (check that it is a file this user "
+                             "may read, in a folder it may enter)")
+    return DatabaseError(f"{path}: {exc}")
+
+
+def locked(path: str | Path) -> DatabaseLocked:
+    return DatabaseLocked(f"{path}: locked by another process for over "
+                          f"{busy_timeout_ms() / 1000:g} s (the busy timeout, "
+                          f"{BUSY_TIMEOUT_ENV})")
+
+
+def writable(conn: sqlite3.Connection) -> bool:
+    """Can ``conn`` write?  SQLite opens a file it may not write read-only without a word
+    and says so only at the first write, so a write is tried and rolled back (the main file
+    is not touched)."""
+    _begin(conn)
+    try:
+        conn.execute("DELETE FROM meta WHERE 0")
+    except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorname", "").startswith("SQLITE_READONLY"):
+            return False
+        raise problem(database_path(conn), exc) from None
+    finally:
+        conn.execute("ROLLBACK")
+    return True
+
+
+def database_path(conn: sqlite3.Connection) -> str:
+    """The file the connection reads and writes, for messages and the daemon's start line."""
+    row = conn.execute("PRAGMA database_list").fetchone()
+    return str(row[2]) if row else "?"
 
 
 def schema_version(conn: sqlite3.Connection) -> int:
@@ -95,7 +291,7 @@ def migrate(conn: sqlite3.Connection) -> None:
     try:
         conn.execute("BEGIN IMMEDIATE")
     finally:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms()}")
     try:
         version = schema_version(conn)
         if 0 < version < len(MIGRATIONS):
@@ -131,9 +327,10 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One write transaction: all or nothing, so a crash loses at most the refresh in flight.
 
     IMMEDIATE takes the write lock up front; a deferred transaction that reads first and
-    writes later can fail with SQLITE_BUSY without waiting on the busy timeout.
+    writes later can fail with SQLITE_BUSY without waiting on the busy timeout.  Past the
+    timeout it raises DatabaseLocked, which names the file.
     """
-    conn.execute("BEGIN IMMEDIATE")
+    _begin(conn)
     try:
         yield conn
     except BaseException:
@@ -141,3 +338,12 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
     else:
         conn.execute("COMMIT")
+
+
+def _begin(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if getattr(exc, "sqlite_errorname", "").startswith("SQLITE_BUSY"):
+            raise locked(database_path(conn)) from None
+        raise

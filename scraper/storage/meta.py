@@ -40,8 +40,3 @@ def read_heartbeat(conn: sqlite3.Connection) -> dict[str, str]:
     return dict(conn.execute(f"SELECT key, value FROM meta WHERE key IN ({marks})",
                              HEARTBEAT_KEYS).fetchall())
 
-
-def database_path(conn: sqlite3.Connection) -> str:
-    """The file the connection writes to, for the daemon's start line."""
-    row = conn.execute("PRAGMA database_list").fetchone()
-    return str(row[2]) if row else "?"
