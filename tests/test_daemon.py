@@ -328,7 +328,7 @@ def running_daemon(tmp_path: Path, config_text: str | None, *args: str, log_name
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "scraper", "--config", str(config), "--db", str(db),
-             "--workers", "1", "--log-format", "json", *args],
+             "--workers", "1", "--log-format", "json", "-v", *args],
             cwd=tmp_path, stdout=log_file, stderr=subprocess.STDOUT,
             env=env(**{"SCRAPE_HEARTBEAT": "1", "SCRAPE_TICK": "0.2", **settings}),
             start_new_session=True)  # its own process group: the daemon and its workers
