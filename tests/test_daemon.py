@@ -696,9 +696,9 @@ def test_a_daemon_claims_only_its_feed_list(feed_server: FeedServer, tmp_path: P
 
 
 #: The daemon's job intervals in the stop test: APScheduler then starts a job every few
-#: milliseconds, so a stop often lands while one is pending.  Measured against the code before
-#: the fix (/tmp repro, two daemons, 20 cycles): 7 of 40 stops logged "Error running job ...
-#: CancelledError" at 5 ms, 2 of 40 at 20 ms.
+#: milliseconds, so a stop often lands while one is pending.  Measured before the fix (two
+#: daemons as here, 20 stop cycles): 7 of 40 stops logged "Error running job ...
+#: CancelledError" at 5 ms, 2 of 40 at 20 ms; this test failed in each of its runs then.
 BUSY_JOBS = "0.005"
 
 

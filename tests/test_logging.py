@@ -1,4 +1,4 @@
-"""What each count of -v shows, and where a traceback may appear (issue 16, points 9 and 11).
+"""What each count of -v shows, and where a traceback may appear (issue 16, point 11).
 
 None: warnings and errors only.  -v: the project's info lines, one per refresh.  -vv: its
 debug lines, and tracebacks.  -vvv: the libraries' output too (httpx and httpcore debug,
