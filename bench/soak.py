@@ -329,7 +329,7 @@ def main() -> int:
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "scraper", "--config", str(config),
                                  "--db", str(db), "--workers", str(args.workers),
-                                 "--log-format", "json"],
+                                 "--log-format", "json", "-v"],  # -v: the refresh lines
                                 cwd=work, stdout=out, stderr=subprocess.STDOUT, env=env)
     started = time.monotonic()
     samples: list[Sample] = []

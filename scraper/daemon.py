@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from apscheduler.executors.debug import DebugExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from scraper import storage as store
@@ -48,7 +49,6 @@ from scraper.config import (
     load_config,
     select_feeds,
 )
-from scraper.core import schedule
 from scraper.net.fetch import Fetcher
 from scraper.refresh import CLAIMANT, FeedResult, Refresher, claim_is_dead, claim_seconds
 from scraper.status import daemon_health
@@ -127,6 +127,7 @@ class Daemon:
         # Nothing else uses the connection yet: these run inline.
         store.sync_feeds(self.conn, [(f.name, f.url) for f in self.config.feeds])
         store.release_claims(self.conn, CLAIMANT)
+        self._bring_forward()  # an interval shortened while the daemon was stopped
         self._warn_other_daemon()
         try:
             await self._start_up(loop)
@@ -144,7 +145,7 @@ class Daemon:
                                    clock=self.clock)
         self._config_key = self._stat_config()
         self.scheduler = AsyncIOScheduler(
-            event_loop=loop, timezone=UTC,
+            event_loop=loop, timezone=UTC, executors={"default": DebugExecutor()},
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1})
         self.scheduler.start()
         self._add_jobs()
@@ -159,7 +160,11 @@ class Daemon:
         """The interval jobs, (re)set from ``self.settings``.
 
         ``misfire_grace_time=None``: APScheduler 3's default (1 s) skips a run that is more
-        than a second late, which a busy loop easily is.
+        than a second late, which a busy loop easily is.  ``DebugExecutor`` calls each job
+        right in the scheduler's timer callback, on the loop: the default executor wraps a
+        coroutine job in a task of its own, and its shutdown cancels such a task created
+        but not yet started, which APScheduler logs as "Error running job ...
+        CancelledError" (about one stop in six with two daemons and 5 ms job intervals).
         """
         self._add_interval(self._tick, self.settings.tick, "loop")
         self._add_interval(self._heartbeat_job, self.settings.heartbeat, "heartbeat")
@@ -278,17 +283,19 @@ class Daemon:
                       job_id: str) -> None:
         """Run ``func`` every ``seconds``, skipping a turn while the previous one still runs.
 
-        The job itself only starts a task and returns: a chore waiting for a busy database
-        thread must not make APScheduler log "maximum number of running instances reached"
-        at every tick.
+        The job itself only starts a task and returns, without awaiting: a chore waiting for
+        a busy database thread must not make APScheduler log "maximum number of running
+        instances reached" at every tick, and a job that is a plain function leaves
+        APScheduler nothing to cancel at shutdown (``_add_jobs``).  The chores are ours,
+        cancelled quietly by ``_shutdown``.
         """
         assert self.scheduler is not None
 
-        async def tick() -> None:
+        def tick() -> None:
             current = self._chores.get(job_id)
             if self.stopping or (current is not None and not current.done()):
                 return
-            self._chores[job_id] = asyncio.create_task(func(), name=job_id)
+            self._chores[job_id] = asyncio.get_running_loop().create_task(func(), name=job_id)
 
         self.scheduler.add_job(tick, "interval", seconds=seconds, id=job_id, name=job_id,
                                replace_existing=True)
@@ -445,12 +452,12 @@ class Daemon:
             log.warning("config reload: 'database' changed to %s; the daemon keeps %s until "
                         "it is restarted", new.database, self.config.database)
         moved = [n for n in changed if new_feeds[n].url != old_feeds[n].url]
-        now = self.clock()
-        shorter = {n: now + timedelta(seconds=schedule.jittered(new_feeds[n].interval,
-                                                                self.rng))
-                   for n in changed if n not in moved
-                   and new_feeds[n].interval < old_feeds[n].interval}
-        await self._db(self._apply_rows, new, moved, shorter)
+        # Feeds whose interval may differ from the one their row was scheduled with; an added
+        # feed may have a row from before it was removed.
+        timed = {n: new_feeds[n] for n in [*added, *changed] if n in added or (
+            new_feeds[n].interval, new_feeds[n].adaptive) != (old_feeds[n].interval,
+                                                              old_feeds[n].adaptive)}
+        await self._db(self._apply_rows, new, moved, timed)
         if self.stopping:
             return
         if new.fetch != self.config.fetch and self.refresher is not None:
@@ -474,12 +481,26 @@ class Daemon:
                                    "removed": removed, "changed": changed}})
         self.wake()
 
-    def _apply_rows(self, new: Config, moved: list[str], shorter: dict[str, datetime]) -> None:
+    def _apply_rows(self, new: Config, moved: list[str], timed: dict[str, FeedConfig]) -> None:
         """The reload's database side: rows for new feeds, a moved feed's validators dropped,
         a shortened interval brought forward."""
         store.sync_feeds(self.conn, [(f.name, f.url) for f in new.feeds])
         store.forget_validators(self.conn, moved)
-        store.bring_forward(self.conn, shorter)
+        if timed:
+            self._bring_forward(timed)
+
+    def _bring_forward(self, feeds: dict[str, FeedConfig] | None = None) -> None:
+        """No feed waits out an interval longer than its configured one (``clamp_due``): at
+        the start (the config may have changed while stopped), and at a reload for the feeds
+        whose interval changed.  Measured on 100,000 rows: 0.65 s when none moves, 1.3 s when
+        all do."""
+        feeds = self.feeds if feeds is None else feeds
+        moved = store.bring_forward(
+            self.conn, {n: (f.interval, f.adaptive) for n, f in feeds.items()}, self.rng)
+        if moved:
+            log.info("%d feeds due sooner: their interval is shorter than when they were last "
+                     "scheduled", moved, extra={"fields": {"event": "due-sooner",
+                                                           "feeds": moved}})
 
     def _reap_fetchers(self) -> None:
         """Close replaced HTTP clients once the refreshes that used them have ended."""

@@ -237,3 +237,125 @@ def test_adaptive_interval_replaces_the_configured_one_on_success() -> None:
     # ...but not the backoff of a failure.
     values = delays(INTERVAL, 1, Outcome(ok=False, adaptive=6 * 3600))
     assert within_jitter(values, INTERVAL)
+
+
+# -- a shortened interval (clamp_due) ------------------------------------------------------
+
+LAST = NOW - timedelta(minutes=5)  # the last fetch
+
+
+def stored(when: datetime) -> datetime:
+    """As the database keeps it: whole seconds."""
+    return when.replace(microsecond=0)
+
+
+def scheduled(outcome: Outcome, interval: int, errors: int = 0,
+              rng: random.Random | None = None) -> schedule.Scheduled:
+    """The row a refresh at LAST with ``outcome`` leaves under ``interval``."""
+    due = next_due(LAST, interval, errors, outcome, rng or random.Random(7))
+    retry_at = LAST + timedelta(seconds=outcome.retry_after) if outcome.retry_after else None
+    return schedule.Scheduled(last_fetch=LAST, next_due=stored(due), error_count=errors,
+                              max_age=outcome.max_age, ttl_minutes=outcome.ttl_minutes,
+                              retry_after_at=retry_at)
+
+
+def clamped(state: schedule.Scheduled, interval: int, n: int = 200,
+            adaptive: bool = False) -> list[float]:
+    """Seconds from the last fetch to the clamped due time, over ``n`` random draws."""
+    rng = random.Random(99)
+    out = []
+    for _ in range(n):
+        due = schedule.clamp_due(state, interval, rng, adaptive=adaptive)
+        assert due is not None
+        out.append((due - LAST).total_seconds())
+    return out
+
+
+def test_a_shortened_interval_brings_the_due_time_within_the_new_one() -> None:
+    # Scheduled under 30 minutes, now configured at 1 minute: due within 1 min +-10 % of the
+    # last fetch (already past here: due at once), spread by the jitter.
+    values = clamped(scheduled(OK, INTERVAL), 60)
+    assert within_jitter(values, 60) and len({round(v) for v in values}) > 5
+
+
+@pytest.mark.parametrize(("outcome", "errors"), [
+    (OK, 0), (Outcome(ok=True, ttl_minutes=120), 0), (Outcome(ok=True, max_age=7200), 0),
+    (FAILED, 1), (FAILED, 4), (Outcome(ok=False, retry_after=5400), 1),
+    (Outcome(ok=True, max_age=10 ** 7), 0)])
+def test_a_due_time_the_current_settings_gave_is_left_alone(outcome: Outcome,
+                                                            errors: int) -> None:
+    # A restart or a reload that changed nothing moves nothing, whatever the jitter drew.
+    for seed in range(100):
+        state = scheduled(outcome, INTERVAL, errors, random.Random(seed))
+        assert schedule.clamp_due(state, INTERVAL, random.Random(seed)) == state.next_due
+
+
+class Top(random.Random):
+    """Jitter at its very top."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return max(a, b)
+
+
+def test_the_top_of_the_jitter_survives_the_whole_seconds_of_storage() -> None:
+    # The fetch at .9 s, stored as .0, and a longest delay of 1985.5 s: the due time at the
+    # top of its window, stored as 1986 s past the stored fetch, lies just past "stored fetch
+    # time + longest delay"; that is rounding, not an old interval.
+    fetched = NOW + timedelta(seconds=0.9)
+    interval = 1805
+    for outcome, errors in ((OK, 0), (FAILED, 1), (Outcome(ok=False, retry_after=605), 1)):
+        due = next_due(fetched, interval, errors, outcome, Top())
+        retry_at = fetched + timedelta(seconds=outcome.retry_after or 0)
+        state = schedule.Scheduled(last_fetch=stored(fetched), next_due=stored(due),
+                                   error_count=errors,
+                                   retry_after_at=stored(retry_at) if outcome.retry_after
+                                   else None)
+        assert schedule.clamp_due(state, interval, random.Random(1)) == state.next_due
+
+
+def test_a_longer_interval_does_not_postpone_a_due_time() -> None:
+    state = scheduled(OK, 60)
+    assert schedule.clamp_due(state, INTERVAL, random.Random(1)) == state.next_due
+
+
+def test_a_stored_ttl_or_max_age_still_stretches_the_new_interval() -> None:
+    # <ttl> 2 h under a 4 h interval, now 30 min: the feed asked for 2 h, so 2 h it is.
+    old = 4 * 3600
+    assert within_jitter(clamped(scheduled(Outcome(ok=True, ttl_minutes=120), old), INTERVAL),
+                         7200)
+    assert within_jitter(clamped(scheduled(Outcome(ok=True, max_age=5400), old), INTERVAL),
+                         5400)
+
+
+def test_a_failing_feed_keeps_its_backoff_counted_from_the_new_interval() -> None:
+    # Three failures in a row: 4 intervals.  30 min -> 2 h; at the new 1 minute, 4 minutes.
+    state = scheduled(FAILED, INTERVAL, errors=3)
+    assert within_jitter(clamped(state, 60), 4 * 60)
+    assert state.error_count == 3  # the count is the row's, untouched
+
+
+def test_retry_after_is_still_not_before() -> None:
+    # A 503 asked for 90 minutes; the backoff under 1 h was longer.  Now 1 minute: the
+    # Retry-After still holds (plus its positive jitter), the backoff no longer does.
+    state = scheduled(Outcome(ok=False, retry_after=5400), 3 * 3600, errors=2)
+    values = clamped(state, 60)
+    assert all(5400 <= v <= 5400 * (1 + JITTER) for v in values), (min(values), max(values))
+    assert all(LAST + timedelta(seconds=v) <= state.next_due for v in values)
+
+
+def test_an_adaptive_feed_is_only_held_to_the_adaptive_ceiling() -> None:
+    # Its publishing rate is not stored: 20 h may be what it earned, so it stays; a due time
+    # past the 24 h ceiling (an interval of 3 days shortened to 1 h) comes within it.
+    rate = Outcome(ok=True, adaptive=20 * 3600)
+    earned = scheduled(rate, INTERVAL)
+    assert schedule.clamp_due(earned, 3600, random.Random(1), adaptive=True) == earned.next_due
+    three_days = scheduled(OK, 3 * 86400)
+    values = clamped(three_days, 3600, adaptive=True)
+    assert all(86400 * (1 - JITTER) <= v <= 86400 for v in values)
+
+
+def test_a_feed_never_fetched_or_already_due_is_left_alone() -> None:
+    never = schedule.Scheduled(last_fetch=None, next_due=None)
+    assert schedule.clamp_due(never, 60, random.Random(1)) is None
+    due_now = schedule.Scheduled(last_fetch=None, next_due=NOW)
+    assert schedule.clamp_due(due_now, 60, random.Random(1)) == NOW

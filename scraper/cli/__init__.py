@@ -2,15 +2,19 @@
 
 ``scrape`` runs the daemon, ``scrape --once`` one refresh of every enabled feed; the other
 commands register themselves through each module's ``register(subparsers, common)``.
-Exit codes: 0 success, 1 some feed failed (the others are stored), 2 config or usage error.
+Exit codes: 0 success, 1 some feed failed (the others are stored), 2 config or usage error,
+70 (sysexits' EX_SOFTWARE) an unexpected error, which is a bug: neither a feed's fault nor
+the user's.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
 from scraper.app import select_feeds
@@ -20,7 +24,7 @@ from scraper.version import __version__
 
 log = logging.getLogger("scraper")
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_BUG = 0, 1, 2, 70
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -33,7 +37,9 @@ def common_options() -> argparse.ArgumentParser:
                         help="SQLite database (default: 'database:' in the config, "
                              "else scrape.db beside it)")
     common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
-                        help="more log output (-vv for library debug output)")
+                        help="-v: the info lines (one per refresh); -vv: also debug lines "
+                             "and tracebacks; -vvv: also the libraries' (httpx, httpcore, "
+                             "APScheduler). Default: warnings and errors only")
     common.add_argument("--log-format", choices=("text", "json"), default=argparse.SUPPRESS,
                         help="log line format on stderr (json for log collectors)")
     return common
@@ -62,36 +68,84 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Appended to a log line whose traceback is held back below -vv.
+TRACEBACK_HINT = "run with -vv for the traceback"
+
+
+def brief(exc: BaseException) -> str:
+    """An exception on one line: its type, and its message when it has one."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _without_traceback(record: logging.LogRecord) -> tuple[logging.LogRecord, str]:
+    """A copy of ``record`` with no exception attached, and the exception in one line.
+
+    A copy: the record is shared with every other handler and may be formatted again."""
+    exc = record.exc_info[1] if record.exc_info else None
+    bare = copy.copy(record)
+    bare.exc_info = bare.exc_text = bare.stack_info = None
+    return bare, brief(exc) if exc is not None else ""
+
+
+class TextFormatter(logging.Formatter):
+    """``time LEVEL message``; an exception's traceback only when asked for (-vv)."""
+
+    def __init__(self, tracebacks: bool) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+        self.tracebacks = tracebacks
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.tracebacks or not (record.exc_info or record.stack_info):
+            return super().format(record)
+        bare, exc = _without_traceback(record)
+        tail = f"{exc}; {TRACEBACK_HINT}" if exc else TRACEBACK_HINT
+        return f"{super().format(bare)} ({tail})"
+
+
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line with the logger's name and the record's ``fields``; an
+    exception is ``"exception"``: its traceback with -vv, else its one-line summary."""
+
+    def __init__(self, tracebacks: bool) -> None:
+        super().__init__()
+        self.tracebacks = tracebacks
+
     def format(self, record: logging.LogRecord) -> str:
         payload = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
                    "level": record.levelname.lower(), "logger": record.name,
                    "message": record.getMessage()}
         payload.update(getattr(record, "fields", {}))
         if record.exc_info:
-            payload["exception"] = self.formatException(record.exc_info)
+            payload["exception"] = (self.formatException(record.exc_info) if self.tracebacks
+                                    else _without_traceback(record)[1])
         return json.dumps(payload, ensure_ascii=False)
 
 
 def setup_logging(verbose: int, fmt: str = "text") -> None:
+    """Log to stderr by the count of -v.
+
+    None: warnings and errors.  -v: this project's info lines (the daemon's one line per
+    refresh, start, reload, stop).  -vv: its debug lines, and tracebacks.  -vvv: every
+    library's lines too: httpx's and httpcore's debug output, and APScheduler's info lines,
+    which say "Running job" at every tick of every job.  A library's warnings always show.
+    """
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
-                                               "%H:%M:%S"))
+    tracebacks = verbose >= 2
+    handler.setFormatter(JsonFormatter(tracebacks) if fmt == "json"
+                         else TextFormatter(tracebacks))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING)
-    logging.getLogger("scraper").setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("httpx", "httpcore", "apscheduler"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose >= 2 else logging.WARNING)
+    root.setLevel(logging.DEBUG if verbose >= 3 else logging.WARNING)
+    own = (logging.WARNING, logging.INFO, logging.DEBUG)[min(max(verbose, 0), 2)]
+    logging.getLogger("scraper").setLevel(own)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(getattr(args, "verbose", 0) or 0, getattr(args, "log_format", "text"))
+    verbose = getattr(args, "verbose", 0) or 0
+    setup_logging(verbose, getattr(args, "log_format", "text"))
     try:
         if args.func is not None:
             return int(args.func(args) or 0)
@@ -105,6 +159,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: one line, the traceback only when asked for
+        if verbose >= 2:
+            traceback.print_exc(file=sys.stderr)
+            print(f"scrape: unexpected error: {brief(exc)}", file=sys.stderr)
+        else:
+            print(f"scrape: unexpected error: {brief(exc)}; {TRACEBACK_HINT}", file=sys.stderr)
+        return EXIT_BUG
 
 
 def run_daemon_command(args: argparse.Namespace) -> int:

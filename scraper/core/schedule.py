@@ -10,7 +10,10 @@ The rules, and the complaint each one answers:
 - every delay carries jitter, including the capped one and a Retry-After, so feeds that
   fail together do not retry together (miniflux #3130: every failed feed retried at +1 h);
 - the server's hints (Cache-Control max-age / Expires, RSS ``<ttl>``, Retry-After) may only
-  stretch the configured interval, never shorten it: they are requests to poll less.
+  stretch the configured interval, never shorten it: they are requests to poll less;
+- a shortened interval takes effect at once (a reload, a restart): a stored due time later
+  than anything the current interval, hints and backoff allow is brought forward
+  (``clamp_due``), instead of making the feed wait out the old interval.
 """
 
 from __future__ import annotations
@@ -165,3 +168,57 @@ def adaptive_interval(published: Iterable[datetime | None], now: datetime, floor
     if count == 0:
         return ceiling
     return int(min(ceiling, max(floor, window / count)))
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    """A feed's schedule as its last refresh stored it."""
+
+    last_fetch: datetime | None
+    next_due: datetime | None
+    error_count: int = 0
+    max_age: int | None = None  # seconds
+    ttl_minutes: int | None = None
+    retry_after_at: datetime | None = None
+
+
+class _Highest(random.Random):
+    """Draws the top of every range: ``delay_after`` with it gives the longest delay its
+    rules allow, so the bound in ``clamp_due`` follows those rules instead of copying them."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return max(a, b)
+
+
+_HIGHEST = _Highest()
+#: Stored times are whole seconds (``storage.iso`` truncates them), so a stored due time
+#: may lie up to a second past the bound computed from the stored fetch time.
+_STORED_PRECISION = 1.0
+
+
+def clamp_due(state: Scheduled, interval: int, rng: random.Random, *,
+              adaptive: bool = False) -> datetime | None:
+    """The feed's next due time under ``interval``: the stored one, unless it lies later than
+    any the last refresh could have got under the current settings (the interval was
+    shortened since); then the last fetch plus a new delay, with jitter.
+
+    The stored hints still count: ``<ttl>`` and max-age stretch the interval, Retry-After
+    is "not before", a failing feed keeps its backoff (counted from the new interval).  An
+    ``adaptive`` feed's rate is not stored, so its bound is the adaptive ceiling: its next
+    refresh applies the new floor.  Never later than the stored time; a time already in the
+    past means due now.
+    """
+    if state.next_due is None or state.last_fetch is None:
+        return state.next_due
+    retry = None
+    if state.retry_after_at is not None:
+        retry = (state.retry_after_at - state.last_fetch).total_seconds()
+    outcome = Outcome(ok=state.error_count == 0, max_age=state.max_age,
+                      ttl_minutes=state.ttl_minutes,
+                      retry_after=retry if retry and retry > 0 else None,
+                      adaptive=max(interval, ADAPTIVE_MAX) if adaptive else None)
+    latest = delay_after(interval, state.error_count, outcome, _HIGHEST) + _STORED_PRECISION
+    if state.next_due <= state.last_fetch + timedelta(seconds=latest):
+        return state.next_due
+    return state.last_fetch + timedelta(
+        seconds=delay_after(interval, state.error_count, outcome, rng))

@@ -8,6 +8,7 @@ WHERE name IN (SELECT ... FOR UPDATE SKIP LOCKED)``; the functions' shapes do no
 
 from __future__ import annotations
 
+import random
 import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -15,8 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
+from scraper.core import schedule
 from scraper.core.decide import FeedWrite
-from scraper.storage.db import iso, transaction
+from scraper.storage.db import iso, parse_iso, transaction
 
 #: Asked about another claimant of this host: True when that process is gone.
 IsDead = Callable[[str], bool]
@@ -167,11 +169,31 @@ def forget_validators(conn: sqlite3.Connection, names: Iterable[str]) -> None:
                          "next_due_at = NULL WHERE name = ?", [(n,) for n in names])
 
 
-def bring_forward(conn: sqlite3.Connection, dues: Mapping[str, datetime]) -> None:
-    """A shorter interval takes effect now, not after the old, longer wait: move each feed's
-    due time to the one given if that is earlier (a failing feed keeps its backoff)."""
+def bring_forward(conn: sqlite3.Connection, feeds: Mapping[str, tuple[int, bool]],
+                  rng: random.Random) -> int:
+    """A shortened interval takes effect now: each of ``feeds`` (name -> (interval, adaptive))
+    whose stored due time lies beyond what the interval allows since its last fetch gets a
+    new one (``schedule.clamp_due``: hints and backoff kept).  Returns how many moved.
+
+    One read of the feeds' schedule columns and one write of the rows that move, in one
+    transaction: no refresh's outcome lands between the read and the write.
+    """
     with transaction(conn):
-        conn.executemany(
-            "UPDATE feeds SET next_due_at = ? WHERE name = ? AND error_count = 0 "
-            "AND (next_due_at IS NULL OR next_due_at > ?)",
-            [(iso(when), name, iso(when)) for name, when in dues.items()])
+        rows = conn.execute("SELECT name, last_fetch_at, next_due_at, error_count, "
+                            "cache_max_age, ttl, retry_after_at FROM feeds "
+                            "WHERE next_due_at IS NOT NULL AND last_fetch_at IS NOT NULL"
+                            ).fetchall()
+        moves = []
+        for row in rows:
+            if row["name"] not in feeds:
+                continue
+            interval, adaptive = feeds[row["name"]]
+            state = schedule.Scheduled(
+                last_fetch=parse_iso(row["last_fetch_at"]), next_due=parse_iso(row["next_due_at"]),
+                error_count=row["error_count"], max_age=row["cache_max_age"],
+                ttl_minutes=row["ttl"], retry_after_at=parse_iso(row["retry_after_at"]))
+            due = schedule.clamp_due(state, interval, rng, adaptive=adaptive)
+            if due != state.next_due:
+                moves.append((iso(due), row["name"]))
+        conn.executemany("UPDATE feeds SET next_due_at = ? WHERE name = ?", moves)
+    return len(moves)
