@@ -301,8 +301,8 @@ def test_the_daemon_fails_a_locked_feed_alone_and_keeps_running(
            "SCRAPE_TICK": "0.2", "SCRAPE_HEARTBEAT": "1"}
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen([sys.executable, "-m", "scraper", "--config", str(config),
-                                 "--db", str(locker.db), "--workers", "0", "--log-format",
-                                 "json"], cwd=tmp_path, stdout=log_file,
+                                 "--db", str(locker.db), "--workers", "0", "-v",
+                                 "--log-format", "json"], cwd=tmp_path, stdout=log_file,
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         def refreshes(feed: str) -> list[dict]:
