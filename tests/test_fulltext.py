@@ -183,6 +183,38 @@ def test_content_selector_wins_over_the_generic_extractor() -> None:
     assert "错架率从引入前的百分之二" in _text_of(generic, url)
 
 
+def test_a_short_article_keeps_its_paragraphs_and_loses_its_heading() -> None:
+    """A two-paragraph ZAKER reprint on a page: its paragraphs come out as they are, without
+    the page's title, dateline or 快科技's footer (the signature profile), where trafilatura's
+    defaults distrust so short a result and return the whole <article> as one paragraph."""
+    url = "https://news.example.org/news/2.html"
+    article = (Path(__file__).parent / "fixtures" / "zaker_reprint_footer.html").read_text()
+    page = ("<html><head><title>机器人走红_新闻网</title></head><body><header><nav><ul>"
+            + "".join(f"<li><a href='/{n}/'>{n}</a></li>" for n in NAV) + "</ul></nav></header>"
+            "<main><article><h1>机器人走红</h1><div class='meta'>2023-08-30 10:00 来源：新闻网"
+            f"</div><div class='article-body'>{article}</div></article></main>"
+            "<footer><p>Copyright © 2023 新闻网</p></footer></body></html>")
+    out = extract_article(page, url)
+    assert out is not None
+    assert _text_of(out, url) == _text_of(article, url)
+
+
+def test_the_title_and_dateline_above_the_article_are_dropped() -> None:
+    """A portal's heading (pinyin class names trafilatura does not know) stays out: the
+    entry has its own title and date."""
+    url = "https://news.example.org/news/3.html"
+    article = (Path(__file__).parent / "fixtures" / "mydrivers_robot.html").read_text()
+    page = ("<html><head><title>图书馆机器人一夜整理3万册书</title></head><body>"
+            "<div class='top_nav'>" + " ".join(f"<a href='/{n}/'>{n}</a>" for n in NAV)
+            + "</div><div class='main_left'><div class='news_title'><h1>图书馆机器人一夜整理3万册书"
+            "</h1></div><div class='news_info_top'><span>2023-08-28 10:00</span>"
+            f"<span>来源：新闻网</span></div><div class='news_content'>{article}</div></div>"
+            "</body></html>")
+    out = extract_article(page, url)
+    assert out is not None
+    assert _text_of(out, url) == _text_of(article, url)
+
+
 def test_page_without_an_article_gives_none() -> None:
     page = "<html><body><ul>" + "".join(f'<li><a href="/{i}">{n}</a></li>' for i, n in
                                         enumerate(NAV)) + "</ul></body></html>"  # fmt: skip

@@ -77,7 +77,8 @@ def page_parts() -> tuple[list[str], list[str]]:
     assert body is not None
     blocks = [t.strip() for t in body.text(separator="\n").split("\n") if t.strip()]
     around = [n.text(separator=" ", strip=True) for n in
-              tree.css("nav li, div.breadcrumb a, aside li, aside h3, footer p")]
+              tree.css("nav li, div.breadcrumb a, article h1, div.article-meta, aside li, "
+                       "aside h3, footer p")]
     return blocks, around
 
 
@@ -103,7 +104,7 @@ def test_fulltext_page_from_a_fixture_stores_only_the_article_and_fetches_nothin
     conn.close()
 
     blocks, around = page_parts()
-    assert len(blocks) == 5 and len(around) >= 12
+    assert len(blocks) == 5 and len(around) >= 14
     lines = text.split("\n")
     for block in blocks:  # the bare text after the image's div is a paragraph of its own
         assert block in lines, block

@@ -21,6 +21,8 @@ import contextlib
 import html as htmllib
 import re
 from collections.abc import Mapping
+from configparser import ConfigParser
+from functools import lru_cache
 from urllib.parse import urljoin
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
@@ -175,6 +177,28 @@ def _trim_site_footer(article: LexborNode) -> None:
         block.decompose()
 
 
+#: A dateline: a short line that opens with a date, or names the source or author.
+_DATELINE = re.compile(
+    r"\d{4}\s*[-年/.]\s*\d{1,2}\s*[-月/.]\s*\d{1,2}|(?:来源|作者|编辑|发布时间)\s*[：:]")
+_DATELINE_MAX = 80
+#: How many leading blocks may be the page's heading (title, dateline, a share bar's text).
+_HEADING_BLOCKS = 3
+
+
+def _trim_heading(article: LexborNode, title: str) -> None:
+    """Drop the title and the dateline that open the extraction: the entry has its own title
+    and date, and trafilatura keeps both on pages whose heading sits inside <article>."""
+    for block in list(article.iter())[:_HEADING_BLOCKS]:
+        text = block.text(deep=True, strip=True)
+        if not text:
+            continue
+        if (title and text in title) or (
+                len(text) <= _DATELINE_MAX and _DATELINE.match(text.removeprefix(title).strip())):
+            block.decompose()
+            continue
+        return
+
+
 def _text_len(node: LexborNode) -> int:
     return len(node.text(deep=True, strip=True))
 
@@ -271,13 +295,29 @@ def _by_selector(tree: LexborHTMLParser, selector: str, base: str) -> str | None
     return None
 
 
+@lru_cache(maxsize=1)
+def _trafilatura_config() -> ConfigParser:
+    """trafilatura's defaults, but a short Chinese article counts as an article.
+
+    Below MIN_EXTRACTED_SIZE characters trafilatura distrusts its result and falls back to a
+    baseline that returns the whole <article> (title, dateline, footer) as one paragraph.
+    Its default, 250, is a few English sentences; one Chinese character carries about what
+    three Latin letters do (the ratio the old extractor's thresholds used), so 80.
+    """
+    from trafilatura.settings import use_config
+
+    config = use_config()
+    config.set("DEFAULT", "MIN_EXTRACTED_SIZE", "80")
+    return config
+
+
 def _generic(tree: LexborHTMLParser, body: LexborNode, base: str) -> str | None:
     """trafilatura on the page, its URLs already resolved; the repeated <h1> title dropped."""
     import trafilatura  # here: ~0.4 s and lxml to import, paid only by full-text feeds
 
     _absolutize(body, base)
     _wrap_bare_text(body)
-    out = trafilatura.extract(tree.html or "", **_TRAFILATURA)
+    out = trafilatura.extract(tree.html or "", config=_trafilatura_config(), **_TRAFILATURA)
     if not out:
         return None
     article = LexborHTMLParser(out).body
@@ -287,11 +327,7 @@ def _generic(tree: LexborHTMLParser, body: LexborNode, base: str) -> str | None:
     if _text_len(article) < _MIN_ARTICLE:
         return None
     title_el = tree.css_first("title")
-    title = title_el.text(strip=True) if title_el is not None else ""
-    for h in article.css("h1"):
-        text = h.text(deep=True, strip=True)
-        if text and text in title:
-            h.decompose()
+    _trim_heading(article, title_el.text(strip=True) if title_el is not None else "")
     return article.inner_html
 
 
