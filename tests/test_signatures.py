@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+import corpus
 import pytest
 import yaml
 from selectolax.lexbor import LexborHTMLParser
@@ -20,7 +21,7 @@ from server import FeedServer
 
 from scraper.cli import main
 from scraper.core.normalize import normalize
-from scraper.core.rules import SiteRule
+from scraper.core.rules import SiteRule, signed_profiles
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -143,3 +144,10 @@ def test_trimmed_reprint_keeping_its_source_footer_is_linked(
     assert len(clusters) == 1
     members = {clusters[0]["feed"], *(d["feed"] for d in clusters[0]["duplicates"])}
     assert members == {"zaker", "mirror"}
+
+
+@pytest.mark.parametrize("post", corpus.corpus_posts(), ids=lambda p: p.slug[:20])
+def test_each_corpus_post_carries_its_own_site_signature_only(post: corpus.Post) -> None:
+    """Every real post is recognised as its site's, and never as the other site's."""
+    want = ("zaker",) if "ZAKER" in post.path.parts else ("mydrivers",)
+    assert signed_profiles(post.body, LexborHTMLParser(post.body)) == want
