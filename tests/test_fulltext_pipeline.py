@@ -12,6 +12,7 @@ from xml.sax.saxutils import escape
 
 import pytest
 import yaml
+from selectolax.lexbor import LexborHTMLParser
 from server import FeedServer, Response
 from test_fulltext import FOOTER, PARAGRAPHS, RELATED, semantic_page
 
@@ -63,3 +64,53 @@ def test_fulltext_fetches_the_article_and_refuses_private_targets(
     assert log.count("feed content kept: refused") == 3
     # The page fetcher never asked anything of the private targets it was sent to.
     assert feed_server.requests_to("/admin") == []
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def page_parts() -> tuple[list[str], list[str]]:
+    """tests/fixtures/news_page.html read apart: the article body's text blocks, and the
+    lines of everything around it (navigation, breadcrumb, related box, footer)."""
+    tree = LexborHTMLParser((FIXTURES / "news_page.html").read_text("utf-8"))
+    body = tree.css_first("div.article-body")
+    assert body is not None
+    blocks = [t.strip() for t in body.text(separator="\n").split("\n") if t.strip()]
+    around = [n.text(separator=" ", strip=True) for n in
+              tree.css("nav li, div.breadcrumb a, article h1, div.article-meta, aside li, "
+                       "aside h3, footer p")]
+    return blocks, around
+
+
+def test_fulltext_page_from_a_fixture_stores_only_the_article_and_fetches_nothing_else(
+        tmp_path: Path, feed_server: FeedServer) -> None:
+    """Runs without ../shared: the generic extractor (trafilatura) on a whole news page."""
+    feed_server.serve("/news/1.html", (FIXTURES / "news_page.html").read_bytes(),
+                      "text/html; charset=utf-8")
+    feed_server.serve("/feed.xml", (
+        '<rss version="2.0"><channel><title>t</title>'
+        + item("夜间巡架机器人进馆半年", feed_server.url("/news/1.html"),
+               "<p>摘要：机器人进馆半年的订阅摘要。</p>")
+        + "</channel></rss>").encode())
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "fetch": {"allow_private": ["127.0.0.1"], "retries": 0, "timeout": 5},
+        "feeds": [{"name": "ft", "url": feed_server.url("/feed.xml"), "fulltext": True}],
+    }), "utf-8")
+    db = tmp_path / "x.db"
+    assert main(["--once", "--config", str(cfg), "--db", str(db), "--workers", "0"]) == 0
+    conn = sqlite3.connect(db)
+    text, html = conn.execute("SELECT content_text, content_html FROM entries").fetchone()
+    conn.close()
+
+    blocks, around = page_parts()
+    assert len(blocks) == 5 and len(around) >= 14
+    lines = text.split("\n")
+    for block in blocks:  # the bare text after the image's div is a paragraph of its own
+        assert block in lines, block
+    for line in around:
+        assert line not in text, line
+    assert "订阅摘要" not in text  # the page replaced the feed's teaser
+    assert feed_server.url("/images/2023/robot-shelf.jpg") in html  # the lazy image's real URL
+    # Only the feed and the page were requested: nothing on the page was fetched.
+    assert {r.path for r in feed_server.requests} == {"/feed.xml", "/news/1.html"}

@@ -25,7 +25,7 @@ from scraper.core.media import DIGITS as _DIGITS
 from scraper.core.media import LAZY_ATTRS, ImageRule
 from scraper.core.media import img as _img
 from scraper.core.media import media as _media
-from scraper.core.rules import SiteRule
+from scraper.core.rules import SiteRule, signed_rule
 from scraper.core.sanitize import ALLOWED_TAGS, CLEAN_CONTENT_TAGS, UrlResolver
 from scraper.core.sanitize import CLEANER as _CLEANER
 from scraper.core.sanitize import esc_attr as _esc_attr
@@ -508,9 +508,10 @@ def normalize(html: str, base_url: str | None, rule: SiteRule) -> Normalized:
     """Clean one article: the site rule applied, images fixed, structure flattened, sanitized.
 
     ``base_url`` is the entry link (relative URLs resolve against it; without it they are
-    dropped).  Safe on hostile input: the result has been through nh3.
+    dropped).  A builtin profile whose signature the HTML carries applies under ``rule``
+    (``rules.signed_rule``): a 快科技 article from a mirror or inside a reprint loses its
+    footer as on mydrivers.com.  Safe on hostile input: the result has been through nh3.
     """
-    compiled = _compile(rule)
     # scripting=True parses <noscript> as a browser with scripting on (every reader's
     # browser): its content is raw text, dropped whole.  With scripting off, a
     # "</noscript>" hidden in an attribute inside it swallows the rest of the article.
@@ -518,6 +519,8 @@ def normalize(html: str, base_url: str | None, rule: SiteRule) -> Normalized:
     body = tree.body
     if body is None:
         return Normalized("", "", None, "")
+    signed = signed_rule(html, tree)
+    compiled = _compile(rule if signed is None else signed.merged(rule))
     removed: set[int] = set()
     if compiled.remove:
         removed = {n.mem_id for n in tree.css(compiled.remove)}

@@ -12,6 +12,12 @@ suffix, the config's ``sites:`` block, the feed's own ``rules:``.  Merging exten
 ``image_proxy: ""`` switches off an inherited proxy.  ZAKER arrives through RSSHub, where the
 host lookup finds nothing, so a feed may name builtin profiles (``rules: {profile: zaker}``);
 :func:`rule_from_mapping` expands them and merges the other keys on top.
+
+A builtin profile also applies wherever its site's *signature* is in the article HTML
+(:data:`SIGNATURES`, :func:`signed_rule`): content reaches us through mirrors, RSSHub
+instances and other sites' reprints, where the host says nothing about whose boilerplate the
+text carries.  Signatures are markers no other site writes (ZAKER's ``<zkspan>``, 快科技's
+end image and reprint notice), never generic class names.
 """
 
 from __future__ import annotations
@@ -21,15 +27,22 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:  # the type only: config imports this module, the health check must not
+    from selectolax.lexbor import LexborHTMLParser  # load selectolax
 
 __all__ = [
     "BUILTIN_RULES",
     "PROFILES",
+    "SIGNATURES",
+    "Signature",
     "SiteRule",
     "profile",
     "resolve_rule",
     "rule_from_mapping",
+    "signed_rule",
 ]
 
 
@@ -134,6 +147,85 @@ PROFILES: dict[str, SiteRule] = {
     "mydrivers": MYDRIVERS,
     "ithome": ITHOME,
 }
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What marks article HTML as one site's, wherever it was served from.
+
+    ``selectors``: CSS that only this site's markup matches (tested on the parsed tree),
+    tested only when one of ``keys`` is a substring of the raw HTML: a tree walk per
+    selector cost ~40 µs an article in bench/normalize.py, a substring test ~1 µs.
+    ``patterns``: regular expressions searched in the raw HTML: credit lines and asset URLs
+    only this site writes; each starts with a literal, so the search is a fast scan.
+    One match of either kind is enough.
+    """
+
+    selectors: tuple[str, ...] = ()
+    keys: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+
+
+#: Tags or whitespace between the words of a marker line (a proxy or a reprinting site may
+#: wrap the site name in <strong> or <a>).
+_GAP = r"(?:\s|<[^>]{0,200}>)*"
+
+#: Builtin profiles by signature.  Every marker comes from the profile's comment above (the
+#: seeds and corpus posts) and was checked absent from the other sites' posts.
+SIGNATURES: dict[str, Signature] = {
+    # <zkspan> is ZAKER's own element; the two empty trailing divs close every ZAKER post.
+    "zaker": Signature(
+        selectors=("zkspan", "div#recommend_bottom + div#article_bottom"),
+        keys=("zkspan", "recommend_bottom"),
+        patterns=(r"ZAKER\s*\S{0,8}\s*出品",),
+    ),
+    # The reprint notice names the site; the end image lives on 快科技's icon host; the topic
+    # tags (p.bqian) link to its tag pages; the editor line's "文章纠错" link is a.jiucuo
+    # inside p.url.  The corpus post that has neither notice nor end image (" - THE END -")
+    # still has the tag links.
+    "mydrivers": Signature(
+        selectors=("p.url a.jiucuo",),
+        keys=("jiucuo",),
+        patterns=(
+            rf"如需转载请务必注明出处[：:]{_GAP}快科技",
+            r"icons\.mydrivers\.com/news/end_article",
+            r"""bqian["'\s>][^<]*<a\b[^>]*mydrivers\.com/tag/""",
+        ),
+    ),
+    # The advertising statement IT之家 appends to every article names the site.
+    "ithome": Signature(patterns=(rf"IT之家所有文章{_GAP}均包含本声明",)),
+}
+
+
+@lru_cache(maxsize=1)
+def _signature_patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    return tuple(
+        (name, re.compile("|".join(f"(?:{p})" for p in sig.patterns)))
+        for name, sig in SIGNATURES.items()
+        if sig.patterns
+    )
+
+
+def signed_profiles(html: str, tree: LexborHTMLParser | None = None) -> tuple[str, ...]:
+    """The builtin profiles whose signature ``html`` carries (``tree``: its parse, if any)."""
+    found = [name for name, pattern in _signature_patterns() if pattern.search(html)]
+    if tree is not None:
+        for name, sig in SIGNATURES.items():
+            if (name not in found and any(key in html for key in sig.keys)
+                    and tree.css_first(", ".join(sig.selectors))):
+                found.append(name)
+    return tuple(name for name in SIGNATURES if name in found)
+
+
+def signed_rule(html: str, tree: LexborHTMLParser | None = None) -> SiteRule | None:
+    """The merged profiles ``html``'s signatures call for, or None when it carries none."""
+    names = signed_profiles(html, tree)
+    if not names:
+        return None
+    rule = SiteRule()
+    for name in names:
+        rule = rule.merged(PROFILES[name])
+    return rule
 
 
 def profile(name: str) -> SiteRule:
