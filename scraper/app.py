@@ -361,6 +361,8 @@ def rename_feed(config: Config, old: str, new: str,
     new = new.strip()
     if not new:
         raise ConfigError("feeds rename: the new name is empty")
+    if old == new:
+        raise ConfigError(f"feeds rename: '{old}' is already its name")
     if old in names and new in names:
         raise ConfigError(f"{config.path.name}: both '{old}' and '{new}' are configured; "
                           f"remove one first")

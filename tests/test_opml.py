@@ -215,3 +215,48 @@ def test_missing_opml_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert scrape("opml", "import", tmp_path / "nope.opml", "--config", cfg) == 2
     err = capsys.readouterr().err
     assert "nope.opml" in err and err.count("\n") == 1
+
+
+def test_a_gbk_opml_is_read_in_its_declared_encoding(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "feeds.yaml", "feeds: []\n")
+    opml = tmp_path / "gbk.opml"
+    opml.write_bytes('<?xml version="1.0" encoding="GBK"?>\n<opml version="1.0"><body>'
+                     '<outline text="科技"><outline type="rss" text="快科技" '
+                     'xmlUrl="https://rss.mydrivers.com/rss.aspx"/></outline></body></opml>'
+                     .encode("gbk"))
+    assert scrape("opml", "import", opml, "--config", cfg) == 0
+    assert [(f.name, f.categories) for f in app.load(cfg).feeds] == [("快科技", ("科技",))]
+
+
+LAYOUTS = {
+    "flow list": "feeds: [{name: plain, url: 'https://example.org/feed.xml'}]\n",
+    "dash at column 0, no final newline":
+        "feeds:\n- name: plain\n  url: https://example.org/feed.xml\n  categories:\n  - x",
+    "CRLF line endings": "# windows\r\nfeeds:\r\n    -   name: plain\r\n"
+                         "        url: https://example.org/feed.xml\r\ndedup: {}\r\n",
+    "flow items in a block list": "feeds:\n  - {name: plain, url: 'https://example.org/feed.xml'}"
+                                  "\n  # a trailing comment\nfetch: {retries: 1}\n",
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_import_appends_in_any_list_layout(tmp_path: Path, layout: str) -> None:
+    text = LAYOUTS[layout]
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_bytes(text.encode("utf-8"))
+    before = app.load(cfg)
+    opml = write(tmp_path / "other.opml", NESTED)
+    assert scrape("opml", "import", opml, "--config", cfg) == 0
+    after = app.load(cfg)
+    assert after.feeds[:len(before.feeds)] == before.feeds
+    assert after.fetch == before.fetch and after.dedup == before.dedup
+    assert {f.url for f in after.feeds[len(before.feeds):]} == {
+        "https://a.example/chips.xml", "https://b.example/hw.xml",
+        "https://www.ithome.com/rss/", "https://c.example/untitled.xml"}
+    written = cfg.read_bytes().decode("utf-8")
+    unix = written.replace("\r\n", "\n")
+    assert unix.startswith(text.replace("\r\n", "\n")[:20])
+    for line in text.splitlines():
+        if line.strip().startswith("#"):
+            assert line in unix  # comments stay
+    assert ("\r\n" in text) == ("\n" not in written.replace("\r\n", ""))

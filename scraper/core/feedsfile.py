@@ -109,8 +109,9 @@ def append_feeds(text: str, feeds: Sequence[NewFeed], comment: str = "") -> str:
     if node.flow_style:  # feeds: []  ->  feeds:  followed by a block list
         dash = key.start_mark.column + 2
         keys = dash + 2
-        text = text[:node.start_mark.index] + text[node.end_mark.index:]
-        after = node.start_mark.index
+        before = text[:node.start_mark.index].rstrip(" \t")
+        text = before + text[node.end_mark.index:]
+        after = len(before)
     else:
         dash = node.start_mark.column
         first = node.value[0]

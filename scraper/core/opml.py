@@ -15,7 +15,9 @@ read (tests/test_opml.py checks both).  Only http(s) feed URLs are imported: a
 
 from __future__ import annotations
 
+import codecs
 import html.parser
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -65,13 +67,37 @@ def write_opml(feeds: Sequence[Outline], title: str, now: datetime) -> bytes:
     return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
 
 
+#: The encoding an XML declaration names (the document's first bytes).
+_DECLARED = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+
+
+def as_utf8(data: bytes) -> bytes:
+    """The document in UTF-8.  listparser reads through lxml's HTML parser, which ignores
+    the XML declaration: a GBK file (``encoding="GBK"``) came out as mojibake.  GB2312 and
+    GBK are read as GB18030, their superset, as ``core.parse`` does for feeds."""
+    if data.startswith(codecs.BOM_UTF8):
+        return data[len(codecs.BOM_UTF8):]
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return data.decode("utf-16", errors="replace").encode("utf-8")
+    declared = _DECLARED.match(data)
+    if declared is None:
+        return data
+    name = declared.group(1).decode("ascii").lower()
+    try:
+        codec = codecs.lookup("gb18030" if name in ("gb2312", "gbk") else name).name
+    except LookupError:
+        return data
+    return data if codec == "utf-8" else data.decode(codec, errors="replace").encode("utf-8")
+
+
 def read_opml(data: bytes) -> tuple[list[Outline], list[Skipped]]:
     """The feeds of an OPML document, and the outlines left out with their reasons.
 
     ValueError when the bytes hold no OPML at all.  A feed listed in several groups keeps
     the first group's path (listparser merges it by URL, with every path it was found in).
     """
-    parsed = listparser.parse(bytes(data))  # bytes: a str may be fetched as a URL
+    data = as_utf8(bytes(data))
+    parsed = listparser.parse(data)  # bytes: a str may be fetched as a URL
     if not parsed.get("version") and not parsed.feeds:
         problem = parsed.get("bozo_exception")
         raise ValueError(f"not an OPML subscription list{f' ({problem})' if problem else ''}")
