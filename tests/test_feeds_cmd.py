@@ -4,6 +4,7 @@ line, against a database filled by ``scrape --once`` from a loopback server."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -200,3 +201,25 @@ def test_prune_shows_then_deletes_and_promotes_a_new_root(
     # the dedup commands still read the clusters
     assert subprocess.run([sys.executable, "-m", "scraper", "dups", "--config", str(cfg)],
                           capture_output=True, timeout=120, check=False).returncode == 0
+
+
+@pytest.mark.parametrize(("answer", "deleted"), [("n", False), ("y", True)])
+def test_prune_asks_on_a_terminal(filled: tuple[Path, Path, FeedServer], answer: str,
+                                  deleted: bool) -> None:
+    cfg, db, _ = filled
+    text = cfg.read_text(encoding="utf-8")
+    cfg.write_text(text[:text.index("  - name: gamma")], encoding="utf-8")
+    gamma = rows(db, "SELECT count(*) FROM entries WHERE feed = 'gamma'")[0][0]
+    main, tty = os.openpty()  # standard input is a terminal: the command asks
+    try:
+        os.write(main, f"{answer}\n".encode())
+        done = subprocess.run([sys.executable, "-m", "scraper", "feeds", "prune",
+                               "--config", str(cfg)], stdin=tty, capture_output=True,
+                              text=True, timeout=120, check=False)
+    finally:
+        os.close(main)
+        os.close(tty)
+    assert done.returncode == 0, done.stderr
+    assert "[y/N]" in done.stdout
+    left = rows(db, "SELECT count(*) FROM entries WHERE feed = 'gamma'")[0][0]
+    assert left == (0 if deleted else gamma) and gamma > 0
