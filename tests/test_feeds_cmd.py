@@ -223,3 +223,21 @@ def test_prune_asks_on_a_terminal(filled: tuple[Path, Path, FeedServer], answer:
     assert "[y/N]" in done.stdout
     left = rows(db, "SELECT count(*) FROM entries WHERE feed = 'gamma'")[0][0]
     assert left == (0 if deleted else gamma) and gamma > 0
+
+
+@pytest.mark.parametrize(("old", "new", "says"), [
+    ("nope", "other", "no feed named 'nope' or 'other'"),
+    ("alpha", "alpha", "already its name"),
+    ("alpha", " ", "the new name is empty"),
+])
+def test_rename_usage_errors_are_one_line(filled: tuple[Path, Path, FeedServer], old: str,
+                                          new: str, says: str,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    cfg, db, _ = filled
+    saved = cfg.read_bytes()
+    capsys.readouterr()
+    assert scrape("feeds", "rename", old, new, "--config", cfg) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1
+    assert cfg.read_bytes() == saved
+    assert rows(db, "SELECT count(*) FROM entries WHERE feed = 'alpha'") == [(len(ALPHA),)]

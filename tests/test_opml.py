@@ -260,3 +260,11 @@ def test_import_appends_in_any_list_layout(tmp_path: Path, layout: str) -> None:
         if line.strip().startswith("#"):
             assert line in unix  # comments stay
     assert ("\r\n" in text) == ("\n" not in written.replace("\r\n", ""))
+
+
+def test_export_into_a_missing_folder_is_one_line_exit_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write(tmp_path / "feeds.yaml", CONFIG)
+    assert scrape("opml", "export", tmp_path / "no" / "subs.opml", "--config", cfg) == 2
+    err = capsys.readouterr().err
+    assert "subs.opml" in err and err.count("\n") == 1 and "Traceback" not in err
