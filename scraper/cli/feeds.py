@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                     "longer names ('removed').")
     feeds.add_argument("--json", action="store_true", help="print JSON instead of a table")
     feeds.set_defaults(func=_list)
-    actions = feeds.add_subparsers(dest="action", metavar="ACTION")
+    actions = feeds.add_subparsers(dest="action", metavar="[ACTION]")
     rename = actions.add_parser(
         "rename", parents=[common], help="rename a feed, keeping its entries and exports",
         description="Rename feed OLD to NEW: its name: line in feeds.yaml is edited (the "
