@@ -7,11 +7,15 @@ methods that use them, so ``scrape status --check`` (the health check) loads non
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
 
 from scraper import status as status_mod
 from scraper import storage
@@ -20,6 +24,7 @@ from scraper.config import (
     ConfigError,
     DedupSettings,
     FeedConfig,
+    config_from_data,
     load_config,
     select_feeds,
 )
@@ -27,6 +32,8 @@ from scraper.storage import Connection, DatabaseError, NoDatabase
 from scraper.storage.exports import Selection
 
 if TYPE_CHECKING:
+    from scraper.core.feedsfile import NewFeed
+    from scraper.core.opml import Skipped
     from scraper.export.hexo import HexoReport
     from scraper.refresh import FeedResult
 
@@ -133,6 +140,49 @@ class Scraper:
         settings = self.config.dedup if self.config else DedupSettings()
         return dedup.explain(self.conn, entry_id, settings)
 
+    # -- feed management (issue 20): scrape feeds, rename, prune ---------------------------
+
+    def feed_list(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Each configured feed (name, resolved URL, interval, state, entries), then the
+        stored feeds the config no longer names, in state ``removed``."""
+        intervals = {f.name: f.interval for f in self.config.feeds} if self.config else {}
+        return [{"name": f["name"], "url": f["url"], "interval": intervals.get(f["name"]),
+                 "state": f["state"], "entries": f["entry_count"]}
+                for f in self.status(now)["feeds"]]
+
+    def move_feed_rows(self, old: str, new: str) -> int:
+        """Move the stored rows of feed ``old`` to ``new`` (``storage.feeds.rename_feed``):
+        how many entries moved.  A ConfigError says why it cannot, with nothing changed."""
+        from scraper.storage import feeds as stored
+
+        try:
+            return stored.rename_feed(self.conn, old, new, storage.utcnow())
+        except ValueError as exc:
+            raise ConfigError(f"{self.path}: {exc}") from None
+
+    def unconfigured_feeds(self) -> dict[str, int]:
+        """The feeds the database holds rows of that the config does not name, with their
+        entry counts: what ``prune_feeds`` would delete."""
+        from scraper.storage import feeds as stored
+
+        known = {f.name for f in self._require_config("unconfigured_feeds").feeds}
+        return {name: n for name, n in sorted(stored.stored_feeds(self.conn).items())
+                if name not in known}
+
+    def prune_feeds(self, names: Sequence[str]) -> dict[str, int]:
+        """Delete the stored rows of ``names``, which must be among ``unconfigured_feeds``
+        (a configured feed is never pruned); what was deleted, and how many clusters got
+        a new root because theirs went."""
+        from scraper.storage import feeds as stored
+
+        config = self._require_config("prune_feeds")
+        if configured := sorted(set(names) & {f.name for f in config.feeds}):
+            raise ConfigError(f"{config.path.name}: still configured, not pruned: "
+                              f"{', '.join(configured)}")
+        done = stored.prune_feeds(self.conn, names)
+        return {"feeds": done.feeds, "entries": done.entries, "exports": done.exports,
+                "promoted": done.promoted}
+
     def rebuild(self, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
         """Recompute every fingerprint and link (after the dedup settings changed)."""
         from scraper import dedup
@@ -197,3 +247,191 @@ def open_scraper(config: Config | None = None, db: str | Path | None = None, *,
         conn.close()
         raise
     return Scraper(config=config, conn=conn, writable=writable)
+
+
+# -- feeds.yaml and OPML (issue 20): what works from the config, with or without a database --
+
+#: The OPML export's <title>.
+OPML_TITLE = "scrape: subscriptions"
+
+
+def list_feeds(config: Config, db: str | Path | None = None) -> list[dict[str, Any]]:
+    """``Scraper.feed_list`` of the database, read-only; without a database every feed is
+    ``never`` fetched (or ``disabled``) with 0 entries, and nothing is created."""
+    try:
+        scraper = open_scraper(config, db, access="read")
+    except NoDatabase:
+        return [{"name": f.name, "url": f.url, "interval": f.interval,
+                 "state": "never" if f.enabled else "disabled", "entries": 0}
+                for f in config.feeds]
+    with scraper:
+        return scraper.feed_list()
+
+
+def export_opml(config: Config, file: str | Path) -> int:
+    """Write every configured feed to ``file`` (``-``: stdout) as OPML, in nested category
+    outlines; how many feeds.  The xmlUrl is the URL fetched: ``rsshub:`` routes resolved
+    against this config's ``rsshub_base``, so another reader can subscribe to it."""
+    from scraper.core import opml
+
+    data = opml.write_opml([opml.Outline(f.name, f.url, f.categories) for f in config.feeds],
+                           OPML_TITLE, storage.utcnow())
+    if str(file) == "-":
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        try:
+            _write_atomically(Path(file), data)
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot write: {exc.strerror or exc}") from None
+    return len(config.feeds)
+
+
+@dataclass
+class ImportReport:
+    """What ``import_opml`` added to feeds.yaml (or would, on a dry run), and what it left
+    out with each reason."""
+
+    added: list[NewFeed]
+    skipped: list[Skipped]
+    written: bool
+
+
+def import_opml(config: Config, file: str | Path, *, dry_run: bool = False) -> ImportReport:
+    """Append the feeds of the OPML ``file`` (``-``: stdin) to the config's file.
+
+    Names are slugs of the outline titles made unique; categories are the outline nesting;
+    a feed whose URL the config already has, an outline without xmlUrl and a URL that is not
+    http(s) are skipped.  The file's text, comments included, stays as it was above the
+    appended lines; the result is loaded and checked before it replaces the file (at once:
+    a daemon watching it never reads half of it).  ``dry_run`` writes nothing.
+    """
+    from scraper.core import feedsfile, opml
+
+    source = str(file)
+    try:
+        data = sys.stdin.buffer.read() if source == "-" else Path(file).read_bytes()
+        found, skipped = opml.read_opml(data)
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    known_urls = {f.url: f.name for f in config.feeds}
+    taken = {f.name for f in config.feeds}
+    added: list[feedsfile.NewFeed] = []
+    for item in found:
+        if item.url in known_urls:
+            skipped.append(opml.Skipped(item.title or item.url,
+                                        f"already in the config as '{known_urls[item.url]}'"))
+            continue
+        name = feedsfile.unique_name(item.title, item.url, taken)
+        known_urls[item.url] = name
+        added.append(feedsfile.NewFeed(name, item.url, item.categories))
+    if added:
+        text = _config_text(config)
+        comment = f"imported from {Path(source).name} on {storage.utcnow():%Y-%m-%d}"
+        try:
+            new_text = feedsfile.append_feeds(text, added, comment)
+        except ValueError as exc:
+            raise ConfigError(f"{config.path.name}: cannot append feeds to it: {exc}") from None
+        new = _reload(config, new_text)
+        got = [(f.name, f.url) + ((f.categories,) if a.categories else ())
+               for f, a in zip(new.feeds[len(config.feeds):], added, strict=False)]
+        meant = [(a.name, a.url) + ((a.categories,) if a.categories else ()) for a in added]
+        if new.feeds[:len(config.feeds)] != config.feeds or got != meant:
+            raise ConfigError(f"{config.path.name}: its layout defeats appending (the result "
+                              "does not read back as meant); nothing written")
+        if not dry_run:
+            _write_config(config, new_text)
+    return ImportReport(added, skipped, written=bool(added) and not dry_run)
+
+
+def rename_feed(config: Config, old: str, new: str,
+                db: str | Path | None = None) -> tuple[int, bool]:
+    """Rename feed ``old`` to ``new`` in feeds.yaml (its ``name:`` alone edited, comments
+    kept) and move its stored rows (row, ETag, schedule, entries with their ids, so dedup
+    links and export records) to the new name: the next refresh is a conditional GET and
+    stores nothing twice.  Works too when the user renamed it in feeds.yaml already.
+    Returns (entries moved, feeds.yaml edited).  Nothing is created without a database.
+    """
+    from scraper.core import feedsfile
+
+    names = {f.name for f in config.feeds}
+    new = new.strip()
+    if not new:
+        raise ConfigError("feeds rename: the new name is empty")
+    if old == new:
+        raise ConfigError(f"feeds rename: '{old}' is already its name")
+    if old in names and new in names:
+        raise ConfigError(f"{config.path.name}: both '{old}' and '{new}' are configured; "
+                          f"remove one first")
+    if old not in names and new not in names:
+        raise ConfigError(f"{config.path.name}: no feed named '{old}' or '{new}' "
+                          f"(known: {', '.join(sorted(names)) or 'none'})")
+    new_text = None
+    if old in names:  # edit the text now, write it after the rows moved
+        try:
+            new_text = feedsfile.rename_feed(_config_text(config), old, new)
+        except ValueError as exc:
+            raise ConfigError(f"{config.path.name}: cannot rename '{old}' in it: {exc}"
+                              ) from None
+        meant = tuple(replace(f, name=new) if f.name == old else f for f in config.feeds)
+        if _reload(config, new_text).feeds != meant:
+            raise ConfigError(f"{config.path.name}: its layout defeats the edit (the result "
+                              "does not read back as meant); nothing changed")
+    moved = 0
+    try:
+        scraper = open_scraper(config, db, create=False)
+    except NoDatabase:
+        pass
+    else:
+        with scraper:
+            moved = scraper.move_feed_rows(old, new)
+    if new_text is not None:
+        _write_config(config, new_text)
+    return moved, new_text is not None
+
+
+def _config_text(config: Config) -> str:
+    """The config file's text as it is on disk, line endings included."""
+    try:
+        return config.path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{config.path}: cannot read: {exc}") from None
+
+
+def _reload(config: Config, text: str) -> Config:
+    """``text`` as the config loader reads it; a ConfigError when it does not validate."""
+    try:
+        return config_from_data(yaml.safe_load(text), config.path)
+    except (ConfigError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{config.path.name}: the edited file would not load ({exc}); "
+                          "nothing written") from None
+
+
+def _write_config(config: Config, text: str) -> None:
+    try:
+        _write_atomically(config.path, text.encode("utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{config.path}: cannot write: {exc.strerror or exc}") from None
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` at once (a temporary file beside it, then a rename), keeping its
+    permissions: a reader (the daemon's config watch) sees the old file or the new one."""
+    import os
+    import tempfile
+
+    mode = path.stat().st_mode & 0o7777 if path.exists() else None
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in (status, dups, export):
         module.register(sub, common)
+    from scraper.cli import feeds, opml
+
+    for module in (feeds, opml):
+        module.register(sub, common)
     return parser
 
 

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from scraper.core import schedule
 from scraper.core.decide import FeedWrite
 from scraper.storage.db import iso, parse_iso, transaction
+from scraper.storage.dedup import blob_keys
 
 #: Asked about another claimant of this host: True when that process is gone.
 IsDead = Callable[[str], bool]
@@ -197,3 +198,93 @@ def bring_forward(conn: sqlite3.Connection, feeds: Mapping[str, tuple[int, bool]
                 moves.append((iso(due), row["name"]))
         conn.executemany("UPDATE feeds SET next_due_at = ? WHERE name = ?", moves)
     return len(moves)
+
+
+# -- feed management: the rows of a renamed or removed feed (scrape feeds rename/prune) ------
+
+def stored_feeds(conn: sqlite3.Connection) -> dict[str, int]:
+    """Every feed name the database holds rows of (a ``feeds`` row or entries), with how
+    many entries it has."""
+    counts = {row[0]: int(row[1]) for row in
+              conn.execute("SELECT feed, count(*) FROM entries GROUP BY feed")}
+    for row in conn.execute("SELECT name FROM feeds"):
+        counts.setdefault(row[0], 0)
+    return counts
+
+
+def rename_feed(conn: sqlite3.Connection, old: str, new: str, now: datetime) -> int:
+    """Move ``old``'s row (its ETag, Last-Modified and schedule) and entries to ``new``; the
+    entries keep their ids, so their dedup links, fingerprints and export records stay
+    theirs.  Returns how many entries moved (0: nothing was stored under ``old``).
+
+    ValueError, with nothing changed, when ``old`` is being refreshed now (its entries would
+    land under the old name), or ``new`` already has entries (two histories of one feed:
+    ``(feed, entry_key)`` is unique).  An empty row of ``new`` (a refresh or daemon start
+    since the config named it) is replaced.
+    """
+    with transaction(conn):
+        row = conn.execute("SELECT claimed_until FROM feeds WHERE name = ?", (old,)).fetchone()
+        count = "SELECT count(*) FROM entries WHERE feed = ?"
+        old_entries = int(conn.execute(count, (old,)).fetchone()[0])
+        if row is None and not old_entries:
+            return 0
+        if row is not None and (row["claimed_until"] or "") > str(iso(now)):
+            raise ValueError(f"'{old}' is being refreshed right now; try again in a minute")
+        new_entries = int(conn.execute(count, (new,)).fetchone()[0])
+        if new_entries:
+            raise ValueError(f"'{new}' already has {new_entries} stored entries (fetched "
+                             f"under the new name already?); nothing moved: prune one of "
+                             f"the two ('scrape feeds prune') or rename to another name")
+        conn.execute("DELETE FROM feeds WHERE name = ?", (new,))
+        conn.execute("UPDATE feeds SET name = ? WHERE name = ?", (new, old))
+        return conn.execute("UPDATE entries SET feed = ? WHERE feed = ?", (new, old)).rowcount
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What :func:`prune_feeds` deleted, and the clusters whose root it had to replace."""
+
+    feeds: int
+    entries: int
+    exports: int
+    promoted: int
+
+
+def prune_feeds(conn: sqlite3.Connection, names: Iterable[str]) -> Pruned:
+    """Delete every row of the feeds ``names``: their entries with their fingerprints, keys
+    and export records, and their ``feeds`` rows; one transaction.
+
+    An entry of theirs may be the root of a cluster whose other members belong to feeds
+    that stay: the oldest of those (lowest id) becomes the root and the others point to it,
+    so no one else's entry is lost or left linked to nothing.  Their scores stay those of
+    their first link (``scrape dedup --rebuild`` recomputes them).
+    """
+    names = sorted(set(names))
+    if not names:
+        return Pruned(0, 0, 0, 0)
+    marks = ",".join("?" * len(names))
+    gone = f"SELECT id FROM entries WHERE feed IN ({marks})"
+    with transaction(conn):
+        clusters: dict[int, list[int]] = {}
+        for row in conn.execute(f"SELECT id, duplicate_of FROM entries WHERE duplicate_of IN "
+                                f"({gone}) AND feed NOT IN ({marks}) ORDER BY id",
+                                names + names):
+            clusters.setdefault(row[1], []).append(row[0])
+        for members in clusters.values():
+            head = members[0]
+            conn.execute("UPDATE entries SET duplicate_of = NULL, dup_method = NULL, "
+                         "dup_score = NULL WHERE id = ?", (head,))
+            conn.executemany("UPDATE entries SET duplicate_of = ? WHERE id = ?",
+                             [(head, m) for m in members[1:]])
+            conn.executemany("UPDATE dedup_fingerprints SET root = ? WHERE entry_id = ?",
+                             [(head, m) for m in members])
+        keyed = conn.execute(f"SELECT entry_id, keys FROM dedup_fingerprints "
+                             f"WHERE entry_id IN ({gone})", names).fetchall()
+        # by primary key: dedup_index has no index on entry_id alone
+        conn.executemany("DELETE FROM dedup_index WHERE key = ? AND entry_id = ?",
+                         [(k, row[0]) for row in keyed for k in blob_keys(row[1])])
+        exports = conn.execute(f"DELETE FROM exports WHERE entry_id IN ({gone})", names).rowcount
+        conn.execute(f"DELETE FROM dedup_fingerprints WHERE entry_id IN ({gone})", names)
+        entries = conn.execute(f"DELETE FROM entries WHERE feed IN ({marks})", names).rowcount
+        feeds = conn.execute(f"DELETE FROM feeds WHERE name IN ({marks})", names).rowcount
+    return Pruned(feeds, entries, exports, len(clusters))
