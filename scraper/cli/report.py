@@ -40,8 +40,9 @@ class Progress:
     logging redirect), not through it.
     """
 
-    def __init__(self, total: int, enabled: bool, stream: TextIO = sys.stderr) -> None:
-        self.total, self.enabled, self.stream = total, enabled, stream
+    def __init__(self, total: int, enabled: bool, stream: TextIO | None = None) -> None:
+        self.total, self.enabled = total, enabled
+        self.stream = sys.stderr if stream is None else stream  # at run time, not import
         self.done = self.failed = self.new = 0
         self._bar: tqdm | None = None
         self._stack = contextlib.ExitStack()
