@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import yaml
 
@@ -357,7 +357,7 @@ def config_from_data(data: object, path: Path) -> Config:
     feeds: list[FeedConfig] = []
     seen: dict[str, int] = {}
     for index, raw in enumerate(feeds_raw):
-        feed = _feed(index, raw, defaults, rsshub_base, label)
+        feed = _feed(index, raw, defaults, rsshub_base, label, path.parent)
         if feed.name in seen:
             raise fail(f"feeds[{index}] '{feed.name}'",
                        f"name: duplicate of feeds[{seen[feed.name]}]")
@@ -368,7 +368,8 @@ def config_from_data(data: object, path: Path) -> Config:
                   daemon=daemon)
 
 
-def _feed(index: int, raw: object, defaults: dict, rsshub_base: str, label: str) -> FeedConfig:
+def _feed(index: int, raw: object, defaults: dict, rsshub_base: str, label: str,
+          base: Path) -> FeedConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{label}: feeds[{index}]: expected a mapping with name and url")
     name = raw.get("name")
@@ -391,10 +392,16 @@ def _feed(index: int, raw: object, defaults: dict, rsshub_base: str, label: str)
         raise fail("url", "missing")
     if not isinstance(url, str) or not url.strip():
         raise fail("url", f"expected a URL or an RSSHub route 'rsshub:/...', got {url!r}")
-    url = resolve_url(url.strip(), rsshub_base)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise fail("url", f"expected an http(s) URL or 'rsshub:/route', got {raw.get('url')!r}")
+    try:
+        local = local_feed_url(url.strip(), base)
+    except ValueError as exc:
+        raise fail("url", str(exc)) from None
+    url = local or resolve_url(url.strip(), rsshub_base)
+    if local is None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise fail("url", f"expected an http(s) URL, 'rsshub:/route', file:///path or a "
+                              f"path, got {raw.get('url')!r}")
 
     categories = merged.get("categories", [])
     if isinstance(categories, str):
@@ -446,6 +453,29 @@ def _feed(index: int, raw: object, defaults: dict, rsshub_base: str, label: str)
         interval=interval, timeout=timeout, enabled=flags["enabled"],
         fulltext=flags["fulltext"], adaptive=flags["adaptive"], rule=rule, author=author,
     )
+
+
+#: Something that is a URL and not a path: ``scheme:`` (``rsshub:``, ``http:``, ``ftp:``...).
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def local_feed_url(url: str, base: Path) -> str | None:
+    """``file:///path``, or a plain path (relative to ``base``, feeds.yaml's folder), as a
+    canonical ``file:///`` URL; None for any other URL.
+
+    Local feeds serve pipelines that write feed files and let the tool be tried offline
+    (issue 20).  The file need not exist yet: a missing file is that feed's error at each
+    refresh, not a config error, so a pipeline may write it later.
+    """
+    if url.lower().startswith("file:"):
+        parts = urlsplit(url)
+        if not url[5:].startswith("//") or parts.netloc not in ("", "localhost"):
+            raise ValueError(f"expected file:///absolute/path (no host), got {url!r}")
+        return Path(unquote(parts.path) or "/").as_uri()
+    if _SCHEME.match(url):
+        return None
+    path = Path(url).expanduser()
+    return (path if path.is_absolute() else base.resolve() / path).as_uri()
 
 
 def resolve_url(url: str, rsshub_base: str) -> str:

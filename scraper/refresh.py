@@ -29,6 +29,7 @@ from scraper import storage as store
 from scraper.config import Config, DedupSettings, FeedConfig, FetchSettings
 from scraper.core import decide, fingerprint, fulltext, normalize, rules, schedule
 from scraper.core.parse import ParsedEntry, ParseError, parse_feed
+from scraper.net import local
 from scraper.net.fetch import Fetcher
 from scraper.workers import make_executor
 
@@ -250,9 +251,13 @@ class Refresher:
 
     async def _refresh(self, feed: FeedConfig, result: FeedResult) -> None:
         state = await self.db(store.feed_state, self.conn, feed.name)
-        fetched = await self.fetcher.fetch(feed.url, etag=state.get("etag"),
-                                           last_modified=state.get("last_modified"),
-                                           timeout=feed.timeout)
+        if local.is_local(feed.url):  # from the user's config only; see net/local.py
+            fetched = await local.fetch_local(feed.url, etag=state.get("etag"),
+                                              max_bytes=self.fetcher.settings.max_bytes)
+        else:
+            fetched = await self.fetcher.fetch(feed.url, etag=state.get("etag"),
+                                               last_modified=state.get("last_modified"),
+                                               timeout=feed.timeout)
         result.http_status = fetched.status
         attempt = decide.Attempt(status=fetched.status, headers=fetched.headers,
                                  retry_after=fetched.retry_after)

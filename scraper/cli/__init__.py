@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="refresh every enabled feed once, print a summary, exit")
     parser.add_argument("--feed", action="append", metavar="NAME",
                         help="only this feed (repeatable); the daemon then claims only these")
+    parser.add_argument("--json", action="store_true",
+                        help="with --once: the summary as one JSON object on stdout")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="processes for parsing and normalizing (default: one per core; "
                              "0 works inline)")
