@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+import pytest
 import yaml
 from server import FeedServer
 
@@ -141,3 +142,10 @@ def test_progress_on_a_terminal_counts_feeds_new_entries_and_errors(
     assert "3/3" in text and f"{total} new, 1 errors" in text, text
     assert "total: 3 feeds, 2 ok, 1 failed" in done.stdout
     assert "refreshing" not in done.stdout
+
+
+def test_json_without_once_is_a_usage_error(tmp_path: Path) -> None:
+    """The daemon prints no summary: --json there would be silently ignored, so refuse it."""
+    with pytest.raises(SystemExit) as stop:
+        main(["--json", "--config", str(tmp_path / "feeds.yaml")])
+    assert stop.value.code == 2

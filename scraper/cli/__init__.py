@@ -150,6 +150,8 @@ def setup_logging(verbose: int, fmt: str = "text") -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.func is None and not args.once and args.json:
+        parser.error("--json goes with --once (the daemon's log lines: --log-format json)")
     verbose = getattr(args, "verbose", 0) or 0
     setup_logging(verbose, getattr(args, "log_format", "text"))
     try:
