@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module in (status, dups, export):
         module.register(sub, common)
+    from scraper.cli import entries  # search, list, show
+
+    entries.register(sub, common)
     return parser
 
 
