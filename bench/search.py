@@ -7,9 +7,10 @@ Run by hand (not a test):
 
 Builds a database at the schema version before the index, with entries whose text is drawn
 from ../shared/corpus sentences (16 a entry, about the length of a news article; synthetic
-Chinese text where the corpus is absent), then measures: the upgrade that builds the index
-(time, file growth), the cost of one entry insert with and without the index's trigger, and
-the time of a search through the index against the plain scan short queries fall back to.
+Chinese text where the corpus is absent), stored as a refresh stores them (text, clean and
+raw HTML), then measures: the upgrade that builds the index (time, file growth), the cost of
+one entry insert with and without the index's trigger, the newest 50 entries (``scrape
+list``), and a search through the index against the scan short queries fall back to.
 """
 
 from __future__ import annotations
@@ -53,15 +54,18 @@ def fill(conn: storage.Connection, n: int, pool: list[str], rng: random.Random,
     rows = []
     for i in range(start, start + n):
         text = "".join(rng.sample(pool, 16))
+        published = f"2026-{1 + i % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:00:00Z"
         rows.append((f"feed{i % 200}", f"k{i}", f"标题 {i} " + text[:20], text,
-                     f"<p>{text}</p>", stamp, stamp))
+                     f"<p>{text}</p>", f"<div><p>{text}</p></div>", published, stamp, stamp))
     conn.executemany("INSERT INTO entries (feed, entry_key, title, content_text, content_html, "
-                     "fetched_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                     "raw_html, published, fetched_at, updated_at) "
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=100_000)
+    parser.add_argument("--keep", action="store_true", help="keep the database (its path)")
     args = parser.parse_args()
     pool = sentences()
     rng = random.Random(7)
@@ -104,6 +108,10 @@ def main() -> int:
             timings.append((time.perf_counter() - started) / batch)
         print(f"insert {label}: {min(timings) * 1e6:.0f} µs per entry (best of 3 x {batch})")
 
+    started = time.perf_counter()
+    newest = search.list_entries(conn, limit=50)
+    print(f"list, newest 50: {(time.perf_counter() - started) * 1000:.0f} ms, "
+          f"{len(newest)} entries")
     probe = pool[len(pool) // 2]
     for label, query in (("search, 6 characters (index)", probe[2:8]),
                          ("search, 2 characters (scan)", probe[2:4])):
@@ -111,6 +119,9 @@ def main() -> int:
         hits = search.search_entries(conn, query, limit=20)
         print(f"{label}: {(time.perf_counter() - started) * 1000:.0f} ms, {len(hits)} hits")
     conn.close()
+    if args.keep:
+        print(f"kept {db}")
+        return 0
     for suffix in ("", "-wal", "-shm"):
         if Path(f"{db}{suffix}").exists():
             os.remove(f"{db}{suffix}")

@@ -118,3 +118,12 @@ def test_a_story_column_is_shown_when_the_database_has_one(
     assert sum(f"story #{keyed[ORIGINAL.key]['id']}" in line for line in lines) == 2
     assert main(["show", str(keyed["weather"]["id"]), "--db", str(db)]) == 0
     assert "story:          none" in capsys.readouterr().out
+
+
+def test_the_newest_entries_are_read_from_an_index_not_by_sorting_every_row(db: Path) -> None:
+    conn = sqlite3.connect(db)
+    plan = " ".join(row[-1] for row in conn.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM entries "
+        "ORDER BY COALESCE(published, fetched_at) DESC LIMIT 50"))
+    conn.close()
+    assert "entries_newest" in plan and "TEMP B-TREE" not in plan, plan

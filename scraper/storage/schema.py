@@ -189,7 +189,9 @@ SELECT
     # costs the writer about 1 ms per entry of 850 characters (bench/search.py); merging its
     # segments at most 16 at a time instead of 4 (automerge) took 0.95 ms a entry instead of
     # 1.29 in transactions of 30 entries (a feed's), queries alike.  The rebuild indexes the
-    # rows already stored.
+    # rows already stored.  ``entries_newest`` is the order search and list show (published,
+    # else first seen; fetched_at lies past the row's HTML): the newest 50 of 100,000 entries
+    # in 1 ms instead of 146 ms, read from the index instead of every row (bench/search.py).
     """
 CREATE VIRTUAL TABLE entries_fts USING fts5 (
     title, content_text,
@@ -212,5 +214,6 @@ CREATE TRIGGER entries_au AFTER UPDATE OF title, content_text ON entries BEGIN
 END;
 INSERT INTO entries_fts (entries_fts, rank) VALUES ('automerge', 16);
 INSERT INTO entries_fts (entries_fts) VALUES ('rebuild');
+CREATE INDEX entries_newest ON entries(COALESCE(published, fetched_at));
 """,
 ]
