@@ -21,6 +21,7 @@ import random
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -113,8 +114,13 @@ def main() -> int:
     print(f"list, newest 50: {(time.perf_counter() - started) * 1000:.0f} ms, "
           f"{len(newest)} entries")
     probe = pool[len(pool) // 2]
+    pairs = Counter(s[i:i + 2] for s in pool for i in range(len(s) - 1)
+                    if s[i:i + 2].isalnum())
+    ranked = [pair for pair, _ in pairs.most_common()]
     for label, query in (("search, 6 characters (index)", probe[2:8]),
-                         ("search, 2 characters (scan)", probe[2:4])):
+                         ("search, 2 characters, the commonest pair (scan)", ranked[0]),
+                         ("search, 2 characters, a rare pair (scan)", ranked[-1]),
+                         ("search, 2 characters found nowhere (scan)", "龘龘")):
         started = time.perf_counter()
         hits = search.search_entries(conn, query, limit=20)
         print(f"{label}: {(time.perf_counter() - started) * 1000:.0f} ms, {len(hits)} hits")
