@@ -218,6 +218,36 @@ class Scraper:
         return feed.export_feed(self.conn, self.config, file, fmt=fmt, limit=limit,
                                 title=title, link=link, selection=selection)
 
+    # Reading entries back (issue 20): search, list, show.  Read-only; ``since`` is the
+    # store's ISO text (``scraper.export.parse_since``), ``feeds`` feed names (empty: all).
+
+    def search(self, query: str, *, feeds: Sequence[str] = (), since: str | None = None,
+               limit: int | None = 20, include_duplicates: bool = False,
+               marks: tuple[str, str] = storage.search.MARKS) -> list[dict[str, Any]]:
+        """Entries whose title or text holds every word of ``query``, newest first, each
+        with a ``snippet`` whose matches are wrapped in ``marks``; duplicates left out
+        unless ``include_duplicates``.  Words shorter than three characters are found
+        too, by a slower scan (the index holds trigrams)."""
+        return storage.search_entries(self.conn, query, feeds=feeds, since=since,
+                                      limit=limit or None,
+                                      include_duplicates=include_duplicates, marks=marks)
+
+    def entries(self, *, feeds: Sequence[str] = (), since: str | None = None,
+                limit: int | None = 50, duplicates: bool | None = None
+                ) -> list[dict[str, Any]]:
+        """The newest entries; ``duplicates``: None all, True only the duplicates, False
+        none of them."""
+        return storage.list_entries(self.conn, feeds=feeds, since=since, limit=limit or None,
+                                    duplicates=duplicates)
+
+    def entry(self, entry_id: int) -> dict[str, Any]:
+        """One entry with its text and cluster (``root``, ``duplicates``); KeyError for an
+        id that is not stored."""
+        found = storage.entry_detail(self.conn, entry_id)
+        if found is None:
+            raise KeyError(entry_id)
+        return found
+
 
 def load(config_path: str | Path | None = None) -> Config:
     """Read and validate a feeds file (default ``./feeds.yaml``); ConfigError says where."""

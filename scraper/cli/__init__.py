@@ -63,13 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "0 works inline)")
     parser.set_defaults(func=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from scraper.cli import dups, export, status
+    from scraper.cli import dups, entries, export, feeds, opml, status
 
-    for module in (status, dups, export):
-        module.register(sub, common)
-    from scraper.cli import feeds, opml
-
-    for module in (feeds, opml):
+    # entries: search, list and show
+    for module in (status, dups, entries, export, feeds, opml):
         module.register(sub, common)
     return parser
 

@@ -34,6 +34,7 @@ from scraper.storage.feeds import (
 )
 from scraper.storage.meta import read_heartbeat, set_meta, write_heartbeat
 from scraper.storage.schema import MIGRATIONS
+from scraper.storage.search import entry_detail, list_entries, search_entries
 
 __all__ = ["CACHE_KIB", "MIGRATIONS", "Claimed", "Connection", "DatabaseError", "DatabaseLocked",
            "NoDatabase", "apply_plan", "bring_forward", "claim_due", "claim_feed", "connect",
@@ -41,3 +42,4 @@ __all__ = ["CACHE_KIB", "MIGRATIONS", "Claimed", "Connection", "DatabaseError", 
            "open_existing", "parse_iso", "read_heartbeat", "recent_dates", "release_claim",
            "release_claims", "schema_version", "set_meta", "sync_feeds", "transaction",
            "utcnow", "writable", "write_heartbeat"]
+__all__ += ["entry_detail", "list_entries", "search_entries"]
