@@ -84,10 +84,8 @@ def test_the_offline_example_stores_its_entries_and_links_the_reprint(example: P
 
 
 def test_scrape_search_finds_the_example_entries(example: Path) -> None:
-    """Runs once `scrape search` exists (another branch brings it; made unconditional when
-    both are merged): a query of three characters and one of two, each in one article."""
-    if "search" not in scrape("--help", cwd=example.parent).stdout:
-        pytest.skip("no `scrape search` command in this build yet")
+    """The README's offline tour ends with a search: a query of three characters (the
+    trigram index) and one of two (the plain scan), each in one article."""
     assert scrape("--once", "--config", str(example), cwd=example.parent).returncode == 0
     daily = titles_in(example.parent / "feeds" / "daily.xml")
     digest = titles_in(example.parent / "feeds" / "digest.atom")

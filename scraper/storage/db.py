@@ -297,7 +297,7 @@ def migrate(conn: sqlite3.Connection) -> None:
         if 0 < version < len(MIGRATIONS):
             # Say so (see MIGRATION_WAIT_MS), or an upgrade looks like a hang.
             log.warning("upgrading the database schema from version %d to %d; a large "
-                        "database takes minutes (about 4 per million entries)",
+                        "database takes minutes (about 10 per million entries)",
                         version, len(MIGRATIONS))
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             for statement in _statements(script):
