@@ -1,11 +1,16 @@
-"""Cross-feed deduplication: link each reprint to the earliest-seen entry of its story.
+"""Cross-feed deduplication: link each reprint to the best entry of its cluster, and group
+write-ups of one event into stories.
 
-The rules are ``core.similarity``'s, the keys ``core.fingerprint``'s, the tables
-``storage.dedup``'s; this module finds each entry's candidates, judges them, stores the link.
+The rules are ``core.similarity``'s (and ``core.story``'s), the keys ``core.fingerprint``'s,
+the tables ``storage.dedup``'s; this module finds each entry's candidates, judges them,
+stores the link.
 
-Links, never deletions: ``entries.duplicate_of`` is the cluster's earliest-seen (lowest id)
-entry.  An entry is only compared with entries of lower id, in id order, so re-processing
-gives the same answer and a link never points forward.
+Links, never deletions: ``entries.duplicate_of`` is the cluster's root, its best member
+(issue 19): the most complete (a full article over a teaser, then the longer text, by more
+than ``LENGTH_MARGIN``), ties to the earliest published.  An entry is only compared with
+entries of lower id, in id order, so re-processing gives the same answer; when it is better
+than its cluster's root, the cluster moves to it in the same transaction (its members are
+few).  ``entries.story`` groups clusters that report one event in different words.
 
 The window is a rule on arrival (``fetched_at``), not on the feed's dates: a feed added
 today brings last month's backlog, whose reprints arrive with it.  An entry is compared only
@@ -26,6 +31,7 @@ from typing import Any
 from scraper.config import DedupSettings, dedup_from_mapping  # noqa: F401 (re-exported)
 from scraper.core import fingerprint as fpmod
 from scraper.core import similarity as rules
+from scraper.core import story
 from scraper.core.fingerprint import Fingerprint
 from scraper.core.similarity import Candidate
 from scraper.storage import Connection, iso, parse_iso, transaction
@@ -48,6 +54,14 @@ PRUNE_ENTRIES = 64
 #: article): a story reprinted five times in one refresh is confirmed against its first copy
 #: four times, and that copy is read and folded once.
 _SETS_KEPT = 256
+
+#: Relative length difference under which two members are "as complete" and the earlier
+#: published one stays the root.  Reprints differ from their source by a credit line or an
+#: editor's note (20-40 characters on a 1,500-character article, 2-3%), and
+#: bench/dedup_quality.py's edits change up to 3%: a reprint fetched first does not stay the
+#: root for those.  A teaser (a few lines) and a trimmed reprint (a quarter less) are far
+#: outside it.
+LENGTH_MARGIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -116,14 +130,15 @@ def _index_keys(fp: Fingerprint) -> list[int]:
 
 def _candidates(conn: Connection, fp: Fingerprint, exclude: int, before: int | None = None,
                 ts: int | None = None, settings: DedupSettings | None = None,
-                arrived: str | None = None) -> list[Candidate]:
+                arrived: str | None = None,
+                probes: list[tuple[str, int]] | None = None) -> list[Candidate]:
     """Entries sharing an index key with ``fp``, with the kinds of evidence their keys stand
     for: of lower id than ``before``, arrived within the window of ``arrived`` (the arrival
     rule), published within it of ``ts``.  Only the URL key is checked against the row (a key
     may be stale: an id reused after a deletion); the other kinds only bring a candidate that
     is then judged on its text or title."""
     kinds_of: dict[int, str] = {}
-    for kind, key in fp.probe_keys():
+    for kind, key in fp.probe_keys() if probes is None else probes:
         kinds_of.setdefault(key, kind)
     low = high = first = last = None
     if ts is not None and settings is not None:
@@ -159,10 +174,13 @@ def _scheme_less(url: str | None) -> str | None:
 
 
 def _best(conn: Connection, entry_id: int, ts: int, arrived: str, fp: Fingerprint,
-          settings: DedupSettings, texts: _Texts) -> tuple[int, str, float] | None:
-    """(root, method, score) of the best link for an entry, None if it is an original."""
+          settings: DedupSettings, texts: _Texts
+          ) -> tuple[tuple[int, str, float] | None, list[Candidate]]:
+    """(root, method, score) of the best link for an entry, None if it is an original; and
+    the candidates found (the story grouping looks at them too)."""
     found = _candidates(conn, fp, entry_id, entry_id, ts, settings, arrived)
     rules.screen(fp, found, settings)
+    same_title = rules.same_title_clusters(fp, ts, found, settings, entry_id)
     judged = sorted((c for c in found if not rules.ruled_out(fp, c, settings)), key=rules.order)
     best: tuple[int, float, int] | None = None
     best_id = 0
@@ -176,7 +194,7 @@ def _best(conn: Connection, entry_id: int, ts: int, arrived: str, fp: Fingerprin
         if confirmations >= MAX_CONFIRMATIONS:
             break
         verdict = rules.judge(fp, ts, cand, settings, texts.scorer(entry_id, fp, cand),
-                              screen=True)
+                              screen=True, other_clusters=same_title.get(cand.root, 0))
         if verdict.jaccard is not None:  # the exact score was computed
             confirmations += 1
         if verdict.method is None:
@@ -186,16 +204,35 @@ def _best(conn: Connection, entry_id: int, ts: int, arrived: str, fp: Fingerprin
         if best is None or rank < best:
             best, best_id, best_method, best_score = rank, cand.id, verdict.method, verdict.score
     if best is None:
-        return None
-    # Candidates have lower ids, so their roots do too: never self, never forward.  The root
-    # a candidate's row names only groups candidates (it can be stale: moved by another
-    # process since): the link's root is read from the winning candidate's entry.
-    return index.cluster_root(conn, best_id), best_method, best_score
+        return None, found
+    # The root a candidate's row names only groups candidates (it can be stale: moved by
+    # another process since): the link's root is read from the winning candidate's entry.
+    return (index.cluster_root(conn, best_id), best_method, best_score), found
+
+
+def _more_complete(conn: Connection, length: int, ts: int, root: int,
+                   settings: DedupSettings) -> bool:
+    """Is an entry of this folded length and date a better root than ``root``?  A full
+    article over a teaser, then the longer text (beyond ``LENGTH_MARGIN``), then the earlier
+    published; an exact tie keeps the root."""
+    theirs = index.completeness(conn, root)
+    if theirs is None:
+        return False
+    other_length, other_ts = theirs
+    full, other_full = length >= settings.short_chars, other_length >= settings.short_chars
+    if full != other_full:
+        return full
+    if length > other_length * (1 + LENGTH_MARGIN):
+        return True
+    if other_length > length * (1 + LENGTH_MARGIN):
+        return False
+    return ts < other_ts
 
 
 def link_entries(conn: Connection, entry_ids: list[int], settings: DedupSettings,
                  fingerprints: dict[int, Fingerprint] | None = None) -> list[Link]:
-    """Fingerprint, index and link ``entry_ids``; returns the links of those that are duplicates.
+    """Fingerprint, index and link ``entry_ids``; returns the links of those that are
+    duplicates (and of a root that one of them replaced).
 
     Runs inside the caller's transaction (a feed refresh), after the ``entries`` rows are
     written.  An entry whose fingerprint is unchanged since it was last linked is left alone,
@@ -256,22 +293,71 @@ def _link(conn: Connection, entry_ids: Iterable[int], settings: DedupSettings,
         if stored is not None:
             index.unindex_keys(conn, entry.id, stored[3])
         texts.add(entry.id, entry.text, fp)
-        best = _best(conn, entry.id, ts, entry.arrived, fp, settings, texts)
-        new = (None, None, None) if best is None else best
+        best, found = _best(conn, entry.id, ts, entry.arrived, fp, settings, texts)
+        promoted = best is not None and _more_complete(conn, fp.length, ts, best[0], settings)
+        new = (None, None, None) if best is None or promoted else best
+        root = entry.id if best is None or promoted else best[0]
         index.save_fingerprint(conn, entry.id, ts, entry.arrived, fp.canonical_url,
                                fp.text_hash, fp.title, fp.length, blob, fp.sketch, fp.shingles,
-                               entry.id if best is None else best[0])
+                               root)
         if force or entry.id >= floor:
             index.index_keys(conn, entry.id, keys)
         if new != (entry.duplicate_of, entry.dup_method, entry.dup_score):
             index.set_link(conn, entry.id, *new)
-        if best is not None:
+        if best is not None and promoted:
+            # The better member: the cluster (and this entry's own duplicates) move to it.
+            index.promote(conn, entry.id, best[0], best[1], best[2])
+            links.append(Link(best[0], entry.id, best[1], best[2]))  # the old root's link
+        elif best is not None:
             if stored is not None:
                 # A re-linked entry that was a root and no longer is: its duplicates follow
                 # it to the new root.  (A new entry has no duplicates yet.)
                 index.move_followers(conn, entry.id, best[0])
             links.append(Link(entry.id, best[0], best[1], best[2]))
+        _group_story(conn, entry.id, root, ts, entry.arrived, fp, found, settings, texts)
     return links
+
+
+def _story_candidates(conn: Connection, entry_id: int, ts: int, arrived: str,
+                      fp: Fingerprint, found: list[Candidate],
+                      settings: DedupSettings) -> list[Candidate]:
+    """The earlier entries a story could join: the link's candidates, and for a long entry
+    the long entries with a similar title (a long entry's links never look at those, since
+    two articles are judged by their text; two write-ups of one event share little text)."""
+    out = {c.id: c for c in found if c.id < entry_id}
+    if not fp.short and fp.title_keys:
+        for cand in _candidates(conn, fp, entry_id, entry_id, ts, settings, arrived,
+                                probes=[("title", k) for k in fp.title_keys]):
+            out.setdefault(cand.id, cand)
+    return sorted(out.values(), key=lambda c: c.id)
+
+
+def _group_story(conn: Connection, entry_id: int, root: int, ts: int, arrived: str,
+                 fp: Fingerprint, found: list[Candidate], settings: DedupSettings,
+                 texts: _Texts) -> None:
+    """Put the cluster of ``root`` (which ``entry_id`` just joined or started) in the story
+    of every earlier cluster that reports the same event (``core.story``), merging stories
+    that meet.  A story's number is the lowest it had, else the lowest cluster root."""
+    cands = _story_candidates(conn, entry_id, ts, arrived, fp, found, settings)
+    same_title = rules.same_title_clusters(fp, ts, cands, settings, entry_id)
+    roots = {root}
+    for cand in cands:
+        if cand.root == root or cand.id == root:
+            continue
+        verdict = story.judge_story(fp, ts, cand, settings, texts.scorer(entry_id, fp, cand),
+                                    same_title.get(cand.root, 0))
+        if verdict.method:
+            roots.add(index.cluster_root(conn, cand.id))
+    stories = sorted({s for r in roots for s in index.cluster_stories(conn, r)})
+    if len(roots) == 1 and len(stories) <= 1:
+        if stories and index.story_of(conn, entry_id) != stories[0]:
+            index.set_cluster_story(conn, root, stories[0])  # joined a cluster in a story
+        return
+    number = stories[0] if stories else min(roots)
+    for other in stories[1:]:
+        index.merge_story(conn, other, number)
+    for r in roots:
+        index.set_cluster_story(conn, r, number)
 
 
 def rebuild(conn: Connection, settings: DedupSettings,
@@ -295,6 +381,8 @@ def rebuild(conn: Connection, settings: DedupSettings,
     last = 0
     walked = 0  # the rebuild's own pruning walk: ids below this are out of the index again
     by_method: dict[str, int] = {}
+    with transaction(conn):
+        index.clear_stories(conn)  # found again, in id order, as the entries are redone
     while True:
         ids = index.entry_ids_after(conn, last, batch)
         if not ids:

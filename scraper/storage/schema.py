@@ -176,4 +176,11 @@ SELECT
       + instr('0123456789ABCDEF', substr(h, 16, 1)) - 17) << 56)
   AS key, entry_id FROM hexed ORDER BY 1, 2;
 """,
+    # 9: same-story grouping (issue 19): entries that report one event in different words
+    # share ``story`` (an integer: the id of the cluster root that started it; NULL for none).
+    # ``duplicate_of`` stays for reprints.  Few entries have a story: a partial index.
+    """
+ALTER TABLE entries ADD COLUMN story INTEGER;
+CREATE INDEX entries_story ON entries(story) WHERE story IS NOT NULL;
+""",
 ]
