@@ -428,8 +428,11 @@ def explain(conn: Connection, entry_id: int, settings: DedupSettings) -> dict[st
     texts = _Texts(conn, settings.shingle)
     texts.add(entry.id, entry.text, fp)
     out: list[dict[str, Any]] = []
-    for cand in _candidates(conn, fp, entry.id, settings=settings, arrived=entry.arrived):
-        verdict = rules.judge(fp, ts, cand, settings, texts.scorer(entry.id, fp, cand))
+    found = _candidates(conn, fp, entry.id, settings=settings, arrived=entry.arrived)
+    same_title = rules.same_title_clusters(fp, ts, found, settings, entry.id)
+    for cand in found:
+        verdict = rules.judge(fp, ts, cand, settings, texts.scorer(entry.id, fp, cand),
+                              other_clusters=same_title.get(cand.root, 0))
         later = cand.id > entry.id
         info = index.entry_brief(conn, cand.id)
         decision = verdict.method or "no link"
@@ -447,12 +450,16 @@ def explain(conn: Connection, entry_id: int, settings: DedupSettings) -> dict[st
         })
     out.sort(key=lambda c: (c["decision"] == "no link", -(c["score"] or 0), c["id"]))
     if entry.duplicate_of is not None:
-        summary = (f"linked to {entry.duplicate_of} by {entry.dup_method} "
-                   f"(score {entry.dup_score})")
+        how = ("identical text after folding" if entry.dup_method == "exact"
+               else f"score {entry.dup_score:.2f}" if entry.dup_score is not None else "")
+        summary = f"linked to {entry.duplicate_of} by {entry.dup_method}" + (
+            f": {how}" if how else "")
     elif not out:
         summary = "not linked: no entry shares an index key (URL, text hash, LSH band, title)"
+    elif any(c["later"] and c["decision"] != "no link" for c in out):
+        summary = "the cluster's root: the most complete member (later entries link here)"
     else:
-        summary = "not linked: no earlier candidate passed its threshold"
+        summary = "not linked: no earlier candidate passed its threshold; the nearest:"
     return {
         "entry": {"id": entry.id, "feed": entry.feed, "title": entry.title,
                   "folded_length": fp.length, "short": fp.length < settings.short_chars,
@@ -461,11 +468,50 @@ def explain(conn: Connection, entry_id: int, settings: DedupSettings) -> dict[st
         "score": entry.dup_score, "duplicates": index.count_duplicates(conn, entry.id),
         "summary": summary,
         "candidates": out[: settings.explain_candidates],
+        "story": _explain_story(conn, entry.id, ts, fp, settings, texts),
     }
+
+
+def _explain_story(conn: Connection, entry_id: int, ts: int, fp: Fingerprint,
+                   settings: DedupSettings, texts: _Texts) -> dict[str, Any] | None:
+    """The story of an entry and why each other member is in it: its own verdict with this
+    entry, or the cluster it shares, or (grouped through a third entry) its verdict all the
+    same."""
+    number = index.story_of(conn, entry_id)
+    if number is None:
+        return None
+    root = index.cluster_root(conn, entry_id)
+    members = []
+    for other, feed, title, duplicate_of in index.story_members(conn, number):
+        if other == entry_id:
+            continue
+        if (duplicate_of or other) == root:
+            reason = "the same cluster (a reprint)"
+        else:
+            row = index.fingerprint_of(conn, other)
+            if row is None:
+                reason = "not fingerprinted"
+            else:
+                cand = Candidate(other, row[0], row[1], row[2], row[3], set())
+                verdict = story.judge_story(fp, ts, cand, settings,
+                                            texts.scorer(entry_id, fp, cand))
+                reason = verdict.reason if verdict.method else \
+                    f"through another member of the story (with this one: {verdict.reason})"
+        members.append({"id": other, "feed": feed, "title": title,
+                        "duplicate_of": duplicate_of, "reason": reason})
+    return {"id": number, "members": members}
 
 
 def _r(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
+
+
+def stories(conn: Connection, limit: int | None = None) -> list[dict[str, Any]]:
+    """Stories, newest first: each with its entries (roots and their reprints)."""
+    return [{"id": number, "entries": [
+        {"id": m[0], "feed": m[1], "title": m[2], "duplicate_of": m[3]}
+        for m in index.story_members(conn, number)]}
+        for number in index.story_ids(conn, limit)]
 
 
 def clusters(conn: Connection, limit: int | None = None) -> list[dict[str, Any]]:
