@@ -8,6 +8,7 @@ from 127.0.0.1.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -110,3 +111,24 @@ def test_an_exact_link_is_explained_in_words(
     assert "no score" not in out and "via " not in out
     out = cli_out(capsys, "dups", "--explain", str(root[1][0]), "--db", str(db))
     assert "1 entry is linked to it" in out
+
+
+def test_exports_say_also_reported_by(
+        tmp_path: Path, feed_server: FeedServer, capsys: pytest.CaptureFixture[str]) -> None:
+    db = run_once(tmp_path, feed_server, *NEWSFLASHES)
+    found = rows(db)
+    kr, pingwest = found[("kr", EVENT)][0], found[("pingwest", EVENT)][0]
+    lines = [json.loads(x) for x in cli_out(capsys, "export", "jsonl", "-", "--no-raw",
+                                              "--db", str(db)).splitlines()]
+    by_id = {r["id"]: r for r in lines}
+    assert by_id[kr]["also_reported_by"] == ["pingwest"]
+    assert [m["id"] for m in by_id[kr]["same_story"]] == [pingwest]
+    assert by_id[pingwest]["also_reported_by"] == ["kr"]
+    generic = found[("kr", GENERIC)][0]
+    assert by_id[generic]["also_reported_by"] == [] and by_id[generic]["same_story"] == []
+    merged = tmp_path / "merged.xml"
+    cli_out(capsys, "export", "feed", str(merged), "--db", str(db))
+    text = merged.read_text("utf-8")
+    assert text.count("also reported by pingwest") == 1
+    assert text.count("also reported by kr") == 1
+    assert "https://pingwest.example/status/flash-8" in text  # a related link to the other
