@@ -20,6 +20,7 @@ hold, each cheap test before the next:
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable
 
 from scraper.core.fingerprint import Fingerprint
@@ -45,16 +46,19 @@ STORY_CONTAINMENT = 0.1
 _ANCHOR = re.compile(r"\d+|[a-z]{2,}")
 
 
-def anchors(folded_title: str) -> frozenset[str]:
-    """The numbers and Latin words of a folded title: the slots a template fills in."""
-    return frozenset(_ANCHOR.findall(folded_title))
+def anchors(folded_title: str) -> Counter[str]:
+    """The numbers and Latin words of a folded title, counted: the slots a template fills
+    in.  Counted, because "2月2日" and "2月1日" differ only in how often "2" appears."""
+    return Counter(_ANCHOR.findall(folded_title))
 
 
 def anchors_agree(a: str, b: str) -> bool:
-    """The anchors of the title with fewer of them all appear in the other's."""
+    """The anchors of the title with fewer of them all appear in the other's (as a
+    multiset: "早报2月1日" and "早报2月2日" disagree)."""
     first, second = anchors(a), anchors(b)
-    small, large = (first, second) if len(first) <= len(second) else (second, first)
-    return small <= large
+    small, large = ((first, second) if first.total() <= second.total()
+                    else (second, first))
+    return not small - large
 
 
 def judge_story(fp: Fingerprint, ts: int, cand: Candidate, settings: Settings,
