@@ -438,6 +438,9 @@ def explain(conn: Connection, entry_id: int, settings: DedupSettings) -> dict[st
         decision = verdict.method or "no link"
         if later and verdict.method:
             decision = f"later entry (it links here by {verdict.method})"
+        elif verdict.method and info and info[3] == entry.id:
+            decision = f"earlier entry (it links here by {verdict.method}: this one is " \
+                       "more complete)"
         out.append({
             "id": cand.id, "feed": info[0] if info else None,
             "title": info[1] if info else None,
@@ -454,10 +457,10 @@ def explain(conn: Connection, entry_id: int, settings: DedupSettings) -> dict[st
                else f"score {entry.dup_score:.2f}" if entry.dup_score is not None else "")
         summary = f"linked to {entry.duplicate_of} by {entry.dup_method}" + (
             f": {how}" if how else "")
+    elif index.count_duplicates(conn, entry.id):
+        summary = "the cluster's root: its most complete member"
     elif not out:
         summary = "not linked: no entry shares an index key (URL, text hash, LSH band, title)"
-    elif any(c["later"] and c["decision"] != "no link" for c in out):
-        summary = "the cluster's root: the most complete member (later entries link here)"
     else:
         summary = "not linked: no earlier candidate passed its threshold; the nearest:"
     return {
