@@ -314,7 +314,8 @@ def _link(conn: Connection, entry_ids: Iterable[int], settings: DedupSettings,
                 # it to the new root.  (A new entry has no duplicates yet.)
                 index.move_followers(conn, entry.id, best[0])
             links.append(Link(entry.id, best[0], best[1], best[2]))
-        _group_story(conn, entry.id, root, ts, entry.arrived, fp, found, settings, texts)
+        _group_story(conn, entry.id, root, ts, entry.arrived, fp, found, settings, texts,
+                     alone=stored is None and best is None)
     return links
 
 
@@ -334,10 +335,12 @@ def _story_candidates(conn: Connection, entry_id: int, ts: int, arrived: str,
 
 def _group_story(conn: Connection, entry_id: int, root: int, ts: int, arrived: str,
                  fp: Fingerprint, found: list[Candidate], settings: DedupSettings,
-                 texts: _Texts) -> None:
+                 texts: _Texts, alone: bool = False) -> None:
     """Put the cluster of ``root`` (which ``entry_id`` just joined or started) in the story
     of every earlier cluster that reports the same event (``core.story``), merging stories
-    that meet.  A story's number is the lowest it had, else the lowest cluster root."""
+    that meet.  A story's number is the lowest it had, else the lowest cluster root.
+    ``alone``: a new entry that started its own cluster (it has no members and no story:
+    most entries, spared the lookup of their cluster's stories)."""
     cands = _story_candidates(conn, entry_id, ts, arrived, fp, found, settings)
     same_title = rules.same_title_clusters(fp, ts, cands, settings, entry_id)
     roots = {root}
@@ -348,6 +351,8 @@ def _group_story(conn: Connection, entry_id: int, root: int, ts: int, arrived: s
                                     same_title.get(cand.root, 0))
         if verdict.method:
             roots.add(index.cluster_root(conn, cand.id))
+    if alone and len(roots) == 1:
+        return
     stories = sorted({s for r in roots for s in index.cluster_stories(conn, r)})
     if len(roots) == 1 and len(stories) <= 1:
         if stories and index.story_of(conn, entry_id) != stories[0]:

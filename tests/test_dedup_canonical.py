@@ -81,3 +81,15 @@ def test_a_reprint_published_later_does_not_take_the_cluster(conn: sqlite3.Conne
     source = add(conn, "source", ARTICLE, 0, 0)
     reprint = add(conn, "reprint", ARTICLE + "\n（来源：长城汽车）", 3, 3)  # a credit line
     assert links(conn) == {source: None, reprint: source}
+
+
+def test_a_story_follows_its_cluster_to_a_new_root(conn: sqlite3.Connection) -> None:
+    """A teaser in a story, then its article: the article takes the cluster over and is in
+    the teaser's story too (a story belongs to clusters, whichever member is the root)."""
+    teaser = add(conn, "teaser", ARTICLE.split("\n")[0][:60] + "……点击查看全文", 0, 0)
+    # (set by hand: this test is about the move, not the story rule)
+    conn.execute("UPDATE entries SET story = ? WHERE id = ?", (teaser, teaser))
+    article = add(conn, "article", ARTICLE, 1, 1)
+    assert links(conn)[teaser] == article
+    stories = dict(conn.execute("SELECT id, story FROM entries").fetchall())
+    assert stories == {teaser: teaser, article: teaser}
