@@ -442,7 +442,7 @@ def explain(conn: Connection, entry_id: int, settings: DedupSettings) -> dict[st
         info = index.entry_brief(conn, cand.id)
         decision = verdict.method or "no link"
         if later and verdict.method:
-            decision = f"later entry (it links here by {verdict.method})"
+            decision = f"later entry (a {verdict.method} match: it joined when it arrived)"
         elif verdict.method and info and info[3] == entry.id:
             decision = f"earlier entry (it links here by {verdict.method}: this one is " \
                        "more complete)"
