@@ -78,3 +78,15 @@ def test_similar_titles_over_disagreeing_texts_do_not_link(conn: sqlite3.Connect
     # the same text under the same title still links
     third = add(conn, "c", "快讯：今日要闻", MARKETS[:80], 2)
     assert duplicate_of(conn, third) == first
+
+
+def test_a_bare_item_never_links_to_a_title_with_other_numbers(
+        conn: sqlite3.Connection) -> None:
+    """Daily template titles are similar (bigram Jaccard above the title threshold) and
+    differ only in their date."""
+    add(conn, "a", "36氪早报12月7日", MARKETS, 0)
+    bare = add(conn, "b", "36氪早报12月8日", "36氪早报12月8日", 20)
+    assert duplicate_of(conn, bare) is None
+    (cand,) = explain(conn, bare, SETTINGS)["candidates"]
+    assert cand["title_similarity"] >= SETTINGS.title_threshold
+    assert "the titles differ in numbers or names" in cand["reason"]

@@ -16,14 +16,17 @@ Four levels of evidence, strongest first:
 - ``title``: teasers and title-only items (under ``short_chars`` folded characters) cannot
   be judged by their text; within ``title_window_hours`` of each other, they link by title
   similarity, or (``near``) when their text lies inside a longer article.  A similar title
-  is not enough on its own (issue 19): the texts must agree too (the shorter mostly inside
-  the longer, or one side nothing beyond its title), and a generic title (one that names
-  several stories in the window: "早报", "快讯：今日要闻") never links a bare item.
+  is not enough on its own (issue 19): the titles must agree on their numbers and names, the
+  texts too (the shorter mostly inside the longer, or one side nothing beyond its title),
+  and a generic title (one that names several stories in the window: "早报", "快讯：今日要闻")
+  never links a bare item.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -111,6 +114,25 @@ class Verdict:
     jaccard: float | None = None
     containment: float | None = None
     title_similarity: float | None = None
+
+
+_ANCHOR = re.compile(r"\d+|[a-z]{2,}")
+
+
+def anchors(folded_title: str) -> Counter[str]:
+    """The numbers and Latin words of a folded title, counted: the slots a template fills
+    in.  Counted, because "2月2日" and "2月1日" differ only in how often "2" appears."""
+    return Counter(_ANCHOR.findall(folded_title))
+
+
+def anchors_agree(a: str, b: str) -> bool:
+    """The anchors of the title with fewer of them all appear in the other's (as a
+    multiset: "早报2月1日" and "早报2月2日" disagree, "00后女生每周玩三次" and
+    "00后女生1周3次" agree)."""
+    first, second = anchors(a), anchors(b)
+    small, large = ((first, second) if first.total() <= second.total()
+                    else (second, first))
+    return not small - large
 
 
 def title_similarity(a: str, b: str) -> float:
@@ -287,6 +309,8 @@ def _judge_title(fp: Fingerprint, cand: Candidate, settings: Settings, gap: int,
 def _texts_agree(fp: Fingerprint, cand: Candidate, verdict: Verdict,
                  other_clusters: int) -> str | None:
     """None when the texts of a similar-title pair agree; else why not (for explain)."""
+    if not anchors_agree(fp.title, cand.title):  # "早报12月7日" is not "早报12月8日"
+        return "the titles differ in numbers or names"
     cont = verdict.containment
     if cont is not None and cont > TITLE_AGREEMENT:
         return None

@@ -19,16 +19,16 @@ hold, each cheap test before the next:
 
 from __future__ import annotations
 
-import re
-from collections import Counter
 from collections.abc import Callable
 
 from scraper.core.fingerprint import Fingerprint
-from scraper.core.similarity import (
+from scraper.core.similarity import (  # noqa: F401 (anchors: re-exported)
     MIN_CONTAINED_CHARS,
     Candidate,
     Settings,
     Verdict,
+    anchors,
+    anchors_agree,
     title_similarity,
 )
 
@@ -42,24 +42,6 @@ STORY_TITLE = 0.35
 #: share enough wording.  The 密室逃脱 write-ups share 0.12; unrelated articles of the corpus
 #: 0.00-0.05 (and two Leica articles quoting each other 0.26, stopped by their titles).
 STORY_CONTAINMENT = 0.1
-
-_ANCHOR = re.compile(r"\d+|[a-z]{2,}")
-
-
-def anchors(folded_title: str) -> Counter[str]:
-    """The numbers and Latin words of a folded title, counted: the slots a template fills
-    in.  Counted, because "2月2日" and "2月1日" differ only in how often "2" appears."""
-    return Counter(_ANCHOR.findall(folded_title))
-
-
-def anchors_agree(a: str, b: str) -> bool:
-    """The anchors of the title with fewer of them all appear in the other's (as a
-    multiset: "早报2月1日" and "早报2月2日" disagree)."""
-    first, second = anchors(a), anchors(b)
-    small, large = ((first, second) if first.total() <= second.total()
-                    else (second, first))
-    return not small - large
-
 
 def judge_story(fp: Fingerprint, ts: int, cand: Candidate, settings: Settings,
                 score: Callable[[], tuple[float, float]], other_clusters: int = 0) -> Verdict:
