@@ -315,7 +315,7 @@ def _link(conn: Connection, entry_ids: Iterable[int], settings: DedupSettings,
                 index.move_followers(conn, entry.id, best[0])
             links.append(Link(entry.id, best[0], best[1], best[2]))
         _group_story(conn, entry.id, root, ts, entry.arrived, fp, found, settings, texts,
-                     alone=stored is None and best is None)
+                     alone=stored is None and best is None, search=root == entry.id)
     return links
 
 
@@ -335,13 +335,16 @@ def _story_candidates(conn: Connection, entry_id: int, ts: int, arrived: str,
 
 def _group_story(conn: Connection, entry_id: int, root: int, ts: int, arrived: str,
                  fp: Fingerprint, found: list[Candidate], settings: DedupSettings,
-                 texts: _Texts, alone: bool = False) -> None:
+                 texts: _Texts, alone: bool = False, search: bool = True) -> None:
     """Put the cluster of ``root`` (which ``entry_id`` just joined or started) in the story
     of every earlier cluster that reports the same event (``core.story``), merging stories
     that meet.  A story's number is the lowest it had, else the lowest cluster root.
     ``alone``: a new entry that started its own cluster (it has no members and no story:
-    most entries, spared the lookup of their cluster's stories)."""
-    cands = _story_candidates(conn, entry_id, ts, arrived, fp, found, settings)
+    most entries, spared the lookup of their cluster's stories).  ``search``: look for other
+    clusters' write-ups; only a cluster's root does (a reprint that joins a cluster takes
+    its story, which spares a lookup per reprint)."""
+    cands = _story_candidates(conn, entry_id, ts, arrived, fp, found, settings) if search \
+        else []
     same_title = rules.same_title_clusters(fp, ts, cands, settings, entry_id)
     roots = {root}
     for cand in cands:

@@ -24,6 +24,7 @@ Four levels of evidence, strongest first:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -135,14 +136,21 @@ def anchors_agree(a: str, b: str) -> bool:
     return not small - large
 
 
+@functools.lru_cache(maxsize=4096)
+def _bigrams(title: str) -> frozenset[str]:
+    """A folded title's character bigrams.  Kept: the entry being linked compares its title
+    with each candidate's (a dozen an entry in bench/dedup_scale.py), and a candidate's
+    title recurs across the entries of a refresh."""
+    return frozenset(title[i : i + 2] for i in range(max(1, len(title) - 1)))
+
+
 def title_similarity(a: str, b: str) -> float:
     """Jaccard similarity of the character bigrams of two folded titles."""
     if not a or not b:
         return 0.0
     if a == b:
         return 1.0
-    sa = {a[i : i + 2] for i in range(max(1, len(a) - 1))}
-    sb = {b[i : i + 2] for i in range(max(1, len(b) - 1))}
+    sa, sb = _bigrams(a), _bigrams(b)
     return len(sa & sb) / len(sa | sb)
 
 
