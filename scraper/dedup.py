@@ -347,11 +347,15 @@ def _group_story(conn: Connection, entry_id: int, root: int, ts: int, arrived: s
         else []
     same_title = rules.same_title_clusters(fp, ts, cands, settings, entry_id)
     roots = {root}
+    scored = 0
     for cand in cands:
         if cand.root == root or cand.id == root:
             continue
+        if scored >= MAX_CONFIRMATIONS:
+            break  # a pathological title bucket: as for links, the exact scores are bounded
         verdict = story.judge_story(fp, ts, cand, settings, texts.scorer(entry_id, fp, cand),
                                     same_title.get(cand.root, 0))
+        scored += verdict.containment is not None
         if verdict.method:
             roots.add(index.cluster_root(conn, cand.id))
     if alone and len(roots) == 1:

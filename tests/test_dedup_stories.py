@@ -83,6 +83,9 @@ def test_same_event_writeups_share_a_story_and_are_not_duplicates(
     listing = cli_out(capsys, "dups", "--db", str(db))
     assert f"story {a[2]}: 2 entries" in listing
     assert f"#{a[0]} [kr] {EVENT}" in listing and f"#{b[0]} [pingwest] {EVENT}" in listing
+    data = json.loads(cli_out(capsys, "dups", "--json", "--db", str(db)))
+    assert data["clusters"] == []
+    assert [[e["id"] for e in s["entries"]] for s in data["stories"]] == [sorted([a[0], b[0]])]
     why = cli_out(capsys, "dups", "--explain", str(b[0]), "--db", str(db))
     assert f"story {a[2]}: reported with 1 other entry" in why
     assert "same story: title similarity 1.00" in why
