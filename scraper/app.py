@@ -132,6 +132,12 @@ class Scraper:
 
         return dedup.clusters(self.conn, limit or None)
 
+    def stories(self, limit: int | None = 50) -> list[dict[str, Any]]:
+        """The newest ``limit`` stories: entries reporting one event (None or 0: all)."""
+        from scraper import dedup
+
+        return dedup.stories(self.conn, limit or None)
+
     def explain(self, entry_id: int) -> dict[str, Any]:
         """Why ``entry_id`` is or is not linked, with its nearest candidates; KeyError for
         an id that is not stored.  Without a config, judged with the default settings."""

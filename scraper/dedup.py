@@ -1,11 +1,16 @@
-"""Cross-feed deduplication: link each reprint to the earliest-seen entry of its story.
+"""Cross-feed deduplication: link each reprint to the best entry of its cluster, and group
+write-ups of one event into stories.
 
-The rules are ``core.similarity``'s, the keys ``core.fingerprint``'s, the tables
-``storage.dedup``'s; this module finds each entry's candidates, judges them, stores the link.
+The rules are ``core.similarity``'s (and ``core.story``'s), the keys ``core.fingerprint``'s,
+the tables ``storage.dedup``'s; this module finds each entry's candidates, judges them,
+stores the link.
 
-Links, never deletions: ``entries.duplicate_of`` is the cluster's earliest-seen (lowest id)
-entry.  An entry is only compared with entries of lower id, in id order, so re-processing
-gives the same answer and a link never points forward.
+Links, never deletions: ``entries.duplicate_of`` is the cluster's root, its best member
+(issue 19): the most complete (a full article over a teaser, then the longer text, by more
+than ``LENGTH_MARGIN``), ties to the earliest published.  An entry is only compared with
+entries of lower id, in id order, so re-processing gives the same answer; when it is better
+than its cluster's root, the cluster moves to it in the same transaction (its members are
+few).  ``entries.story`` groups clusters that report one event in different words.
 
 The window is a rule on arrival (``fetched_at``), not on the feed's dates: a feed added
 today brings last month's backlog, whose reprints arrive with it.  An entry is compared only
@@ -26,6 +31,7 @@ from typing import Any
 from scraper.config import DedupSettings, dedup_from_mapping  # noqa: F401 (re-exported)
 from scraper.core import fingerprint as fpmod
 from scraper.core import similarity as rules
+from scraper.core import story
 from scraper.core.fingerprint import Fingerprint
 from scraper.core.similarity import Candidate
 from scraper.storage import Connection, iso, parse_iso, transaction
@@ -48,6 +54,14 @@ PRUNE_ENTRIES = 64
 #: article): a story reprinted five times in one refresh is confirmed against its first copy
 #: four times, and that copy is read and folded once.
 _SETS_KEPT = 256
+
+#: Relative length difference under which two members are "as complete" and the earlier
+#: published one stays the root.  Reprints differ from their source by a credit line or an
+#: editor's note (20-40 characters on a 1,500-character article, 2-3%), and
+#: bench/dedup_quality.py's edits change up to 3%: a reprint fetched first does not stay the
+#: root for those.  A teaser (a few lines) and a trimmed reprint (a quarter less) are far
+#: outside it.
+LENGTH_MARGIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -116,14 +130,15 @@ def _index_keys(fp: Fingerprint) -> list[int]:
 
 def _candidates(conn: Connection, fp: Fingerprint, exclude: int, before: int | None = None,
                 ts: int | None = None, settings: DedupSettings | None = None,
-                arrived: str | None = None) -> list[Candidate]:
+                arrived: str | None = None,
+                probes: list[tuple[str, int]] | None = None) -> list[Candidate]:
     """Entries sharing an index key with ``fp``, with the kinds of evidence their keys stand
     for: of lower id than ``before``, arrived within the window of ``arrived`` (the arrival
     rule), published within it of ``ts``.  Only the URL key is checked against the row (a key
     may be stale: an id reused after a deletion); the other kinds only bring a candidate that
     is then judged on its text or title."""
     kinds_of: dict[int, str] = {}
-    for kind, key in fp.probe_keys():
+    for kind, key in fp.probe_keys() if probes is None else probes:
         kinds_of.setdefault(key, kind)
     low = high = first = last = None
     if ts is not None and settings is not None:
@@ -159,10 +174,13 @@ def _scheme_less(url: str | None) -> str | None:
 
 
 def _best(conn: Connection, entry_id: int, ts: int, arrived: str, fp: Fingerprint,
-          settings: DedupSettings, texts: _Texts) -> tuple[int, str, float] | None:
-    """(root, method, score) of the best link for an entry, None if it is an original."""
+          settings: DedupSettings, texts: _Texts
+          ) -> tuple[tuple[int, str, float] | None, list[Candidate]]:
+    """(root, method, score) of the best link for an entry, None if it is an original; and
+    the candidates found (the story grouping looks at them too)."""
     found = _candidates(conn, fp, entry_id, entry_id, ts, settings, arrived)
     rules.screen(fp, found, settings)
+    same_title = rules.same_title_clusters(fp, ts, found, settings, entry_id)
     judged = sorted((c for c in found if not rules.ruled_out(fp, c, settings)), key=rules.order)
     best: tuple[int, float, int] | None = None
     best_id = 0
@@ -176,7 +194,7 @@ def _best(conn: Connection, entry_id: int, ts: int, arrived: str, fp: Fingerprin
         if confirmations >= MAX_CONFIRMATIONS:
             break
         verdict = rules.judge(fp, ts, cand, settings, texts.scorer(entry_id, fp, cand),
-                              screen=True)
+                              screen=True, other_clusters=same_title.get(cand.root, 0))
         if verdict.jaccard is not None:  # the exact score was computed
             confirmations += 1
         if verdict.method is None:
@@ -186,16 +204,35 @@ def _best(conn: Connection, entry_id: int, ts: int, arrived: str, fp: Fingerprin
         if best is None or rank < best:
             best, best_id, best_method, best_score = rank, cand.id, verdict.method, verdict.score
     if best is None:
-        return None
-    # Candidates have lower ids, so their roots do too: never self, never forward.  The root
-    # a candidate's row names only groups candidates (it can be stale: moved by another
-    # process since): the link's root is read from the winning candidate's entry.
-    return index.cluster_root(conn, best_id), best_method, best_score
+        return None, found
+    # The root a candidate's row names only groups candidates (it can be stale: moved by
+    # another process since): the link's root is read from the winning candidate's entry.
+    return (index.cluster_root(conn, best_id), best_method, best_score), found
+
+
+def _more_complete(conn: Connection, length: int, ts: int, root: int,
+                   settings: DedupSettings) -> bool:
+    """Is an entry of this folded length and date a better root than ``root``?  A full
+    article over a teaser, then the longer text (beyond ``LENGTH_MARGIN``), then the earlier
+    published; an exact tie keeps the root."""
+    theirs = index.completeness(conn, root)
+    if theirs is None:
+        return False
+    other_length, other_ts = theirs
+    full, other_full = length >= settings.short_chars, other_length >= settings.short_chars
+    if full != other_full:
+        return full
+    if length > other_length * (1 + LENGTH_MARGIN):
+        return True
+    if other_length > length * (1 + LENGTH_MARGIN):
+        return False
+    return ts < other_ts
 
 
 def link_entries(conn: Connection, entry_ids: list[int], settings: DedupSettings,
                  fingerprints: dict[int, Fingerprint] | None = None) -> list[Link]:
-    """Fingerprint, index and link ``entry_ids``; returns the links of those that are duplicates.
+    """Fingerprint, index and link ``entry_ids``; returns the links of those that are
+    duplicates (and of a root that one of them replaced).
 
     Runs inside the caller's transaction (a feed refresh), after the ``entries`` rows are
     written.  An entry whose fingerprint is unchanged since it was last linked is left alone,
@@ -256,22 +293,83 @@ def _link(conn: Connection, entry_ids: Iterable[int], settings: DedupSettings,
         if stored is not None:
             index.unindex_keys(conn, entry.id, stored[3])
         texts.add(entry.id, entry.text, fp)
-        best = _best(conn, entry.id, ts, entry.arrived, fp, settings, texts)
-        new = (None, None, None) if best is None else best
+        best, found = _best(conn, entry.id, ts, entry.arrived, fp, settings, texts)
+        promoted = best is not None and _more_complete(conn, fp.length, ts, best[0], settings)
+        new = (None, None, None) if best is None or promoted else best
+        root = entry.id if best is None or promoted else best[0]
         index.save_fingerprint(conn, entry.id, ts, entry.arrived, fp.canonical_url,
                                fp.text_hash, fp.title, fp.length, blob, fp.sketch, fp.shingles,
-                               entry.id if best is None else best[0])
+                               root)
         if force or entry.id >= floor:
             index.index_keys(conn, entry.id, keys)
         if new != (entry.duplicate_of, entry.dup_method, entry.dup_score):
             index.set_link(conn, entry.id, *new)
-        if best is not None:
+        if best is not None and promoted:
+            # The better member: the cluster (and this entry's own duplicates) move to it.
+            index.promote(conn, entry.id, best[0], best[1], best[2])
+            links.append(Link(best[0], entry.id, best[1], best[2]))  # the old root's link
+        elif best is not None:
             if stored is not None:
                 # A re-linked entry that was a root and no longer is: its duplicates follow
                 # it to the new root.  (A new entry has no duplicates yet.)
                 index.move_followers(conn, entry.id, best[0])
             links.append(Link(entry.id, best[0], best[1], best[2]))
+        _group_story(conn, entry.id, root, ts, entry.arrived, fp, found, settings, texts,
+                     alone=stored is None and best is None, search=root == entry.id)
     return links
+
+
+def _story_candidates(conn: Connection, entry_id: int, ts: int, arrived: str,
+                      fp: Fingerprint, found: list[Candidate],
+                      settings: DedupSettings) -> list[Candidate]:
+    """The earlier entries a story could join: the link's candidates, and for a long entry
+    the long entries with a similar title (a long entry's links never look at those, since
+    two articles are judged by their text; two write-ups of one event share little text)."""
+    out = {c.id: c for c in found if c.id < entry_id}
+    if not fp.short and fp.title_keys:
+        for cand in _candidates(conn, fp, entry_id, entry_id, ts, settings, arrived,
+                                probes=[("title", k) for k in fp.title_keys]):
+            out.setdefault(cand.id, cand)
+    return sorted(out.values(), key=lambda c: c.id)
+
+
+def _group_story(conn: Connection, entry_id: int, root: int, ts: int, arrived: str,
+                 fp: Fingerprint, found: list[Candidate], settings: DedupSettings,
+                 texts: _Texts, alone: bool = False, search: bool = True) -> None:
+    """Put the cluster of ``root`` (which ``entry_id`` just joined or started) in the story
+    of every earlier cluster that reports the same event (``core.story``), merging stories
+    that meet.  A story's number is the lowest it had, else the lowest cluster root.
+    ``alone``: a new entry that started its own cluster (it has no members and no story:
+    most entries, spared the lookup of their cluster's stories).  ``search``: look for other
+    clusters' write-ups; only a cluster's root does (a reprint that joins a cluster takes
+    its story, which spares a lookup per reprint)."""
+    cands = _story_candidates(conn, entry_id, ts, arrived, fp, found, settings) if search \
+        else []
+    same_title = rules.same_title_clusters(fp, ts, cands, settings, entry_id)
+    roots = {root}
+    scored = 0
+    for cand in cands:
+        if cand.root == root or cand.id == root:
+            continue
+        if scored >= MAX_CONFIRMATIONS:
+            break  # a pathological title bucket: as for links, the exact scores are bounded
+        verdict = story.judge_story(fp, ts, cand, settings, texts.scorer(entry_id, fp, cand),
+                                    same_title.get(cand.root, 0))
+        scored += verdict.containment is not None
+        if verdict.method:
+            roots.add(index.cluster_root(conn, cand.id))
+    if alone and len(roots) == 1:
+        return
+    stories = sorted({s for r in roots for s in index.cluster_stories(conn, r)})
+    if len(roots) == 1 and len(stories) <= 1:
+        if stories and index.story_of(conn, entry_id) != stories[0]:
+            index.set_cluster_story(conn, root, stories[0])  # joined a cluster in a story
+        return
+    number = stories[0] if stories else min(roots)
+    for other in stories[1:]:
+        index.merge_story(conn, other, number)
+    for r in roots:
+        index.set_cluster_story(conn, r, number)
 
 
 def rebuild(conn: Connection, settings: DedupSettings,
@@ -295,6 +393,8 @@ def rebuild(conn: Connection, settings: DedupSettings,
     last = 0
     walked = 0  # the rebuild's own pruning walk: ids below this are out of the index again
     by_method: dict[str, int] = {}
+    with transaction(conn):
+        index.clear_stories(conn)  # found again, in id order, as the entries are redone
     while True:
         ids = index.entry_ids_after(conn, last, batch)
         if not ids:
@@ -340,13 +440,19 @@ def explain(conn: Connection, entry_id: int, settings: DedupSettings) -> dict[st
     texts = _Texts(conn, settings.shingle)
     texts.add(entry.id, entry.text, fp)
     out: list[dict[str, Any]] = []
-    for cand in _candidates(conn, fp, entry.id, settings=settings, arrived=entry.arrived):
-        verdict = rules.judge(fp, ts, cand, settings, texts.scorer(entry.id, fp, cand))
+    found = _candidates(conn, fp, entry.id, settings=settings, arrived=entry.arrived)
+    same_title = rules.same_title_clusters(fp, ts, found, settings, entry.id)
+    for cand in found:
+        verdict = rules.judge(fp, ts, cand, settings, texts.scorer(entry.id, fp, cand),
+                              other_clusters=same_title.get(cand.root, 0))
         later = cand.id > entry.id
         info = index.entry_brief(conn, cand.id)
         decision = verdict.method or "no link"
         if later and verdict.method:
-            decision = f"later entry (it links here by {verdict.method})"
+            decision = f"later entry (a {verdict.method} match: it joined when it arrived)"
+        elif verdict.method and info and info[3] == entry.id:
+            decision = f"earlier entry (it links here by {verdict.method}: this one is " \
+                       "more complete)"
         out.append({
             "id": cand.id, "feed": info[0] if info else None,
             "title": info[1] if info else None,
@@ -359,12 +465,16 @@ def explain(conn: Connection, entry_id: int, settings: DedupSettings) -> dict[st
         })
     out.sort(key=lambda c: (c["decision"] == "no link", -(c["score"] or 0), c["id"]))
     if entry.duplicate_of is not None:
-        summary = (f"linked to {entry.duplicate_of} by {entry.dup_method} "
-                   f"(score {entry.dup_score})")
+        how = ("identical text after folding" if entry.dup_method == "exact"
+               else f"score {entry.dup_score:.2f}" if entry.dup_score is not None else "")
+        summary = f"linked to {entry.duplicate_of} by {entry.dup_method}" + (
+            f": {how}" if how else "")
+    elif index.count_duplicates(conn, entry.id):
+        summary = "the cluster's root: its most complete member"
     elif not out:
         summary = "not linked: no entry shares an index key (URL, text hash, LSH band, title)"
     else:
-        summary = "not linked: no earlier candidate passed its threshold"
+        summary = "not linked: no earlier candidate passed its threshold; the nearest:"
     return {
         "entry": {"id": entry.id, "feed": entry.feed, "title": entry.title,
                   "folded_length": fp.length, "short": fp.length < settings.short_chars,
@@ -373,11 +483,50 @@ def explain(conn: Connection, entry_id: int, settings: DedupSettings) -> dict[st
         "score": entry.dup_score, "duplicates": index.count_duplicates(conn, entry.id),
         "summary": summary,
         "candidates": out[: settings.explain_candidates],
+        "story": _explain_story(conn, entry.id, ts, fp, settings, texts),
     }
+
+
+def _explain_story(conn: Connection, entry_id: int, ts: int, fp: Fingerprint,
+                   settings: DedupSettings, texts: _Texts) -> dict[str, Any] | None:
+    """The story of an entry and why each other member is in it: its own verdict with this
+    entry, or the cluster it shares, or (grouped through a third entry) its verdict all the
+    same."""
+    number = index.story_of(conn, entry_id)
+    if number is None:
+        return None
+    root = index.cluster_root(conn, entry_id)
+    members = []
+    for other, feed, title, duplicate_of in index.story_members(conn, number):
+        if other == entry_id:
+            continue
+        if (duplicate_of or other) == root:
+            reason = "the same cluster (a reprint)"
+        else:
+            row = index.fingerprint_of(conn, other)
+            if row is None:
+                reason = "not fingerprinted"
+            else:
+                cand = Candidate(other, row[0], row[1], row[2], row[3], set())
+                verdict = story.judge_story(fp, ts, cand, settings,
+                                            texts.scorer(entry_id, fp, cand))
+                reason = verdict.reason if verdict.method else \
+                    f"through another member of the story (with this one: {verdict.reason})"
+        members.append({"id": other, "feed": feed, "title": title,
+                        "duplicate_of": duplicate_of, "reason": reason})
+    return {"id": number, "members": members}
 
 
 def _r(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
+
+
+def stories(conn: Connection, limit: int | None = None) -> list[dict[str, Any]]:
+    """Stories, newest first: each with its entries (roots and their reprints)."""
+    return [{"id": number, "entries": [
+        {"id": m[0], "feed": m[1], "title": m[2], "duplicate_of": m[3]}
+        for m in index.story_members(conn, number)]}
+        for number in index.story_ids(conn, limit)]
 
 
 def clusters(conn: Connection, limit: int | None = None) -> list[dict[str, Any]]:

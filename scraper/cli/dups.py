@@ -13,11 +13,13 @@ from scraper.cli.common import open_from_args
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     dups = subparsers.add_parser(
         "dups", parents=[common], help="list duplicate clusters, or explain one entry",
-        description="List clusters of duplicate entries (the earliest-seen entry, then the "
-                    "entries linked to it with method and score). Reads the database only "
+        description="List clusters of duplicate entries (the most complete entry, then the "
+                    "entries linked to it with method and score), then stories (entries that "
+                    "report one event in different words). Reads the database only "
                     "(read-only); --db alone works without a feeds.yaml.")
     dups.add_argument("--explain", type=int, metavar="ID",
-                      help="say why entry ID is or is not linked, with its nearest candidates")
+                      help="say why entry ID is or is not linked, with its nearest "
+                           "candidates, and why it is in its story")
     dups.add_argument("--limit", type=int, default=50, metavar="N",
                       help="newest N clusters (default 50; 0 for all)")
     dups.add_argument("--json", action="store_true", help="machine-readable output")
@@ -49,8 +51,10 @@ def _cmd_dups(args: argparse.Namespace) -> int:
                 print_explain(report)
             return 0
         found = app.dups(args.limit or None)
+        stories = app.stories(args.limit or None)
         if args.json:
-            print(json.dumps(found, ensure_ascii=False, indent=2))
+            print(json.dumps({"clusters": found, "stories": stories}, ensure_ascii=False,
+                             indent=2))
             return 0
         if not found:
             print("no duplicates")
@@ -59,7 +63,19 @@ def _cmd_dups(args: argparse.Namespace) -> int:
             for dup in cluster["duplicates"]:
                 print(f"    #{dup['id']} [{dup['feed']}] {dup['title']}  "
                       f"({dup['method']} {dup['score']:.2f})")
+        if stories:
+            print("\nstories (one event, different words):")
+        for story in stories:
+            print(f"story {story['id']}: {_count(len(story['entries']), 'entry', 'entries')}")
+            for e in story["entries"]:
+                reprint = f"  (reprint of #{e['duplicate_of']})" if e["duplicate_of"] else ""
+                print(f"    #{e['id']} [{e['feed']}] {e['title']}{reprint}")
         return 0
+
+
+def _count(n: int, one: str, many: str) -> str:
+    """``1 entry``, ``2 entries``: the count and the noun agree."""
+    return f"{n} {one if n == 1 else many}"
 
 
 def print_explain(report: dict[str, Any]) -> None:
@@ -68,15 +84,25 @@ def print_explain(report: dict[str, Any]) -> None:
     print(f"  {e['folded_length']} folded characters"
           f"{' (short: judged by title)' if e['short'] else ''}")
     print(f"  {report['summary']}")
-    if report["duplicates"]:
-        print(f"  {report['duplicates']} entries are linked to it")
+    n = report["duplicates"]
+    if n:
+        print(f"  {_count(n, 'entry is', 'entries are')} linked to it")
     for c in report["candidates"]:
         scores = ", ".join(f"{name} {c[key]:.2f}" for name, key in
                            (("containment", "containment"), ("jaccard", "jaccard"),
                             ("title", "title_similarity")) if c[key] is not None)
         print(f"  - #{c['id']} [{c['feed']}] {c['title']}")
-        print(f"      via {', '.join(c['found_by'])}; {c['hours_apart']} h apart; "
-              f"{scores or 'no score'} -> {c['decision']}: {c['reason']}")
+        facts = [f"found by {', '.join(c['found_by'])}", f"{c['hours_apart']} h apart"]
+        if scores:
+            facts.append(scores)
+        print(f"      {'; '.join(facts)} -> {c['decision']}: {c['reason']}")
+    story = report.get("story")
+    if story:
+        others = story["members"]
+        print(f"  story {story['id']}: reported with "
+              f"{_count(len(others), 'other entry', 'other entries')}")
+        for m in others:
+            print(f"  - #{m['id']} [{m['feed']}] {m['title']}: {m['reason']}")
 
 
 def _cmd_dedup(args: argparse.Namespace) -> int:

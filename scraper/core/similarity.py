@@ -15,12 +15,19 @@ Four levels of evidence, strongest first:
   of their text stay below it;
 - ``title``: teasers and title-only items (under ``short_chars`` folded characters) cannot
   be judged by their text; within ``title_window_hours`` of each other, they link by title
-  similarity, or (``near``) when their text lies inside a longer article.
+  similarity, or (``near``) when their text lies inside a longer article.  A similar title
+  is not enough on its own (issue 19): the titles must agree on their numbers and names, the
+  texts too (the shorter mostly inside the longer, or one side nothing beyond its title),
+  and a generic title (one that names several stories in the window: "早报", "快讯：今日要闻")
+  never links a bare item.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -44,6 +51,24 @@ MIN_CONTAINED_CHARS = 20
 #: Probe kinds that only find short entries (see ``Fingerprint``): evidence only within the
 #: title window.
 SHORT_KINDS = frozenset({"title", "lead"})
+
+#: Containment of the shorter text in the longer at which two similar titles' texts "agree"
+#: (issue 19): "mostly contained", more than half.  Two "快讯：今日要闻" newsflashes about
+#: different events score 0.00-0.10 here; a teaser that is the article's lead scores >= 0.8
+#: (and links by ``near`` before the title rule is asked).
+TITLE_AGREEMENT = 0.5
+
+#: Folded characters beyond its title under which an item has "no text beyond its title":
+#: RSS items that repeat the title and add a link text ("点击查看全文", "阅读原文", 4-6
+#: characters, the shipped feeds' tails) stay under it.
+BARE_MARGIN = 10
+
+#: Distinct clusters (other than the pair's) with exactly this folded title in the title window
+#: from which a title is generic.  A reprinted story is one cluster however many sites carry
+#: it; a title naming two different stories in the window is a template ("早报", "每日简报"),
+#: and which of them a bare item repeats is unknowable.  So the count is of clusters, not of
+#: entries, and one other story is already enough.
+GENERIC_TITLE_CLUSTERS = 2
 
 
 class Settings(Protocol):
@@ -92,14 +117,40 @@ class Verdict:
     title_similarity: float | None = None
 
 
+_ANCHOR = re.compile(r"\d+|[a-z]{2,}")
+
+
+def anchors(folded_title: str) -> Counter[str]:
+    """The numbers and Latin words of a folded title, counted: the slots a template fills
+    in.  Counted, because "2月2日" and "2月1日" differ only in how often "2" appears."""
+    return Counter(_ANCHOR.findall(folded_title))
+
+
+def anchors_agree(a: str, b: str) -> bool:
+    """The anchors of the title with fewer of them all appear in the other's (as a
+    multiset: "早报2月1日" and "早报2月2日" disagree, "00后女生每周玩三次" and
+    "00后女生1周3次" agree)."""
+    first, second = anchors(a), anchors(b)
+    small, large = ((first, second) if first.total() <= second.total()
+                    else (second, first))
+    return not small - large
+
+
+@functools.lru_cache(maxsize=4096)
+def _bigrams(title: str) -> frozenset[str]:
+    """A folded title's character bigrams.  Kept: the entry being linked compares its title
+    with each candidate's (a dozen an entry in bench/dedup_scale.py), and a candidate's
+    title recurs across the entries of a refresh."""
+    return frozenset(title[i : i + 2] for i in range(max(1, len(title) - 1)))
+
+
 def title_similarity(a: str, b: str) -> float:
     """Jaccard similarity of the character bigrams of two folded titles."""
     if not a or not b:
         return 0.0
     if a == b:
         return 1.0
-    sa = {a[i : i + 2] for i in range(max(1, len(a) - 1))}
-    sb = {b[i : i + 2] for i in range(max(1, len(b) - 1))}
+    sa, sb = _bigrams(a), _bigrams(b)
     return len(sa & sb) / len(sa | sb)
 
 
@@ -163,6 +214,24 @@ def screen(fp: Fingerprint, candidates: Sequence[Candidate], settings: Settings)
                                      settings.threshold)
 
 
+def is_bare(length: int, title: str) -> bool:
+    """No text beyond the title: the folded text is at most the title plus a link text."""
+    return length < max(MIN_CONTAINED_CHARS, len(title) + BARE_MARGIN)
+
+
+def same_title_clusters(fp: Fingerprint, ts: int, candidates: Sequence[Candidate],
+                        settings: Settings, entry_id: int) -> dict[int, int]:
+    """For each candidate cluster root: how many *other* clusters of entries before
+    ``entry_id`` carry exactly ``fp``'s folded title within the title window (see
+    ``GENERIC_TITLE_CLUSTERS``).  Short entries probe every title key, so for them this counts
+    every same-title entry in the window; a long entry sees only the short ones."""
+    if not fp.title:
+        return {}
+    roots = {c.root or c.id for c in candidates if c.id < entry_id and c.title == fp.title
+             and abs(ts - c.ts) <= settings.title_window_seconds}
+    return {root: len(roots - {root}) for root in roots}
+
+
 def is_short_pair(fp: Fingerprint, cand: Candidate, settings: Settings) -> bool:
     return fp.short or cand.length < settings.short_chars
 
@@ -181,13 +250,15 @@ def order(cand: Candidate) -> tuple[int, int, int]:
 
 
 def judge(fp: Fingerprint, ts: int, cand: Candidate, settings: Settings,
-          score: Callable[[], tuple[float, float]], screen: bool = False) -> Verdict:
+          score: Callable[[], tuple[float, float]], screen: bool = False,
+          other_clusters: int = 0) -> Verdict:
     """Is the entry of ``fp`` (dated ``ts``) a duplicate of ``cand``?  The one place the rules
     live (link and explain).  ``score`` gives the exact (Jaccard, containment) of the two
     texts, called only when the rules need it.
 
     With ``screen``, a candidate whose sketch estimate cannot reach the threshold gets no exact
-    score (linking); explain leaves it off to show the real scores."""
+    score (linking); explain leaves it off to show the real scores.  ``other_clusters``: how
+    many other clusters share the exact title in the window (:func:`same_title_clusters`)."""
     gap = abs(ts - cand.ts)
     if gap > settings.window_seconds:
         return Verdict(None, 0.0, f"outside the {settings.window_days:g}-day window")
@@ -195,17 +266,17 @@ def judge(fp: Fingerprint, ts: int, cand: Candidate, settings: Settings,
         return Verdict("url", 1.0, "same canonical URL")
     short = is_short_pair(fp, cand, settings)
     if not short and cand.text_hash == fp.text_hash:
-        return Verdict("exact", 1.0, "same normalized text")
+        return Verdict("exact", 1.0, "identical text after folding")
     if short and gap > settings.title_window_seconds:
         return Verdict(None, 0.0, f"short text, {gap / 3600:.0f} h apart (title window "
                        f"{settings.title_window_hours:g} h)")
     verdict = Verdict(None, 0.0, "no evidence")
     if fp.length and cand.length and max(fp.length, cand.length) >= MIN_CONTAINED_CHARS \
             and min(fp.length, cand.length) >= MIN_CONTAINED_CHARS:
-        if screen and not cand.reachable:
+        if screen and not cand.reachable and not short:
             verdict.reason = (f"estimated Jaccard {cand.estimate:.2f} cannot reach containment "
                               f"{settings.threshold:g}")
-            return _judge_title(fp, cand, settings, gap, short, verdict)
+            return _judge_title(fp, cand, settings, gap, short, verdict, other_clusters)
         jac, cont = score()
         verdict.jaccard, verdict.containment = jac, cont
         verdict.score = cont
@@ -214,12 +285,14 @@ def judge(fp: Fingerprint, ts: int, cand: Candidate, settings: Settings,
             return Verdict("near", round(cont, 4), f"{what}: containment {cont:.2f} "
                            f">= {settings.threshold:g} (Jaccard {jac:.2f})", jac, cont)
         verdict.reason = f"containment {cont:.2f} < {settings.threshold:g} (Jaccard {jac:.2f})"
-    return _judge_title(fp, cand, settings, gap, short, verdict)
+    return _judge_title(fp, cand, settings, gap, short, verdict, other_clusters)
 
 
 def _judge_title(fp: Fingerprint, cand: Candidate, settings: Settings, gap: int,
-                 short: bool, verdict: Verdict) -> Verdict:
-    """The title rule of :func:`judge`, for pairs where one side is short."""
+                 short: bool, verdict: Verdict, other_clusters: int = 0) -> Verdict:
+    """The title rule of :func:`judge`, for pairs where one side is short: a similar title,
+    and texts that agree (the shorter mostly inside the longer, or one side bare), and for a
+    bare side a title that is not generic."""
     if short:
         tsim = title_similarity(fp.title, cand.title)
         verdict.title_similarity = tsim
@@ -227,14 +300,35 @@ def _judge_title(fp: Fingerprint, cand: Candidate, settings: Settings, gap: int,
             verdict.reason += f"; short text, but {gap / 3600:.0f} h apart " \
                               f"(title window {settings.title_window_hours:g} h)"
         elif tsim >= settings.title_threshold:
-            return Verdict("title", round(tsim, 4), f"short text; title similarity {tsim:.2f} "
-                           f">= {settings.title_threshold:g}", verdict.jaccard,
-                           verdict.containment, tsim)
+            agree = _texts_agree(fp, cand, verdict, other_clusters)
+            if agree is None:
+                return Verdict("title", round(tsim, 4), f"short text; title similarity "
+                               f"{tsim:.2f} >= {settings.title_threshold:g}", verdict.jaccard,
+                               verdict.containment, tsim)
+            verdict.reason += f"; title similarity {tsim:.2f}, but {agree}"
+            verdict.score = max(verdict.score, tsim)
         else:
             verdict.reason += f"; short text, title similarity {tsim:.2f} " \
                               f"< {settings.title_threshold:g}"
             verdict.score = max(verdict.score, tsim)
     return verdict
+
+
+def _texts_agree(fp: Fingerprint, cand: Candidate, verdict: Verdict,
+                 other_clusters: int) -> str | None:
+    """None when the texts of a similar-title pair agree; else why not (for explain)."""
+    if not anchors_agree(fp.title, cand.title):  # "早报12月7日" is not "早报12月8日"
+        return "the titles differ in numbers or names"
+    cont = verdict.containment
+    if cont is not None and cont > TITLE_AGREEMENT:
+        return None
+    if is_bare(fp.length, fp.title) or is_bare(cand.length, cand.title):
+        if other_clusters + 1 >= GENERIC_TITLE_CLUSTERS and fp.title == cand.title:
+            return (f"the title is generic ({other_clusters + 1} stories carry it in the "
+                    "window) and one side has no text beyond it")
+        return None
+    shown = "not compared" if cont is None else f"{cont:.2f}"
+    return f"the texts disagree (containment {shown} <= {TITLE_AGREEMENT:g})"
 
 
 def rank(method: str, score: float, root: int) -> tuple[int, float, int]:

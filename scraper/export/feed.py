@@ -17,6 +17,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from datetime import datetime
+from html import escape
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -65,15 +66,33 @@ def latest_entries(conn: Connection, limit: int, selection: Selection | None = N
             if len(out) == limit:
                 break
     dups = stored.duplicates_of(conn, [e["id"] for e in out])
+    mates = stored.story_mates(conn, [e["id"] for e in out])
     for entry in out:
         # a related link equal to the entry's own link would say nothing
         seen = {entry.get("url")}
         entry["duplicates"] = []
-        for dup in dups.get(entry["id"], []):
+        for dup in (*dups.get(entry["id"], []), *mates.get(entry["id"], [])):
             if dup["url"] and dup["url"] not in seen:
                 seen.add(dup["url"])
                 entry["duplicates"].append(dup)
+        entry["also_reported_by"] = stored.also_reported_by(
+            entry["feed"], dups.get(entry["id"], []), mates.get(entry["id"], []))
     return out
+
+
+def _content(entry: Mapping[str, Any], config: Config | None) -> str:
+    """The entry's HTML, and a last paragraph naming the other sites (a feed's ``author``,
+    else its name) that carry a reprint or a write-up of its story (issue 19), if any."""
+    html = entry.get("content_html") or ""
+    others = entry.get("also_reported_by") or []
+    if not others:
+        return html
+    names = []
+    for name in others:
+        site = _author({"feed": name}, feed_config(config, name))
+        if site not in names:
+            names.append(site)
+    return f'{html}<p class="also-reported">also reported by {escape(", ".join(names))}</p>'
 
 
 def _feed_urls(conn: Connection) -> dict[str, str]:
@@ -146,7 +165,7 @@ def build_atom(entries: list[dict[str, Any]], config: Config | None, feed_urls: 
             sub(source, "link", rel="self", href=source_url)
         if entry.get("summary"):
             sub(el, "summary", entry["summary"], type="text")
-        sub(el, "content", entry.get("content_html") or "", type="html")
+        sub(el, "content", _content(entry, config), type="html")
     return _serialize(root)
 
 
@@ -188,7 +207,8 @@ def build_rss(entries: list[dict[str, Any]], config: Config | None, feed_urls: M
         for dup in entry["duplicates"]:
             sub(item, f"{{{ATOM}}}link", rel="related", type="text/html", href=dup["url"],
                 title=dup.get("title") or dup["feed"])
-        sub(item, "description", entry.get("content_html") or entry.get("summary") or "")
+        sub(item, "description", _content(entry, config) if entry.get("content_html")
+            else entry.get("summary") or "")
     return _serialize(root)
 
 

@@ -262,32 +262,69 @@ def export_hexo(conn: Connection, config: Config | None, directory: str | Path, 
     report = HexoReport()
     pending: list[tuple[int, str, str, str]] = []  # entry id, path, hash, text
 
-    for entry in (entry for chunk in chunks for entry in chunk):
-        feed = feed_config(config, entry["feed"])
-        rule = rules.resolve_rule(entry.get("url"), feed.rule if feed else None,
-                                  config.sites if config else {})
-        text = render_post(entry, feed, rule)
-        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-        entry_id = int(entry["id"])
-        known = recorded.get(entry_id)
-        if known is not None and known.path:
-            path = known.path
-            if known.content_hash == digest and not (
-                    rewrite_all and not _same_file(directory / path, text)):
-                report.unchanged += 1
-                # refresh exported_at, so the entry is not looked at again until it changes
-                pending.append((entry_id, path, digest, ""))
-                continue
-            report.updated += 1
-        else:
-            path = _free_path(directory, planned_path(entry, feed, flat), entry, text, taken)
-            taken[_path_key(path)] = entry_id
-            report.new += 1
-        pending.append((entry_id, path, digest, text))
-        if len(pending) >= 100:
-            _flush(conn, directory, target, pending, report, record)
+    for chunk in chunks:
+        # With the duplicates selected too, each member keeps its own post.
+        inherited = ({} if selection.include_duplicates
+                     else _inherited_paths(conn, chunk, recorded))
+        for entry in chunk:
+            _plan_post(entry, config, directory, flat, rewrite_all, recorded, inherited, taken,
+                       report, pending)
+            if len(pending) >= 100:
+                _flush(conn, directory, target, pending, report, record)
     _flush(conn, directory, target, pending, report, record)
     return report
+
+
+def _inherited_paths(conn: Connection, chunk: list[dict[str, Any]],
+                     recorded: Mapping[int, stored.Recorded]) -> dict[int, str]:
+    """For each entry of ``chunk`` this target has no post of: the post of a member of its
+    cluster, if the target has one.  When a better member becomes a cluster's root (the full
+    article after its teaser, issue 19), the story's post is rewritten in place with it,
+    rather than a second post appearing beside the teaser's."""
+    new = [int(e["id"]) for e in chunk if int(e["id"]) not in recorded]
+    out: dict[int, str] = {}
+    if not new:
+        return out
+    for root, members in stored.duplicates_of(conn, new).items():
+        for member in members:
+            known = recorded.get(member["id"])
+            if known is not None and known.path:
+                out[root] = known.path
+                break
+    return out
+
+
+def _plan_post(entry: dict[str, Any], config: Config | None, directory: Path, flat: bool,
+               rewrite_all: bool, recorded: Mapping[int, stored.Recorded],
+               inherited: Mapping[int, str], taken: dict[str, int], report: HexoReport,
+               pending: list[tuple[int, str, str, str]]) -> None:
+    """Decide one entry's post: unchanged, rewritten where it was (or where its cluster's
+    post was), or new at a free path; append it to ``pending``."""
+    feed = feed_config(config, entry["feed"])
+    rule = rules.resolve_rule(entry.get("url"), feed.rule if feed else None,
+                              config.sites if config else {})
+    text = render_post(entry, feed, rule)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    entry_id = int(entry["id"])
+    known = recorded.get(entry_id)
+    if known is not None and known.path:
+        path = known.path
+        if known.content_hash == digest and not (
+                rewrite_all and not _same_file(directory / path, text)):
+            report.unchanged += 1
+            # refresh exported_at, so the entry is not looked at again until it changes
+            pending.append((entry_id, path, digest, ""))
+            return
+        report.updated += 1
+    elif entry_id in inherited:
+        path = inherited[entry_id]
+        taken[_path_key(path)] = entry_id
+        report.updated += 1
+    else:
+        path = _free_path(directory, planned_path(entry, feed, flat), entry, text, taken)
+        taken[_path_key(path)] = entry_id
+        report.new += 1
+    pending.append((entry_id, path, digest, text))
 
 
 def _same_file(path: Path, text: str) -> bool:

@@ -1,7 +1,9 @@
 """JSON Lines: every stored field of every entry, one object per line, for other tools.
 
 Each object is the ``entries`` row (``raw_html`` too, unless asked not to) plus the dedup
-links both ways: ``duplicates`` on an original, ``duplicate_of_url`` on a duplicate.  Lines
+links both ways: ``duplicates`` on an original, ``duplicate_of_url`` on a duplicate; and
+(issue 19) ``same_story``, the other originals of its story, and ``also_reported_by``, the
+other feeds that carry a reprint or a write-up of it.  Lines
 are in id order (first seen), so a consumer can resume from the last id it read.
 ``--incremental`` appends only what this file has not had, or what changed since.
 """
@@ -29,6 +31,7 @@ def records(conn: Connection, chunks: Iterator[list[dict[str, Any]]], raw: bool 
     """The JSON objects of the entries, in order, with duplicate links in both directions."""
     for rows in chunks:
         dups = stored.duplicates_of(conn, [r["id"] for r in rows])
+        mates = stored.story_mates(conn, [r["id"] for r in rows])
         parents = {r["duplicate_of"] for r in rows if r["duplicate_of"] is not None}
         parent_urls = stored.links_of(conn, parents) if parents else {}
         for row in rows:
@@ -38,6 +41,9 @@ def records(conn: Connection, chunks: Iterator[list[dict[str, Any]]], raw: bool 
             record["duplicates"] = dups.get(row["id"], [])
             record["duplicate_of_url"] = (parent_urls.get(row["duplicate_of"])
                                           if row["duplicate_of"] is not None else None)
+            record["same_story"] = mates.get(row["id"], [])
+            record["also_reported_by"] = stored.also_reported_by(
+                row["feed"], record["duplicates"], record["same_story"])
             yield record
 
 

@@ -279,3 +279,80 @@ def cluster_members(conn: sqlite3.Connection, root: int
     return [tuple(r) for r in conn.execute(  # type: ignore[misc]
         "SELECT id, feed, title, dup_method, dup_score FROM entries WHERE duplicate_of = ? "
         "ORDER BY id", (root,))]
+
+
+# -- the canonical entry and stories (issue 19) ------------------------------------------------
+
+def completeness(conn: sqlite3.Connection, entry_id: int) -> tuple[int, int] | None:
+    """(folded length, ts) of an entry's fingerprint row: what says which member of a cluster
+    is its best (``dedup``); None if it has none."""
+    row = conn.execute("SELECT length, ts FROM dedup_fingerprints WHERE entry_id = ?",
+                       (entry_id,)).fetchone()
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+def promote(conn: sqlite3.Connection, new_root: int, old_root: int, method: str,
+            score: float) -> None:
+    """Make ``new_root`` (a member of ``old_root``'s cluster) the cluster's root: the old root
+    and its duplicates link to it, with their methods; ``old_root`` takes the link that
+    brought ``new_root`` in.  A cluster's members are few, and ``duplicate_of`` is indexed."""
+    conn.execute("UPDATE entries SET duplicate_of = ? WHERE duplicate_of = ? AND id != ?",
+                 (new_root, old_root, new_root))
+    conn.execute("UPDATE entries SET duplicate_of = ?, dup_method = ?, dup_score = ? "
+                 "WHERE id = ?", (new_root, method, score, old_root))
+    conn.execute("UPDATE entries SET duplicate_of = NULL, dup_method = NULL, dup_score = NULL "
+                 "WHERE id = ?", (new_root,))
+    conn.execute("UPDATE dedup_fingerprints SET root = ? WHERE entry_id IN "
+                 "(SELECT id FROM entries WHERE duplicate_of = ?) OR entry_id = ?",
+                 (new_root, new_root, new_root))
+
+
+def cluster_stories(conn: sqlite3.Connection, root: int) -> list[int]:
+    """The stories the members of ``root``'s cluster are in (normally one or none)."""
+    return [r[0] for r in conn.execute(
+        "SELECT DISTINCT story FROM entries WHERE (id = ? OR duplicate_of = ?) "
+        "AND story IS NOT NULL ORDER BY 1", (root, root))]
+
+
+def set_cluster_story(conn: sqlite3.Connection, root: int, story: int | None) -> None:
+    conn.execute("UPDATE entries SET story = ? WHERE id = ? OR duplicate_of = ?",
+                 (story, root, root))
+
+
+def merge_story(conn: sqlite3.Connection, old: int, new: int) -> None:
+    """Every entry of story ``old`` joins story ``new`` (two stories found to be one)."""
+    conn.execute("UPDATE entries SET story = ? WHERE story = ?", (new, old))
+
+
+def clear_stories(conn: sqlite3.Connection) -> None:
+    """Forget every story (a rebuild finds them again)."""
+    conn.execute("UPDATE entries SET story = NULL WHERE story IS NOT NULL")
+
+
+def story_of(conn: sqlite3.Connection, entry_id: int) -> int | None:
+    row = conn.execute("SELECT story FROM entries WHERE id = ?", (entry_id,)).fetchone()
+    return None if row is None else row[0]
+
+
+def story_members(conn: sqlite3.Connection, story: int
+                  ) -> list[tuple[int, str, str, int | None]]:
+    """(id, feed, title, duplicate_of) of the entries of ``story``, in id order."""
+    return [tuple(r) for r in conn.execute(  # type: ignore[misc]
+        "SELECT id, feed, title, duplicate_of FROM entries WHERE story = ? ORDER BY id",
+        (story,))]
+
+
+def story_ids(conn: sqlite3.Connection, limit: int | None = None) -> list[int]:
+    """Stories, newest first (by their id)."""
+    sql = "SELECT DISTINCT story FROM entries WHERE story IS NOT NULL ORDER BY story DESC"
+    if limit:
+        return [r[0] for r in conn.execute(sql + " LIMIT ?", (limit,))]
+    return [r[0] for r in conn.execute(sql)]
+
+
+def fingerprint_of(conn: sqlite3.Connection, entry_id: int
+                   ) -> tuple[int, int, str, str] | None:
+    """(ts, length, folded title, text hash) of an entry's fingerprint row (explain)."""
+    row = conn.execute("SELECT ts, length, title, text_hash FROM dedup_fingerprints "
+                       "WHERE entry_id = ?", (entry_id,)).fetchone()
+    return None if row is None else (int(row[0]), int(row[1]), row[2], row[3])

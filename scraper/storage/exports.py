@@ -136,6 +136,34 @@ def duplicates_of(conn: Connection,
     return out
 
 
+def story_mates(conn: Connection, ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+    """For each entry of ``ids`` that is in a story (issue 19): the story's other originals
+    (id, feed, url, title, published), in id order; the partial index on ``story`` finds
+    them."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for marks, chunk in in_lists(list(ids), CHUNK):
+        for row in conn.execute(
+                "SELECT e.id AS me, o.id, o.feed, o.url, o.title, o.published FROM entries e "
+                "JOIN entries o ON o.story = e.story AND o.id != e.id "
+                f"AND o.duplicate_of IS NULL WHERE e.id IN ({marks}) AND e.story IS NOT NULL "
+                "ORDER BY o.id", chunk):
+            out.setdefault(row["me"], []).append({
+                "id": row["id"], "feed": row["feed"], "url": row["url"],
+                "title": row["title"], "published": row["published"]})
+    return out
+
+
+def also_reported_by(feed: str, *groups: Iterable[dict[str, Any]]) -> list[str]:
+    """The other feeds that carry a reprint or a write-up of an entry's story, each once, in
+    the order given: what the exports say as "also reported by"."""
+    out: list[str] = []
+    for group in groups:
+        for item in group:
+            if item["feed"] != feed and item["feed"] not in out:
+                out.append(item["feed"])
+    return out
+
+
 def links_of(conn: Connection, ids: Iterable[int]) -> dict[int, str | None]:
     """entry id -> its link, for ``ids`` (the originals a chunk of duplicates points to)."""
     out: dict[int, str | None] = {}

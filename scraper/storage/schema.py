@@ -216,4 +216,11 @@ INSERT INTO entries_fts (entries_fts, rank) VALUES ('automerge', 16);
 INSERT INTO entries_fts (entries_fts) VALUES ('rebuild');
 CREATE INDEX entries_newest ON entries(COALESCE(published, fetched_at));
 """,
+    # 10: same-story grouping (issue 19): entries that report one event in different words
+    # share ``story`` (an integer: the id of the cluster root that started it; NULL for none).
+    # ``duplicate_of`` stays for reprints.  Few entries have a story: a partial index.
+    """
+ALTER TABLE entries ADD COLUMN story INTEGER;
+CREATE INDEX entries_story ON entries(story) WHERE story IS NOT NULL;
+""",
 ]

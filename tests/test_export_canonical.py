@@ -1,0 +1,67 @@
+"""Issue 19, point 3: a teaser seen before its full article; the article becomes the story's
+canonical entry, and the Hexo export follows: the post that showed the teaser is rewritten
+with the article by the next incremental export, and no second post appears.
+
+Through `scrape --once` and `scrape export hexo`, with the repository's own fixtures
+(tests/fixtures/issue19: teaser.xml, article.xml) served from 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import yaml
+from server import FeedServer
+
+from scraper.cli import main
+
+FIXTURES = Path(__file__).parent / "fixtures" / "issue19"
+#: A sentence only the article has (its third paragraph): the teaser is its first one.
+ARTICLE_ONLY = "综合功率超过三百千瓦"
+TEASER_TAIL = "点击查看全文"
+
+
+def configure(tmp_path: Path, feed_server: FeedServer, *stems: str) -> list[str]:
+    feeds = []
+    for stem in stems:
+        feed_server.serve(f"/{stem}.xml", (FIXTURES / f"{stem}.xml").read_bytes())
+        feeds.append({"name": stem, "url": feed_server.url(f"/{stem}.xml")})
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_text(yaml.safe_dump({"feeds": feeds}), "utf-8")
+    return ["--config", str(cfg), "--db", str(tmp_path / "scrape.db")]
+
+
+def posts(directory: Path) -> dict[Path, str]:
+    return {p: p.read_text("utf-8") for p in directory.rglob("*.md")}
+
+
+def test_teaser_then_article_exports_the_article_in_the_teasers_post(
+        tmp_path: Path, feed_server: FeedServer) -> None:
+    out = tmp_path / "posts"
+    args = configure(tmp_path, feed_server, "teaser")
+    assert main(["--once", *args]) == 0
+    assert main(["export", "hexo", str(out), *args]) == 0
+    before = posts(out)
+    assert len(before) == 1
+    (path, text), = before.items()
+    assert TEASER_TAIL in text and ARTICLE_ONLY not in text
+
+    # The article arrives from another site an hour later: it is the better member.
+    args = configure(tmp_path, feed_server, "teaser", "article")
+    assert main(["--once", *args]) == 0
+    conn = sqlite3.connect(tmp_path / "scrape.db")
+    try:
+        found = dict(conn.execute("SELECT feed, duplicate_of FROM entries").fetchall())
+        ids = dict(conn.execute("SELECT feed, id FROM entries").fetchall())
+    finally:
+        conn.close()
+    assert found == {"teaser": ids["article"], "article": None}
+
+    assert main(["export", "hexo", str(out), *args]) == 0  # incremental
+    after = posts(out)
+    assert list(after) == [path]  # the same post, rewritten
+    assert ARTICLE_ONLY in after[path] and TEASER_TAIL not in after[path]
+    # and a further incremental export has nothing to do
+    assert main(["export", "hexo", str(out), *args]) == 0
+    assert posts(out) == after
