@@ -102,12 +102,11 @@ def test_an_unknown_id_is_one_line_and_exit_2(db: Path) -> None:
     assert done.stdout == ""
 
 
-def test_a_story_column_is_shown_when_the_database_has_one(
+def test_list_and_show_mark_an_entrys_story(
         db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     keyed = by_key(listed(capsys, db))
-    assert all("story" not in e for e in keyed.values())
+    assert all(e["story"] is None for e in keyed.values())  # no two write-ups of one event
     conn = sqlite3.connect(db)
-    conn.execute("ALTER TABLE entries ADD COLUMN story INTEGER")
     conn.execute("UPDATE entries SET story = ? WHERE id IN (?, ?)",
                  (keyed[ORIGINAL.key]["id"], keyed[ORIGINAL.key]["id"],
                   keyed[REPRINT.key]["id"]))

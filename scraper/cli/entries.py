@@ -157,8 +157,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         fields.append((label, f"#{dup['id']} [{dup['feed']}] {dup['title']}"))
     if root is None and not entry["duplicates"]:
         fields.append(("cluster", "none (no duplicate known)"))
-    if "story" in entry:
-        fields.append(("story", f"#{entry['story']}" if entry["story"] else "none"))
+    fields.append(("story", f"#{entry['story']}" if entry["story"] else "none"))
     for label, value in fields:
         if value:
             print(f"{label + ':':<16}{value}")

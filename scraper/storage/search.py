@@ -24,7 +24,7 @@ SNIPPET_CHARS = 48
 MARKS = ("[", "]")
 
 _COLUMNS = ("e.id, e.feed, e.title, e.url, e.published, e.fetched_at, e.duplicate_of, "
-            "e.dup_method, e.dup_score")
+            "e.dup_method, e.dup_score, e.story")
 #: The order entries are shown in; the expression of the index entries_newest (schema 9).
 _WHEN = "COALESCE(e.published, e.fetched_at)"
 
@@ -32,11 +32,6 @@ _WHEN = "COALESCE(e.published, e.fetched_at)"
 def terms(query: str) -> list[str]:
     """The query's words: every one must be found (as Datasette's search box does)."""
     return query.split()
-
-
-def has_story(conn: Connection) -> bool:
-    """Does this database have ``entries.story`` (stories, added by a later migration)?"""
-    return any(row[1] == "story" for row in conn.execute("PRAGMA table_info(entries)"))
 
 
 def _filters(feeds: Sequence[str], since: str | None, duplicates: bool | None
@@ -77,9 +72,8 @@ def search_entries(conn: Connection, query: str, *, feeds: Sequence[str] = (),
     words = terms(query)
     if not words:
         return []
-    story = has_story(conn)
     parts, params = _filters(feeds, since, None if include_duplicates else False)
-    select = _COLUMNS + (", e.story" if story else "")
+    select = _COLUMNS
     if all(len(w) >= TRIGRAM for w in words):
         match = " ".join('"' + w.replace('"', '""') + '"' for w in words)
         where = " AND ".join(["entries_fts MATCH ?", *parts])
@@ -141,11 +135,10 @@ def list_entries(conn: Connection, *, feeds: Sequence[str] = (), since: str | No
                  ) -> list[dict[str, Any]]:
     """The newest entries (published, else first seen); ``duplicates``: None all, True only
     those linked to another entry, False only the cluster roots and loners."""
-    story = has_story(conn)
     parts, params = _filters(feeds, since, duplicates)
     where = f"WHERE {' AND '.join(parts)} " if parts else ""
     rows = conn.execute(
-        f"SELECT {_COLUMNS}{', e.story' if story else ''} FROM entries e {where}"
+        f"SELECT {_COLUMNS} FROM entries e {where}"
         f"ORDER BY {_WHEN} DESC, e.id DESC{_limit(limit)}", params).fetchall()
     return [dict(r) for r in rows]
 
@@ -153,10 +146,9 @@ def list_entries(conn: Connection, *, feeds: Sequence[str] = (), since: str | No
 def entry_detail(conn: Connection, entry_id: int) -> dict[str, Any] | None:
     """One entry with its text and cluster: ``root`` (the entry it duplicates, or None) and
     ``duplicates`` (the entries linked to it, or to its root); None if there is none."""
-    story = has_story(conn)
     row = conn.execute(
-        f"SELECT {_COLUMNS}, e.author, e.updated_at, e.content_text"
-        f"{', e.story' if story else ''} FROM entries e WHERE e.id = ?",
+        f"SELECT {_COLUMNS}, e.author, e.updated_at, e.content_text FROM entries e "
+        "WHERE e.id = ?",
         (entry_id,)).fetchone()
     if row is None:
         return None
