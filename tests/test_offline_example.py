@@ -68,7 +68,7 @@ def test_the_offline_example_stores_its_entries_and_links_the_reprint(example: P
 
     dups = scrape("dups", "--json", "--config", str(example), cwd=example.parent)
     assert dups.returncode == 0, dups.stderr
-    clusters = json.loads(dups.stdout)
+    clusters = json.loads(dups.stdout)["clusters"]
     # One cluster of the two; its root is whichever feed was stored first (they run at once).
     assert len(clusters) == 1 and len(clusters[0]["duplicates"]) == 1
     pair = {(clusters[0]["feed"], clusters[0]["title"]),

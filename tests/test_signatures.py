@@ -140,7 +140,7 @@ def test_trimmed_reprint_keeping_its_source_footer_is_linked(
     ])
     capsys.readouterr()
     assert main(["dups", "--json", "--db", str(db)]) == 0
-    clusters = json.loads(capsys.readouterr().out)
+    clusters = json.loads(capsys.readouterr().out)["clusters"]
     assert len(clusters) == 1
     members = {clusters[0]["feed"], *(d["feed"] for d in clusters[0]["duplicates"])}
     assert members == {"zaker", "mirror"}
