@@ -1,0 +1,283 @@
+"""Polling benchmark: N static feeds behind nginx, `scrape --once` cold and warm, against reader.
+
+Run by hand (not a test):
+
+    apt-get install -y nginx                    # Debian's nginx; the bench starts its own
+    .venv/bin/pip install 'reader==3.26'        # the baseline, measured in the same run
+    .venv/bin/python bench/poll.py              # 1,000 feeds x 17 entries, cold and warm
+    .venv/bin/python bench/poll.py --shape 200x30
+    .venv/bin/python bench/poll.py --feeds 100 --no-baseline
+
+Real use is many feeds with few new entries, and most polls answer 304: this bench shows the
+cost of each poll.  The feeds are static files served by nginx on 127.0.0.1 (ETag and
+Last-Modified, 304 on a match), so the server costs next to nothing and is not Python.
+Every entry is one of the four articles of tests/fixtures/ with its CJK characters mapped
+through a substitution of its own (as tests/corpus.py's ``cipher`` does), so each copy's text
+differs and normalize and dedup do their full work on every entry, without ../shared.
+
+Each run is its own process, measured from a wrapper: wall time, CPU (user + sys of the
+process and all its descendants: the wrapper is their child subreaper, so the pool's fork
+server and workers are counted even when orphaned) and peak RSS (the largest single process).
+Cold: an empty database.  Warm: the same database again, every answer a 304 (counted from
+nginx's access log).  reader runs ``update_feeds(scheduled=False)``: with its default
+(scheduled) a second run would poll nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures"
+
+_MEASURE = """
+import ctypes, os, resource, subprocess, sys, time
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans are waited here
+start = time.perf_counter()
+code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
+wall = time.perf_counter() - start
+while True:
+    try:
+        os.wait()
+    except ChildProcessError:
+        break
+use = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(wall, use.ru_utime + use.ru_stime, use.ru_maxrss, code)
+"""
+
+_READER_ADD = """
+import sys
+from reader import make_reader
+reader = make_reader(sys.argv[1])
+for url in sys.argv[2:]:
+    reader.add_feed(url, exist_ok=True)
+"""
+
+_READER_UPDATE = """
+import sys
+from reader import make_reader
+make_reader(sys.argv[1]).update_feeds(scheduled=False, workers=int(sys.argv[2]))
+"""
+
+_NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    client_body_temp_path {tmp}/nginx-body;
+    proxy_temp_path {tmp}/nginx-proxy;
+    fastcgi_temp_path {tmp}/nginx-fastcgi;
+    uwsgi_temp_path {tmp}/nginx-uwsgi;
+    scgi_temp_path {tmp}/nginx-scgi;
+    types {{ application/rss+xml xml; }}
+    log_format status $status;
+    access_log {tmp}/nginx-access.log status buffer=64k flush=100ms;
+    keepalive_requests 1000000;
+    server {{ listen 127.0.0.1:{port}; root {tmp}/www; }}
+}}
+"""
+
+
+def templates() -> list[str]:
+    """The four <item>s of the fixture feeds (the GBK one decoded)."""
+    text = (FIXTURES / "zaker.xml").read_text(encoding="utf-8")
+    text += (FIXTURES / "mydrivers_gbk.xml").read_bytes().decode("gb18030")
+    return re.findall(r"<item>.*?</item>", text, re.S)
+
+
+def build_feeds(n_feeds: int, n_entries: int, seed: int = 18) -> list[bytes]:
+    """``n_feeds`` RSS documents of ``n_entries`` distinct articles each."""
+    items = templates()
+    chars = sorted({ord(c) for item in items for c in item if "\u4e00" <= c <= "\u9fff"})
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for f in range(n_feeds):
+        out = []
+        for i in range(n_entries):
+            table = dict(zip(chars, rng.integers(0x4E00, 0xA000, len(chars)).tolist(),
+                             strict=True))
+            link = f"https://bench.example/{f}/{i}.html"
+            item = items[(f + i) % len(items)].translate(table)
+            item = re.sub(r"<link>[^<]*</link>", f"<link>{link}</link>", item)
+            out.append(re.sub(r"(<guid[^>]*>)[^<]*", rf"\g<1>{link}", item))
+        feeds.append(('<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel>'
+                      f"<title>bench {f}</title><link>https://bench.example/{f}/</link>"
+                      f"<description>bench</description>{''.join(out)}</channel></rss>"
+                      ).encode())
+    return feeds
+
+
+class Nginx:
+    """Debian's nginx on a free port of 127.0.0.1, serving ``tmp/www``, as a child process."""
+
+    def __init__(self, tmp: Path) -> None:
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not os.access(binary, os.X_OK):
+            sys.exit("nginx not found: apt-get install -y nginx")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        tmp.chmod(0o755)  # run as root, nginx's workers read the files as 'nobody'
+        (tmp / "nginx.conf").write_text(_NGINX_CONF.format(tmp=tmp, port=self.port))
+        self.log = tmp / "nginx-access.log"
+        self.seen = 0
+        self.proc = subprocess.Popen([binary, "-p", str(tmp), "-c", str(tmp / "nginx.conf")])
+        for _ in range(100):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        self.stop()
+        sys.exit(f"nginx did not start: see {tmp}/nginx-error.log")
+
+    def statuses(self) -> dict[str, int]:
+        """Answers since the last call, by status (the log is flushed every 100 ms)."""
+        time.sleep(0.3)
+        lines = self.log.read_text().split()
+        new, self.seen = lines[self.seen:], len(lines)
+        return {s: new.count(s) for s in sorted(set(new))}
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@dataclass
+class Run:
+    wall: float
+    cpu: float
+    rss_kib: int
+    code: int
+    entries: int
+    statuses: dict[str, int]
+
+
+def measure(cmd: list[str], log: Path) -> tuple[float, float, int, int]:
+    with log.open("a") as err:
+        out = subprocess.run([sys.executable, "-c", _MEASURE, *cmd], stdout=subprocess.PIPE,
+                             stderr=err, text=True, check=True).stdout.split()
+    return float(out[0]), float(out[1]), int(out[2]), int(out[3])
+
+
+def count(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+
+
+def one_round(work: Path, urls: list[str], nginx: Nginx, args: argparse.Namespace,
+              order: tuple[str, ...]) -> dict[tuple[str, str], Run]:
+    """Cold then warm, for each tool in ``order``, each on a fresh database."""
+    scrape = [str(Path(sys.executable).with_name("scrape"))]
+    if not Path(scrape[0]).exists():
+        scrape = [sys.executable, "-m", "scraper"]
+    if args.workers is not None:
+        scrape[1:1] = ["--workers", str(args.workers)]
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    cfg, db, rdb = work / "feeds.yaml", work / "scrape.db", work / "reader.sqlite"
+    lines = ["fetch: {concurrency: 32, per_host: 32}", "feeds:"]
+    cfg.write_text("\n".join(lines + [f"  - {{name: f{i}, url: '{u}'}}"
+                                      for i, u in enumerate(urls)]) + "\n")
+    commands = {"scrape": ([*scrape, "--once", "--config", str(cfg), "--db", str(db)], db),
+                "reader": ([sys.executable, "-c", _READER_UPDATE, str(rdb),
+                            str(args.reader_workers)], rdb)}
+    if "reader" in order:
+        subprocess.run([sys.executable, "-c", _READER_ADD, str(rdb), *urls], check=True)
+    runs = {}
+    for tool in order:
+        cmd, path = commands[tool]
+        for phase in ("cold", "warm"):
+            nginx.statuses()
+            wall, cpu, rss, code = measure(cmd, work.parent / "stderr.log")
+            runs[tool, phase] = Run(wall, cpu, rss, code, count(path), nginx.statuses())
+    return runs
+
+
+def show(runs: dict[tuple[str, str], Run], n_feeds: int, total: int) -> None:
+    print(f"{'run':<13}{'wall s':>8}{'entries/s':>11}{'feeds/s':>9}{'CPU s/1k polls':>16}"
+          f"{'peak RSS MiB':>14}  answers, stored entries")
+    for (tool, phase), r in runs.items():
+        new = r.entries if phase == "cold" else 0
+        print(f"{tool + ' ' + phase:<13}{r.wall:>8.2f}{new / r.wall:>11.0f}"
+              f"{n_feeds / r.wall:>9.0f}{r.cpu / n_feeds * 1000:>16.2f}{r.rss_kib / 1024:>14.1f}"
+              f"  {r.statuses} {r.entries}/{total}" + (f" EXIT {r.code}" if r.code else ""))
+
+
+def ratios(runs: dict[tuple[str, str], Run]) -> dict[str, float]:
+    """scrape / reader: higher is better for speed, lower for CPU and memory."""
+    s, r = runs["scrape", "cold"], runs["reader", "cold"]
+    sw, rw = runs["scrape", "warm"], runs["reader", "warm"]
+    return {"cold entries/s": (s.entries / s.wall) / (r.entries / r.wall),
+            "warm feeds/s": rw.wall / sw.wall,
+            "cold CPU": s.cpu / r.cpu, "warm CPU": sw.cpu / rw.cpu,
+            "cold peak RSS": s.rss_kib / r.rss_kib, "warm peak RSS": sw.rss_kib / rw.rss_kib}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--feeds", type=int, default=1000)
+    parser.add_argument("--entries", type=int, default=17)
+    parser.add_argument("--shape", metavar="FEEDSxENTRIES", help="e.g. 200x30 (ingest's shape)")
+    parser.add_argument("--workers", type=int, help="scrape --workers (default: its own)")
+    parser.add_argument("--reader-workers", type=int, default=1)
+    parser.add_argument("--no-baseline", action="store_true", help="skip lemon24/reader")
+    parser.add_argument("--rounds", type=int, default=1, help="alternating which tool goes first")
+    args = parser.parse_args()
+    if args.shape:
+        args.feeds, args.entries = map(int, args.shape.lower().split("x"))
+
+    started = time.perf_counter()
+    feeds = build_feeds(args.feeds, args.entries)
+    total = args.feeds * args.entries
+    with tempfile.TemporaryDirectory(prefix="poll-") as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "www").mkdir()
+        for i, body in enumerate(feeds):
+            (tmp / "www" / f"{i}.xml").write_bytes(body)
+        nginx = Nginx(tmp)
+        try:
+            urls = [f"http://127.0.0.1:{nginx.port}/{i}.xml" for i in range(args.feeds)]
+            print(f"{args.feeds} feeds x {args.entries} entries = {total} entries, "
+                  f"{sum(map(len, feeds)) / len(feeds) / 1024:.0f} KiB a feed, nginx on "
+                  f"127.0.0.1:{nginx.port} (built in {time.perf_counter() - started:.1f} s); "
+                  f"load average {os.getloadavg()[0]:.2f} at start")
+            tools = ("scrape",) if args.no_baseline else ("scrape", "reader")
+            rounds = []
+            for n in range(args.rounds):
+                order = tools if n % 2 == 0 else tools[::-1]
+                runs = one_round(tmp / "run", urls, nginx, args, order)
+                print(f"\nround {n + 1} (load average {os.getloadavg()[0]:.2f} at its end)")
+                show({k: runs[k] for k in sorted(runs, key=lambda k: (tools.index(k[0]), k[1]))},
+                     args.feeds, total)
+                if not args.no_baseline:
+                    rounds.append(ratios(runs))
+                    print("scrape/reader: " + ", ".join(
+                        f"{k} {v:.2f}x" for k, v in rounds[-1].items()))
+        finally:
+            nginx.stop()
+    if len(rounds) > 1:
+        print("\nmedian of the rounds, scrape/reader: " + ", ".join(
+            f"{k} {statistics.median(r[k] for r in rounds):.2f}x" for k in rounds[0]))
+    print("targets (issue 18): cold entries/s >= 3x reader; warm feeds/s >= 5x reader and "
+          ">= 2,000/s; warm CPU <= 1.8 s per 1,000 polls")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
