@@ -6,7 +6,11 @@ Run by hand (not a test):
     .venv/bin/pip install 'reader==3.26'        # the baseline, measured in the same run
     .venv/bin/python bench/poll.py              # 1,000 feeds x 17 entries, cold and warm
     .venv/bin/python bench/poll.py --shape 200x30
-    .venv/bin/python bench/poll.py --feeds 100 --no-baseline
+    .venv/bin/python bench/poll.py --feeds 100 --no-baseline --daemon 30
+
+To compare two commits in one session, run each from an export of its package:
+``git archive COMMIT scraper | tar -x -C DIR`` then ``PYTHONPATH=DIR .venv/bin/python
+bench/poll.py`` (the ``scrape`` script finds DIR's package before the editable install).
 
 Real use is many feeds with few new entries, and most polls answer 304: this bench shows the
 cost of each poll.  The feeds are static files served by nginx on 127.0.0.1 (ETag and
@@ -20,7 +24,8 @@ process and all its descendants: the wrapper is their child subreaper, so the po
 server and workers are counted even when orphaned) and peak RSS (the largest single process).
 Cold: an empty database.  Warm: the same database again, every answer a 304 (counted from
 nginx's access log).  reader runs ``update_feeds(scheduled=False)``: with its default
-(scheduled) a second run would poll nothing.
+(scheduled) a second run would poll nothing.  ``--daemon SECONDS``: the daemon polling every
+feed every 10 s, its CPU per poll once warm (the issue's 1.8 ms budget), and its tick's cost.
 """
 
 from __future__ import annotations
@@ -180,21 +185,28 @@ def count(db: Path) -> int:
         return conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
 
 
-def one_round(work: Path, urls: list[str], nginx: Nginx, args: argparse.Namespace,
-              order: tuple[str, ...]) -> dict[tuple[str, str], Run]:
-    """Cold then warm, for each tool in ``order``, each on a fresh database."""
+def scrape_command(args: argparse.Namespace) -> list[str]:
     scrape = [str(Path(sys.executable).with_name("scrape"))]
     if not Path(scrape[0]).exists():
         scrape = [sys.executable, "-m", "scraper"]
-    if args.workers is not None:
-        scrape[1:1] = ["--workers", str(args.workers)]
+    return scrape + ([] if args.workers is None else ["--workers", str(args.workers)])
+
+
+def write_config(path: Path, urls: list[str], *lines: str) -> Path:
+    """Every feed on the one host: the per-host limit raised to the global one."""
+    path.write_text("\n".join(["fetch: {concurrency: 32, per_host: 32}", *lines, "feeds:"] + [
+        f"  - {{name: f{i}, url: '{u}'}}" for i, u in enumerate(urls)]) + "\n")
+    return path
+
+
+def one_round(work: Path, urls: list[str], nginx: Nginx, args: argparse.Namespace,
+              order: tuple[str, ...]) -> dict[tuple[str, str], Run]:
+    """Cold then warm, for each tool in ``order``, each on a fresh database."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
-    cfg, db, rdb = work / "feeds.yaml", work / "scrape.db", work / "reader.sqlite"
-    lines = ["fetch: {concurrency: 32, per_host: 32}", "feeds:"]
-    cfg.write_text("\n".join(lines + [f"  - {{name: f{i}, url: '{u}'}}"
-                                      for i, u in enumerate(urls)]) + "\n")
-    commands = {"scrape": ([*scrape, "--once", "--config", str(cfg), "--db", str(db)], db),
+    cfg, db, rdb = write_config(work / "feeds.yaml", urls), work / "scrape.db", work / "reader.db"
+    commands = {"scrape": ([*scrape_command(args), "--once", "--config", str(cfg), "--db",
+                            str(db)], db),
                 "reader": ([sys.executable, "-c", _READER_UPDATE, str(rdb),
                             str(args.reader_workers)], rdb)}
     if "reader" in order:
@@ -207,6 +219,76 @@ def one_round(work: Path, urls: list[str], nginx: Nginx, args: argparse.Namespac
             wall, cpu, rss, code = measure(cmd, work.parent / "stderr.log")
             runs[tool, phase] = Run(wall, cpu, rss, code, count(path), nginx.statuses())
     return runs
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + sys) of ``pid`` and its live descendants, from /proc."""
+    stats = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # exited meanwhile
+        stats[int(stat.parent.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    tree, ticks = {pid}, 0
+    for child in sorted(stats):  # a child's pid is almost always above its parent's
+        if stats[child][0] in tree:
+            tree.add(child)
+    ticks = sum(stats[p][1] for p in tree if p in stats)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def daemon_cpu(work: Path, urls: list[str], nginx: Nginx, args: argparse.Namespace,
+               interval: int = 10) -> tuple[float, dict[str, int]]:
+    """The daemon polling every feed every ``interval`` s: its CPU over ``args.daemon``
+    seconds once the first (cold) round is done and one more has passed, and the answers."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    cfg = write_config(work / "feeds.yaml", urls, f"defaults: {{interval: {interval}}}")
+    with (work.parent / "stderr.log").open("a") as err:
+        proc = subprocess.Popen([*scrape_command(args), "--config", str(cfg), "--db",
+                                 str(work / "scrape.db")], stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        nginx.statuses()
+        cold = 0
+        while cold < len(urls) and proc.poll() is None:
+            cold += nginx.statuses().get("200", 0)
+        time.sleep(interval)
+        nginx.statuses()
+        cpu = tree_cpu(proc.pid)
+        time.sleep(args.daemon)
+        statuses = nginx.statuses()
+        return tree_cpu(proc.pid) - cpu, statuses
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def tick_ms(n_feeds: int) -> float:
+    """CPU ms of one daemon tick's ``storage.claim_due`` over ``n_feeds`` feeds, none due (the
+    steady state between polls), in this process: the tick runs every second whatever the
+    number of polls, so a daemon measured with few feeds cannot show what it costs at 100,000.
+    """
+    from datetime import timedelta
+
+    from scraper import storage
+    from scraper.refresh import claim_is_dead
+
+    with tempfile.TemporaryDirectory(prefix="tick-") as tmp:
+        conn = storage.connect(Path(tmp) / "tick.db")
+        feeds = [(f"f{i}", f"https://site{i % 5000}.example/{i}.xml") for i in range(n_feeds)]
+        storage.sync_feeds(conn, feeds)
+        now = storage.utcnow()
+        with storage.transaction(conn):
+            conn.execute("UPDATE feeds SET next_due_at = ?", (storage.iso(now + timedelta(1)),))
+        names, times = [name for name, _ in feeds], []
+        for _ in range(5):
+            started = time.process_time()
+            storage.claim_due(conn, names, claimant="bench:1", now=now, until=now, limit=32,
+                              per_host=4, is_dead=claim_is_dead)
+            times.append(time.process_time() - started)
+        conn.close()
+    return statistics.median(times) * 1000
 
 
 def show(runs: dict[tuple[str, str], Run], n_feeds: int, total: int) -> None:
@@ -238,6 +320,8 @@ def main() -> int:
     parser.add_argument("--reader-workers", type=int, default=1)
     parser.add_argument("--no-baseline", action="store_true", help="skip lemon24/reader")
     parser.add_argument("--rounds", type=int, default=1, help="alternating which tool goes first")
+    parser.add_argument("--daemon", type=float, default=0, metavar="SECONDS",
+                        help="also measure the daemon's CPU per poll over SECONDS, warm")
     args = parser.parse_args()
     if args.shape:
         args.feeds, args.entries = map(int, args.shape.lower().split("x"))
@@ -269,6 +353,14 @@ def main() -> int:
                     rounds.append(ratios(runs))
                     print("scrape/reader: " + ", ".join(
                         f"{k} {v:.2f}x" for k, v in rounds[-1].items()))
+            if args.daemon:
+                cpu, statuses = daemon_cpu(tmp / "run", urls, nginx, args)
+                polls = sum(statuses.values())
+                print(f"\ndaemon, every feed every 10 s, warm: {polls} polls {statuses} in "
+                      f"{args.daemon:g} s, {cpu:.2f} s CPU = {cpu / polls * 1000:.2f} ms a poll "
+                      f"(target 1.8); load average {os.getloadavg()[0]:.2f}")
+                print("the daemon's tick (storage.claim_due, every second) with none due: " +
+                      ", ".join(f"{n:,} feeds {tick_ms(n):.1f} ms" for n in (1000, 100_000)))
         finally:
             nginx.stop()
     if len(rounds) > 1:
