@@ -91,7 +91,7 @@ http {{
     uwsgi_temp_path {tmp}/nginx-uwsgi;
     scgi_temp_path {tmp}/nginx-scgi;
     types {{ application/rss+xml xml; }}
-    log_format status $status;
+    log_format status '$status $connection';
     access_log {tmp}/nginx-access.log status buffer=64k flush=100ms;
     keepalive_requests 1000000;
     server {{ listen 127.0.0.1:{port}; root {tmp}/www; }}
@@ -141,7 +141,7 @@ class Nginx:
         tmp.chmod(0o755)  # run as root, nginx's workers read the files as 'nobody'
         (tmp / "nginx.conf").write_text(_NGINX_CONF.format(tmp=tmp, port=self.port))
         self.log = tmp / "nginx-access.log"
-        self.seen = 0
+        self.seen = self.connections = 0
         self.proc = subprocess.Popen([binary, "-p", str(tmp), "-c", str(tmp / "nginx.conf")])
         for _ in range(100):
             with socket.socket() as probe:
@@ -152,11 +152,14 @@ class Nginx:
         sys.exit(f"nginx did not start: see {tmp}/nginx-error.log")
 
     def statuses(self) -> dict[str, int]:
-        """Answers since the last call, by status (the log is flushed every 100 ms)."""
+        """Answers since the last call, by status (the log is flushed every 100 ms); the
+        connections they came on in ``self.connections``."""
         time.sleep(0.3)
-        lines = self.log.read_text().split()
-        new, self.seen = lines[self.seen:], len(lines)
-        return {s: new.count(s) for s in sorted(set(new))}
+        lines = self.log.read_text().splitlines()
+        new, self.seen = [line.split() for line in lines[self.seen:]], len(lines)
+        self.connections = len({connection for _, connection in new})
+        statuses = [status for status, _ in new]
+        return {s: statuses.count(s) for s in sorted(set(statuses))}
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -171,6 +174,7 @@ class Run:
     code: int
     entries: int
     statuses: dict[str, int]
+    connections: int
 
 
 def measure(cmd: list[str], log: Path) -> tuple[float, float, int, int]:
@@ -217,7 +221,9 @@ def one_round(work: Path, urls: list[str], nginx: Nginx, args: argparse.Namespac
         for phase in ("cold", "warm"):
             nginx.statuses()
             wall, cpu, rss, code = measure(cmd, work.parent / "stderr.log")
-            runs[tool, phase] = Run(wall, cpu, rss, code, count(path), nginx.statuses())
+            statuses = nginx.statuses()
+            runs[tool, phase] = Run(wall, cpu, rss, code, count(path), statuses,
+                                    nginx.connections)
     return runs
 
 
@@ -298,7 +304,8 @@ def show(runs: dict[tuple[str, str], Run], n_feeds: int, total: int) -> None:
         new = r.entries if phase == "cold" else 0
         print(f"{tool + ' ' + phase:<13}{r.wall:>8.2f}{new / r.wall:>11.0f}"
               f"{n_feeds / r.wall:>9.0f}{r.cpu / n_feeds * 1000:>16.2f}{r.rss_kib / 1024:>14.1f}"
-              f"  {r.statuses} {r.entries}/{total}" + (f" EXIT {r.code}" if r.code else ""))
+              f"  {r.statuses} on {r.connections} connections, {r.entries}/{total}"
+              + (f" EXIT {r.code}" if r.code else ""))
 
 
 def ratios(runs: dict[tuple[str, str], Run]) -> dict[str, float]:
@@ -356,7 +363,8 @@ def main() -> int:
             if args.daemon:
                 cpu, statuses = daemon_cpu(tmp / "run", urls, nginx, args)
                 polls = sum(statuses.values())
-                print(f"\ndaemon, every feed every 10 s, warm: {polls} polls {statuses} in "
+                print(f"\ndaemon, every feed every 10 s, warm: {polls} polls {statuses} on "
+                      f"{nginx.connections} connections in "
                       f"{args.daemon:g} s, {cpu:.2f} s CPU = {cpu / polls * 1000:.2f} ms a poll "
                       f"(target 1.8); load average {os.getloadavg()[0]:.2f}")
                 print("the daemon's tick (storage.claim_due, every second) with none due: " +
