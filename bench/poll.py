@@ -26,6 +26,8 @@ Cold: an empty database.  Warm: the same database again, every answer a 304 (cou
 nginx's access log).  reader runs ``update_feeds(scheduled=False)``: with its default
 (scheduled) a second run would poll nothing.  ``--daemon SECONDS``: the daemon polling every
 feed every 10 s, its CPU per poll once warm (the issue's 1.8 ms budget), and its tick's cost.
+``--no-304``: nginx sends no validators, so warm answers are 200s with nothing new (servers
+that ignore conditional GETs), the path through a worker.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ http {{
     log_format status '$status $connection';
     access_log {tmp}/nginx-access.log status buffer=64k flush=100ms;
     keepalive_requests 1000000;
-    server {{ listen 127.0.0.1:{port}; root {tmp}/www; }}
+    server {{ listen 127.0.0.1:{port}; root {tmp}/www; {validators} }}
 }}
 """
 
@@ -131,7 +133,7 @@ def build_feeds(n_feeds: int, n_entries: int, seed: int = 18) -> list[bytes]:
 class Nginx:
     """Debian's nginx on a free port of 127.0.0.1, serving ``tmp/www``, as a child process."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, validators: bool = True) -> None:
         binary = shutil.which("nginx") or "/usr/sbin/nginx"
         if not os.access(binary, os.X_OK):
             sys.exit("nginx not found: apt-get install -y nginx")
@@ -139,7 +141,9 @@ class Nginx:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         tmp.chmod(0o755)  # run as root, nginx's workers read the files as 'nobody'
-        (tmp / "nginx.conf").write_text(_NGINX_CONF.format(tmp=tmp, port=self.port))
+        (tmp / "nginx.conf").write_text(_NGINX_CONF.format(
+            tmp=tmp, port=self.port, validators="" if validators else
+            "etag off; if_modified_since off; add_header Last-Modified '';"))
         self.log = tmp / "nginx-access.log"
         self.seen = self.connections = 0
         self.proc = subprocess.Popen([binary, "-p", str(tmp), "-c", str(tmp / "nginx.conf")])
@@ -327,6 +331,8 @@ def main() -> int:
     parser.add_argument("--reader-workers", type=int, default=1)
     parser.add_argument("--no-baseline", action="store_true", help="skip lemon24/reader")
     parser.add_argument("--rounds", type=int, default=1, help="alternating which tool goes first")
+    parser.add_argument("--no-304", action="store_true",
+                        help="serve no validators: warm answers are 200s with nothing new")
     parser.add_argument("--daemon", type=float, default=0, metavar="SECONDS",
                         help="also measure the daemon's CPU per poll over SECONDS, warm")
     args = parser.parse_args()
@@ -341,7 +347,7 @@ def main() -> int:
         (tmp / "www").mkdir()
         for i, body in enumerate(feeds):
             (tmp / "www" / f"{i}.xml").write_bytes(body)
-        nginx = Nginx(tmp)
+        nginx = Nginx(tmp, validators=not args.no_304)
         try:
             urls = [f"http://127.0.0.1:{nginx.port}/{i}.xml" for i in range(args.feeds)]
             print(f"{args.feeds} feeds x {args.entries} entries = {total} entries, "
