@@ -77,7 +77,8 @@ for url in sys.argv[2:]:
 _READER_UPDATE = """
 import sys
 from reader import make_reader
-make_reader(sys.argv[1]).update_feeds(scheduled=False, workers=int(sys.argv[2]))
+make_reader(sys.argv[1]).update_feeds(feed=(sys.argv[3:] or [None])[0], scheduled=False,
+                                      workers=int(sys.argv[2]))
 """
 
 _NGINX_CONF = """
@@ -209,22 +210,24 @@ def write_config(path: Path, urls: list[str], *lines: str) -> Path:
 
 def one_round(work: Path, urls: list[str], nginx: Nginx, args: argparse.Namespace,
               order: tuple[str, ...]) -> dict[tuple[str, str], Run]:
-    """Cold then warm, for each tool in ``order``, each on a fresh database."""
+    """Cold then warm, for each tool in ``order``, each on a fresh database; then "start", a
+    warm run of one feed: what a run costs before its polls (interpreter, imports, config)."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     cfg, db, rdb = write_config(work / "feeds.yaml", urls), work / "scrape.db", work / "reader.db"
     commands = {"scrape": ([*scrape_command(args), "--once", "--config", str(cfg), "--db",
-                            str(db)], db),
+                            str(db)], db, ["--feed", "f0"]),
                 "reader": ([sys.executable, "-c", _READER_UPDATE, str(rdb),
-                            str(args.reader_workers)], rdb)}
+                            str(args.reader_workers)], rdb, [urls[0]])}
     if "reader" in order:
         subprocess.run([sys.executable, "-c", _READER_ADD, str(rdb), *urls], check=True)
     runs = {}
     for tool in order:
-        cmd, path = commands[tool]
-        for phase in ("cold", "warm"):
+        cmd, path, one = commands[tool]
+        for phase in ("cold", "warm", "start"):
             nginx.statuses()
-            wall, cpu, rss, code = measure(cmd, work.parent / "stderr.log")
+            wall, cpu, rss, code = measure(cmd + one * (phase == "start"),
+                                           work.parent / "stderr.log")
             statuses = nginx.statuses()
             runs[tool, phase] = Run(wall, cpu, rss, code, count(path), statuses,
                                     nginx.connections)
@@ -305,11 +308,18 @@ def show(runs: dict[tuple[str, str], Run], n_feeds: int, total: int) -> None:
     print(f"{'run':<13}{'wall s':>8}{'entries/s':>11}{'feeds/s':>9}{'CPU s/1k polls':>16}"
           f"{'peak RSS MiB':>14}  answers, stored entries")
     for (tool, phase), r in runs.items():
+        if phase == "start":
+            continue
         new = r.entries if phase == "cold" else 0
         print(f"{tool + ' ' + phase:<13}{r.wall:>8.2f}{new / r.wall:>11.0f}"
               f"{n_feeds / r.wall:>9.0f}{r.cpu / n_feeds * 1000:>16.2f}{r.rss_kib / 1024:>14.1f}"
               f"  {r.statuses} on {r.connections} connections, {r.entries}/{total}"
               + (f" EXIT {r.code}" if r.code else ""))
+    for tool in dict.fromkeys(tool for tool, _ in runs):
+        warm, start = runs[tool, "warm"], runs[tool, "start"]
+        print(f"{tool}: a run starts in {start.wall:.2f} s ({start.cpu:.2f} s CPU, one warm feed); "
+              f"the warm polls beyond that {(n_feeds - 1) / (warm.wall - start.wall):.0f}/s, "
+              f"{(warm.cpu - start.cpu) / (n_feeds - 1) * 1000:.2f} ms CPU each")
 
 
 def ratios(runs: dict[tuple[str, str], Run]) -> dict[str, float]:
