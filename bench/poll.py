@@ -3,31 +3,26 @@
 Run by hand (not a test):
 
     apt-get install -y nginx                    # Debian's nginx; the bench starts its own
-    .venv/bin/pip install 'reader==3.26'        # the baseline, measured in the same run
+    .venv/bin/pip install 'reader==3.26' sgmllib3k   # the baseline, measured in the same run
     .venv/bin/python bench/poll.py              # 1,000 feeds x 17 entries, cold and warm
     .venv/bin/python bench/poll.py --shape 200x30
     .venv/bin/python bench/poll.py --feeds 100 --no-baseline --daemon 30
 
-To compare two commits in one session, run each from an export of its package:
-``git archive COMMIT scraper | tar -x -C DIR`` then ``PYTHONPATH=DIR .venv/bin/python
-bench/poll.py`` (the ``scrape`` script finds DIR's package before the editable install).
+Most polls of real use answer 304: this bench shows the cost of each poll.  The feeds are
+static files served by nginx on 127.0.0.1 (ETag, Last-Modified, 304 on a match), a server that
+costs next to nothing.  Each entry is one of the four articles of tests/fixtures/ with its CJK
+characters mapped through a substitution of its own (as tests/corpus.py's ``cipher``), so
+every copy's text differs and normalize and dedup do their full work, without ../shared.
 
-Real use is many feeds with few new entries, and most polls answer 304: this bench shows the
-cost of each poll.  The feeds are static files served by nginx on 127.0.0.1 (ETag and
-Last-Modified, 304 on a match), so the server costs next to nothing and is not Python.
-Every entry is one of the four articles of tests/fixtures/ with its CJK characters mapped
-through a substitution of its own (as tests/corpus.py's ``cipher`` does), so each copy's text
-differs and normalize and dedup do their full work on every entry, without ../shared.
-
-Each run is its own process, measured from a wrapper: wall time, CPU (user + sys of the
-process and all its descendants: the wrapper is their child subreaper, so the pool's fork
-server and workers are counted even when orphaned) and peak RSS (the largest single process).
-Cold: an empty database.  Warm: the same database again, every answer a 304 (counted from
-nginx's access log).  reader runs ``update_feeds(scheduled=False)``: with its default
-(scheduled) a second run would poll nothing.  ``--daemon SECONDS``: the daemon polling every
-feed every 10 s, its CPU per poll once warm (the issue's 1.8 ms budget), and its tick's cost.
-``--no-304``: nginx sends no validators, so warm answers are 200s with nothing new (servers
-that ignore conditional GETs), the path through a worker.
+Each run is a process measured from a wrapper: wall time, CPU (user + sys of it and all its
+descendants: the wrapper is their subreaper, so orphaned pool workers count too), peak RSS (the
+largest process).  Cold: an empty database; warm: again, every answer a 304 (nginx's log
+counts the answers and their connections); start: a warm run of one feed, a run's fixed cost.
+reader runs ``update_feeds(scheduled=False)``, else its second run would poll nothing.
+``--daemon SECONDS``: the daemon polling every feed every 10 s, its CPU per warm poll, and its
+tick's cost.  ``--no-304``: no validators, so warm answers are 200s with nothing new.
+To compare commits in one session: ``git archive COMMIT scraper | tar -x -C DIR``, then
+``PYTHONPATH=DIR .venv/bin/python bench/poll.py`` (``scrape`` finds DIR's package first).
 """
 
 from __future__ import annotations
@@ -43,8 +38,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -52,33 +47,26 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"
 
 _MEASURE = """
-import ctypes, os, resource, subprocess, sys, time
+import contextlib, ctypes, os, resource, subprocess, sys, time
 ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans are waited here
 start = time.perf_counter()
 code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
 wall = time.perf_counter() - start
-while True:
-    try:
+with contextlib.suppress(ChildProcessError):
+    while True:
         os.wait()
-    except ChildProcessError:
-        break
 use = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(wall, use.ru_utime + use.ru_stime, use.ru_maxrss, code)
 """
 
-_READER_ADD = """
+_READER = """
 import sys
 from reader import make_reader
-reader = make_reader(sys.argv[1])
-for url in sys.argv[2:]:
+reader, mode, workers, urls = make_reader(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+for url in urls if mode == "add" else []:
     reader.add_feed(url, exist_ok=True)
-"""
-
-_READER_UPDATE = """
-import sys
-from reader import make_reader
-make_reader(sys.argv[1]).update_feeds(feed=(sys.argv[3:] or [None])[0], scheduled=False,
-                                      workers=int(sys.argv[2]))
+for url in (urls or [None]) if mode == "update" else []:  # the feeds named, or every feed
+    reader.update_feeds(feed=url, scheduled=False, workers=workers)
 """
 
 _NGINX_CONF = """
@@ -88,11 +76,8 @@ pid {tmp}/nginx.pid;
 error_log {tmp}/nginx-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    client_body_temp_path {tmp}/nginx-body;
-    proxy_temp_path {tmp}/nginx-proxy;
-    fastcgi_temp_path {tmp}/nginx-fastcgi;
-    uwsgi_temp_path {tmp}/nginx-uwsgi;
-    scgi_temp_path {tmp}/nginx-scgi;
+    client_body_temp_path {tmp}/nb; proxy_temp_path {tmp}/np; fastcgi_temp_path {tmp}/nf;
+    uwsgi_temp_path {tmp}/nu; scgi_temp_path {tmp}/ns;
     types {{ application/rss+xml xml; }}
     log_format status '$status $connection';
     access_log {tmp}/nginx-access.log status buffer=64k flush=100ms;
@@ -171,8 +156,7 @@ class Nginx:
         self.proc.wait(10)
 
 
-@dataclass
-class Run:
+class Run(NamedTuple):
     wall: float
     cpu: float
     rss_kib: int
@@ -217,10 +201,10 @@ def one_round(work: Path, urls: list[str], nginx: Nginx, args: argparse.Namespac
     cfg, db, rdb = write_config(work / "feeds.yaml", urls), work / "scrape.db", work / "reader.db"
     commands = {"scrape": ([*scrape_command(args), "--once", "--config", str(cfg), "--db",
                             str(db)], db, ["--feed", "f0"]),
-                "reader": ([sys.executable, "-c", _READER_UPDATE, str(rdb),
+                "reader": ([sys.executable, "-c", _READER, str(rdb), "update",
                             str(args.reader_workers)], rdb, [urls[0]])}
     if "reader" in order:
-        subprocess.run([sys.executable, "-c", _READER_ADD, str(rdb), *urls], check=True)
+        subprocess.run([sys.executable, "-c", _READER, str(rdb), "add", "1", *urls], check=True)
     runs = {}
     for tool in order:
         cmd, path, one = commands[tool]
@@ -243,12 +227,11 @@ def tree_cpu(pid: int) -> float:
         except OSError:
             continue  # exited meanwhile
         stats[int(stat.parent.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
-    tree, ticks = {pid}, 0
+    tree = {pid}
     for child in sorted(stats):  # a child's pid is almost always above its parent's
         if stats[child][0] in tree:
             tree.add(child)
-    ticks = sum(stats[p][1] for p in tree if p in stats)
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return sum(stats[p][1] for p in tree if p in stats) / os.sysconf("SC_CLK_TCK")
 
 
 def daemon_cpu(work: Path, urls: list[str], nginx: Nginx, args: argparse.Namespace,
@@ -278,10 +261,8 @@ def daemon_cpu(work: Path, urls: list[str], nginx: Nginx, args: argparse.Namespa
 
 
 def tick_ms(n_feeds: int) -> float:
-    """CPU ms of one daemon tick's ``storage.claim_due`` over ``n_feeds`` feeds, none due (the
-    steady state between polls), in this process: the tick runs every second whatever the
-    number of polls, so a daemon measured with few feeds cannot show what it costs at 100,000.
-    """
+    """CPU ms of the daemon's tick (``storage.claim_due``, every second) over ``n_feeds`` feeds,
+    none due: a daemon measured with 1,000 feeds cannot show what the tick costs at 100,000."""
     from datetime import timedelta
 
     from scraper import storage
@@ -317,8 +298,9 @@ def show(runs: dict[tuple[str, str], Run], n_feeds: int, total: int) -> None:
               + (f" EXIT {r.code}" if r.code else ""))
     for tool in dict.fromkeys(tool for tool, _ in runs):
         warm, start = runs[tool, "warm"], runs[tool, "start"]
+        rate = (n_feeds - 1) / (warm.wall - start.wall) if warm.wall > start.wall else 0
         print(f"{tool}: a run starts in {start.wall:.2f} s ({start.cpu:.2f} s CPU, one warm feed); "
-              f"the warm polls beyond that {(n_feeds - 1) / (warm.wall - start.wall):.0f}/s, "
+              f"the warm polls beyond that {rate:.0f}/s (0: lost in the noise), "
               f"{(warm.cpu - start.cpu) / (n_feeds - 1) * 1000:.2f} ms CPU each")
 
 
@@ -380,11 +362,10 @@ def main() -> int:
                 cpu, statuses = daemon_cpu(tmp / "run", urls, nginx, args)
                 polls = sum(statuses.values())
                 print(f"\ndaemon, every feed every 10 s, warm: {polls} polls {statuses} on "
-                      f"{nginx.connections} connections in "
-                      f"{args.daemon:g} s, {cpu:.2f} s CPU = {cpu / polls * 1000:.2f} ms a poll "
-                      f"(target 1.8); load average {os.getloadavg()[0]:.2f}")
-                print("the daemon's tick (storage.claim_due, every second) with none due: " +
-                      ", ".join(f"{n:,} feeds {tick_ms(n):.1f} ms" for n in (1000, 100_000)))
+                      f"{nginx.connections} connections in {args.daemon:g} s, {cpu:.2f} s CPU = "
+                      f"{cpu / polls * 1000:.2f} ms a poll; load {os.getloadavg()[0]:.2f}\n"
+                      "its tick (claim_due, every second), none due: " + ", ".join(
+                          f"{n:,} feeds {tick_ms(n):.1f} ms" for n in (1000, 100_000)))
         finally:
             nginx.stop()
     if len(rounds) > 1:
