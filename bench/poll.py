@@ -298,9 +298,10 @@ def show(runs: dict[tuple[str, str], Run], n_feeds: int, total: int) -> None:
               + (f" EXIT {r.code}" if r.code else ""))
     for tool in dict.fromkeys(tool for tool, _ in runs):
         warm, start = runs[tool, "warm"], runs[tool, "start"]
-        rate = (n_feeds - 1) / (warm.wall - start.wall) if warm.wall > start.wall else 0
+        rate = f"{(n_feeds - 1) / (warm.wall - start.wall):.0f}/s" if (
+            warm.wall > start.wall) else "lost in the noise"
         print(f"{tool}: a run starts in {start.wall:.2f} s ({start.cpu:.2f} s CPU, one warm feed); "
-              f"the warm polls beyond that {rate:.0f}/s (0: lost in the noise), "
+              f"the warm polls beyond that {rate}, "
               f"{(warm.cpu - start.cpu) / (n_feeds - 1) * 1000:.2f} ms CPU each")
 
 
