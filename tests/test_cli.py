@@ -102,3 +102,18 @@ def test_a_broken_feeds_yaml_is_still_an_error_for_an_export(
     assert main(["export", "jsonl", "out.jsonl", "--db", str(bare_db)]) == 2
     assert "invalid YAML" in capsys.readouterr().err
     assert not Path("out.jsonl").exists()
+
+
+@pytest.mark.parametrize("command", [["export", "jsonl", "DIR"], ["export", "feed", "DIR"],
+                                     ["export", "hexo", "FILE"]])
+def test_an_export_target_that_cannot_be_written_is_one_line_and_exit_2(
+        bare_db: Path, command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder given as the output file, or a file as the Hexo folder, is the user's input:
+    one line naming it and exit 2, not 70 ("unexpected error", which means a bug)."""
+    (bare_db.parent / "DIR").mkdir()
+    (bare_db.parent / "FILE").write_text("x")
+    target = str(bare_db.parent / command[-1])
+    assert main([*command[:-1], target, "--db", str(bare_db)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"scrape: {target}: cannot write: ") and err.count("\n") == 1
+    assert "unexpected" not in err
