@@ -179,13 +179,15 @@ class Scraper:
         """Delete the stored rows of ``names``, which must be among ``unconfigured_feeds``
         (a configured feed is never pruned); what was deleted, and how many clusters got
         a new root because theirs went."""
+        from scraper import dedup
         from scraper.storage import feeds as stored
 
         config = self._require_config("prune_feeds")
         if configured := sorted(set(names) & {f.name for f in config.feeds}):
             raise ConfigError(f"{config.path.name}: still configured, not pruned: "
                               f"{', '.join(configured)}")
-        done = stored.prune_feeds(self.conn, names)
+        done = stored.prune_feeds(  # a cluster's new root is its best member (issue 19)
+            self.conn, names, lambda ids: dedup.best_member(self.conn, ids, config.dedup))
         return {"feeds": done.feeds, "entries": done.entries, "exports": done.exports,
                 "promoted": done.promoted}
 

@@ -229,6 +229,17 @@ def _more_complete(conn: Connection, length: int, ts: int, root: int,
     return ts < other_ts
 
 
+def best_member(conn: Connection, members: list[int], settings: DedupSettings) -> int:
+    """The member that should be its cluster's root, by the rule a refresh applies
+    (``_more_complete``): for a cluster whose root is deleted (``scrape feeds prune``)."""
+    best = members[0]
+    for member in members[1:]:
+        mine = index.completeness(conn, member)
+        if mine is not None and _more_complete(conn, mine[0], mine[1], best, settings):
+            best = member
+    return best
+
+
 def link_entries(conn: Connection, entry_ids: list[int], settings: DedupSettings,
                  fingerprints: dict[int, Fingerprint] | None = None) -> list[Link]:
     """Fingerprint, index and link ``entry_ids``; returns the links of those that are

@@ -250,14 +250,16 @@ class Pruned:
     promoted: int
 
 
-def prune_feeds(conn: sqlite3.Connection, names: Iterable[str]) -> Pruned:
+def prune_feeds(conn: sqlite3.Connection, names: Iterable[str],
+                choose: Callable[[list[int]], int] | None = None) -> Pruned:
     """Delete every row of the feeds ``names``: their entries with their fingerprints, keys
     and export records, and their ``feeds`` rows; one transaction.
 
     An entry of theirs may be the root of a cluster whose other members belong to feeds
-    that stay: the oldest of those (lowest id) becomes the root and the others point to it,
-    so no one else's entry is lost or left linked to nothing.  Their scores stay those of
-    their first link (``scrape dedup --rebuild`` recomputes them).
+    that stay: ``choose`` picks the new root among those (ids ascending; the caller knows
+    the dedup rule, its best member; default the oldest) and the others point to it, so no
+    one else's entry is lost or left linked to nothing.  Their scores stay those of their
+    first link (``scrape dedup --rebuild`` recomputes them).
     """
     names = sorted(set(names))
     if not names:
@@ -271,11 +273,11 @@ def prune_feeds(conn: sqlite3.Connection, names: Iterable[str]) -> Pruned:
                                 names + names):
             clusters.setdefault(row[1], []).append(row[0])
         for members in clusters.values():
-            head = members[0]
+            head = choose(members) if choose is not None else members[0]
             conn.execute("UPDATE entries SET duplicate_of = NULL, dup_method = NULL, "
                          "dup_score = NULL WHERE id = ?", (head,))
             conn.executemany("UPDATE entries SET duplicate_of = ? WHERE id = ?",
-                             [(head, m) for m in members[1:]])
+                             [(head, m) for m in members if m != head])
             conn.executemany("UPDATE dedup_fingerprints SET root = ? WHERE entry_id = ?",
                              [(head, m) for m in members])
         keyed = conn.execute(f"SELECT entry_id, keys FROM dedup_fingerprints "
