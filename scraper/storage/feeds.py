@@ -230,6 +230,12 @@ def rename_feed(conn: sqlite3.Connection, old: str, new: str, now: datetime) -> 
             return 0
         if row is not None and (row["claimed_until"] or "") > str(iso(now)):
             raise ValueError(f"'{old}' is being refreshed right now; try again in a minute")
+        # The new name's row may be claimed too (a daemon already read the edited config):
+        # deleting it under that refresh would let it store the feed again beside the move.
+        target = conn.execute("SELECT claimed_until FROM feeds WHERE name = ?",
+                              (new,)).fetchone()
+        if target is not None and (target["claimed_until"] or "") > str(iso(now)):
+            raise ValueError(f"'{new}' is being refreshed right now; try again in a minute")
         new_entries = int(conn.execute(count, (new,)).fetchone()[0])
         if new_entries:
             raise ValueError(f"'{new}' already has {new_entries} stored entries (fetched "
