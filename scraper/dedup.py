@@ -459,7 +459,10 @@ def explain(conn: Connection, entry_id: int, settings: DedupSettings) -> dict[st
         later = cand.id > entry.id
         info = index.entry_brief(conn, cand.id)
         decision = verdict.method or "no link"
-        if later and verdict.method:
+        if later and verdict.method and cand.id == entry.duplicate_of:
+            decision = f"later entry (a {verdict.method} match, more complete: the " \
+                       "cluster moved to it when it arrived)"
+        elif later and verdict.method:
             decision = f"later entry (a {verdict.method} match: it joined when it arrived)"
         elif verdict.method and info and info[3] == entry.id:
             decision = f"earlier entry (it links here by {verdict.method}: this one is " \

@@ -61,6 +61,9 @@ def test_the_article_takes_the_cluster_over_from_its_teaser(conn: sqlite3.Connec
     assert report["duplicates"] == 1
     (cand,) = [c for c in report["candidates"] if c["id"] == teaser]
     assert cand["decision"].startswith("earlier entry (it links here by")
+    # and from the teaser's side: the later article is its root, which it did not join
+    (cand,) = [c for c in explain(conn, teaser, SETTINGS)["candidates"] if c["id"] == article]
+    assert "more complete: the cluster moved to it" in cand["decision"]
 
 
 def test_the_source_takes_the_cluster_over_from_reprints_fetched_first(
