@@ -117,3 +117,20 @@ def test_an_export_target_that_cannot_be_written_is_one_line_and_exit_2(
     err = capsys.readouterr().err
     assert err.startswith(f"scrape: {target}: cannot write: ") and err.count("\n") == 1
     assert "unexpected" not in err
+
+
+@pytest.mark.parametrize("command", [["list", "--limit", "BIG"],
+                                     ["search", "故事", "--limit", "BIG"], ["show", "BIG"],
+                                     ["dups", "--explain", "BIG"],
+                                     ["dups", "--limit", "BIG"],
+                                     ["export", "feed", "out.xml", "--limit", "BIG"]])
+def test_a_number_too_large_for_sqlite_is_a_usage_error(
+        bare_db: Path, command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """An id or limit past SQLite's 64-bit integers: argparse's one line and exit 2, never
+    the driver's OverflowError or "datatype mismatch" as an unexpected error (exit 70)."""
+    args = [str(2**64) if a == "BIG" else a for a in command]
+    with pytest.raises(SystemExit) as done:
+        main([*args, "--db", str(bare_db)])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "expected at most" in err and "unexpected" not in err

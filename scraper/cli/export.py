@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from scraper.app import Scraper, Selection
-from scraper.cli.common import open_from_args
+from scraper.cli.common import open_from_args, whole
 from scraper.export import parse_since
 
 
@@ -74,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     feed.add_argument("file", metavar="FILE", help="output file, or - for stdout")
     feed.add_argument("--format", choices=("atom", "rss"), default="atom",
                       help="Atom 1.0 (default) or RSS 2.0")
-    feed.add_argument("--limit", type=_positive, default=50, metavar="N",
+    feed.add_argument("--limit", type=whole(1), default=50, metavar="N",
                       help="latest N entries (default 50)")
     feed.add_argument("--title", default="scrape: merged feed", help="the feed's title")
     feed.add_argument("--link", metavar="URL",
@@ -83,12 +83,6 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                            "first feed's site)")
     selection_options(feed, duplicates=False)
     feed.set_defaults(func=_cmd_feed)
-
-
-def _positive(text: str) -> int:
-    if not text.strip().isdigit() or int(text) <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return int(text)
 
 
 def _selection(args: argparse.Namespace) -> Selection:
