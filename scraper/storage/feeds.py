@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from scraper.core import schedule
 from scraper.core.decide import FeedWrite
-from scraper.storage.db import iso, parse_iso, transaction
+from scraper.storage.db import in_lists, iso, parse_iso, transaction
 from scraper.storage.dedup import blob_keys
 
 #: Asked about another claimant of this host: True when that process is gone.
@@ -286,6 +286,9 @@ def prune_feeds(conn: sqlite3.Connection, names: Iterable[str],
                              [(head, m) for m in members if m != head])
             conn.executemany("UPDATE dedup_fingerprints SET root = ? WHERE entry_id = ?",
                              [(head, m) for m in members])
+        stories = [r[0] for r in conn.execute(
+            f"SELECT DISTINCT story FROM entries WHERE feed IN ({marks}) "
+            f"AND story IS NOT NULL", names)]
         keyed = conn.execute(f"SELECT entry_id, keys FROM dedup_fingerprints "
                              f"WHERE entry_id IN ({gone})", names).fetchall()
         # by primary key: dedup_index has no index on entry_id alone
@@ -295,4 +298,9 @@ def prune_feeds(conn: sqlite3.Connection, names: Iterable[str],
         conn.execute(f"DELETE FROM dedup_fingerprints WHERE entry_id IN ({gone})", names)
         entries = conn.execute(f"DELETE FROM entries WHERE feed IN ({marks})", names).rowcount
         feeds = conn.execute(f"DELETE FROM feeds WHERE name IN ({marks})", names).rowcount
+        # A story is write-ups in two clusters or more: one left alone is no story.
+        for marks_in, chunk in in_lists(stories):
+            conn.execute(f"UPDATE entries SET story = NULL WHERE story IN (SELECT story FROM "
+                         f"entries WHERE story IN ({marks_in}) GROUP BY story "
+                         f"HAVING count(DISTINCT COALESCE(duplicate_of, id)) < 2)", chunk)
     return Pruned(feeds, entries, exports, len(clusters))
