@@ -186,8 +186,12 @@ class Scraper:
         if configured := sorted(set(names) & {f.name for f in config.feeds}):
             raise ConfigError(f"{config.path.name}: still configured, not pruned: "
                               f"{', '.join(configured)}")
-        done = stored.prune_feeds(  # a cluster's new root is its best member (issue 19)
-            self.conn, names, lambda ids: dedup.best_member(self.conn, ids, config.dedup))
+        try:
+            done = stored.prune_feeds(  # a cluster's new root is its best member (issue 19)
+                self.conn, names, lambda ids: dedup.best_member(self.conn, ids, config.dedup),
+                storage.utcnow())
+        except ValueError as exc:
+            raise ConfigError(f"{self.path}: {exc}") from None
         return {"feeds": done.feeds, "entries": done.entries, "exports": done.exports,
                 "promoted": done.promoted}
 

@@ -257,7 +257,8 @@ class Pruned:
 
 
 def prune_feeds(conn: sqlite3.Connection, names: Iterable[str],
-                choose: Callable[[list[int]], int] | None = None) -> Pruned:
+                choose: Callable[[list[int]], int] | None = None,
+                now: datetime | None = None) -> Pruned:
     """Delete every row of the feeds ``names``: their entries with their fingerprints, keys
     and export records, and their ``feeds`` rows; one transaction.
 
@@ -266,6 +267,9 @@ def prune_feeds(conn: sqlite3.Connection, names: Iterable[str],
     the dedup rule, its best member; default the oldest) and the others point to it, so no
     one else's entry is lost or left linked to nothing.  Their scores stay those of their
     first link (``scrape dedup --rebuild`` recomputes them).
+
+    ValueError, with nothing deleted, when one of them is being refreshed at ``now`` (a
+    daemon that has not read the edited config yet): its entries would come back.
     """
     names = sorted(set(names))
     if not names:
@@ -273,6 +277,13 @@ def prune_feeds(conn: sqlite3.Connection, names: Iterable[str],
     marks = ",".join("?" * len(names))
     gone = f"SELECT id FROM entries WHERE feed IN ({marks})"
     with transaction(conn):
+        if now is not None:
+            busy = [r[0] for r in conn.execute(
+                f"SELECT name FROM feeds WHERE name IN ({marks}) AND claimed_until > ?",
+                [*names, iso(now)])]
+            if busy:
+                raise ValueError(f"being refreshed right now: {', '.join(busy)}; nothing "
+                                 "deleted; try again in a minute")
         clusters: dict[int, list[int]] = {}
         for row in conn.execute(f"SELECT id, duplicate_of FROM entries WHERE duplicate_of IN "
                                 f"({gone}) AND feed NOT IN ({marks}) ORDER BY id",
