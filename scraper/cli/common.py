@@ -47,6 +47,16 @@ def open_from_args(args: argparse.Namespace, config: Config | None = None, *,
 MAX_INT = 2**63 - 1
 
 
+def since(text: str) -> str:
+    """An argparse type: ``--since DATE`` as the store's ISO text (search, list, export)."""
+    from scraper.export import parse_since
+
+    try:
+        return parse_since(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def whole(low: int) -> Callable[[str], int]:
     """An argparse type: a whole number from ``low`` to :data:`MAX_INT`."""
     def parse(text: str) -> int:

@@ -9,8 +9,7 @@ import os
 import sys
 from typing import Any
 
-from scraper.cli.common import MAX_INT, open_from_args, whole
-from scraper.export import parse_since
+from scraper.cli.common import MAX_INT, open_from_args, since, whole
 
 #: How a match is marked in a snippet on a terminal (bold); brackets elsewhere, so a pipe or a
 #: file gets plain text.
@@ -18,17 +17,10 @@ BOLD = ("\x1b[1m", "\x1b[0m")
 BRACKETS = ("[", "]")
 
 
-def _since(text: str) -> str:
-    try:
-        return parse_since(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _filters(parser: argparse.ArgumentParser, limit: int) -> None:
     parser.add_argument("--feed", action="append", metavar="NAME", dest="feeds",
                         help="only entries of this feed (repeatable)")
-    parser.add_argument("--since", type=_since, metavar="DATE",
+    parser.add_argument("--since", type=since, metavar="DATE",
                         help="only entries published (else first seen) on or after DATE "
                              "(2022-05-23 or an ISO time; UTC)")
     parser.add_argument("--limit", type=whole(0), default=limit, metavar="N",

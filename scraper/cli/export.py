@@ -7,15 +7,7 @@ import sys
 from pathlib import Path
 
 from scraper.app import Scraper, Selection
-from scraper.cli.common import open_from_args, whole
-from scraper.export import parse_since
-
-
-def _since(text: str) -> str:
-    try:
-        return parse_since(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+from scraper.cli.common import open_from_args, since, whole
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -26,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     targets = export.add_subparsers(dest="target", metavar="TARGET", required=True)
 
     def selection_options(parser: argparse.ArgumentParser, duplicates: bool = True) -> None:
-        parser.add_argument("--since", type=_since, metavar="DATE",
+        parser.add_argument("--since", type=since, metavar="DATE",
                             help="only entries published on or after DATE "
                                  "(2022-05-23 or an ISO time; UTC)")
         parser.add_argument("--feed", action="append", metavar="NAME", dest="feeds",
