@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -179,13 +179,19 @@ class Scraper:
         """Delete the stored rows of ``names``, which must be among ``unconfigured_feeds``
         (a configured feed is never pruned); what was deleted, and how many clusters got
         a new root because theirs went."""
+        from scraper import dedup
         from scraper.storage import feeds as stored
 
         config = self._require_config("prune_feeds")
         if configured := sorted(set(names) & {f.name for f in config.feeds}):
             raise ConfigError(f"{config.path.name}: still configured, not pruned: "
                               f"{', '.join(configured)}")
-        done = stored.prune_feeds(self.conn, names)
+        try:
+            done = stored.prune_feeds(  # a cluster's new root is its best member (issue 19)
+                self.conn, names, lambda ids: dedup.best_member(self.conn, ids, config.dedup),
+                storage.utcnow())
+        except ValueError as exc:
+            raise ConfigError(f"{self.path}: {exc}") from None
         return {"feeds": done.feeds, "entries": done.entries, "exports": done.exports,
                 "promoted": done.promoted}
 
@@ -202,9 +208,10 @@ class Scraper:
         ``directory`` (see ``scraper.export.hexo``); recorded only if ``writable``."""
         from scraper.export import hexo
 
-        return hexo.export_hexo(self.conn, self.config, directory, flat=flat,
-                                rewrite_all=rewrite_all, selection=selection,
-                                record=self.writable)
+        with _cannot_write(directory):
+            return hexo.export_hexo(self.conn, self.config, directory, flat=flat,
+                                    rewrite_all=rewrite_all, selection=selection,
+                                    record=self.writable)
 
     def export_jsonl(self, file: str | Path, *, selection: Selection | None = None,
                      incremental: bool = False, raw: bool = True) -> int:
@@ -212,8 +219,9 @@ class Scraper:
         file holds is recorded (for ``incremental``) only if ``writable``."""
         from scraper.export import jsonl
 
-        return jsonl.export_jsonl(self.conn, file, selection=selection,
-                                  incremental=incremental, raw=raw, record=self.writable)
+        with _cannot_write(file):
+            return jsonl.export_jsonl(self.conn, file, selection=selection,
+                                      incremental=incremental, raw=raw, record=self.writable)
 
     def export_feed(self, file: str | Path, *, fmt: str = "atom", limit: int = 50,
                     title: str = "scrape: merged feed", link: str | None = None,
@@ -221,8 +229,9 @@ class Scraper:
         """Write the latest ``limit`` stories as one Atom or RSS feed; how many entries."""
         from scraper.export import feed
 
-        return feed.export_feed(self.conn, self.config, file, fmt=fmt, limit=limit,
-                                title=title, link=link, selection=selection)
+        with _cannot_write(file):
+            return feed.export_feed(self.conn, self.config, file, fmt=fmt, limit=limit,
+                                    title=title, link=link, selection=selection)
 
     # Reading entries back (issue 20): search, list, show.  Read-only; ``since`` is the
     # store's ISO text (``scraper.export.parse_since``), ``feeds`` feed names (empty: all).
@@ -253,6 +262,17 @@ class Scraper:
         if found is None:
             raise KeyError(entry_id)
         return found
+
+
+@contextlib.contextmanager
+def _cannot_write(target: str | Path) -> Iterator[None]:
+    """An export's file or folder that cannot be written (a folder given as a file, a file
+    as the Hexo folder, no permission) is the user's input: one line naming it, a
+    ConfigError (exit 2), not an unexpected error."""
+    try:
+        yield
+    except OSError as exc:
+        raise ConfigError(f"{target}: cannot write: {exc.strerror or exc}") from None
 
 
 def load(config_path: str | Path | None = None) -> Config:

@@ -472,9 +472,13 @@ def local_feed_url(url: str, base: Path) -> str | None:
         parts = urlsplit(url)
         if not url[5:].startswith("//") or parts.netloc not in ("", "localhost"):
             raise ValueError(f"expected file:///absolute/path (no host), got {url!r}")
+        if "\0" in unquote(parts.path):  # no file has such a name; stat() would raise
+            raise ValueError(f"a path cannot hold a NUL character, got {url!r}")
         return Path(unquote(parts.path) or "/").as_uri()
     if _SCHEME.match(url):
         return None
+    if "\0" in url:
+        raise ValueError(f"a path cannot hold a NUL character, got {url!r}")
     path = Path(url).expanduser()
     return (path if path.is_absolute() else base.resolve() / path).as_uri()
 

@@ -229,6 +229,17 @@ def _more_complete(conn: Connection, length: int, ts: int, root: int,
     return ts < other_ts
 
 
+def best_member(conn: Connection, members: list[int], settings: DedupSettings) -> int:
+    """The member that should be its cluster's root, by the rule a refresh applies
+    (``_more_complete``): for a cluster whose root is deleted (``scrape feeds prune``)."""
+    best = members[0]
+    for member in members[1:]:
+        mine = index.completeness(conn, member)
+        if mine is not None and _more_complete(conn, mine[0], mine[1], best, settings):
+            best = member
+    return best
+
+
 def link_entries(conn: Connection, entry_ids: list[int], settings: DedupSettings,
                  fingerprints: dict[int, Fingerprint] | None = None) -> list[Link]:
     """Fingerprint, index and link ``entry_ids``; returns the links of those that are
@@ -448,7 +459,10 @@ def explain(conn: Connection, entry_id: int, settings: DedupSettings) -> dict[st
         later = cand.id > entry.id
         info = index.entry_brief(conn, cand.id)
         decision = verdict.method or "no link"
-        if later and verdict.method:
+        if later and verdict.method and cand.id == entry.duplicate_of:
+            decision = f"later entry (a {verdict.method} match, more complete: the " \
+                       "cluster moved to it when it arrived)"
+        elif later and verdict.method:
             decision = f"later entry (a {verdict.method} match: it joined when it arrived)"
         elif verdict.method and info and info[3] == entry.id:
             decision = f"earlier entry (it links here by {verdict.method}: this one is " \

@@ -102,3 +102,35 @@ def test_a_broken_feeds_yaml_is_still_an_error_for_an_export(
     assert main(["export", "jsonl", "out.jsonl", "--db", str(bare_db)]) == 2
     assert "invalid YAML" in capsys.readouterr().err
     assert not Path("out.jsonl").exists()
+
+
+@pytest.mark.parametrize("command", [["export", "jsonl", "DIR"], ["export", "feed", "DIR"],
+                                     ["export", "hexo", "FILE"]])
+def test_an_export_target_that_cannot_be_written_is_one_line_and_exit_2(
+        bare_db: Path, command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder given as the output file, or a file as the Hexo folder, is the user's input:
+    one line naming it and exit 2, not 70 ("unexpected error", which means a bug)."""
+    (bare_db.parent / "DIR").mkdir()
+    (bare_db.parent / "FILE").write_text("x")
+    target = str(bare_db.parent / command[-1])
+    assert main([*command[:-1], target, "--db", str(bare_db)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"scrape: {target}: cannot write: ") and err.count("\n") == 1
+    assert "unexpected" not in err
+
+
+@pytest.mark.parametrize("command", [["list", "--limit", "BIG"],
+                                     ["search", "故事", "--limit", "BIG"], ["show", "BIG"],
+                                     ["dups", "--explain", "BIG"],
+                                     ["dups", "--limit", "BIG"],
+                                     ["export", "feed", "out.xml", "--limit", "BIG"]])
+def test_a_number_too_large_for_sqlite_is_a_usage_error(
+        bare_db: Path, command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """An id or limit past SQLite's 64-bit integers: argparse's one line and exit 2, never
+    the driver's OverflowError or "datatype mismatch" as an unexpected error (exit 70)."""
+    args = [str(2**64) if a == "BIG" else a for a in command]
+    with pytest.raises(SystemExit) as done:
+        main([*args, "--db", str(bare_db)])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert "expected at most" in err and "unexpected" not in err

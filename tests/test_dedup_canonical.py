@@ -61,6 +61,9 @@ def test_the_article_takes_the_cluster_over_from_its_teaser(conn: sqlite3.Connec
     assert report["duplicates"] == 1
     (cand,) = [c for c in report["candidates"] if c["id"] == teaser]
     assert cand["decision"].startswith("earlier entry (it links here by")
+    # and from the teaser's side: the later article is its root, which it did not join
+    (cand,) = [c for c in explain(conn, teaser, SETTINGS)["candidates"] if c["id"] == article]
+    assert "more complete: the cluster moved to it" in cand["decision"]
 
 
 def test_the_source_takes_the_cluster_over_from_reprints_fetched_first(
@@ -93,3 +96,24 @@ def test_a_story_follows_its_cluster_to_a_new_root(conn: sqlite3.Connection) -> 
     assert links(conn)[teaser] == article
     stories = dict(conn.execute("SELECT id, story FROM entries").fetchall())
     assert stories == {teaser: teaser, article: teaser}
+
+
+def test_prune_makes_the_best_remaining_member_the_root(conn: sqlite3.Connection,
+                                                        tmp_path: Path) -> None:
+    """``feeds prune`` of the feed whose entry was a cluster's root: the new root is the
+    best member left (the reprint's full article), not the oldest (the teaser)."""
+    from scraper import app
+    from scraper.config import config_from_data
+
+    teaser = add(conn, "teaser", ARTICLE.split("\n")[0][:60] + "……点击查看全文", 0, 0)
+    source = add(conn, "source", ARTICLE, 1, 1)
+    reprint = add(conn, "reprint", ARTICLE, 3, 3)
+    assert links(conn) == {teaser: source, source: None, reprint: source}
+    config = config_from_data({"feeds": [{"name": "teaser", "url": "https://t.example/"},
+                                         {"name": "reprint", "url": "https://r.example/"}]},
+                              tmp_path / "feeds.yaml")
+    done = app.Scraper(config, conn).prune_feeds(["source"])
+    assert done["promoted"] == 1
+    assert links(conn) == {teaser: reprint, reprint: None}
+    roots = dict(conn.execute("SELECT entry_id, root FROM dedup_fingerprints").fetchall())
+    assert roots == {teaser: reprint, reprint: reprint}

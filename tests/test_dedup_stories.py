@@ -135,3 +135,20 @@ def test_exports_say_also_reported_by(
     assert text.count("also reported by pingwest") == 1
     assert text.count("also reported by kr") == 1
     assert "https://pingwest.example/status/flash-8" in text  # a related link to the other
+
+
+def test_a_pruned_feed_leaves_no_story_of_one(tmp_path: Path,
+                                              feed_server: FeedServer) -> None:
+    """`feeds prune` of one of a story's two write-ups: the other is in no story any more
+    (`dups` would list "story N: 1 entry")."""
+    from scraper import storage as store
+    from scraper.storage import feeds as stored
+
+    db = run_once(tmp_path, feed_server, *NEWSFLASHES)
+    assert rows(db)[("pingwest", EVENT)][2] is not None
+    conn = store.connect(db)
+    try:
+        stored.prune_feeds(conn, ["kr"])
+    finally:
+        conn.close()
+    assert rows(db)[("pingwest", EVENT)][2] is None

@@ -131,6 +131,8 @@ def test_a_file_over_the_body_cap_is_a_feed_error(
     ("file://example.org/etc/feed.xml", "url: expected file:///absolute/path (no host)"),
     ("file:relative.xml", "url: expected file:///absolute/path (no host)"),
     ("ftp://example.org/feed.xml", "url: expected an http(s) URL"),
+    ("file:///tmp/a%00b.xml", "url: a path cannot hold a NUL character"),  # not exit 1's
+    ("feeds/a\0b.xml", "url: a path cannot hold a NUL character"),  # "internal error"
 ])
 def test_a_bad_file_url_is_a_config_error_naming_file_feed_and_field(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str, problem: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 from scraper import app
@@ -39,6 +40,36 @@ def open_from_args(args: argparse.Namespace, config: Config | None = None, *,
     if config is None:
         config = load_from_args(args) if access == "write" else optional_config(args)
     return app.open_scraper(config, getattr(args, "db", None), create=create, access=access)
+
+
+#: The largest integer SQLite stores: a larger id or limit is refused by argparse, rather than
+#: reaching the driver (OverflowError, "datatype mismatch": exit 70, a bug).
+MAX_INT = 2**63 - 1
+
+
+def since(text: str) -> str:
+    """An argparse type: ``--since DATE`` as the store's ISO text (search, list, export)."""
+    from scraper.export import parse_since
+
+    try:
+        return parse_since(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def whole(low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to :data:`MAX_INT`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected {low} or more, got {value}")
+        if value > MAX_INT:
+            raise argparse.ArgumentTypeError(f"expected at most {MAX_INT}, got {value}")
+        return value
+    return parse
 
 
 def width(text: str) -> int:

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from scraper.cli.common import open_from_args
+from scraper.cli.common import MAX_INT, open_from_args, whole
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -17,10 +17,10 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                     "entries linked to it with method and score), then stories (entries that "
                     "report one event in different words). Reads the database only "
                     "(read-only); --db alone works without a feeds.yaml.")
-    dups.add_argument("--explain", type=int, metavar="ID",
+    dups.add_argument("--explain", type=whole(-MAX_INT), metavar="ID",
                       help="say why entry ID is or is not linked, with its nearest "
                            "candidates, and why it is in its story")
-    dups.add_argument("--limit", type=int, default=50, metavar="N",
+    dups.add_argument("--limit", type=whole(0), default=50, metavar="N",
                       help="newest N clusters (default 50; 0 for all)")
     dups.add_argument("--json", action="store_true", help="machine-readable output")
     dups.set_defaults(func=_cmd_dups)

@@ -9,8 +9,7 @@ import os
 import sys
 from typing import Any
 
-from scraper.cli.common import open_from_args
-from scraper.export import parse_since
+from scraper.cli.common import MAX_INT, open_from_args, since, whole
 
 #: How a match is marked in a snippet on a terminal (bold); brackets elsewhere, so a pipe or a
 #: file gets plain text.
@@ -18,27 +17,13 @@ BOLD = ("\x1b[1m", "\x1b[0m")
 BRACKETS = ("[", "]")
 
 
-def _since(text: str) -> str:
-    try:
-        return parse_since(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
-    return value
-
-
 def _filters(parser: argparse.ArgumentParser, limit: int) -> None:
     parser.add_argument("--feed", action="append", metavar="NAME", dest="feeds",
                         help="only entries of this feed (repeatable)")
-    parser.add_argument("--since", type=_since, metavar="DATE",
+    parser.add_argument("--since", type=since, metavar="DATE",
                         help="only entries published (else first seen) on or after DATE "
                              "(2022-05-23 or an ISO time; UTC)")
-    parser.add_argument("--limit", type=_count, default=limit, metavar="N",
+    parser.add_argument("--limit", type=whole(0), default=limit, metavar="N",
                         help=f"newest N (default {limit}; 0 for all)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -68,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
         "show", parents=[common], help="one entry: its fields, cluster and text",
         description="Print one entry: title, feed, link, dates, its duplicate cluster (the "
                     "entry it duplicates, the entries that duplicate it), story and text.")
-    show.add_argument("id", type=int, metavar="ID", help="the entry's id (as search and list "
-                                                          "print it)")
+    show.add_argument("id", type=whole(-MAX_INT), metavar="ID",
+                      help="the entry's id (as search and list print it)")
     show.add_argument("--json", action="store_true", help="machine-readable output")
     show.set_defaults(func=_cmd_show)
 

@@ -7,15 +7,7 @@ import sys
 from pathlib import Path
 
 from scraper.app import Scraper, Selection
-from scraper.cli.common import open_from_args
-from scraper.export import parse_since
-
-
-def _since(text: str) -> str:
-    try:
-        return parse_since(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+from scraper.cli.common import open_from_args, since, whole
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -26,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     targets = export.add_subparsers(dest="target", metavar="TARGET", required=True)
 
     def selection_options(parser: argparse.ArgumentParser, duplicates: bool = True) -> None:
-        parser.add_argument("--since", type=_since, metavar="DATE",
+        parser.add_argument("--since", type=since, metavar="DATE",
                             help="only entries published on or after DATE "
                                  "(2022-05-23 or an ISO time; UTC)")
         parser.add_argument("--feed", action="append", metavar="NAME", dest="feeds",
@@ -74,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     feed.add_argument("file", metavar="FILE", help="output file, or - for stdout")
     feed.add_argument("--format", choices=("atom", "rss"), default="atom",
                       help="Atom 1.0 (default) or RSS 2.0")
-    feed.add_argument("--limit", type=_positive, default=50, metavar="N",
+    feed.add_argument("--limit", type=whole(1), default=50, metavar="N",
                       help="latest N entries (default 50)")
     feed.add_argument("--title", default="scrape: merged feed", help="the feed's title")
     feed.add_argument("--link", metavar="URL",
@@ -83,12 +75,6 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                            "first feed's site)")
     selection_options(feed, duplicates=False)
     feed.set_defaults(func=_cmd_feed)
-
-
-def _positive(text: str) -> int:
-    if not text.strip().isdigit() or int(text) <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return int(text)
 
 
 def _selection(args: argparse.Namespace) -> Selection:

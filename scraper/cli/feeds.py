@@ -36,8 +36,9 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
                                         "feeds.yaml",
         description="Show the stored feeds feeds.yaml no longer names, with their entry "
                     "counts, then delete their rows: asked on a terminal, done with --yes, "
-                    "and only shown otherwise. A cluster whose root entry goes gets the next "
-                    "oldest member as its root: other feeds' entries stay. Files already "
+                    "and only shown otherwise. A cluster whose root entry goes gets its most "
+                    "complete remaining member as its root: other feeds' entries stay. "
+                    "Files already "
                     "exported stay on disk.")
     prune.add_argument("--yes", action="store_true", help="delete without asking")
     prune.set_defaults(func=_prune)

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from scraper.core import schedule
 from scraper.core.decide import FeedWrite
-from scraper.storage.db import iso, parse_iso, transaction
+from scraper.storage.db import in_lists, iso, parse_iso, transaction
 from scraper.storage.dedup import blob_keys
 
 #: Asked about another claimant of this host: True when that process is gone.
@@ -230,6 +230,12 @@ def rename_feed(conn: sqlite3.Connection, old: str, new: str, now: datetime) -> 
             return 0
         if row is not None and (row["claimed_until"] or "") > str(iso(now)):
             raise ValueError(f"'{old}' is being refreshed right now; try again in a minute")
+        # The new name's row may be claimed too (a daemon already read the edited config):
+        # deleting it under that refresh would let it store the feed again beside the move.
+        target = conn.execute("SELECT claimed_until FROM feeds WHERE name = ?",
+                              (new,)).fetchone()
+        if target is not None and (target["claimed_until"] or "") > str(iso(now)):
+            raise ValueError(f"'{new}' is being refreshed right now; try again in a minute")
         new_entries = int(conn.execute(count, (new,)).fetchone()[0])
         if new_entries:
             raise ValueError(f"'{new}' already has {new_entries} stored entries (fetched "
@@ -250,14 +256,20 @@ class Pruned:
     promoted: int
 
 
-def prune_feeds(conn: sqlite3.Connection, names: Iterable[str]) -> Pruned:
+def prune_feeds(conn: sqlite3.Connection, names: Iterable[str],
+                choose: Callable[[list[int]], int] | None = None,
+                now: datetime | None = None) -> Pruned:
     """Delete every row of the feeds ``names``: their entries with their fingerprints, keys
     and export records, and their ``feeds`` rows; one transaction.
 
     An entry of theirs may be the root of a cluster whose other members belong to feeds
-    that stay: the oldest of those (lowest id) becomes the root and the others point to it,
-    so no one else's entry is lost or left linked to nothing.  Their scores stay those of
-    their first link (``scrape dedup --rebuild`` recomputes them).
+    that stay: ``choose`` picks the new root among those (ids ascending; the caller knows
+    the dedup rule, its best member; default the oldest) and the others point to it, so no
+    one else's entry is lost or left linked to nothing.  Their scores stay those of their
+    first link (``scrape dedup --rebuild`` recomputes them).
+
+    ValueError, with nothing deleted, when one of them is being refreshed at ``now`` (a
+    daemon that has not read the edited config yet): its entries would come back.
     """
     names = sorted(set(names))
     if not names:
@@ -265,19 +277,29 @@ def prune_feeds(conn: sqlite3.Connection, names: Iterable[str]) -> Pruned:
     marks = ",".join("?" * len(names))
     gone = f"SELECT id FROM entries WHERE feed IN ({marks})"
     with transaction(conn):
+        if now is not None:
+            busy = [r[0] for r in conn.execute(
+                f"SELECT name FROM feeds WHERE name IN ({marks}) AND claimed_until > ?",
+                [*names, iso(now)])]
+            if busy:
+                raise ValueError(f"being refreshed right now: {', '.join(busy)}; nothing "
+                                 "deleted; try again in a minute")
         clusters: dict[int, list[int]] = {}
         for row in conn.execute(f"SELECT id, duplicate_of FROM entries WHERE duplicate_of IN "
                                 f"({gone}) AND feed NOT IN ({marks}) ORDER BY id",
                                 names + names):
             clusters.setdefault(row[1], []).append(row[0])
         for members in clusters.values():
-            head = members[0]
+            head = choose(members) if choose is not None else members[0]
             conn.execute("UPDATE entries SET duplicate_of = NULL, dup_method = NULL, "
                          "dup_score = NULL WHERE id = ?", (head,))
             conn.executemany("UPDATE entries SET duplicate_of = ? WHERE id = ?",
-                             [(head, m) for m in members[1:]])
+                             [(head, m) for m in members if m != head])
             conn.executemany("UPDATE dedup_fingerprints SET root = ? WHERE entry_id = ?",
                              [(head, m) for m in members])
+        stories = [r[0] for r in conn.execute(
+            f"SELECT DISTINCT story FROM entries WHERE feed IN ({marks}) "
+            f"AND story IS NOT NULL", names)]
         keyed = conn.execute(f"SELECT entry_id, keys FROM dedup_fingerprints "
                              f"WHERE entry_id IN ({gone})", names).fetchall()
         # by primary key: dedup_index has no index on entry_id alone
@@ -287,4 +309,9 @@ def prune_feeds(conn: sqlite3.Connection, names: Iterable[str]) -> Pruned:
         conn.execute(f"DELETE FROM dedup_fingerprints WHERE entry_id IN ({gone})", names)
         entries = conn.execute(f"DELETE FROM entries WHERE feed IN ({marks})", names).rowcount
         feeds = conn.execute(f"DELETE FROM feeds WHERE name IN ({marks})", names).rowcount
+        # A story is write-ups in two clusters or more: one left alone is no story.
+        for marks_in, chunk in in_lists(stories):
+            conn.execute(f"UPDATE entries SET story = NULL WHERE story IN (SELECT story FROM "
+                         f"entries WHERE story IN ({marks_in}) GROUP BY story "
+                         f"HAVING count(DISTINCT COALESCE(duplicate_of, id)) < 2)", chunk)
     return Pruned(feeds, entries, exports, len(clusters))
