@@ -115,3 +115,19 @@ def test_entry_key_prefers_guid_then_link_then_content() -> None:
 def test_rss_ttl_is_read() -> None:
     body = corpus.posts_feed(POSTS[:1]).replace(b"<channel>", b"<channel><ttl>60</ttl>")
     assert parse_feed(body, UTF8).ttl == 60
+
+
+def test_control_characters_never_reach_titles_authors_or_content() -> None:
+    """A title carrying a terminal escape (OSC to retitle the window, CSI to recolour) must
+    not be stored: `scrape list`, `show` and `search` print titles and texts to a terminal.
+    &#27; is not legal XML 1.0, so that feed goes through feedparser; &#155; (C1 CSI) is, so
+    that one goes through the fast path."""
+    for escape in ("&#27;]2;pwned&#7;", "&#155;31m"):
+        body = ('<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t'
+                f'</title><item><title>新闻{escape}标题</title><author>编辑{escape}</author>'
+                f'<link>https://example.org/1</link><description>正文{escape}内容'
+                '</description></item></channel></rss>').encode()
+        [entry] = parse_feed(body, {}).entries
+        for text in (entry.title, entry.author or "", entry.content_html):
+            assert not any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text), (escape, text)
+        assert entry.title.startswith("新闻") and entry.title.endswith("标题")

@@ -48,6 +48,10 @@ _GB_LABELS = {"gb2312", "gbk", "gb18030", "x-gbk", "cp936", "ms936", "euc-cn", "
 _HTML_PAGE = re.compile(rb"\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html[\s>])",
                         re.IGNORECASE | re.DOTALL)
 #: The <link rel="alternate" type=...> of feed autodiscovery that name feeds we can read.
+#: C0 and C1 control characters but tab, newline and carriage return: a feed that sends
+#: ``&#27;]2;...&#7;`` would otherwise have `scrape list`, `show` and `search` write terminal
+#: escape sequences (found in review); no text or title needs them.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _FEED_TYPES = {"application/rss+xml", "application/atom+xml"}
 #: Feeds named in the error line for an HTML page: a portal can link dozens, and the line
 #: stays one line.
@@ -196,7 +200,7 @@ def _parse_fast(body: bytes, ttl: int | None) -> ParsedFeed:
         when = e.get("published") or e.get("updated")
         entries.append(ParsedEntry(
             guid=_clean(e.get("id")), url=_clean(e.get("link")),
-            title=(e.get("title") or "").strip(), author=_clean(e.get("author")),
+            title=_clean(e.get("title")) or "", author=_clean(e.get("author")),
             published=_iso(when), content_html=content))
     return ParsedFeed(entries=[e for e in entries if _has_substance(e)],
                       title=(parsed.get("feed") or {}).get("title"), ttl=ttl)
@@ -233,7 +237,7 @@ def _parse_loose(body: bytes, headers: Mapping[str, str], url: str,
         entries.append(ParsedEntry(
             # fastfeedparser reports the link as the id when there is no GUID; do the same
             # here, so an entry keeps its key whichever parser read the document.
-            guid=_clean(e.get("id")) or link, url=link, title=(e.get("title") or "").strip(),
+            guid=_clean(e.get("id")) or link, url=link, title=_clean(e.get("title")) or "",
             author=_clean(e.get("author")), published=published, content_html=content))
     return ParsedFeed(entries=[e for e in entries if _has_substance(e)],
                       title=parsed.feed.get("title"), problem=problem, ttl=ttl)
@@ -279,11 +283,11 @@ def _has_substance(entry: ParsedEntry) -> bool:
 
 
 def _longest(values: list[str]) -> str:
-    return max(values, key=len) if values else ""
+    return _CONTROLS.sub("", max(values, key=len)) if values else ""
 
 
 def _clean(value: object) -> str | None:
-    text = str(value).strip() if value else ""
+    text = _CONTROLS.sub("", str(value)).strip() if value else ""
     return text or None
 
 
