@@ -460,6 +460,10 @@ def _feed(index: int, raw: object, defaults: dict, rsshub_base: str, label: str,
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
+#: The first part of a relative path that looks like a host name (www.example.com).
+_HOST_LIKE = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
+
+
 def local_feed_url(url: str, base: Path) -> str | None:
     """``file:///path``, or a plain path (relative to ``base``, feeds.yaml's folder), as a
     canonical ``file:///`` URL; None for any other URL.
@@ -480,7 +484,14 @@ def local_feed_url(url: str, base: Path) -> str | None:
     if "\0" in url:
         raise ValueError(f"a path cannot hold a NUL character, got {url!r}")
     path = Path(url).expanduser()
-    return (path if path.is_absolute() else base.resolve() / path).as_uri()
+    full = path if path.is_absolute() else base.resolve() / path
+    first, slash, _ = url.partition("/")
+    if slash and not full.exists() and (first == "rsshub" or _HOST_LIKE.match(first)):
+        # A web address without its scheme would be read as a file that never appears.
+        hint = f"rsshub:/{url.split('/', 1)[1]}" if first == "rsshub" else f"https://{url}"
+        raise ValueError(f"{url!r} is neither a file nor a URL; did you mean {hint!r}? "
+                         f"(a folder of that name: write ./{url})")
+    return full.as_uri()
 
 
 def resolve_url(url: str, rsshub_base: str) -> str:

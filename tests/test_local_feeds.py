@@ -133,6 +133,11 @@ def test_a_file_over_the_body_cap_is_a_feed_error(
     ("ftp://example.org/feed.xml", "url: expected an http(s) URL"),
     ("file:///tmp/a%00b.xml", "url: a path cannot hold a NUL character"),  # not exit 1's
     ("feeds/a\0b.xml", "url: a path cannot hold a NUL character"),  # "internal error"
+    # A web address or RSSHub route missing its scheme would be read as a file forever.
+    ("www.example.com/rss", "url: 'www.example.com/rss' is neither a file nor a URL; did you "
+                            "mean 'https://www.example.com/rss'?"),
+    ("rsshub/zaker/focusread", "url: 'rsshub/zaker/focusread' is neither a file nor a URL; "
+                               "did you mean 'rsshub:/zaker/focusread'?"),
 ])
 def test_a_bad_file_url_is_a_config_error_naming_file_feed_and_field(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str, problem: str) -> None:
