@@ -69,6 +69,9 @@ class FeedResult:
     new: int = 0
     updated: int = 0
     unchanged: int = 0
+    #: Duplicate links this refresh made: this feed's copies of stories already stored, and
+    #: an earlier root (maybe another feed's) that a more complete copy from this feed took
+    #: over, so the run's total counts every link made.
     duplicates: int = 0
     error: str | None = None
     warning: str | None = None
