@@ -37,8 +37,7 @@ MAX_HEAD_LINE = 100 * 1024
 
 #: aiohttp's errors as httpx's, most specific first.
 _ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
-    (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
-    (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
+    (aiohttp.ServerTimeoutError, httpx.TimeoutException),  # sock_connect, sock_read
     (aiohttp.ClientConnectorError, httpx.ConnectError),  # DNS, refused, TLS
     (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
     (aiohttp.ClientPayloadError, httpx.ReadError),
