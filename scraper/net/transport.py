@@ -5,7 +5,8 @@ GET, on this one ~300 µs, and httpcore drops a connection whose 304 was not rea
 keeps it (docs/benchmarks.md, issue 18).
 
 Why not httpx-aiohttp 0.2.0's ``AiohttpTransport``, which plugs aiohttp in the same way
-(checked against aiohttp 3.14 on this machine; tests/test_transport.py holds each case):
+(checked against aiohttp 3.14 on this machine; tests/test_transport.py and test_fetch.py
+hold each case):
 
 - it hands aiohttp the URL as a string, which yarl re-quotes: ``?sig=ab%2F%2B`` went out as
   ``?sig=ab/%2B``, which breaks signed URLs (aio-libs/aiohttp#7222, #9721). Here the URL goes
