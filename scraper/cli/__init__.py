@@ -38,7 +38,7 @@ def common_options() -> argparse.ArgumentParser:
                              "else scrape.db beside it)")
     common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                         help="-v: the info lines (one per refresh); -vv: also debug lines "
-                             "and tracebacks; -vvv: also the libraries' (httpx, httpcore, "
+                             "and tracebacks; -vvv: also the libraries' (httpx, aiohttp, "
                              "APScheduler). Default: warnings and errors only")
     common.add_argument("--log-format", choices=("text", "json"), default=argparse.SUPPRESS,
                         help="log line format on stderr (json for log collectors)")
@@ -130,7 +130,7 @@ def setup_logging(verbose: int, fmt: str = "text") -> None:
 
     None: warnings and errors.  -v: this project's info lines (the daemon's one line per
     refresh, start, reload, stop).  -vv: its debug lines, and tracebacks.  -vvv: every
-    library's lines too: httpx's and httpcore's debug output, and APScheduler's info lines,
+    library's lines too: httpx's and aiohttp's debug output, and APScheduler's info lines,
     which say "Running job" at every tick of every job.  A library's warnings always show.
     """
     handler = logging.StreamHandler(sys.stderr)
