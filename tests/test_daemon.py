@@ -222,7 +222,7 @@ def test_each_due_feed_is_claimed_by_one_process_once_per_due_time(tmp_path: Pat
     names = [f"f{i}" for i in range(6)]
     store.sync_feeds(conn, [(n, f"http://h{i}.example/feed") for i, n in enumerate(names)])
     first = claim(conn, "a:1", names, limit=2)
-    assert len(first.names) == 2 and first.held_back == 4
+    assert len(first.names) == 2 and first.more and not first.full_hosts
     second = claim(conn, "b:2", names)
     assert not set(first.names) & set(second.names)
     assert sorted(first.names + second.names) == names
@@ -249,7 +249,7 @@ def test_claims_keep_the_per_host_limit_across_processes(tmp_path: Path) -> None
     store.sync_feeds(conn, [(n, f"http://one.example/{n}") for n in names]
                      + [("other", "http://two.example/feed")])
     a = claim(conn, "a:1", names, per_host=2)
-    assert len(a.names) == 2 and a.held_back == 3
+    assert len(a.names) == 2 and a.full_hosts == {"one.example"} and not a.more
     b = claim(conn, "b:2", [*names, "other"], per_host=2)
     assert b.names == ["other"]  # one.example is full, whoever holds its claims
     store.release_claim(conn, a.names[0], "a:1")
