@@ -11,8 +11,12 @@ interval jobs: the loop's tick, the heartbeat and the config watch.
   outcome moves its due time and releases it in one transaction, so one due time is
   refreshed once however many daemons ask.  A claim expires (``refresh.claim_seconds``).
 - **Limits.**  ``fetch.concurrency`` refreshes in flight here, ``fetch.per_host`` claimed per
-  host across all processes; a refresh that ends while due feeds were held back asks again
-  at once.
+  host across all processes; a refresh that ends while due feeds were held back for a free
+  slot, or for a slot on its own host, asks again at once (feeds held back on other hosts
+  wait for the tick: their slots free up elsewhere).
+- **A tick costs what is due, not how many feeds there are**: storage reads the due and the
+  claimed rows through their indexes, and the names and the claim's lease are worked out
+  once per config load.
 - **Nothing grows with the data**: the schedule and the claims are rows.
 - **Shutdown** stops the jobs, lets refreshes finish until the grace deadline, then cancels
   the rest.  Every write is one synchronous transaction, so a cancelled refresh leaves no
@@ -92,6 +96,7 @@ class Daemon:
         self.rng = rng or random.Random()
         self.clock = clock
         self.feeds: dict[str, FeedConfig] = {f.name: f for f in select_feeds(config, only)}
+        self._lease = lease_seconds(self.feeds, config)
         self.running: dict[str, asyncio.Task[None]] = {}
         self.refreshes = 0  # completed refreshes, for tests and the log
         self.stopping = False
@@ -103,7 +108,7 @@ class Daemon:
         self._chores: dict[str, asyncio.Task[None]] = {}  # heartbeat, config watch
         self._claiming: asyncio.Task[None] | None = None
         self._again = False  # a claim was asked for while one ran
-        self._held_back = False  # the last claim left due feeds to the limits
+        self._left = store.Claimed([])  # what the last claim left to the limits
         self._reload_lock: asyncio.Lock | None = None
         self._stop: asyncio.Event | None = None
         self._abandon: asyncio.Event | None = None
@@ -316,14 +321,14 @@ class Daemon:
         while True:
             self._again = False
             room = self.config.fetch.concurrency - len(self.running)
-            names = [n for n in self.feeds if n not in self.running]
-            if room > 0 and names and not self.stopping:
+            if room > 0 and self.feeds and not self.stopping:
                 try:
-                    claimed = await self._db(self._claim_due, names, room)
+                    claimed = await self._db(self._claim_due, self.feeds, self._lease, room,
+                                             frozenset(self.running))
                 except Exception as exc:  # noqa: BLE001  (the next tick tries again)
                     log.warning("could not ask for due feeds: %s", exc)
-                    claimed = store.Claimed([], 0)
-                self._held_back = claimed.held_back > 0
+                    claimed = store.Claimed([])
+                self._left = claimed
                 for name in claimed.names:
                     feed = self.feeds.get(name)
                     if self.stopping or feed is None or name in self.running:
@@ -335,10 +340,12 @@ class Daemon:
             if not self._again or self.stopping:
                 return
 
-    def _claim_due(self, names: list[str], room: int) -> store.Claimed:
+    def _claim_due(self, feeds: dict[str, FeedConfig], lease: float, room: int,
+                   running: frozenset[str]) -> store.Claimed:
+        """On the database thread; the arguments are read on the loop's, where a reload
+        replaces them."""
         now = self.clock()
-        lease = max(claim_seconds(self.feeds[n], self.config.fetch) for n in names)
-        return store.claim_due(self.conn, names, claimant=CLAIMANT, now=now,
+        return store.claim_due(self.conn, feeds, running=running, claimant=CLAIMANT, now=now,
                                until=now + timedelta(seconds=lease), limit=room,
                                per_host=self.config.fetch.per_host, is_dead=claim_is_dead)
 
@@ -365,7 +372,7 @@ class Daemon:
             if self.running.get(feed.name) is asyncio.current_task():
                 del self.running[feed.name]
             self._reap_fetchers()
-            if self._held_back:
+            if self._left.more or feed.host in self._left.full_hosts:
                 self.wake()  # a slot is free, and due feeds were waiting for one
 
     def _replace_executor(self) -> None:
@@ -469,6 +476,7 @@ class Daemon:
         if self.refresher is not None:
             self.refresher.config = new
         self.config, self.feeds = new, new_feeds
+        self._lease = lease_seconds(new_feeds, new)
         if settings != self.settings:
             self.settings = settings
             if self.scheduler is not None:
@@ -513,6 +521,12 @@ class Daemon:
             else:
                 keep.append((fetcher, users))
         self._retired = keep
+
+
+def lease_seconds(feeds: dict[str, FeedConfig], config: Config) -> float:
+    """How long the daemon's claims last: the longest any of its feeds may need (one lease
+    for all of a claim's feeds)."""
+    return max((claim_seconds(f, config.fetch) for f in feeds.values()), default=60.0)
 
 
 def log_refresh(name: str, result: FeedResult | None, seconds: float, now: datetime) -> None:

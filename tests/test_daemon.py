@@ -222,7 +222,7 @@ def test_each_due_feed_is_claimed_by_one_process_once_per_due_time(tmp_path: Pat
     names = [f"f{i}" for i in range(6)]
     store.sync_feeds(conn, [(n, f"http://h{i}.example/feed") for i, n in enumerate(names)])
     first = claim(conn, "a:1", names, limit=2)
-    assert len(first.names) == 2 and first.held_back == 4
+    assert len(first.names) == 2 and first.more and not first.full_hosts
     second = claim(conn, "b:2", names)
     assert not set(first.names) & set(second.names)
     assert sorted(first.names + second.names) == names
@@ -249,7 +249,7 @@ def test_claims_keep_the_per_host_limit_across_processes(tmp_path: Path) -> None
     store.sync_feeds(conn, [(n, f"http://one.example/{n}") for n in names]
                      + [("other", "http://two.example/feed")])
     a = claim(conn, "a:1", names, per_host=2)
-    assert len(a.names) == 2 and a.held_back == 3
+    assert len(a.names) == 2 and a.full_hosts == {"one.example"} and not a.more
     b = claim(conn, "b:2", [*names, "other"], per_host=2)
     assert b.names == ["other"]  # one.example is full, whoever holds its claims
     store.release_claim(conn, a.names[0], "a:1")
@@ -737,3 +737,54 @@ def test_a_clean_stop_logs_no_error(feed_server: FeedServer, tmp_path: Path) -> 
         assert errors == [], errors
         assert "Traceback" not in d.log_text() and "CancelledError" not in d.log_text()
         assert any(e.get("event") == "stopped" for e in d.events())
+
+
+def test_a_refresh_ending_on_another_host_does_not_ask_again(
+        feed_server: FeedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Due feeds held back only by a full host wait for a slot on that host: a refresh that
+    ends elsewhere frees none of them, and asking the database then is wasted (issue 18)."""
+    release = threading.Event()
+    body = static_feed(seed_posts(), "slow", "https://slow.example")
+
+    def slow(_req: Request) -> Response:
+        release.wait(60)
+        return Response(body=body, headers={"Content-Type": "application/rss+xml"})
+
+    for name in ("b1", "b2"):
+        feed_server.route(f"/{name}.xml", slow)
+    local = tmp_path / "local.xml"  # another host: a local file's is ""
+    local.write_bytes(static_feed(seed_posts(), "local", "https://local.example"))
+    path = tmp_path / "feeds.yaml"
+    text = feeds_yaml({"a1": local.as_uri(), "b1": feed_server.url("/b1.xml"),
+                       "b2": feed_server.url("/b2.xml")}, interval="1h")
+    path.write_text(text.replace("per_host: 16", "per_host: 1"), encoding="utf-8")
+    asked: list[list[str]] = []
+    claim_due = store.claim_due
+
+    def spy(*args: Any, **kwargs: Any) -> store.Claimed:
+        claimed = claim_due(*args, **kwargs)
+        asked.append(claimed.names)
+        return claimed
+
+    monkeypatch.setattr(store, "claim_due", spy)
+    d = daemon.Daemon(load_config(path), store.connect(tmp_path / "x.db"), workers=0,
+                      settings=DaemonSettings(config_poll=0, tick=3600))  # no tick: only wakes
+
+    async def scenario() -> None:
+        serving = asyncio.create_task(d.serve())
+        while d.refreshes < 1:  # a1, the local file
+            await asyncio.sleep(0.01)
+        assert d.refresher is not None
+        await d.refresher.db(lambda: None)  # after any question its end asked
+        seen = [sorted(names) for names in asked]
+        release.set()
+        while d.refreshes < 3:
+            await asyncio.sleep(0.01)
+        d.request_stop("test")
+        assert await serving == 0
+        # b2 waited for b1's slot; a1's end asked nothing.
+        assert seen == [["a1", "b1"]]
+
+    asyncio.run(scenario())
+    assert sorted(n for names in asked for n in names) == ["a1", "b1", "b2"]
+    d.conn.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -67,10 +67,17 @@ def claim_feed(conn: sqlite3.Connection, name: str, url: str, *, claimant: str,
 
 @dataclass(frozen=True)
 class Claimed:
-    """What :func:`claim_due` took, and how many due feeds it left for later (the limits)."""
+    """What :func:`claim_due` took, and why due feeds were left for later: ``more`` when
+    ``limit`` was reached (any free slot can take one), ``full_hosts`` the hosts whose
+    ``per_host`` limit was reached (only a slot freed on that host can take one)."""
 
     names: list[str]
-    held_back: int
+    more: bool = False
+    full_hosts: frozenset[str] = frozenset()
+
+    @property
+    def held_back(self) -> bool:
+        return self.more or bool(self.full_hosts)
 
 
 def host_of(url: str) -> str:
@@ -78,48 +85,67 @@ def host_of(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
 
 
-def claim_due(conn: sqlite3.Connection, names: Iterable[str], *, claimant: str,
+# The due rows in claim order: never fetched (NULL) first, then the oldest due time, then the
+# name.  Two halves merged, so that each is a range of the ``feeds_due`` index (one ``OR``
+# makes SQLite scan the whole index) and the rows come lazily: the caller stops reading once
+# it has what it can take.
+_DUE = ("SELECT name, url, next_due_at, claimed_by, claimed_until FROM feeds "
+        "WHERE next_due_at IS NULL UNION ALL "
+        "SELECT name, url, next_due_at, claimed_by, claimed_until FROM feeds "
+        "WHERE next_due_at <= ? ORDER BY next_due_at, name")
+
+
+def claim_due(conn: sqlite3.Connection, names: Container[str], *, claimant: str,
               now: datetime, until: datetime, limit: int, per_host: int,
-              is_dead: IsDead) -> Claimed:
+              is_dead: IsDead, running: Container[str] = ()) -> Claimed:
     """Claim up to ``limit`` of ``names`` that are due at ``now`` and free, oldest due first,
     never more than ``per_host`` claimed at once on one host (counting every process's live
-    claims).  The daemon's loop asks this at each tick.
+    claims).  The daemon's loop asks this at each tick.  ``running``: the feeds the caller
+    refreshes now (its claims count against their hosts; they are not taken again).
 
     One write transaction (BEGIN IMMEDIATE): two processes asking at once are served one
-    after the other, and the second no longer sees the first one's feeds as free.
+    after the other, and the second no longer sees the first one's feeds as free.  It reads
+    the claimed rows (``feeds_claimed``: the refreshes in flight, and claims left by
+    processes that died) and the due rows in order until ``limit`` are taken, never every
+    feed: a tick costs what is due, not how many feeds there are.  ``names`` and
+    ``running`` are only asked ``in``: pass sets or dicts.
     """
-    wanted = set(names)
-    if limit <= 0 or not wanted:
-        return Claimed([], 0)
+    if limit <= 0:
+        return Claimed([])
     stamp = str(iso(now))
     with transaction(conn):
-        rows = conn.execute("SELECT name, url, next_due_at, claimed_by, claimed_until "
-                            "FROM feeds").fetchall()
         busy: Counter[str] = Counter()
-        due = []
-        for row in rows:
-            mine = row["claimed_by"] == claimant
-            if mine and row["name"] not in wanted:
-                if (row["claimed_until"] or "") >= stamp:
-                    busy[host_of(row["url"])] += 1  # our own refreshes in flight
-            elif not mine and not _free(row, claimant, stamp, is_dead):
-                busy[host_of(row["url"])] += 1  # another process's live claim
-            elif row["name"] in wanted and (row["next_due_at"] is None
-                                            or row["next_due_at"] <= stamp):
-                # Free, or claimed by us although we are not refreshing it: a release that
-                # failed (a full disk, a lock) must not keep the feed from us for good.
-                due.append(row)
-        due.sort(key=lambda r: (r["next_due_at"] is not None, r["next_due_at"] or "", r["name"]))
+        for row in conn.execute("SELECT name, url, claimed_by, claimed_until FROM feeds "
+                                "WHERE claimed_by IS NOT NULL"):
+            if row["claimed_by"] != claimant:
+                if not _free(row, claimant, stamp, is_dead):
+                    busy[host_of(row["url"])] += 1  # another process's live claim
+            elif ((row["name"] in running or row["name"] not in names)
+                  and (row["claimed_until"] or "") >= stamp):
+                busy[host_of(row["url"])] += 1  # our own refreshes in flight
         taken: list[str] = []
+        full: set[str] = set()
+        more = False
+        due = conn.execute(_DUE, (stamp,))
         for row in due:
-            host = host_of(row["url"])
-            if len(taken) >= limit or busy[host] >= per_host:
+            # Ours although we are not refreshing it is free (``_free``): a release that
+            # failed (a full disk, a lock) must not keep the feed from us for good.
+            if (row["name"] not in names or row["name"] in running
+                    or not _free(row, claimant, stamp, is_dead)):
                 continue
-            busy[host] += 1
-            taken.append(row["name"])
+            host = host_of(row["url"])
+            if busy[host] >= per_host:
+                full.add(host)
+            elif len(taken) >= limit:
+                more = True
+                break
+            else:
+                busy[host] += 1
+                taken.append(row["name"])
+        due.close()
         conn.executemany("UPDATE feeds SET claimed_by = ?, claimed_until = ? WHERE name = ?",
                          [(claimant, iso(until), name) for name in taken])
-    return Claimed(taken, len(due) - len(taken))
+    return Claimed(taken, more, frozenset(full))
 
 
 def release_claim(conn: sqlite3.Connection, name: str, claimant: str) -> None:
