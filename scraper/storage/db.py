@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -118,7 +119,7 @@ def connect(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
         # The version first: a newer release's file, or one that is not a database, is
         # refused before anything (journal mode, schema) writes to it.
         _check_version(path, version, reading=False)
-        conn.execute("PRAGMA journal_mode = WAL")
+        _use_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
         migrate(conn)
         if not writable(conn):
@@ -132,6 +133,24 @@ def connect(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL.  The switch needs the file to itself and SQLite answers SQLITE_BUSY at
+    once, without its busy handler, while another process opens the same new file (two
+    daemons started together failed 1 time in 5 here), so it is retried up to the busy
+    timeout.  A database already in WAL needs no switch."""
+    deadline = time.monotonic() + busy_timeout_ms() / 1000
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = getattr(exc, "sqlite_errorname", "").startswith("SQLITE_BUSY")
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def open_existing(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
