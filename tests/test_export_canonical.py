@@ -1,6 +1,7 @@
 """Issue 19, point 3: a teaser seen before its full article; the article becomes the story's
 canonical entry, and the Hexo export follows: the post that showed the teaser is rewritten
-with the article by the next incremental export, and no second post appears.
+with the article by the next incremental export, and no second post appears.  Exported with
+the duplicates, the teaser then gets a post of its own: one file, one owner.
 
 Through `scrape --once` and `scrape export hexo`, with the repository's own fixtures
 (tests/fixtures/issue19: teaser.xml, article.xml) served from 127.0.0.1.
@@ -65,3 +66,33 @@ def test_teaser_then_article_exports_the_article_in_the_teasers_post(
     # and a further incremental export has nothing to do
     assert main(["export", "hexo", str(out), *args]) == 0
     assert posts(out) == after
+
+
+def test_the_teasers_post_has_one_owner_when_the_duplicates_are_exported_too(
+        tmp_path: Path, feed_server: FeedServer) -> None:
+    """The article takes the teaser's post over; the teaser's record of that post goes with
+    it, so an export with --include-duplicates gives the teaser a post of its own instead of
+    both writing the one file (the last one winning, and the two swapping on --all)."""
+    out = tmp_path / "posts"
+    args = configure(tmp_path, feed_server, "teaser")
+    assert main(["--once", *args]) == 0
+    assert main(["export", "hexo", str(out), *args]) == 0
+    (path,) = posts(out)
+    args = configure(tmp_path, feed_server, "teaser", "article")
+    assert main(["--once", *args]) == 0
+    assert main(["export", "hexo", str(out), *args]) == 0  # the article takes the post over
+    assert list(posts(out)) == [path] and ARTICLE_ONLY in posts(out)[path]
+
+    for mode in ([], ["--all"]):
+        assert main(["export", "hexo", str(out), "--include-duplicates", *mode, *args]) == 0
+        conn = sqlite3.connect(f"file:{tmp_path / 'scrape.db'}?mode=ro", uri=True)
+        try:
+            paths = [row[0] for row in conn.execute("SELECT path FROM exports")]
+        finally:
+            conn.close()
+        assert len(paths) == 2 and len(set(paths)) == 2  # one owner per path
+        found = posts(out)
+        assert ARTICLE_ONLY in found[path] and TEASER_TAIL not in found[path]
+        others = [text for p, text in found.items() if p != path]
+        assert len(others) == 1  # the teaser's own post
+        assert TEASER_TAIL in others[0] and ARTICLE_ONLY not in others[0]

@@ -8,10 +8,13 @@ The seeds' front matter is reproduced byte for byte, then the article inside
 - ``{`` and ``}`` in the body become entities: Hexo renders bodies through Nunjucks, where
   ``{{`` or ``{%`` in an article breaks the whole site build;
 - a story is published once: duplicates are skipped, and the ``exports`` table keeps what
-  was written where, so a re-export neither duplicates a post nor moves it.
+  was written where, so a re-export neither duplicates a post nor moves it.  A path has
+  one owner: when a better member takes a cluster's post over (issue 19), the record moves
+  with it, and the old owner, exported with the duplicates, gets a post of its own.
 
 File names are safe for Linux, Windows, macOS and Hexo (see :func:`safe_name`); two entries
-with one title get distinct names, and an entry keeps its recorded path forever.
+with one title get distinct names, and an entry keeps its recorded path forever (unless a
+better member of its cluster takes that post over, above).
 """
 
 from __future__ import annotations
@@ -60,6 +63,11 @@ _NEEDS_DOUBLE = re.compile(
 #: Words YAML 1.1 (PyYAML) or 1.2 (js-yaml) reads as something other than a string.
 _YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "y", "n", "null", "~", ""}
 _PLAIN_SAFE = re.compile(r"[^\W\d_][^:#,\[\]{}&*!|>'\"%@`\s]*(?: [^:#,\[\]{}&*!|>'\"%@`\s]+)*")
+
+
+#: A post to record and write: entry id, path, content hash, text ("" when the file is left
+#: as it is), and the member whose post the entry took over (None if none).
+Pending = tuple[int, str, str, str, int | None]
 
 
 @dataclass
@@ -260,7 +268,7 @@ def export_hexo(conn: Connection, config: Config | None, directory: str | Path, 
                                     pending_for=None if rewrite_all else target)
 
     report = HexoReport()
-    pending: list[tuple[int, str, str, str]] = []  # entry id, path, hash, text
+    pending: list[Pending] = []
 
     for chunk in chunks:
         # With the duplicates selected too, each member keeps its own post.
@@ -276,28 +284,29 @@ def export_hexo(conn: Connection, config: Config | None, directory: str | Path, 
 
 
 def _inherited_paths(conn: Connection, chunk: list[dict[str, Any]],
-                     recorded: Mapping[int, stored.Recorded]) -> dict[int, str]:
+                     recorded: Mapping[int, stored.Recorded]) -> dict[int, tuple[str, int]]:
     """For each entry of ``chunk`` this target has no post of: the post of a member of its
-    cluster, if the target has one.  When a better member becomes a cluster's root (the full
-    article after its teaser, issue 19), the story's post is rewritten in place with it,
-    rather than a second post appearing beside the teaser's."""
+    cluster, if the target has one, and that member.  When a better member becomes a
+    cluster's root (the full article after its teaser, issue 19), the story's post is
+    rewritten in place with it, rather than a second post appearing beside the teaser's; the
+    member's record of the post goes to the root (see ``stored.Record``)."""
     new = [int(e["id"]) for e in chunk if int(e["id"]) not in recorded]
-    out: dict[int, str] = {}
+    out: dict[int, tuple[str, int]] = {}
     if not new:
         return out
     for root, members in stored.duplicates_of(conn, new).items():
         for member in members:
             known = recorded.get(member["id"])
             if known is not None and known.path:
-                out[root] = known.path
+                out[root] = (known.path, member["id"])
                 break
     return out
 
 
 def _plan_post(entry: dict[str, Any], config: Config | None, directory: Path, flat: bool,
                rewrite_all: bool, recorded: Mapping[int, stored.Recorded],
-               inherited: Mapping[int, str], taken: dict[str, int], report: HexoReport,
-               pending: list[tuple[int, str, str, str]]) -> None:
+               inherited: Mapping[int, tuple[str, int]], taken: dict[str, int],
+               report: HexoReport, pending: list[Pending]) -> None:
     """Decide one entry's post: unchanged, rewritten where it was (or where its cluster's
     post was), or new at a free path; append it to ``pending``."""
     feed = feed_config(config, entry["feed"])
@@ -307,24 +316,25 @@ def _plan_post(entry: dict[str, Any], config: Config | None, directory: Path, fl
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     entry_id = int(entry["id"])
     known = recorded.get(entry_id)
+    member: int | None = None  # whose post this entry takes over
     if known is not None and known.path:
         path = known.path
         if known.content_hash == digest and not (
                 rewrite_all and not _same_file(directory / path, text)):
             report.unchanged += 1
             # refresh exported_at, so the entry is not looked at again until it changes
-            pending.append((entry_id, path, digest, ""))
+            pending.append((entry_id, path, digest, "", None))
             return
         report.updated += 1
     elif entry_id in inherited:
-        path = inherited[entry_id]
+        path, member = inherited[entry_id]
         taken[_path_key(path)] = entry_id
         report.updated += 1
     else:
         path = _free_path(directory, planned_path(entry, feed, flat), entry, text, taken)
         taken[_path_key(path)] = entry_id
         report.new += 1
-    pending.append((entry_id, path, digest, text))
+    pending.append((entry_id, path, digest, text, member))
 
 
 def _same_file(path: Path, text: str) -> bool:
@@ -354,7 +364,7 @@ def _free_path(directory: Path, wanted: str, entry: Mapping[str, Any], text: str
 
 
 def _flush(conn: Connection, directory: Path, target: str,
-           pending: list[tuple[int, str, str, str]], report: HexoReport,
+           pending: list[Pending], report: HexoReport,
            record: bool = True) -> None:
     """Record and write a batch in one transaction: a crash leaves no record without file.
 
@@ -366,8 +376,8 @@ def _flush(conn: Connection, directory: Path, target: str,
     recording = (stored.recording(conn, target) if record
                  else contextlib.nullcontext(_not_recorded))
     with recording as remember:
-        for entry_id, path, digest, text in pending:
-            remember(entry_id, path, digest)
+        for entry_id, path, digest, text, taken_from in pending:
+            remember(entry_id, path, digest, taken_from)
             if text:
                 with replacing(directory / path) as out:
                     out.write(text)
@@ -375,6 +385,6 @@ def _flush(conn: Connection, directory: Path, target: str,
     pending.clear()
 
 
-
-def _not_recorded(entry_id: int, path: str | None, content_hash: str) -> None:
+def _not_recorded(entry_id: int, path: str | None, content_hash: str,
+                  taken_from: int | None = None) -> None:
     """The record of an export on a read-only database: nothing."""

@@ -5,10 +5,10 @@ what an export does so that a second backend leaves the exporters unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from scraper.storage.db import in_lists, iso, transaction, utcnow
 from scraper.storage.reads import Connection
@@ -38,8 +38,18 @@ class Recorded(NamedTuple):
     content_hash: str | None
 
 
-#: Record that ``target`` holds an entry: (entry id, path or None, content hash).
-Record = Callable[[int, str | None, str], None]
+class Record(Protocol):
+    """Record that ``target`` holds an entry: its path (None for a stream) and content hash.
+
+    ``taken_from``: the entry whose file this entry took over (the root of a duplicate
+    cluster inheriting a member's post, issue 19).  That entry's record for the target goes
+    in the same write, so one path has one owner: otherwise an export with the duplicates
+    would write both entries into the one file, the last one winning.
+    """
+
+    def __call__(self, entry_id: int, path: str | None, content_hash: str,
+                 taken_from: int | None = None) -> None: ...
+
 
 _UPSERT = (
     "INSERT INTO exports (target, entry_id, path, content_hash, exported_at) "
@@ -188,8 +198,12 @@ def recording(conn: Connection, target: str) -> Iterator[Record]:
     """
     stamp = iso(utcnow())
 
-    def record(entry_id: int, path: str | None, content_hash: str) -> None:
+    def record(entry_id: int, path: str | None, content_hash: str,
+               taken_from: int | None = None) -> None:
         conn.execute(_UPSERT, (target, entry_id, path, content_hash, stamp))
+        if taken_from is not None:
+            conn.execute("DELETE FROM exports WHERE target = ? AND entry_id = ?",
+                         (target, taken_from))
 
     with transaction(conn):
         yield record
