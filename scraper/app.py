@@ -466,28 +466,16 @@ def _reload(config: Config, text: str) -> Config:
                           "nothing written") from None
 
 
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` at once, in a folder that must exist (see ``export.replacing``)."""
+    from scraper.export import replacing
+
+    with replacing(path, "wb", parents=False) as out:
+        out.write(data)
+
+
 def _write_config(config: Config, text: str) -> None:
     try:
         _write_atomically(config.path, text.encode("utf-8"))
     except OSError as exc:
         raise ConfigError(f"{config.path}: cannot write: {exc.strerror or exc}") from None
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` at once (a temporary file beside it, then a rename), keeping its
-    permissions: a reader (the daemon's config watch) sees the old file or the new one."""
-    import os
-    import tempfile
-
-    mode = path.stat().st_mode & 0o7777 if path.exists() else None
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

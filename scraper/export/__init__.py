@@ -54,16 +54,20 @@ def feed_config(config: Config | None, name: str) -> FeedConfig | None:
 
 
 @contextlib.contextmanager
-def replacing(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
+def replacing(path: Path, mode: str = "w", *, parents: bool = True) -> Iterator[IO[Any]]:
     """Write ``path`` through a hidden temporary file renamed over it: a reader (Hexo, a web
-    server serving the feed) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    server serving the feed, the daemon watching feeds.yaml) never sees half a file.  An
+    existing file keeps its permissions; a new one is 0644 (mkstemp makes 0600, and the web
+    server must read it).  ``parents=False``: a missing folder is an error, not created."""
+    if parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    keep = path.stat().st_mode & 0o7777 if path.exists() else 0o644
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     text = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
     try:
         with os.fdopen(fd, mode, **text) as out:
             yield out
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the web server must read it
+        os.chmod(tmp, keep)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
