@@ -12,6 +12,7 @@ from typing import Any, NamedTuple, Protocol
 
 from scraper.storage.db import in_lists, iso, transaction, utcnow
 from scraper.storage.reads import Connection
+from scraper.storage.search import entry_filters
 
 #: Rows fetched per query when walking many entries: bounded memory, few round trips.
 CHUNK = 200
@@ -59,18 +60,11 @@ _UPSERT = (
 
 
 def _where(selection: Selection) -> tuple[str, list[Any]]:
-    """Conditions on ``entries e`` (joined with AND, never empty) and their parameters."""
-    parts = ["1 = 1"]
-    params: list[Any] = []
-    if not selection.include_duplicates:
-        parts.append("e.duplicate_of IS NULL")
-    if selection.since:
-        parts.append("COALESCE(e.published, e.fetched_at) >= ?")
-        params.append(selection.since)
-    if selection.feeds:
-        parts.append(f"e.feed IN ({', '.join('?' * len(selection.feeds))})")
-        params.extend(selection.feeds)
-    return " AND ".join(parts), params
+    """Conditions on ``entries e`` (joined with AND, never empty) and their parameters: the
+    ones search and list use, so the newest originals are read in order from an index."""
+    parts, params = entry_filters(selection.feeds, selection.since,
+                                  None if selection.include_duplicates else False)
+    return " AND ".join(parts or ["1 = 1"]), params
 
 
 def selected_ids(conn: Connection, selection: Selection, *,

@@ -34,7 +34,7 @@ def terms(query: str) -> list[str]:
     return query.split()
 
 
-def _filters(feeds: Sequence[str], since: str | None, duplicates: bool | None
+def entry_filters(feeds: Sequence[str], since: str | None, duplicates: bool | None
              ) -> tuple[list[str], list[Any]]:
     """Conditions on ``entries e``; ``duplicates``: None all, True only, False none."""
     parts: list[str] = []
@@ -72,7 +72,7 @@ def search_entries(conn: Connection, query: str, *, feeds: Sequence[str] = (),
     words = terms(query)
     if not words:
         return []
-    parts, params = _filters(feeds, since, None if include_duplicates else False)
+    parts, params = entry_filters(feeds, since, None if include_duplicates else False)
     select = _COLUMNS
     if all(len(w) >= TRIGRAM for w in words):
         match = " ".join('"' + w.replace('"', '""') + '"' for w in words)
@@ -135,7 +135,7 @@ def list_entries(conn: Connection, *, feeds: Sequence[str] = (), since: str | No
                  ) -> list[dict[str, Any]]:
     """The newest entries (published, else first seen); ``duplicates``: None all, True only
     those linked to another entry, False only the cluster roots and loners."""
-    parts, params = _filters(feeds, since, duplicates)
+    parts, params = entry_filters(feeds, since, duplicates)
     where = f"WHERE {' AND '.join(parts)} " if parts else ""
     rows = conn.execute(
         f"SELECT {_COLUMNS} FROM entries e {where}"
