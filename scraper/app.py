@@ -337,10 +337,8 @@ def export_opml(config: Config, file: str | Path) -> int:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     else:
-        try:
+        with _cannot_write(file):
             _write_atomically(Path(file), data)
-        except OSError as exc:
-            raise ConfigError(f"{file}: cannot write: {exc.strerror or exc}") from None
     return len(config.feeds)
 
 
@@ -475,7 +473,5 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def _write_config(config: Config, text: str) -> None:
-    try:
+    with _cannot_write(config.path):
         _write_atomically(config.path, text.encode("utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{config.path}: cannot write: {exc.strerror or exc}") from None

@@ -225,7 +225,7 @@ class FeedConfig:
 
     @property
     def host(self) -> str:
-        return (urlsplit(self.url).hostname or "").lower()
+        return host_of(self.url)
 
 
 @dataclass(frozen=True)
@@ -462,6 +462,12 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 #: The first part of a relative path that looks like a host name (www.example.com).
 _HOST_LIKE = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
+
+
+def host_of(url: str) -> str:
+    """The host a per-host limit counts against: the daemon's claims (storage) and the
+    fetcher's semaphores must agree on it."""
+    return (urlsplit(url).hostname or "").lower()
 
 
 def local_feed_url(url: str, base: Path) -> str | None:

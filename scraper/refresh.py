@@ -31,7 +31,7 @@ from scraper.core import decide, fingerprint, fulltext, normalize, rules, schedu
 from scraper.core.parse import ParsedEntry, ParseError, parse_feed
 from scraper.net import local
 from scraper.net.fetch import Fetcher
-from scraper.workers import make_executor
+from scraper.workers import close_executor, make_executor
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -196,9 +196,8 @@ class Refresher:
 
     def close(self) -> None:
         self._db_thread.shutdown(wait=True)
-        if self.executor is not None:
-            self.executor.shutdown(wait=True, cancel_futures=True)
-            self.executor = None
+        close_executor(self.executor, abandoned=False)
+        self.executor = None
 
     async def refresh_many(self, feeds: Iterable[FeedConfig],
                            on_done: Callable[[FeedResult], None] | None = None

@@ -32,7 +32,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from scraper.config import FetchSettings
+from scraper.config import FetchSettings, host_of
 from scraper.core import refusal
 from scraper.core.schedule import http_date
 from scraper.net import netguard
@@ -137,7 +137,7 @@ class Fetcher:
         await self._client.aclose()
 
     def _host_limit(self, url: str) -> asyncio.Semaphore:
-        host = (urlsplit(url).hostname or "").lower()
+        host = host_of(url)
         if host not in self._hosts:
             self._hosts[host] = asyncio.Semaphore(self.settings.per_host)
         return self._hosts[host]

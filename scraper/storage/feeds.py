@@ -14,8 +14,8 @@ from collections import Counter
 from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urlsplit
 
+from scraper.config import host_of
 from scraper.core import schedule
 from scraper.core.decide import FeedWrite
 from scraper.storage.db import in_lists, iso, parse_iso, transaction
@@ -78,11 +78,6 @@ class Claimed:
     @property
     def held_back(self) -> bool:
         return self.more or bool(self.full_hosts)
-
-
-def host_of(url: str) -> str:
-    """The host a feed's limit counts against (as ``FeedConfig.host``)."""
-    return (urlsplit(url).hostname or "").lower()
 
 
 # The due rows in claim order: never fetched (NULL) first, then the oldest due time, then the
