@@ -330,7 +330,8 @@ def _link(conn: Connection, entry_ids: Iterable[int], settings: DedupSettings,
                 index.move_followers(conn, entry.id, best[0])
             links.append(Link(entry.id, best[0], best[1], best[2]))
         _group_story(conn, entry.id, root, ts, entry.arrived, fp, found, settings, texts,
-                     alone=stored is None and best is None, search=root == entry.id)
+                     alone=stored is None and best is None, search=root == entry.id,
+                     took_over=best[0] if promoted and best is not None else None)
     return links
 
 
@@ -350,22 +351,25 @@ def _story_candidates(conn: Connection, entry_id: int, ts: int, arrived: str,
 
 def _group_story(conn: Connection, entry_id: int, root: int, ts: int, arrived: str,
                  fp: Fingerprint, found: list[Candidate], settings: DedupSettings,
-                 texts: _Texts, alone: bool = False, search: bool = True) -> None:
+                 texts: _Texts, alone: bool = False, search: bool = True,
+                 took_over: int | None = None) -> None:
     """Put the cluster of ``root`` (which ``entry_id`` just joined or started) in the story
     of every earlier cluster that reports the same event (``core.story``), merging stories
     that meet.  A story's number is the lowest it had, else the lowest cluster root.
     ``alone``: a new entry that started its own cluster (it has no members and no story:
     most entries, spared the lookup of their cluster's stories).  ``search``: look for other
     clusters' write-ups; only a cluster's root does (a reprint that joins a cluster takes
-    its story, which spares a lookup per reprint)."""
+    its story, which spares a lookup per reprint).  ``took_over``: the root this entry just
+    replaced, whose members the candidates (read before the move) still name as root."""
+    own = {root, took_over}
     cands = _story_candidates(conn, entry_id, ts, arrived, fp, found, settings) if search \
         else []
+    # The cluster's own members are not another story carrying the title.
+    cands = [c for c in cands if c.id not in own and (c.root or c.id) not in own]
     same_title = rules.same_title_clusters(fp, ts, cands, settings, entry_id)
     roots = {root}
     scored = 0
     for cand in cands:
-        if cand.root == root or cand.id == root:
-            continue
         if scored >= MAX_CONFIRMATIONS:
             break  # a pathological title bucket: as for links, the exact scores are bounded
         verdict = story.judge_story(fp, ts, cand, settings, texts.scorer(entry_id, fp, cand),

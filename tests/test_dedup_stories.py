@@ -152,3 +152,25 @@ def test_a_pruned_feed_leaves_no_story_of_one(tmp_path: Path,
     finally:
         conn.close()
     assert rows(db)[("pingwest", EVENT)][2] is None
+
+
+def test_an_article_that_takes_over_its_teaser_still_joins_the_story(
+        tmp_path: Path, feed_server: FeedServer) -> None:
+    """Another site's write-up first, then a teaser that shares too little with it to be in
+    its story, then the full article behind the teaser, which takes the teaser's cluster
+    over.  The teaser's cluster is the article's own, not a second story carrying the title,
+    so the title is not generic and the article joins the write-up's story."""
+    feeds = [("autos", "writeup"), ("teaser", "teaser"), ("cars", "article")]
+    for name, stem in feeds:
+        feed_server.serve(f"/{name}.xml", (FIXTURES / f"{stem}.xml").read_bytes())
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_text(yaml.safe_dump({"feeds": [
+        {"name": name, "url": feed_server.url(f"/{name}.xml")} for name, _ in feeds]}), "utf-8")
+    db = tmp_path / "scrape.db"
+    for name, _ in feeds:  # one at a time: the order is the point
+        assert main(["--once", "--feed", name, "--config", str(cfg), "--db", str(db)]) == 0
+    found = {feed: row for (feed, _), row in rows(db).items()}
+    writeup, teaser, article = found["autos"], found["teaser"], found["cars"]
+    assert teaser[1] == article[0] and article[1] is None  # the article took the cluster over
+    assert writeup[1] is None  # a write-up in other words, not a duplicate
+    assert article[2] is not None and article[2] == writeup[2] == teaser[2]
