@@ -314,6 +314,12 @@ def _judge_title(fp: Fingerprint, cand: Candidate, settings: Settings, gap: int,
     return verdict
 
 
+def generic_title(fp: Fingerprint, cand: Candidate, other_clusters: int) -> bool:
+    """The pair's title is one that ``GENERIC_TITLE_CLUSTERS`` clusters carry in the window
+    (the candidate's and ``other_clusters`` more): it says nothing about the story."""
+    return fp.title == cand.title and other_clusters + 1 >= GENERIC_TITLE_CLUSTERS
+
+
 def _texts_agree(fp: Fingerprint, cand: Candidate, verdict: Verdict,
                  other_clusters: int) -> str | None:
     """None when the texts of a similar-title pair agree; else why not (for explain)."""
@@ -323,7 +329,7 @@ def _texts_agree(fp: Fingerprint, cand: Candidate, verdict: Verdict,
     if cont is not None and cont > TITLE_AGREEMENT:
         return None
     if is_bare(fp.length, fp.title) or is_bare(cand.length, cand.title):
-        if other_clusters + 1 >= GENERIC_TITLE_CLUSTERS and fp.title == cand.title:
+        if generic_title(fp, cand, other_clusters):
             return (f"the title is generic ({other_clusters + 1} stories carry it in the "
                     "window) and one side has no text beyond it")
         return None

@@ -22,13 +22,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from scraper.core.fingerprint import Fingerprint
-from scraper.core.similarity import (  # noqa: F401 (anchors: re-exported)
+from scraper.core.similarity import (
     MIN_CONTAINED_CHARS,
     Candidate,
     Settings,
     Verdict,
     anchors,
     anchors_agree,
+    generic_title,
     title_similarity,
 )
 
@@ -61,7 +62,7 @@ def judge_story(fp: Fingerprint, ts: int, cand: Candidate, settings: Settings,
         return Verdict(None, tsim, "the titles differ in numbers or names ("
                        f"{' '.join(sorted(mine - theirs)) or '-'} / "
                        f"{' '.join(sorted(theirs - mine)) or '-'})", title_similarity=tsim)
-    if fp.title == cand.title and other_clusters >= 1:
+    if generic_title(fp, cand, other_clusters):
         return Verdict(None, tsim, f"the title is generic ({other_clusters + 2} stories carry "
                        "it in the window)", title_similarity=tsim)
     if min(fp.length, cand.length) < MIN_CONTAINED_CHARS:
