@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from scraper import app
 from scraper.config import Config
@@ -79,3 +80,8 @@ def width(text: str) -> int:
 
 def pad(text: str, columns: int) -> str:
     return text + " " * max(0, columns - width(text))
+
+
+def ref(entry: Mapping[str, Any]) -> str:
+    """``#id [feed] title``: how every command names an entry."""
+    return f"#{entry['id']} [{entry['feed']}] {entry['title'] or '(untitled)'}"

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from scraper.cli.common import MAX_INT, open_from_args, whole
+from scraper.cli.common import MAX_INT, open_from_args, ref, whole
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -59,9 +59,9 @@ def _cmd_dups(args: argparse.Namespace) -> int:
         if not found:
             print("no duplicates")
         for cluster in found:
-            print(f"#{cluster['id']} [{cluster['feed']}] {cluster['title']}")
+            print(ref(cluster))
             for dup in cluster["duplicates"]:
-                print(f"    #{dup['id']} [{dup['feed']}] {dup['title']}  "
+                print(f"    {ref(dup)}  "
                       f"({dup['method']} {dup['score']:.2f})")
         if stories:
             print("\nstories (one event, different words):")
@@ -69,7 +69,7 @@ def _cmd_dups(args: argparse.Namespace) -> int:
             print(f"story {story['id']}: {_count(len(story['entries']), 'entry', 'entries')}")
             for e in story["entries"]:
                 reprint = f"  (reprint of #{e['duplicate_of']})" if e["duplicate_of"] else ""
-                print(f"    #{e['id']} [{e['feed']}] {e['title']}{reprint}")
+                print(f"    {ref(e)}{reprint}")
         return 0
 
 
@@ -80,7 +80,7 @@ def _count(n: int, one: str, many: str) -> str:
 
 def print_explain(report: dict[str, Any]) -> None:
     e = report["entry"]
-    print(f"#{e['id']} [{e['feed']}] {e['title']}")
+    print(ref(e))
     print(f"  {e['folded_length']} folded characters"
           f"{' (short: judged by title)' if e['short'] else ''}")
     print(f"  {report['summary']}")
@@ -91,7 +91,7 @@ def print_explain(report: dict[str, Any]) -> None:
         scores = ", ".join(f"{name} {c[key]:.2f}" for name, key in
                            (("containment", "containment"), ("jaccard", "jaccard"),
                             ("title", "title_similarity")) if c[key] is not None)
-        print(f"  - #{c['id']} [{c['feed']}] {c['title']}")
+        print(f"  - {ref(c)}")
         facts = [f"found by {', '.join(c['found_by'])}", f"{c['hours_apart']} h apart"]
         if scores:
             facts.append(scores)
@@ -102,7 +102,7 @@ def print_explain(report: dict[str, Any]) -> None:
         print(f"  story {story['id']}: reported with "
               f"{_count(len(others), 'other entry', 'other entries')}")
         for m in others:
-            print(f"  - #{m['id']} [{m['feed']}] {m['title']}: {m['reason']}")
+            print(f"  - {ref(m)}: {m['reason']}")
 
 
 def _cmd_dedup(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any
 
-from scraper.cli.common import MAX_INT, open_from_args, since, whole
+from scraper.cli.common import MAX_INT, open_from_args, ref, since, whole
 
 #: How a match is marked in a snippet on a terminal (bold); brackets elsewhere, so a pipe or a
 #: file gets plain text.
@@ -135,11 +135,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
     root = entry["root"]
     if root is not None:
         score = f" {entry['dup_score']:.2f}" if entry["dup_score"] is not None else ""
-        fields.append(("duplicate of", f"#{root['id']} [{root['feed']}] {root['title']} "
+        fields.append(("duplicate of", f"{ref(root)} "
                                        f"({entry['dup_method']}{score})"))
     for dup in entry["duplicates"]:
         label = "also in cluster" if root is not None else "duplicated by"
-        fields.append((label, f"#{dup['id']} [{dup['feed']}] {dup['title']}"))
+        fields.append((label, ref(dup)))
     if root is None and not entry["duplicates"]:
         fields.append(("cluster", "none (no duplicate known)"))
     fields.append(("story", f"#{entry['story']}" if entry["story"] else "none"))
