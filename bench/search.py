@@ -72,7 +72,7 @@ def main() -> int:
     rng = random.Random(7)
     folder = Path(tempfile.mkdtemp(prefix="bench-search-"))
     db = folder / "bench.db"
-    index = schema.MIGRATIONS.index(next(m for m in schema.MIGRATIONS if "entries_fts" in m))
+    index = schema.MIGRATIONS.index(next(m for m in schema.MIGRATIONS if "entries_fts" in m.sqlite))
     saved = schema.MIGRATIONS[index:]
     del schema.MIGRATIONS[index:]  # the schema before the index
     try:

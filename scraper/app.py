@@ -293,7 +293,8 @@ def open_scraper(config: Config | None = None, db: str | Path | None = None, *,
     """
     if db is None and config is None:
         raise TypeError("open_scraper: give a config or a database path")
-    path = Path(db) if db else config.database  # type: ignore[union-attr]
+    # A postgresql:// URL stays text; anything else is a file path.
+    path = (db if storage.is_url(db) else Path(db)) if db else config.database  # type: ignore[union-attr]
     if access == "write":
         return Scraper(config=config, conn=storage.connect(path, create=create))
     conn = storage.open_existing(path, write=access == "export")

@@ -232,7 +232,7 @@ class FeedConfig:
 class Config:
     path: Path
     feeds: tuple[FeedConfig, ...]
-    database: Path
+    database: Path | str  # an SQLite file, or a postgresql:// URL
     rsshub_base: str = DEFAULT_RSSHUB
     #: Where the exports are published (the merged feed's channel link); None: no such site.
     site_url: str | None = None
@@ -262,6 +262,10 @@ T = TypeVar("T")
 FEED_KEYS = {"name", "url", "categories", "interval", "timeout", "enabled", "fulltext",
               "adaptive", "rules", "image_proxy", "author"}
 #: The top-level keys of feeds.yaml.
+#: ``database:`` values that name a PostgreSQL database rather than an SQLite file (the
+#: storage layer's ``pg.URL_SCHEMES``; config may not import storage).
+DATABASE_URL_SCHEMES = ("postgresql://", "postgres://")
+
 TOP_KEYS = {"feeds", "defaults", "rsshub_base", "database", "sites", "dedup", "fetch",
               "daemon", "site_url"}
 
@@ -324,14 +328,18 @@ def config_from_data(data: object, path: Path) -> Config:
         raise fail("site_url", f"expected an http(s) URL, got {site_url!r}")
 
     database = data.get("database")
+    db_path: Path | str
     if database is None:
         db_path = path.parent / "scrape.db"
+    elif isinstance(database, str) and database.strip().startswith(DATABASE_URL_SCHEMES):
+        db_path = database.strip()  # PostgreSQL (storage.pg), opened as given
     elif isinstance(database, str) and database.strip():
         db_path = Path(database).expanduser()
         if not db_path.is_absolute():
             db_path = path.parent / db_path
     else:
-        raise fail("database", f"expected a file path, got {database!r}")
+        raise fail("database", f"expected a file path or a postgresql:// URL, got "
+                               f"{database!r}")
 
     try:
         sites = rules.sites_from_mapping(data.get("sites"), "sites")

@@ -83,7 +83,7 @@ def older_database(path: Path) -> None:
     schema's own migrations, so the test needs no old code)."""
     conn = sqlite3.connect(path)
     for script in store.MIGRATIONS[:-1]:
-        conn.executescript(script)
+        conn.executescript(script.sqlite)
     conn.execute(f"PRAGMA user_version = {len(store.MIGRATIONS) - 1}")
     conn.execute("PRAGMA journal_mode = WAL")  # as every release left it
     conn.commit()

@@ -471,7 +471,7 @@ def test_a_version_3_database_is_migrated(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     old = sqlite3.connect(path)
     for script in store.MIGRATIONS[:3]:
-        old.executescript(script)
+        old.executescript(script.sqlite)
     old.execute("PRAGMA user_version = 3")
     old.close()
     conn = store.connect(path)
@@ -490,7 +490,7 @@ def test_a_second_process_waits_for_an_upgrade_longer_than_the_busy_timeout(
     path = tmp_path / "v4.db"
     old = sqlite3.connect(path, check_same_thread=False)
     for script in store.MIGRATIONS[:4]:
-        old.executescript(script)
+        old.executescript(script.sqlite)
     old.execute("PRAGMA journal_mode = WAL")  # as every database store.connect made
     old.execute("PRAGMA user_version = 4")
     old.commit()
@@ -525,7 +525,7 @@ def v7_database(path: Path, entries: list[tuple[str, str]]) -> list[int]:
     test needs no old code."""
     old = sqlite3.connect(path)
     for script in store.MIGRATIONS[:7]:
-        old.executescript(script)
+        old.executescript(script.sqlite)
     old.execute("PRAGMA user_version = 7")
     stamp = store.iso(T0)
     ts = int(T0.timestamp())

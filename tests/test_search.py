@@ -120,7 +120,7 @@ def test_an_edited_entry_is_found_by_its_new_text_only(
 def test_the_upgrade_indexes_the_entries_stored_before_it(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "old.db"
-    index = next(i for i, m in enumerate(schema.MIGRATIONS) if "entries_fts" in m)
+    index = next(i for i, m in enumerate(schema.MIGRATIONS) if "entries_fts" in m.sqlite)
     later = schema.MIGRATIONS[index:]
     del schema.MIGRATIONS[index:]  # a database of the release before the index
     try:

@@ -33,9 +33,10 @@ def common_options() -> argparse.ArgumentParser:
     # SUPPRESS: a subcommand that is not given --db must not reset the top level's value.
     common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
                         help="feeds file (default: ./feeds.yaml)")
-    common.add_argument("--db", metavar="PATH", default=argparse.SUPPRESS,
-                        help="SQLite database (default: 'database:' in the config, "
-                             "else scrape.db beside it)")
+    common.add_argument("--db", metavar="PATH|URL", default=argparse.SUPPRESS,
+                        help="SQLite database file, or a postgresql://user@host:port/dbname "
+                             "URL (default: 'database:' in the config, else scrape.db "
+                             "beside it)")
     common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                         help="-v: the info lines (one per refresh); -vv: also debug lines "
                              "and tracebacks; -vvv: also the libraries' (httpx, aiohttp, "

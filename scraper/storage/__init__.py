@@ -12,6 +12,7 @@ from scraper.storage.db import (
     NoDatabase,
     connect,
     database_path,
+    is_pg,
     iso,
     open_existing,
     parse_iso,
@@ -33,6 +34,7 @@ from scraper.storage.feeds import (
     sync_feeds,
 )
 from scraper.storage.meta import read_heartbeat, set_meta, write_heartbeat
+from scraper.storage.pg import is_url
 from scraper.storage.schema import MIGRATIONS
 from scraper.storage.search import entry_detail, list_entries, search_entries
 
@@ -42,4 +44,5 @@ __all__ = ["CACHE_KIB", "MIGRATIONS", "Claimed", "Connection", "DatabaseError", 
            "open_existing", "parse_iso", "read_heartbeat", "recent_dates", "release_claim",
            "release_claims", "schema_version", "set_meta", "sync_feeds", "transaction",
            "utcnow", "writable", "write_heartbeat"]
+__all__ += ["is_pg", "is_url"]
 __all__ += ["entry_detail", "list_entries", "search_entries"]

@@ -12,7 +12,6 @@ Every problem with the file itself is a ``DatabaseError``: one line naming the f
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -20,15 +19,21 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from scraper.config import ConfigError
+from scraper.storage import pg
+from scraper.storage.errors import (
+    BUSY_TIMEOUT_ENV,
+    BUSY_TIMEOUT_MS,
+    DatabaseError,
+    DatabaseLocked,
+    NoDatabase,
+    busy_timeout_ms,
+    locked,
+)
+from scraper.storage.pg import PgConnection
 from scraper.storage.schema import MIGRATIONS
 
-#: Milliseconds a writer waits for another writer's transaction before giving up.  A feed
-#: refresh transaction takes milliseconds; 30 s covers a dedup rebuild beside the daemon.
-BUSY_TIMEOUT_MS = 30_000
-#: Overrides it, in seconds: a slow disk may want longer, and the tests of a locked database
-#: do not wait 30 s (docs/configuration.md).
-BUSY_TIMEOUT_ENV = "SCRAPE_BUSY_TIMEOUT"
+__all__ = ["BUSY_TIMEOUT_ENV", "BUSY_TIMEOUT_MS", "DatabaseError", "DatabaseLocked",
+           "NoDatabase", "busy_timeout_ms", "locked"]
 
 #: How long a process waits for another's schema upgrade (migration 8, the dedup key table
 #: rebuilt, took 244 s at 1M entries; see ``migrate``).
@@ -38,44 +43,20 @@ log = logging.getLogger(__name__)
 
 CACHE_KIB = 16384
 
-#: The open database every storage function takes (``connect``).  Code above storage names
-#: it by this alias only, never by the driver's type, so that another backend changes this
-#: line and not the callers.
-Connection = sqlite3.Connection
+#: The open database every storage function takes (``connect``): SQLite's, or PostgreSQL's
+#: (``pg.PgConnection``, which answers the same calls).  Code above storage names it by this
+#: alias only, never by the driver's type.
+Connection = sqlite3.Connection | PgConnection
+
+#: The advisory lock (a number of our choosing) that the first process to open a PostgreSQL
+#: database holds while it migrates; the others wait for it, as SQLite's wait on BEGIN
+#: IMMEDIATE.
+_MIGRATION_LOCK = 0x5C4A_0001
 
 
-class DatabaseError(ConfigError):
-    """The database file cannot be used as it is; the message names the file.
-
-    A ConfigError because, like a bad config, the user's input (``--db``, ``database:``) is
-    what is wrong: the command line answers both with one line and exit 2, writing nothing.
-    """
-
-
-class NoDatabase(DatabaseError):
-    """A command that only reads was given a file that does not exist (it is not created)."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(f"no database at {path}")
-        self.path = path
-
-
-class DatabaseLocked(DatabaseError):
-    """Another process held the write lock past the busy timeout."""
-
-
-def busy_timeout_ms() -> int:
-    """The busy timeout: ``SCRAPE_BUSY_TIMEOUT`` seconds, else ``BUSY_TIMEOUT_MS``."""
-    raw = os.environ.get(BUSY_TIMEOUT_ENV, "").strip()
-    if not raw:
-        return BUSY_TIMEOUT_MS
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds <= 86_400:  # (also refuses nan)
-        raise ConfigError(f"{BUSY_TIMEOUT_ENV}: expected seconds from 0 to 86400, got {raw!r}")
-    return int(seconds * 1000)
+def is_pg(conn: Connection) -> bool:
+    """Is ``conn`` PostgreSQL's?  The few statements the dialects write differently ask."""
+    return isinstance(conn, PgConnection)
 
 
 def utcnow() -> datetime:
@@ -106,9 +87,12 @@ def in_lists(values: Sequence[int] | Sequence[str], most: int = 512
         yield ",".join("?" * size), chunk + chunk[-1:] * (size - len(chunk))
 
 
-def connect(path: str | Path, *, create: bool = True) -> sqlite3.Connection:
+def connect(path: str | Path, *, create: bool = True) -> Connection:
     """Open the database at ``path`` for writing (creating the file if ``create``; never its
-    folder: a mistyped ``--db`` must not start a second database) and migrate it."""
+    folder: a mistyped ``--db`` must not start a second database) and migrate it.  A
+    ``postgresql://`` URL opens that database (which must exist: ``createdb``)."""
+    if pg.is_url(path):
+        return _connect_pg(str(path))
     path = Path(path)
     _check_path(path, create=create)
     try:
@@ -153,10 +137,12 @@ def _use_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.05)
 
 
-def open_existing(path: str | Path, *, write: bool = False) -> sqlite3.Connection:
+def open_existing(path: str | Path, *, write: bool = False) -> Connection:
     """Open an existing database without migrating it: read-only, or with ``write`` for
     writing when the file allows it and read-only when not (an export's bookkeeping is
     optional; ``writable`` says which it got).  Its schema must be this release's."""
+    if pg.is_url(path):
+        return _open_existing_pg(str(path), write=write)
     path = Path(path)
     _check_path(path, create=False)
     uri = path.resolve().as_uri()
@@ -233,7 +219,29 @@ def _no_shared_memory(exc: sqlite3.Error) -> bool:
                                                      "SQLITE_CANTOPEN")
 
 
-def _check_version(path: Path, version: int, *, reading: bool) -> None:
+def _connect_pg(url: str) -> PgConnection:
+    conn = pg.open_connection(url)
+    try:
+        migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _open_existing_pg(url: str, *, write: bool) -> PgConnection:
+    """A read-only session unless ``write``: PostgreSQL refuses its writes as SQLite's
+    read-only open does."""
+    conn = pg.open_connection(url, read_only=not write)
+    try:
+        _check_version(conn.url, schema_version(conn), reading=True)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _check_version(path: Path | str, version: int, *, reading: bool) -> None:
     latest = len(MIGRATIONS)
     if version > latest:
         raise DatabaseError(f"{path}: made by a newer release of scrape (schema version "
@@ -268,16 +276,12 @@ def problem(path: str | Path, exc: sqlite3.Error) -> DatabaseError:
     return DatabaseError(f"{path}: {exc}")
 
 
-def locked(path: str | Path) -> DatabaseLocked:
-    return DatabaseLocked(f"{path}: locked by another process for over "
-                          f"{busy_timeout_ms() / 1000:g} s (the busy timeout, "
-                          f"{BUSY_TIMEOUT_ENV})")
-
-
-def writable(conn: sqlite3.Connection) -> bool:
+def writable(conn: Connection) -> bool:
     """Can ``conn`` write?  SQLite opens a file it may not write read-only without a word
     and says so only at the first write, so a write is tried and rolled back (the main file
     is not touched)."""
+    if isinstance(conn, PgConnection):
+        return not conn.read_only
     _begin(conn)
     try:
         conn.execute("DELETE FROM meta WHERE 0")
@@ -290,19 +294,30 @@ def writable(conn: sqlite3.Connection) -> bool:
     return True
 
 
-def database_path(conn: sqlite3.Connection) -> str:
-    """The file the connection reads and writes, for messages and the daemon's start line."""
+def database_path(conn: Connection) -> str:
+    """The file the connection reads and writes, for messages and the daemon's start line
+    (PostgreSQL's URL, its password hidden)."""
+    if isinstance(conn, PgConnection):
+        return conn.url
     row = conn.execute("PRAGMA database_list").fetchone()
     return str(row[2]) if row else "?"
 
 
-def schema_version(conn: sqlite3.Connection) -> int:
+def schema_version(conn: Connection) -> int:
+    if isinstance(conn, PgConnection):
+        if conn.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:
+            return 0
+        row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        return int(row[0] or 0)
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def migrate(conn: sqlite3.Connection) -> None:
+def migrate(conn: Connection) -> None:
     """Bring the schema up to date; safe when several processes start at once."""
     if schema_version(conn) >= len(MIGRATIONS):
+        return
+    if isinstance(conn, PgConnection):
+        _migrate_pg(conn)
         return
     # BEGIN IMMEDIATE takes the write lock first, so two processes never both migrate.  The
     # second waits for the first's upgrade, which can take longer than the busy timeout.
@@ -318,14 +333,33 @@ def migrate(conn: sqlite3.Connection) -> None:
             log.warning("upgrading the database schema from version %d to %d; a large "
                         "database takes minutes (about 10 per million entries)",
                         version, len(MIGRATIONS))
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            for statement in _statements(script):
+        for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+            for statement in _statements(step.sqlite):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {number}")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def _migrate_pg(conn: PgConnection) -> None:
+    """PostgreSQL's migration: the first process takes the advisory lock and migrates; the
+    others wait on the lock (up to MIGRATION_WAIT_MS), then find the schema up to date."""
+    with pg.transaction(conn):
+        conn.execute(f"SET LOCAL lock_timeout = {MIGRATION_WAIT_MS}")
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        version = schema_version(conn)
+        _check_version(conn.url, version, reading=False)
+        if 0 < version < len(MIGRATIONS):
+            log.warning("upgrading the database schema from version %d to %d",
+                        version, len(MIGRATIONS))
+        for step in MIGRATIONS[version:]:
+            for statement in pg.statements(step.postgresql):
+                conn.execute(statement)
+        conn.execute("DELETE FROM schema_version")
+        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (len(MIGRATIONS),))
 
 
 def _statements(script: str) -> Iterator[str]:
@@ -342,13 +376,17 @@ def _statements(script: str) -> Iterator[str]:
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+def transaction(conn: Connection) -> Iterator[Connection]:
     """One write transaction: all or nothing, so a crash loses at most the refresh in flight.
 
     IMMEDIATE takes the write lock up front; a deferred transaction that reads first and
     writes later can fail with SQLITE_BUSY without waiting on the busy timeout.  Past the
-    timeout it raises DatabaseLocked, which names the file.
+    timeout it raises DatabaseLocked, which names the file.  PostgreSQL's is ``pg``'s.
     """
+    if isinstance(conn, PgConnection):
+        with pg.transaction(conn):
+            yield conn
+        return
     _begin(conn)
     try:
         yield conn

@@ -9,12 +9,11 @@ them.  No NumPy: keys travel as ``array('q')`` bytes, which NumPy's int64 also r
 
 from __future__ import annotations
 
-import sqlite3
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from scraper.storage.db import in_lists
+from scraper.storage.db import Connection, in_lists, is_pg
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +59,7 @@ def blob_keys(blob: bytes) -> list[int]:
     return keys.tolist()
 
 
-def load_entries(conn: sqlite3.Connection, ids: Sequence[int],
+def load_entries(conn: Connection, ids: Sequence[int],
                  text: bool = True) -> list[StoredEntry]:
     """The entries ``ids`` in id order; ``text=False`` leaves their text out (the caller
     has their fingerprints)."""
@@ -77,13 +76,13 @@ def load_entries(conn: sqlite3.Connection, ids: Sequence[int],
     return out
 
 
-def entry_text(conn: sqlite3.Connection, entry_id: int) -> str:
+def entry_text(conn: Connection, entry_id: int) -> str:
     row = conn.execute("SELECT coalesce(nullif(content_text, ''), summary, '') FROM entries "
                        "WHERE id = ?", (entry_id,)).fetchone()
     return row[0] if row else ""
 
 
-def find_candidates(conn: sqlite3.Connection, keys: Sequence[int], exclude: int,
+def find_candidates(conn: Connection, keys: Sequence[int], exclude: int,
                     below: int | None = None, low_ts: int | None = None,
                     high_ts: int | None = None, arrived_from: str | None = None,
                     arrived_to: str | None = None) -> list[Found]:
@@ -99,9 +98,11 @@ def find_candidates(conn: sqlite3.Connection, keys: Sequence[int], exclude: int,
     bounds = [exclude, _BIG if below is None else below,
               -_BIG if low_ts is None else low_ts, _BIG if high_ts is None else high_ts,
               exclude, arrived_from or "", arrived_to or _LAST]
+    # SQLite's group_concat is PostgreSQL's string_agg.
+    agg = "string_agg(key::text, ',')" if is_pg(conn) else "group_concat(key)"
     for marks, params in in_lists(keys):
         sql = ("SELECT g.entry_id, g.keys, f.ts, f.length, f.shingles, f.sketch, f.text_hash, "
-               "f.title, f.canonical_url, f.root FROM (SELECT entry_id, group_concat(key) AS "
+               f"f.title, f.canonical_url, f.root FROM (SELECT entry_id, {agg} AS "
                f"keys FROM dedup_index WHERE key IN ({marks}) AND entry_id != ? AND "
                "entry_id < ? GROUP BY entry_id) g JOIN dedup_fingerprints f "
                "ON f.entry_id = g.entry_id "
@@ -118,7 +119,7 @@ _BIG = 1 << 62
 _LAST = "\uffff"
 
 
-def roots_of(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, int]:
+def roots_of(conn: Connection, ids: Sequence[int]) -> dict[int, int]:
     """Each entry's cluster root as ``entries`` names it (itself for an original)."""
     out: dict[int, int] = {}
     for marks, params in in_lists(ids):
@@ -128,7 +129,7 @@ def roots_of(conn: sqlite3.Connection, ids: Sequence[int]) -> dict[int, int]:
     return out
 
 
-def cluster_root(conn: sqlite3.Connection, entry_id: int) -> int:
+def cluster_root(conn: Connection, entry_id: int) -> int:
     """Follow ``duplicate_of`` to the cluster root (links are one hop; be safe)."""
     seen = {entry_id}
     current = entry_id
@@ -140,41 +141,46 @@ def cluster_root(conn: sqlite3.Connection, entry_id: int) -> int:
         seen.add(current)
 
 
-def save_fingerprint(conn: sqlite3.Connection, entry_id: int, ts: int, arrived: str,
+def save_fingerprint(conn: Connection, entry_id: int, ts: int, arrived: str,
                      canonical_url: str | None, text_hash: str, title: str, length: int,
                      keys: bytes, sketch: bytes, shingles: int, root: int) -> None:
     conn.execute(
-        "INSERT OR REPLACE INTO dedup_fingerprints (entry_id, ts, arrived, canonical_url, "
+        "INSERT INTO dedup_fingerprints (entry_id, ts, arrived, canonical_url, "
         "text_hash, title, length, keys, sketch, shingles, root) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (entry_id) DO UPDATE SET "
+        "ts = excluded.ts, arrived = excluded.arrived, canonical_url = excluded.canonical_url, "
+        "text_hash = excluded.text_hash, title = excluded.title, length = excluded.length, "
+        "keys = excluded.keys, sketch = excluded.sketch, shingles = excluded.shingles, "
+        "root = excluded.root",
         (entry_id, ts, arrived, canonical_url, text_hash, title, length, keys, sketch,
          shingles, root))
 
 
-def fill_sketch(conn: sqlite3.Connection, entry_id: int, sketch: bytes, shingles: int) -> None:
+def fill_sketch(conn: Connection, entry_id: int, sketch: bytes, shingles: int) -> None:
     """Add the sketch to a row stored before migration 4."""
     conn.execute("UPDATE dedup_fingerprints SET sketch = ?, shingles = ? WHERE entry_id = ?",
                  (sketch, shingles, entry_id))
 
 
-def index_keys(conn: sqlite3.Connection, entry_id: int, keys: Iterable[int]) -> None:
-    conn.executemany("INSERT OR IGNORE INTO dedup_index (key, entry_id) VALUES (?, ?)",
+def index_keys(conn: Connection, entry_id: int, keys: Iterable[int]) -> None:
+    conn.executemany("INSERT INTO dedup_index (key, entry_id) VALUES (?, ?) "
+                     "ON CONFLICT DO NOTHING",
                      [(k, entry_id) for k in keys])
 
 
-def unindex_keys(conn: sqlite3.Connection, entry_id: int, blob: bytes) -> None:
+def unindex_keys(conn: Connection, entry_id: int, blob: bytes) -> None:
     """Delete the keys ``blob`` holds of ``entry_id`` (its fingerprint row's, as stored)."""
     conn.executemany("DELETE FROM dedup_index WHERE key = ? AND entry_id = ?",
                      [(k, entry_id) for k in blob_keys(blob)])
 
 
-def set_link(conn: sqlite3.Connection, entry_id: int, duplicate_of: int | None,
+def set_link(conn: Connection, entry_id: int, duplicate_of: int | None,
              method: str | None, score: float | None) -> None:
     conn.execute("UPDATE entries SET duplicate_of = ?, dup_method = ?, dup_score = ? "
                  "WHERE id = ?", (duplicate_of, method, score, entry_id))
 
 
-def move_followers(conn: sqlite3.Connection, old_root: int, new_root: int) -> int:
+def move_followers(conn: Connection, old_root: int, new_root: int) -> int:
     """The duplicates of ``old_root`` (no longer a root) follow it to ``new_root``, so that
     ``duplicate_of`` always names the cluster root; returns how many moved."""
     conn.execute("UPDATE dedup_fingerprints SET root = ? WHERE entry_id IN "
@@ -185,16 +191,16 @@ def move_followers(conn: sqlite3.Connection, old_root: int, new_root: int) -> in
 
 # -- the window -------------------------------------------------------------------------------
 
-def pruned_below(conn: sqlite3.Connection) -> int:
+def pruned_below(conn: Connection) -> int:
     """Entries of lower id than this have aged out of the window: no keys in the index."""
     return int(conn.execute("SELECT pruned_below FROM dedup_window").fetchone()[0])
 
 
-def set_pruned_below(conn: sqlite3.Connection, entry_id: int) -> None:
+def set_pruned_below(conn: Connection, entry_id: int) -> None:
     conn.execute("UPDATE dedup_window SET pruned_below = ?", (entry_id,))
 
 
-def arrival(conn: sqlite3.Connection, entry_id: int | None = None) -> str | None:
+def arrival(conn: Connection, entry_id: int | None = None) -> str | None:
     """``fetched_at`` of ``entry_id``, or of the newest entry (the highest id)."""
     row = conn.execute("SELECT fetched_at FROM entries WHERE id = (SELECT max(id) FROM entries)"
                        if entry_id is None else
@@ -203,7 +209,7 @@ def arrival(conn: sqlite3.Connection, entry_id: int | None = None) -> str | None
     return None if row is None else row[0]
 
 
-def prune(conn: sqlite3.Connection, start: int, cutoff: str, most: int,
+def prune(conn: Connection, start: int, cutoff: str, most: int,
           below: int | None = None) -> int:
     """Take out of the index the keys of the entries from id ``start`` on that arrived before
     ``cutoff`` (ISO 8601, as ``fetched_at``), stopping at the first that arrived after it,
@@ -233,7 +239,7 @@ def prune(conn: sqlite3.Connection, start: int, cutoff: str, most: int,
     return done[-1][0] + 1 if stop is None else stop
 
 
-def drop_orphan_keys(conn: sqlite3.Connection) -> None:
+def drop_orphan_keys(conn: Connection) -> None:
     """Keys of entries deleted since they were indexed (their fingerprint rows went with
     them): harmless, since lookups join the fingerprint, but dead weight."""
     conn.execute("DELETE FROM dedup_index WHERE entry_id NOT IN "
@@ -242,16 +248,16 @@ def drop_orphan_keys(conn: sqlite3.Connection) -> None:
 
 # -- reading --------------------------------------------------------------------------------
 
-def count_entries(conn: sqlite3.Connection) -> int:
+def count_entries(conn: Connection) -> int:
     return int(conn.execute("SELECT count(*) FROM entries").fetchone()[0])
 
 
-def entry_ids_after(conn: sqlite3.Connection, after: int, most: int) -> list[int]:
+def entry_ids_after(conn: Connection, after: int, most: int) -> list[int]:
     return [r[0] for r in conn.execute("SELECT id FROM entries WHERE id > ? ORDER BY id LIMIT ?",
                                        (after, most))]
 
 
-def entry_brief(conn: sqlite3.Connection, entry_id: int
+def entry_brief(conn: Connection, entry_id: int
                 ) -> tuple[str, str, str | None, int | None] | None:
     """(feed, title, published, duplicate_of) of an entry, None if there is none."""
     row = conn.execute("SELECT feed, title, published, duplicate_of FROM entries WHERE id = ?",
@@ -259,12 +265,12 @@ def entry_brief(conn: sqlite3.Connection, entry_id: int
     return None if row is None else (row[0], row[1], row[2], row[3])
 
 
-def count_duplicates(conn: sqlite3.Connection, root: int) -> int:
+def count_duplicates(conn: Connection, root: int) -> int:
     return int(conn.execute("SELECT count(*) FROM entries WHERE duplicate_of = ?",
                             (root,)).fetchone()[0])
 
 
-def cluster_roots(conn: sqlite3.Connection, limit: int | None = None) -> list[int]:
+def cluster_roots(conn: Connection, limit: int | None = None) -> list[int]:
     """Roots with at least one duplicate, newest first."""
     sql = ("SELECT DISTINCT duplicate_of FROM entries WHERE duplicate_of IS NOT NULL "
            "ORDER BY duplicate_of DESC")
@@ -273,7 +279,7 @@ def cluster_roots(conn: sqlite3.Connection, limit: int | None = None) -> list[in
     return [r[0] for r in conn.execute(sql)]
 
 
-def cluster_members(conn: sqlite3.Connection, root: int
+def cluster_members(conn: Connection, root: int
                     ) -> list[tuple[int, str, str, str | None, float | None]]:
     """(id, feed, title, method, score) of each duplicate of ``root``, in id order."""
     return [tuple(r) for r in conn.execute(  # type: ignore[misc]
@@ -283,7 +289,7 @@ def cluster_members(conn: sqlite3.Connection, root: int
 
 # -- the canonical entry and stories (issue 19) ------------------------------------------------
 
-def completeness(conn: sqlite3.Connection, entry_id: int) -> tuple[int, int] | None:
+def completeness(conn: Connection, entry_id: int) -> tuple[int, int] | None:
     """(folded length, ts) of an entry's fingerprint row: what says which member of a cluster
     is its best (``dedup``); None if it has none."""
     row = conn.execute("SELECT length, ts FROM dedup_fingerprints WHERE entry_id = ?",
@@ -291,7 +297,7 @@ def completeness(conn: sqlite3.Connection, entry_id: int) -> tuple[int, int] | N
     return None if row is None else (int(row[0]), int(row[1]))
 
 
-def promote(conn: sqlite3.Connection, new_root: int, old_root: int, method: str,
+def promote(conn: Connection, new_root: int, old_root: int, method: str,
             score: float) -> None:
     """Make ``new_root`` (a member of ``old_root``'s cluster) the cluster's root: the old root
     and its duplicates link to it, with their methods; ``old_root`` takes the link that
@@ -307,34 +313,34 @@ def promote(conn: sqlite3.Connection, new_root: int, old_root: int, method: str,
                  (new_root, new_root, new_root))
 
 
-def cluster_stories(conn: sqlite3.Connection, root: int) -> list[int]:
+def cluster_stories(conn: Connection, root: int) -> list[int]:
     """The stories the members of ``root``'s cluster are in (normally one or none)."""
     return [r[0] for r in conn.execute(
         "SELECT DISTINCT story FROM entries WHERE (id = ? OR duplicate_of = ?) "
         "AND story IS NOT NULL ORDER BY 1", (root, root))]
 
 
-def set_cluster_story(conn: sqlite3.Connection, root: int, story: int | None) -> None:
+def set_cluster_story(conn: Connection, root: int, story: int | None) -> None:
     conn.execute("UPDATE entries SET story = ? WHERE id = ? OR duplicate_of = ?",
                  (story, root, root))
 
 
-def merge_story(conn: sqlite3.Connection, old: int, new: int) -> None:
+def merge_story(conn: Connection, old: int, new: int) -> None:
     """Every entry of story ``old`` joins story ``new`` (two stories found to be one)."""
     conn.execute("UPDATE entries SET story = ? WHERE story = ?", (new, old))
 
 
-def clear_stories(conn: sqlite3.Connection) -> None:
+def clear_stories(conn: Connection) -> None:
     """Forget every story (a rebuild finds them again)."""
     conn.execute("UPDATE entries SET story = NULL WHERE story IS NOT NULL")
 
 
-def story_of(conn: sqlite3.Connection, entry_id: int) -> int | None:
+def story_of(conn: Connection, entry_id: int) -> int | None:
     row = conn.execute("SELECT story FROM entries WHERE id = ?", (entry_id,)).fetchone()
     return None if row is None else row[0]
 
 
-def story_members(conn: sqlite3.Connection, story: int
+def story_members(conn: Connection, story: int
                   ) -> list[tuple[int, str, str, int | None]]:
     """(id, feed, title, duplicate_of) of the entries of ``story``, in id order."""
     return [tuple(r) for r in conn.execute(  # type: ignore[misc]
@@ -342,7 +348,7 @@ def story_members(conn: sqlite3.Connection, story: int
         (story,))]
 
 
-def story_ids(conn: sqlite3.Connection, limit: int | None = None) -> list[int]:
+def story_ids(conn: Connection, limit: int | None = None) -> list[int]:
     """Stories, newest first (by their id)."""
     sql = "SELECT DISTINCT story FROM entries WHERE story IS NOT NULL ORDER BY story DESC"
     if limit:
@@ -350,7 +356,7 @@ def story_ids(conn: sqlite3.Connection, limit: int | None = None) -> list[int]:
     return [r[0] for r in conn.execute(sql)]
 
 
-def fingerprint_of(conn: sqlite3.Connection, entry_id: int
+def fingerprint_of(conn: Connection, entry_id: int
                    ) -> tuple[int, int, str, str] | None:
     """(ts, length, folded title, text hash) of an entry's fingerprint row (explain)."""
     row = conn.execute("SELECT ts, length, title, text_hash FROM dedup_fingerprints "

@@ -3,12 +3,11 @@ and applying a refresh's plan (``core.decide.Plan``) in one transaction."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from scraper.core.decide import EntryData, Plan
-from scraper.storage.db import in_lists, iso, parse_iso, transaction
+from scraper.storage.db import Connection, in_lists, iso, parse_iso, transaction
 from scraper.storage.feeds import record_outcome
 
 #: Keys per ``IN (...)`` list: SQLite's default limit is 32,766 host parameters (999 before
@@ -16,7 +15,7 @@ from scraper.storage.feeds import record_outcome
 CHUNK = 500
 
 
-def known_hashes(conn: sqlite3.Connection, feed: str, keys: Sequence[str]) -> dict[str, str]:
+def known_hashes(conn: Connection, feed: str, keys: Sequence[str]) -> dict[str, str]:
     """The stored raw hash of each of these entry keys of ``feed`` (absent: not stored); only
     the current document's keys, since every key a feed ever had grows with its history."""
     known: dict[str, str] = {}
@@ -27,7 +26,7 @@ def known_hashes(conn: sqlite3.Connection, feed: str, keys: Sequence[str]) -> di
     return known
 
 
-def recent_dates(conn: sqlite3.Connection, feed: str, since: datetime) -> list[datetime | None]:
+def recent_dates(conn: Connection, feed: str, since: datetime) -> list[datetime | None]:
     """When each of the feed's entries since ``since`` was published (else first fetched):
     the evidence of an adaptive feed's publishing rate."""
     rows = conn.execute(
@@ -41,7 +40,7 @@ def _values(e: EntryData) -> tuple[object, ...]:
             e.summary, e.image, e.raw_html, e.raw_hash)
 
 
-def write_entries(conn: sqlite3.Connection, feed: str, new: Sequence[EntryData],
+def write_entries(conn: Connection, feed: str, new: Sequence[EntryData],
                   updated: Sequence[EntryData], now: datetime) -> list[int]:
     """Insert the new entries and update the changed ones (inside the caller's transaction);
     their ids, new first, each in the order given.
@@ -59,9 +58,9 @@ def write_entries(conn: sqlite3.Connection, feed: str, new: Sequence[EntryData],
             cur = conn.execute(
                 "INSERT INTO entries (feed, entry_key, url, guid, title, author, published, "
                 "content_html, content_text, summary, image, raw_html, raw_hash, fetched_at, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (feed, entry.key, *_values(entry), stamp, stamp))
-            ids.append(int(cur.lastrowid or 0))
+            ids.append(int(cur.fetchone()[0]))
         else:
             conn.execute(
                 "UPDATE entries SET url = ?, guid = ?, title = ?, author = ?, published = ?, "
@@ -71,7 +70,7 @@ def write_entries(conn: sqlite3.Connection, feed: str, new: Sequence[EntryData],
     return ids
 
 
-def apply_plan(conn: sqlite3.Connection, feed: str, plan: Plan, *, claimant: str,
+def apply_plan(conn: Connection, feed: str, plan: Plan, *, claimant: str,
                link: Callable[[list[int]], None] | None = None) -> list[int]:
     """Apply a refresh's plan in one transaction: the entries, then ``link`` over their ids
     (dedup, which must see them in the same transaction), then the feed's row, whose claim

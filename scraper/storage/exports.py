@@ -209,14 +209,15 @@ def start_staging(conn: Connection) -> None:
     """Begin staging on this connection, dropping whatever an export that failed left."""
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS export_staged "
                  "(entry_id INTEGER PRIMARY KEY, content_hash TEXT)")
-    conn.execute("DELETE FROM temp.export_staged")
+    conn.execute("DELETE FROM export_staged")
 
 
 def stage(conn: Connection, items: Iterable[tuple[int, str]]) -> None:
     """Remember (entry id, content hash) pairs on this connection only (after
     ``start_staging``): no lock is held on the database while the file is written, and
     memory stays flat however many entries the file gets."""
-    conn.executemany("INSERT OR REPLACE INTO temp.export_staged VALUES (?, ?)", list(items))
+    conn.executemany("INSERT INTO export_staged VALUES (?, ?) ON CONFLICT (entry_id) DO UPDATE "
+                     "SET content_hash = excluded.content_hash", list(items))
 
 
 def commit_staged(conn: Connection, target: str) -> None:
@@ -225,8 +226,8 @@ def commit_staged(conn: Connection, target: str) -> None:
     with transaction(conn):
         conn.execute(
             "INSERT INTO exports (target, entry_id, path, content_hash, exported_at) "
-            "SELECT ?, entry_id, NULL, content_hash, ? FROM temp.export_staged WHERE true "
+            "SELECT ?, entry_id, NULL, content_hash, ? FROM export_staged WHERE true "
             "ON CONFLICT(target, entry_id) DO UPDATE SET "
             "content_hash = excluded.content_hash, exported_at = excluded.exported_at",
             (target, stamp))
-    conn.execute("DELETE FROM temp.export_staged")
+    conn.execute("DELETE FROM export_staged")

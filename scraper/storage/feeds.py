@@ -9,23 +9,23 @@ WHERE name IN (SELECT ... FOR UPDATE SKIP LOCKED)``; the functions' shapes do no
 from __future__ import annotations
 
 import random
-import sqlite3
 from collections import Counter
 from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from scraper.config import host_of
 from scraper.core import schedule
 from scraper.core.decide import FeedWrite
-from scraper.storage.db import in_lists, iso, parse_iso, transaction
+from scraper.storage.db import Connection, in_lists, iso, parse_iso, transaction
 from scraper.storage.dedup import blob_keys
 
 #: Asked about another claimant of this host: True when that process is gone.
 IsDead = Callable[[str], bool]
 
 
-def sync_feeds(conn: sqlite3.Connection, feeds: list[tuple[str, str]]) -> None:
+def sync_feeds(conn: Connection, feeds: list[tuple[str, str]]) -> None:
     """Make sure every configured feed (name, url) has a row; a changed URL is updated.
 
     Rows of feeds removed from the config stay, with their entries: nothing is lost.
@@ -33,29 +33,30 @@ def sync_feeds(conn: sqlite3.Connection, feeds: list[tuple[str, str]]) -> None:
     with transaction(conn):
         conn.executemany(
             "INSERT INTO feeds (name, url) VALUES (?, ?) "
-            "ON CONFLICT(name) DO UPDATE SET url = excluded.url WHERE url != excluded.url",
+            "ON CONFLICT(name) DO UPDATE SET url = excluded.url WHERE feeds.url != excluded.url",
             feeds,
         )
 
 
-def feed_state(conn: sqlite3.Connection, name: str) -> dict:
+def feed_state(conn: Connection, name: str) -> dict:
     row = conn.execute("SELECT * FROM feeds WHERE name = ?", (name,)).fetchone()
     return dict(row) if row else {}
 
 
-def _free(row: sqlite3.Row, claimant: str, now: str, is_dead: IsDead) -> bool:
+def _free(row: Any, claimant: str, now: str, is_dead: IsDead) -> bool:
     holder, until = row["claimed_by"], row["claimed_until"]
     return (holder is None or until is None or until < now or holder == claimant
             or is_dead(holder))
 
 
-def claim_feed(conn: sqlite3.Connection, name: str, url: str, *, claimant: str,
+def claim_feed(conn: Connection, name: str, url: str, *, claimant: str,
                now: datetime, until: datetime, is_dead: IsDead) -> bool:
     """Take one feed whatever its due time (``scrape --once``), unless another process holds
     an unexpired claim; True if taken."""
     stamp = iso(now)
     with transaction(conn):
-        conn.execute("INSERT OR IGNORE INTO feeds (name, url) VALUES (?, ?)", (name, url))
+        conn.execute("INSERT INTO feeds (name, url) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                     (name, url))
         row = conn.execute("SELECT claimed_by, claimed_until FROM feeds WHERE name = ?",
                            (name,)).fetchone()
         if not _free(row, claimant, str(stamp), is_dead):
@@ -80,17 +81,18 @@ class Claimed:
         return self.more or bool(self.full_hosts)
 
 
-# The due rows in claim order: never fetched (NULL) first, then the oldest due time, then the
+# The due rows in claim order: never fetched (NULL) first (PostgreSQL sorts NULL last
+# unless told), then the oldest due time, then the
 # name.  Two halves merged, so that each is a range of the ``feeds_due`` index (one ``OR``
 # makes SQLite scan the whole index) and the rows come lazily: the caller stops reading once
 # it has what it can take.
 _DUE = ("SELECT name, url, next_due_at, claimed_by, claimed_until FROM feeds "
         "WHERE next_due_at IS NULL UNION ALL "
         "SELECT name, url, next_due_at, claimed_by, claimed_until FROM feeds "
-        "WHERE next_due_at <= ? ORDER BY next_due_at, name")
+        "WHERE next_due_at <= ? ORDER BY next_due_at NULLS FIRST, name")
 
 
-def claim_due(conn: sqlite3.Connection, names: Container[str], *, claimant: str,
+def claim_due(conn: Connection, names: Container[str], *, claimant: str,
               now: datetime, until: datetime, limit: int, per_host: int,
               is_dead: IsDead, running: Container[str] = ()) -> Claimed:
     """Claim up to ``limit`` of ``names`` that are due at ``now`` and free, oldest due first,
@@ -143,14 +145,14 @@ def claim_due(conn: sqlite3.Connection, names: Container[str], *, claimant: str,
     return Claimed(taken, more, frozenset(full))
 
 
-def release_claim(conn: sqlite3.Connection, name: str, claimant: str) -> None:
+def release_claim(conn: Connection, name: str, claimant: str) -> None:
     """Give the feed back (a no-op once the outcome was recorded, which releases it too)."""
     with transaction(conn):
         conn.execute("UPDATE feeds SET claimed_by = NULL, claimed_until = NULL "
                      "WHERE name = ? AND claimed_by = ?", (name, claimant))
 
 
-def release_claims(conn: sqlite3.Connection, claimant: str) -> None:
+def release_claims(conn: Connection, claimant: str) -> None:
     """Drop every claim of ``claimant``: at a daemon's start they can only be an earlier
     process's with the same name (a container's pid 1 on the same host name)."""
     with transaction(conn):
@@ -158,7 +160,7 @@ def release_claims(conn: sqlite3.Connection, claimant: str) -> None:
                      "WHERE claimed_by = ?", (claimant,))
 
 
-def record_outcome(conn: sqlite3.Connection, name: str, write: FeedWrite,
+def record_outcome(conn: Connection, name: str, write: FeedWrite,
                    claimant: str) -> None:
     """Write a refresh's outcome into the feed's row and release the claim (inside the
     caller's transaction: ``entries.apply_plan``)."""
@@ -183,7 +185,7 @@ def record_outcome(conn: sqlite3.Connection, name: str, write: FeedWrite,
                  "WHERE name = ? AND claimed_by = ?", (name, claimant))
 
 
-def forget_validators(conn: sqlite3.Connection, names: Iterable[str]) -> None:
+def forget_validators(conn: Connection, names: Iterable[str]) -> None:
     """A feed moved to another URL: the old URL's ETag and Last-Modified do not apply, and
     it is due at once."""
     with transaction(conn):
@@ -191,7 +193,7 @@ def forget_validators(conn: sqlite3.Connection, names: Iterable[str]) -> None:
                          "next_due_at = NULL WHERE name = ?", [(n,) for n in names])
 
 
-def bring_forward(conn: sqlite3.Connection, feeds: Mapping[str, tuple[int, bool]],
+def bring_forward(conn: Connection, feeds: Mapping[str, tuple[int, bool]],
                   rng: random.Random) -> int:
     """A shortened interval takes effect now: each of ``feeds`` (name -> (interval, adaptive))
     whose stored due time lies beyond what the interval allows since its last fetch gets a
@@ -223,7 +225,7 @@ def bring_forward(conn: sqlite3.Connection, feeds: Mapping[str, tuple[int, bool]
 
 # -- feed management: the rows of a renamed or removed feed (scrape feeds rename/prune) ------
 
-def stored_feeds(conn: sqlite3.Connection) -> dict[str, int]:
+def stored_feeds(conn: Connection) -> dict[str, int]:
     """Every feed name the database holds rows of (a ``feeds`` row or entries), with how
     many entries it has."""
     counts = {row[0]: int(row[1]) for row in
@@ -233,7 +235,7 @@ def stored_feeds(conn: sqlite3.Connection) -> dict[str, int]:
     return counts
 
 
-def rename_feed(conn: sqlite3.Connection, old: str, new: str, now: datetime) -> int:
+def rename_feed(conn: Connection, old: str, new: str, now: datetime) -> int:
     """Move ``old``'s row (its ETag, Last-Modified and schedule) and entries to ``new``; the
     entries keep their ids, so their dedup links, fingerprints and export records stay
     theirs.  Returns how many entries moved (0: nothing was stored under ``old``).
@@ -277,7 +279,7 @@ class Pruned:
     promoted: int
 
 
-def prune_feeds(conn: sqlite3.Connection, names: Iterable[str],
+def prune_feeds(conn: Connection, names: Iterable[str],
                 choose: Callable[[list[int]], int] | None = None,
                 now: datetime | None = None) -> Pruned:
     """Delete every row of the feeds ``names``: their entries with their fingerprints, keys

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 
-from scraper.storage.db import transaction
+from scraper.storage.db import Connection, transaction
 
 #: The daemon's heartbeat keys (``scraper.status`` reads the same names).
 HEARTBEAT = "daemon.heartbeat"
@@ -18,7 +17,7 @@ VERSION = "daemon.version"
 HEARTBEAT_KEYS = (HEARTBEAT, HEARTBEAT_INTERVAL, STATE, PID, HOST, STARTED, VERSION)
 
 
-def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+def set_meta(conn: Connection, key: str, value: str) -> None:
     conn.execute(
         "INSERT INTO meta (key, value) VALUES (?, ?) "
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -26,7 +25,7 @@ def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
     )
 
 
-def write_heartbeat(conn: sqlite3.Connection, values: Mapping[str, str]) -> None:
+def write_heartbeat(conn: Connection, values: Mapping[str, str]) -> None:
     """Record the daemon's beat (``HEARTBEAT_KEYS``) in one transaction, so that a reader
     never sees a new time beside an old state."""
     with transaction(conn):
@@ -34,7 +33,7 @@ def write_heartbeat(conn: sqlite3.Connection, values: Mapping[str, str]) -> None
             set_meta(conn, key, value)
 
 
-def read_heartbeat(conn: sqlite3.Connection) -> dict[str, str]:
+def read_heartbeat(conn: Connection) -> dict[str, str]:
     """The last heartbeat a daemon wrote on this database (empty if none)."""
     marks = ",".join("?" * len(HEARTBEAT_KEYS))
     return dict(conn.execute(f"SELECT key, value FROM meta WHERE key IN ({marks})",

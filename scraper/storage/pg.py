@@ -1,0 +1,265 @@
+"""PostgreSQL under the storage functions: a psycopg 3 connection that answers like sqlite3's.
+
+The storage modules write their SQL once, with ``?`` placeholders, and call ``execute``,
+``executemany`` and ``cursor`` as on an ``sqlite3.Connection``; ``PgConnection`` gives them
+the same calls over a pooled psycopg connection, rows that are read by index or by column
+name, and ``?`` turned into psycopg's ``%s``.  Where the two dialects differ, the storage
+function asks ``db.is_pg`` and writes each (few places: search, claims, a string
+aggregate).
+
+The connection runs in autocommit and ``transaction`` issues BEGIN/COMMIT itself, as ``db``
+does for SQLite, so a statement outside a transaction commits on its own in both backends.
+psycopg is imported only here, and only when a ``postgresql://`` database is opened: a user
+of SQLite does not need it installed (it is the ``postgresql`` extra).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from scraper.storage.errors import DatabaseError, busy_timeout_ms, locked
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+#: What selects this backend in ``--db`` and feeds.yaml's ``database:``.
+URL_SCHEMES = ("postgresql://", "postgres://")
+
+#: Seconds to wait for the server when connecting: a wrong host fails in seconds, not at the
+#: operating system's TCP timeout (minutes).
+CONNECT_TIMEOUT = 10
+
+#: At most this many connections per process and database: the process's own connection
+#: plus ``scrape db copy``'s second one; the pool keeps them open between uses.
+POOL_SIZE = 4
+
+
+def is_url(target: object) -> bool:
+    """Does ``target`` (a ``--db`` or ``database:`` value) name a PostgreSQL database?"""
+    return isinstance(target, str) and target.startswith(URL_SCHEMES)
+
+
+def redact(url: str) -> str:
+    """The URL for messages and logs: its password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    user = netloc[0].partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
+
+
+# -- SQL and rows ------------------------------------------------------------------------
+
+_TOKENS = re.compile(r"'(?:[^']|'')*'|\?|%")
+
+
+@lru_cache(maxsize=2048)
+def translate(sql: str) -> str:
+    """``?`` placeholders to ``%s``, and a literal ``%`` (in LIKE patterns, say) to ``%%``,
+    which psycopg reads as one ``%`` when it is given parameters."""
+    def token(match: re.Match[str]) -> str:
+        text = match.group(0)
+        return "%s" if text == "?" else text.replace("%", "%%")
+    return _TOKENS.sub(token, sql)
+
+
+class Row(tuple):
+    """A result row read by index, or by column name as ``sqlite3.Row`` is (``dict(row)``
+    works too)."""
+
+    __slots__ = ()
+    _index: dict[str, int] = {}
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+
+@lru_cache(maxsize=512)
+def _row_class(names: tuple[str, ...]) -> type[Row]:
+    return type("Row", (Row,), {"__slots__": (), "_index": {n: i for i, n in
+                                                             enumerate(names)}})
+
+
+def _rows(cursor: psycopg.Cursor[Any]) -> Any:
+    """psycopg's row factory: ``Row`` for the statement's columns."""
+    names = tuple(column.name for column in cursor.description or ())
+    cls = _row_class(names)
+    return lambda values: cls(values)
+
+
+class PlainCursor:
+    """``conn.cursor()``: rows as plain tuples (the callers set ``row_factory = None``,
+    which on sqlite3 gives tuples; here they always are)."""
+
+    row_factory: object = None
+
+    def __init__(self, conn: PgConnection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+        return self._conn.execute(sql, params, plain=True)
+
+    def close(self) -> None:
+        """(Each ``execute`` made its own psycopg cursor, closed with its results.)"""
+
+
+class PgConnection:
+    """One pooled psycopg connection, answering the calls storage makes on sqlite3's."""
+
+    def __init__(self, pool: ConnectionPool, url: str, *, read_only: bool) -> None:
+        self.url = redact(url)
+        self.read_only = read_only
+        self._pool = pool
+        self._raw: psycopg.Connection[Any] | None = pool.getconn()
+        self.execute(f"SET lock_timeout = {busy_timeout_ms()}")
+        self.execute(f"SET default_transaction_read_only = {'on' if read_only else 'off'}")
+
+    @property
+    def raw(self) -> psycopg.Connection[Any]:
+        if self._raw is None:
+            raise DatabaseError(f"{self.url}: the connection is closed")
+        return self._raw
+
+    def execute(self, sql: str, params: Sequence[Any] = (), *,
+                plain: bool = False) -> psycopg.Cursor[Any]:
+        import psycopg
+
+        cursor = self.raw.cursor() if plain else self.raw.cursor(row_factory=_rows)
+        try:
+            if params:
+                cursor.execute(translate(sql), params)
+            else:
+                cursor.execute(sql)
+        except psycopg.errors.LockNotAvailable:
+            raise locked(self.url) from None
+        except psycopg.OperationalError as exc:
+            raise problem(self.url, exc) from None
+        return cursor
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        import psycopg
+
+        rows = list(rows)
+        if not rows:
+            return
+        try:
+            self.raw.cursor().executemany(translate(sql), rows)
+        except psycopg.errors.LockNotAvailable:
+            raise locked(self.url) from None
+        except psycopg.OperationalError as exc:
+            raise problem(self.url, exc) from None
+
+    def cursor(self) -> PlainCursor:
+        return PlainCursor(self)
+
+    def close(self) -> None:
+        """Give the connection back to the pool (a broken one is discarded by the pool)."""
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            raw.execute("RESET ALL")  # (a session's settings, read-only above all, end here)
+            self._pool.putconn(raw)
+
+    def __enter__(self) -> PgConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def problem(url: str, exc: Exception) -> DatabaseError:
+    """The driver's error as one line naming the database (its password hidden)."""
+    text = str(exc).strip().splitlines()
+    detail = text[0] if text else type(exc).__name__
+    return DatabaseError(f"{redact(url)}: {detail}")
+
+
+# -- opening -----------------------------------------------------------------------------
+
+_pools: dict[str, ConnectionPool] = {}
+_pools_lock = threading.Lock()
+
+
+def _forget_pools() -> None:
+    """A forked child (the worker pool's fork server) must not use its parent's sockets."""
+    _pools.clear()
+
+
+os.register_at_fork(after_in_child=_forget_pools)
+
+
+def open_connection(url: str, *, read_only: bool = False) -> PgConnection:
+    """A connection to ``url`` from this process's pool for it (made at the first use, after
+    one direct connection that turns "connection refused", "database does not exist" or a
+    wrong password into one line: the pool would only say that it timed out)."""
+    try:
+        import psycopg
+        from psycopg_pool import ConnectionPool
+    except ImportError:
+        raise DatabaseError(f"{redact(url)}: PostgreSQL needs psycopg and psycopg-pool: "
+                            "pip install 'scraper[postgresql]'") from None
+    with _pools_lock:
+        pool = _pools.get(url)
+        if pool is None:
+            try:
+                psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT).close()
+            except psycopg.Error as exc:
+                raise problem(url, exc) from None
+            pool = ConnectionPool(url, min_size=1, max_size=POOL_SIZE, open=True,
+                                  kwargs={"autocommit": True,
+                                          "connect_timeout": CONNECT_TIMEOUT},
+                                  name="scrape")
+            _pools[url] = pool
+    try:
+        return PgConnection(pool, url, read_only=read_only)
+    except psycopg.Error as exc:
+        raise problem(url, exc) from None
+    except Exception as exc:  # psycopg_pool.PoolTimeout: the server went away meanwhile
+        if type(exc).__module__.startswith("psycopg"):
+            raise problem(url, exc) from None
+        raise
+
+
+def close_pools() -> None:
+    """Close every pool (the tests' servers stop between sessions)."""
+    with _pools_lock:
+        for pool in _pools.values():
+            pool.close()
+        _pools.clear()
+
+
+@contextmanager
+def transaction(conn: PgConnection) -> Iterator[PgConnection]:
+    """BEGIN ... COMMIT, rolled back on any error; READ COMMITTED, as PostgreSQL's default:
+    the functions that must see one another's writes in order (claims, dedup links) take
+    the row or advisory locks they need themselves."""
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    except BaseException:
+        if conn.raw.info.transaction_status != 0:  # (0: idle, nothing to roll back)
+            with suppress(DatabaseError):  # (gone: the server rolled it back)
+                conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+
+
+def statements(script: str) -> Iterator[str]:
+    """A migration's statements (split on ``;`` at line ends: the scripts have no bodies)."""
+    for part in script.split(";\n"):
+        if part.strip():
+            yield part
