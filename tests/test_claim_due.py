@@ -4,19 +4,24 @@ The tick must cost what is due, not how many feeds there are: every statement it
 answered through an index (the query plans say so; no timing here).  And reading less must
 not change what is taken: oldest due first, the per-host limit counted over every process's
 live claims, expired claims and a dead process's claims taken again, checked against a plain
-reading of every row on a few thousand feeds in varied states.
+reading of every row on a few thousand feeds in varied states.  The behaviour runs on both
+backends (the ``database`` fixture); the query plans are SQLite's.  On PostgreSQL several
+workers claim at the same moment: each feed goes to one of them, and the per-host limit
+holds over all of them together.
 """
 
 from __future__ import annotations
 
 import random
-import sqlite3
+import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from scraper import storage as store
+from scraper.core import decide
 
 ME = "me:1"
 HOSTS = [f"h{i}.example" for i in range(12)]
@@ -26,7 +31,7 @@ def never_dead(_holder: str) -> bool:
     return False
 
 
-def populate(conn: sqlite3.Connection, now: datetime, n: int, seed: int) -> None:
+def populate(conn: store.Connection, now: datetime, n: int, seed: int) -> None:
     """``n`` feeds over a few hosts: never fetched, due, not yet due; free, claimed live by
     others, by us, expired, by a dead process."""
     rng = random.Random(seed)
@@ -49,7 +54,7 @@ def populate(conn: sqlite3.Connection, now: datetime, n: int, seed: int) -> None
                          "WHERE name = ?", rows)
 
 
-def reference(conn: sqlite3.Connection, names: set[str], running: set[str], now: datetime,
+def reference(conn: store.Connection, names: set[str], running: set[str], now: datetime,
               limit: int, per_host: int) -> list[str]:
     """What should be taken, from every row: the rule as the docstring states it."""
     stamp = store.iso(now) or ""
@@ -75,10 +80,12 @@ def reference(conn: sqlite3.Connection, names: set[str], running: set[str], now:
     return taken
 
 
-def test_claim_due_takes_what_a_reading_of_every_row_takes(tmp_path: Path) -> None:
+def test_claim_due_takes_what_a_reading_of_every_row_takes(database: str) -> None:
     now = store.utcnow()
+    conn = store.connect(database)
     for seed, (limit, per_host) in enumerate([(32, 4), (5, 100), (1000, 3), (50, 50)]):
-        conn = store.connect(tmp_path / f"{seed}.db")
+        with store.transaction(conn):
+            conn.execute("DELETE FROM feeds")
         populate(conn, now, 3000, seed)
         all_names = [r[0] for r in conn.execute("SELECT name FROM feeds")]
         rng = random.Random(seed)
@@ -98,11 +105,11 @@ def test_claim_due_takes_what_a_reading_of_every_row_takes(tmp_path: Path) -> No
         # Whatever was left says why: a full slot count, or hosts at their limit.
         left = reference(conn, names, running, now, 10_000, 10_000)
         assert claimed.held_back == bool(left)
-        conn.close()
+    conn.close()
 
 
-def test_a_dead_process_and_an_expired_claim_free_their_feeds(tmp_path: Path) -> None:
-    conn = store.connect(tmp_path / "x.db")
+def test_a_dead_process_and_an_expired_claim_free_their_feeds(database: str) -> None:
+    conn = store.connect(database)
     now = store.utcnow()
     store.sync_feeds(conn, [("a", "http://one.example/a"), ("b", "http://one.example/b"),
                             ("c", "http://one.example/c")])
@@ -159,3 +166,127 @@ def test_every_statement_of_a_claim_goes_through_an_index(tmp_path: Path) -> Non
             assert not detail.startswith("SCAN"), (sql, plan)
             assert "TEMP B-TREE" not in detail, (sql, plan)  # no sort of every due row
     conn.close()
+
+
+# -- several workers at once (issue 21) ------------------------------------------------------
+
+WORKERS = 4
+
+
+def due_feeds(conn: store.Connection, hosts: int, per: int) -> dict[str, str]:
+    """``hosts`` hosts with ``per`` feeds each, all due now; name -> host."""
+    feeds = {f"h{h}-{i:02d}": f"h{h}.example" for h in range(hosts) for i in range(per)}
+    store.sync_feeds(conn, [(n, f"http://{host}/{n}") for n, host in feeds.items()])
+    return feeds
+
+
+def worker_db(database: str, i: int) -> str:
+    """The database as worker ``i`` opens it: on PostgreSQL through a pool of its own, as a
+    process of its own would (one process's pool holds a few connections only)."""
+    return f"{database}?application_name=w{i}" if store.is_url(database) else database
+
+
+def live_claims(conn: store.Connection) -> dict[str, str]:
+    return {r[0]: r[1] for r in conn.execute(
+        "SELECT name, claimed_by FROM feeds WHERE claimed_until > ?",
+        (store.iso(store.utcnow()),))}
+
+
+def test_workers_claiming_at_once_never_share_a_feed_or_overfill_a_host(database: str
+                                                                        ) -> None:
+    """Four connections ask at the same moment, again and again: what each is given is
+    its own, and the hosts' claims together never pass ``per_host`` (each host has more due
+    feeds than that, so every slot is filled)."""
+    setup = store.connect(database)
+    feeds = due_feeds(setup, hosts=3, per=12)
+    conns = [store.connect(worker_db(database, i)) for i in range(WORKERS)]
+    start = threading.Barrier(WORKERS)
+
+    def ask(i: int) -> list[str]:
+        start.wait()
+        now = store.utcnow()
+        return store.claim_due(conns[i], feeds, claimant=f"w{i}:1", now=now,
+                               until=now + timedelta(seconds=60), limit=8, per_host=3,
+                               is_dead=never_dead).names
+
+    try:
+        with ThreadPoolExecutor(WORKERS) as threads:
+            for _ in range(10):
+                given = list(threads.map(ask, range(WORKERS)))
+                taken = [name for names in given for name in names]
+                assert len(taken) == len(set(taken)), given  # no feed given twice
+                held = live_claims(setup)
+                assert held == {n: f"w{i}:1" for i, names in enumerate(given) for n in names}
+                assert Counter(feeds[n] for n in held) == dict.fromkeys(
+                    ["h0.example", "h1.example", "h2.example"], 3)
+                for i, names in enumerate(given):
+                    for name in names:
+                        store.release_claim(setup, name, f"w{i}:1")
+    finally:
+        for conn in [setup, *conns]:
+            conn.close()
+
+
+def test_workers_refreshing_side_by_side_take_each_due_time_once(database: str) -> None:
+    """Four workers claim and record outcomes as fast as they can until nothing is due:
+    every feed is refreshed exactly once (the outcome moves its due time and releases the
+    claim in one transaction), whoever got it."""
+    setup = store.connect(database)
+    feeds = due_feeds(setup, hosts=4, per=15)
+    setup.close()
+    conns = [store.connect(worker_db(database, i)) for i in range(WORKERS)]
+    start = threading.Barrier(WORKERS)
+
+    def work(i: int) -> list[str]:
+        done: list[str] = []
+        start.wait()
+        for _ in range(10_000):  # (a bound, should the claims never run out)
+            now = store.utcnow()
+            names = store.claim_due(conns[i], feeds, claimant=f"w{i}:1", now=now,
+                                    until=now + timedelta(seconds=60), limit=3,
+                                    per_host=2, is_dead=never_dead).names
+            if not names and not live_claims(conns[i]):
+                return done
+            for name in names:
+                plan = decide.decide(store.utcnow(), decide.FeedFacts(
+                    url=f"http://x/{name}", interval=3600), decide.Attempt(status=200),
+                    random.Random(i))
+                store.apply_plan(conns[i], name, plan, claimant=f"w{i}:1")
+                done.append(name)
+        raise AssertionError(f"w{i} still finds feeds to claim")
+
+    try:
+        with ThreadPoolExecutor(WORKERS) as threads:
+            done = list(threads.map(work, range(WORKERS)))
+    finally:
+        for conn in conns:
+            conn.close()
+    refreshed = Counter(name for names in done for name in names)
+    assert refreshed == dict.fromkeys(feeds, 1)
+
+
+def test_once_runs_claiming_one_feed_at_once_get_it_once(database: str) -> None:
+    """``scrape --once`` takes a feed whatever its due time: of several runs asking for the
+    same feeds at the same moment, one gets each."""
+    conns = [store.connect(worker_db(database, i)) for i in range(WORKERS)]
+    names = [f"f{i:02d}" for i in range(20)]
+    # (rows that exist: a new row's INSERT would make the others wait for its commit)
+    store.sync_feeds(conns[0], [(n, f"http://one.example/{n}") for n in names])
+    start = threading.Barrier(WORKERS)
+
+    def take(i: int) -> list[str]:
+        start.wait()
+        now = store.utcnow()
+        return [n for n in names if store.claim_feed(
+            conns[i], n, f"http://one.example/{n}", claimant=f"w{i}:1", now=now,
+            until=now + timedelta(seconds=60), is_dead=never_dead)]
+
+    try:
+        with ThreadPoolExecutor(WORKERS) as threads:
+            got = list(threads.map(take, range(WORKERS)))
+        held = live_claims(conns[0])
+    finally:
+        for conn in conns:
+            conn.close()
+    assert sorted(n for names in got for n in names) == names
+    assert held == {n: f"w{i}:1" for i, names in enumerate(got) for n in names}

@@ -209,7 +209,7 @@ def never_dead(_holder: str) -> bool:
     return False
 
 
-def claim(conn: sqlite3.Connection, who: str, names: list[str], *, limit: int = 100,
+def claim(conn: store.Connection, who: str, names: list[str], *, limit: int = 100,
           per_host: int = 100, at: datetime | None = None) -> store.Claimed:
     now = at or store.utcnow()
     return store.claim_due(conn, names, claimant=who, now=now,
@@ -217,8 +217,8 @@ def claim(conn: sqlite3.Connection, who: str, names: list[str], *, limit: int = 
                            per_host=per_host, is_dead=never_dead)
 
 
-def test_each_due_feed_is_claimed_by_one_process_once_per_due_time(tmp_path: Path) -> None:
-    conn = store.connect(tmp_path / "x.db")
+def test_each_due_feed_is_claimed_by_one_process_once_per_due_time(database: str) -> None:
+    conn = store.connect(database)
     names = [f"f{i}" for i in range(6)]
     store.sync_feeds(conn, [(n, f"http://h{i}.example/feed") for i, n in enumerate(names)])
     first = claim(conn, "a:1", names, limit=2)
@@ -243,8 +243,8 @@ def test_each_due_feed_is_claimed_by_one_process_once_per_due_time(tmp_path: Pat
     conn.close()
 
 
-def test_claims_keep_the_per_host_limit_across_processes(tmp_path: Path) -> None:
-    conn = store.connect(tmp_path / "x.db")
+def test_claims_keep_the_per_host_limit_across_processes(database: str) -> None:
+    conn = store.connect(database)
     names = [f"f{i}" for i in range(5)]
     store.sync_feeds(conn, [(n, f"http://one.example/{n}") for n in names]
                      + [("other", "http://two.example/feed")])
@@ -257,10 +257,10 @@ def test_claims_keep_the_per_host_limit_across_processes(tmp_path: Path) -> None
     conn.close()
 
 
-def test_a_claim_of_ours_that_nothing_runs_is_taken_again(tmp_path: Path) -> None:
+def test_a_claim_of_ours_that_nothing_runs_is_taken_again(database: str) -> None:
     """A release that failed (a full disk, a lock) leaves our name on the row; the feed must
     not be lost to us until a restart, expired claim or not."""
-    conn = store.connect(tmp_path / "x.db")
+    conn = store.connect(database)
     store.sync_feeds(conn, [("a", "http://one.example/a"), ("b", "http://one.example/b")])
     assert claim(conn, "me:1", ["a"]).names == ["a"]  # and its release never happens
     later = store.utcnow() + timedelta(seconds=120)  # past the claim's expiry

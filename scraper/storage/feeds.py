@@ -2,15 +2,16 @@
 
 The due time in the row is the schedule; a claim (``claimed_by``/``claimed_until``), taken in
 one write transaction, makes one due time refreshed once however many processes share the
-database, and expires on its own.  On PostgreSQL the same questions become ``UPDATE ...
-WHERE name IN (SELECT ... FOR UPDATE SKIP LOCKED)``; the functions' shapes do not change.
+database, and expires on its own.  SQLite's BEGIN IMMEDIATE serves one writer at a time; on
+PostgreSQL writers run side by side, so the claims lock what they read (``claim_due``,
+``claim_feed``); the functions' shapes do not change.
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from scraper.config import host_of
 from scraper.core import schedule
 from scraper.core.decide import FeedWrite
-from scraper.storage.db import Connection, in_lists, iso, parse_iso, transaction
+from scraper.storage.db import Connection, in_lists, is_pg, iso, parse_iso, transaction
 from scraper.storage.dedup import blob_keys
 
 #: Asked about another claimant of this host: True when that process is gone.
@@ -57,7 +58,10 @@ def claim_feed(conn: Connection, name: str, url: str, *, claimant: str,
     with transaction(conn):
         conn.execute("INSERT INTO feeds (name, url) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
                      (name, url))
-        row = conn.execute("SELECT claimed_by, claimed_until FROM feeds WHERE name = ?",
+        # PostgreSQL: the row lock makes a second claimant (another --once, a daemon's
+        # claim_due) wait for this transaction and then read the claim it wrote.
+        lock = " FOR UPDATE" if is_pg(conn) else ""
+        row = conn.execute(f"SELECT claimed_by, claimed_until FROM feeds WHERE name = ?{lock}",
                            (name,)).fetchone()
         if not _free(row, claimant, str(stamp), is_dead):
             return False
@@ -91,6 +95,39 @@ _DUE = ("SELECT name, url, next_due_at, claimed_by, claimed_until FROM feeds "
         "SELECT name, url, next_due_at, claimed_by, claimed_until FROM feeds "
         "WHERE next_due_at <= ? ORDER BY next_due_at NULLS FIRST, name")
 
+# PostgreSQL's: FOR UPDATE is not allowed beside UNION, so each half is read on its own, in
+# pages (keyset: after the last row read) that lock only the rows read.  SKIP LOCKED passes
+# over rows another transaction holds: a refresh's outcome being written, a ``--once``
+# claiming it, which would not be free to take anyway.
+_DUE_PG = (
+    "SELECT name, url, next_due_at, claimed_by, claimed_until FROM feeds "
+    "WHERE next_due_at IS NULL AND name > ? ORDER BY name LIMIT ? FOR UPDATE SKIP LOCKED",
+    "SELECT name, url, next_due_at, claimed_by, claimed_until FROM feeds "
+    "WHERE next_due_at <= ? AND (next_due_at, name) > (?, ?) ORDER BY next_due_at, name "
+    "LIMIT ? FOR UPDATE SKIP LOCKED")
+
+#: The transaction-level advisory lock ``claim_due`` holds on PostgreSQL (a number of our
+#: choosing, beside ``db._MIGRATION_LOCK``).
+_CLAIM_LOCK = 0x5C4A_0002
+
+
+def _due_pg(conn: Connection, stamp: str, page: int) -> Iterator[Any]:
+    """The due rows in ``_DUE``'s order, ``page`` at a time, each page locked as read."""
+    after = ""
+    while True:
+        rows = conn.execute(_DUE_PG[0], (after, page)).fetchall()
+        yield from rows
+        if len(rows) < page:
+            break
+        after = rows[-1]["name"]
+    at = after = ""
+    while True:
+        rows = conn.execute(_DUE_PG[1], (stamp, at, after, page)).fetchall()
+        yield from rows
+        if len(rows) < page:
+            break
+        at, after = rows[-1]["next_due_at"], rows[-1]["name"]
+
 
 def claim_due(conn: Connection, names: Container[str], *, claimant: str,
               now: datetime, until: datetime, limit: int, per_host: int,
@@ -101,7 +138,13 @@ def claim_due(conn: Connection, names: Container[str], *, claimant: str,
     refreshes now (its claims count against their hosts; they are not taken again).
 
     One write transaction (BEGIN IMMEDIATE): two processes asking at once are served one
-    after the other, and the second no longer sees the first one's feeds as free.  It reads
+    after the other, and the second no longer sees the first one's feeds as free.  On
+    PostgreSQL the transaction first takes an advisory lock (``_CLAIM_LOCK``) for the same
+    effect: under READ COMMITTED two workers would each count the hosts' live claims
+    without the other's uncommitted ones, and both fill a host up to ``per_host``; the row
+    locks alone (FOR UPDATE SKIP LOCKED) keep two workers off one feed but not off one
+    host.  Held for milliseconds, and every statement after it sees every claim committed
+    before.  It reads
     the claimed rows (``feeds_claimed``: the refreshes in flight, and claims left by
     processes that died) and the due rows in order until ``limit`` are taken, never every
     feed: a tick costs what is due, not how many feeds there are.  ``names`` and
@@ -110,7 +153,10 @@ def claim_due(conn: Connection, names: Container[str], *, claimant: str,
     if limit <= 0:
         return Claimed([])
     stamp = str(iso(now))
+    pg = is_pg(conn)
     with transaction(conn):
+        if pg:
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (_CLAIM_LOCK,))
         busy: Counter[str] = Counter()
         for row in conn.execute("SELECT name, url, claimed_by, claimed_until FROM feeds "
                                 "WHERE claimed_by IS NOT NULL"):
@@ -123,7 +169,8 @@ def claim_due(conn: Connection, names: Container[str], *, claimant: str,
         taken: list[str] = []
         full: set[str] = set()
         more = False
-        due = conn.execute(_DUE, (stamp,))
+        due = _due_pg(conn, stamp, min(max(2 * limit, 32), 1000)) if pg else conn.execute(
+            _DUE, (stamp,))
         for row in due:
             # Ours although we are not refreshing it is free (``_free``): a release that
             # failed (a full disk, a lock) must not keep the feed from us for good.
