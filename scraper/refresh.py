@@ -13,6 +13,7 @@ Where the time goes decides the shape:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import random
@@ -148,6 +149,18 @@ def prepare_entry(entry: ParsedEntry, key: str, raw_hash: str, feed: FeedConfig,
                     fingerprint=fp)
 
 
+def document_hash(body: bytes, headers: Mapping[str, str], url: str) -> str:
+    """What the parse of a 200 depends on: its body, the headers ``core.parse`` reads (the
+    charset; feedparser's base URL and language) and the URL relative links resolve
+    against.  Equal to the stored one: every entry of the document is stored unchanged.
+    sha256 as ``ParsedEntry.raw_hash``; a 50 KiB body hashes in about 30 µs."""
+    digest = hashlib.sha256(body)
+    for name in ("content-type", "content-location", "content-language"):
+        digest.update(f"\n{headers.get(name, '')}".encode())
+    digest.update(f"\n{url}".encode())
+    return digest.hexdigest()[:32]
+
+
 def claim_seconds(feed: FeedConfig, fetch: FetchSettings) -> float:
     """How long a claim on ``feed`` lasts: the longest a refresh can take (its fetch deadline
     per attempt, four times over for full-text pages and the worker queue) plus a minute.
@@ -269,10 +282,15 @@ class Refresher:
             result.status, result.error = "error", error
             await self.db(self._write, feed, result, _failed(attempt, error))
             return
-        if fetched.not_modified:
+        body_hash = (None if fetched.body is None
+                     else document_hash(fetched.body, fetched.headers, fetched.url))
+        if fetched.not_modified or (body_hash and body_hash == state.get("body_hash")):
+            # The same document as the last one stored (a server without validators, or
+            # whose ETag changes with nothing else): a 304 in all but name, no worker.
             result.status = "not-modified"
             await self.db(self._write, feed, result, replace(attempt, not_modified=True))
             return
+        attempt = replace(attempt, body_hash=body_hash)
         try:
             scan = await self._cpu(scan_feed, fetched.body, fetched.headers, fetched.url)
         except ParseError as exc:

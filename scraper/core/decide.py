@@ -59,6 +59,8 @@ class Attempt:
     retry_after: float | None = None  # seconds, from Retry-After
     not_modified: bool = False
     ttl: int | None = None  # RSS <ttl>, minutes
+    #: The 200's document (``refresh.document_hash``), stored once its entries are.
+    body_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class FeedWrite:
     last_modified: str | None = None
     cache_max_age: int | None = None
     ttl: int | None = None
+    body_hash: str | None = None  # None keeps the stored one
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,7 @@ def decide(now: datetime, feed: FeedFacts, attempt: Attempt, rng: random.Random,
     write = FeedWrite(ok=True, url=feed.url, fetched_at=now, status=attempt.status,
                       next_due_at=due, error_count=0, etag=attempt.headers.get("etag"),
                       last_modified=attempt.headers.get("last-modified"),
-                      cache_max_age=max_age, ttl=ttl)
+                      cache_max_age=max_age, ttl=ttl, body_hash=attempt.body_hash)
     return Plan(write, new, updated, unchanged)
 
 

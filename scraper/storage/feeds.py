@@ -225,9 +225,11 @@ def record_outcome(conn: Connection, name: str, write: FeedWrite,
             "last_modified = COALESCE(?, last_modified), last_fetch_at = ?, "
             "last_success_at = ?, last_status = ?, error_count = 0, next_due_at = ?, "
             "retry_after_at = NULL, cache_max_age = ?, ttl = ?, "
+            "body_hash = COALESCE(?, body_hash), "
             "entry_count = (SELECT COUNT(*) FROM entries WHERE feed = ?) WHERE name = ?",
             (write.url, write.etag, write.last_modified, now, now, write.status,
-             iso(write.next_due_at), write.cache_max_age, write.ttl, name, name))
+             iso(write.next_due_at), write.cache_max_age, write.ttl, write.body_hash,
+             name, name))
     conn.execute("UPDATE feeds SET claimed_by = NULL, claimed_until = NULL "
                  "WHERE name = ? AND claimed_by = ?", (name, claimant))
 
