@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import email.utils
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import dbread
 import yaml
 from server import FeedServer
 
@@ -14,7 +14,7 @@ from scraper.cli import main
 from scraper.core import schedule
 
 
-def test_adaptive_feed_follows_its_publishing_rate(tmp_path: Path,
+def test_adaptive_feed_follows_its_publishing_rate(tmp_path: Path, database: str,
                                                    feed_server: FeedServer) -> None:
     now = datetime.now(UTC)
     count = 48  # one a day would be 7; 48 in a week is one every 3.5 h
@@ -30,12 +30,9 @@ def test_adaptive_feed_follows_its_publishing_rate(tmp_path: Path,
          "adaptive": True},
         {"name": "fixed", "url": feed_server.url("/f.xml"), "interval": 60},
     ]}), "utf-8")
-    db = tmp_path / "x.db"
-    assert main(["--once", "--config", str(cfg), "--db", str(db), "--workers", "0"]) == 0
-    conn = sqlite3.connect(db)
+    assert main(["--once", "--config", str(cfg), "--db", database, "--workers", "0"]) == 0
     due = {name: datetime.fromisoformat(at.replace("Z", "+00:00")) - now for name, at in
-           conn.execute("SELECT name, next_due_at FROM feeds").fetchall()}
-    conn.close()
+           dbread.rows(database, "SELECT name, next_due_at FROM feeds")}
     # 48 entries within the week-long window (the oldest is 141 h old) -> window / 48.
     expected = schedule.ADAPTIVE_WINDOW / count
     assert expected * 0.85 < due["adaptive"].total_seconds() < expected * 1.15 + 60

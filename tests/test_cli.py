@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dbread
 import pytest
 
 from scraper import storage as store
@@ -46,11 +47,7 @@ def test_a_read_command_on_a_missing_database_creates_nothing(
     assert not missing.exists()
 
 
-@pytest.fixture
-def bare_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A database with an original and its duplicate, in a folder with no feeds.yaml."""
-    db = tmp_path / "data" / "scrape.db"
-    db.parent.mkdir()
+def _bare(db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     conn = store.connect(db)
     with store.transaction(conn):
         conn.execute("INSERT INTO feeds (name, url) VALUES ('a', 'https://a.example/rss')")
@@ -69,13 +66,27 @@ def bare_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return db
 
 
+@pytest.fixture
+def bare_db(database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A database with an original and its duplicate, on each backend, and the current
+    folder one with no feeds.yaml."""
+    return _bare(database, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``bare_db`` on SQLite alone, for the tests that never reach the database (argparse
+    and the export's target refuse first): PostgreSQL would add nothing to them."""
+    return _bare(str(tmp_path / "scrape.db"), tmp_path, monkeypatch)
+
+
 @pytest.mark.parametrize("command", [["status"], ["dups"], ["dups", "--explain", "2"],
                                      ["export", "jsonl", "out.jsonl"],
                                      ["export", "feed", "out.xml"],
                                      ["export", "hexo", "posts"]])
 def test_read_commands_need_only_the_database(
-        bare_db: Path, command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([*command, "--db", str(bare_db)]) == 0
+        bare_db: str, command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*command, "--db", bare_db]) == 0
     captured = capsys.readouterr()
     assert "feeds.yaml" not in captured.out + captured.err  # no complaint about a config
     if command[0] == "dups":
@@ -84,22 +95,27 @@ def test_read_commands_need_only_the_database(
         assert "default dedup settings" in captured.err  # what it judged with, said
 
 
-def test_dedup_rebuild_needs_the_config(bare_db: Path,
+def test_dedup_rebuild_needs_the_config(bare_db: str,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     """It writes links with the config's dedup: settings; guessing them would undo the
     user's thresholds."""
-    before = bare_db.read_bytes()
-    assert main(["dedup", "--rebuild", "--db", str(bare_db)]) == 2
+    def stored() -> list[tuple]:
+        return dbread.rows(bare_db, "SELECT id, duplicate_of, dup_method, updated_at "
+                                    "FROM entries ORDER BY id") + dbread.rows(
+            bare_db, "SELECT COUNT(*) FROM dedup_fingerprints")
+
+    before = stored()
+    assert main(["dedup", "--rebuild", "--db", bare_db]) == 2
     assert "feeds.yaml: not found" in capsys.readouterr().err
-    assert bare_db.read_bytes() == before
+    assert stored() == before
 
 
 def test_a_broken_feeds_yaml_is_still_an_error_for_an_export(
-        bare_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        sqlite_db: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Only an absent config is optional: a broken one would silently drop the categories
     and authors the export takes from it."""
     Path("feeds.yaml").write_text("feeds: [\n", encoding="utf-8")
-    assert main(["export", "jsonl", "out.jsonl", "--db", str(bare_db)]) == 2
+    assert main(["export", "jsonl", "out.jsonl", "--db", sqlite_db]) == 2
     assert "invalid YAML" in capsys.readouterr().err
     assert not Path("out.jsonl").exists()
 
@@ -107,13 +123,13 @@ def test_a_broken_feeds_yaml_is_still_an_error_for_an_export(
 @pytest.mark.parametrize("command", [["export", "jsonl", "DIR"], ["export", "feed", "DIR"],
                                      ["export", "hexo", "FILE"]])
 def test_an_export_target_that_cannot_be_written_is_one_line_and_exit_2(
-        bare_db: Path, command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+        sqlite_db: str, command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     """A folder given as the output file, or a file as the Hexo folder, is the user's input:
     one line naming it and exit 2, not 70 ("unexpected error", which means a bug)."""
-    (bare_db.parent / "DIR").mkdir()
-    (bare_db.parent / "FILE").write_text("x")
-    target = str(bare_db.parent / command[-1])
-    assert main([*command[:-1], target, "--db", str(bare_db)]) == 2
+    Path("DIR").mkdir()
+    Path("FILE").write_text("x")
+    target = str(Path.cwd() / command[-1])
+    assert main([*command[:-1], target, "--db", sqlite_db]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"scrape: {target}: cannot write: ") and err.count("\n") == 1
     assert "unexpected" not in err
@@ -125,12 +141,12 @@ def test_an_export_target_that_cannot_be_written_is_one_line_and_exit_2(
                                      ["dups", "--limit", "BIG"],
                                      ["export", "feed", "out.xml", "--limit", "BIG"]])
 def test_a_number_too_large_for_sqlite_is_a_usage_error(
-        bare_db: Path, command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+        sqlite_db: str, command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     """An id or limit past SQLite's 64-bit integers: argparse's one line and exit 2, never
     the driver's OverflowError or "datatype mismatch" as an unexpected error (exit 70)."""
     args = [str(2**64) if a == "BIG" else a for a in command]
     with pytest.raises(SystemExit) as done:
-        main([*args, "--db", str(bare_db)])
+        main([*args, "--db", sqlite_db])
     assert done.value.code == 2
     err = capsys.readouterr().err
     assert "expected at most" in err and "unexpected" not in err

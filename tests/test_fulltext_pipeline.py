@@ -6,10 +6,10 @@ user would for a page host on their own network; every other private address sta
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+import dbread
 import pytest
 import yaml
 from selectolax.lexbor import LexborHTMLParser
@@ -25,7 +25,8 @@ def item(title: str, link: str, body: str) -> str:
 
 
 def test_fulltext_fetches_the_article_and_refuses_private_targets(
-        tmp_path: Path, feed_server: FeedServer, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, database: str, feed_server: FeedServer,
+        capsys: pytest.CaptureFixture[str]) -> None:
     feed_server.serve("/article.html", semantic_page().encode(), "text/html; charset=utf-8")
     feed_server.route("/to-private", Response(
         status=302, headers={"Location": "http://127.0.0.2/admin"}, etag=False))
@@ -44,12 +45,9 @@ def test_fulltext_fetches_the_article_and_refuses_private_targets(
         "fetch": {"allow_private": ["127.0.0.1"], "retries": 0, "timeout": 5},
         "feeds": [{"name": "ft", "url": feed_server.url("/feed.xml"), "fulltext": True}],
     }), "utf-8")
-    db = tmp_path / "x.db"
-    assert main(["--once", "--config", str(cfg), "--db", str(db), "--workers", "0"]) == 0
+    assert main(["--once", "--config", str(cfg), "--db", database, "--workers", "0"]) == 0
     log = capsys.readouterr().err  # logs go to stderr
-    conn = sqlite3.connect(db)
-    texts = dict(conn.execute("SELECT title, content_text FROM entries").fetchall())
-    conn.close()
+    texts = dict(dbread.rows(database, "SELECT title, content_text FROM entries"))
 
     good = texts["good"]
     for paragraph in PARAGRAPHS:
@@ -83,7 +81,7 @@ def page_parts() -> tuple[list[str], list[str]]:
 
 
 def test_fulltext_page_from_a_fixture_stores_only_the_article_and_fetches_nothing_else(
-        tmp_path: Path, feed_server: FeedServer) -> None:
+        tmp_path: Path, database: str, feed_server: FeedServer) -> None:
     """Runs without ../shared: the generic extractor (trafilatura) on a whole news page."""
     feed_server.serve("/news/1.html", (FIXTURES / "news_page.html").read_bytes(),
                       "text/html; charset=utf-8")
@@ -97,11 +95,8 @@ def test_fulltext_page_from_a_fixture_stores_only_the_article_and_fetches_nothin
         "fetch": {"allow_private": ["127.0.0.1"], "retries": 0, "timeout": 5},
         "feeds": [{"name": "ft", "url": feed_server.url("/feed.xml"), "fulltext": True}],
     }), "utf-8")
-    db = tmp_path / "x.db"
-    assert main(["--once", "--config", str(cfg), "--db", str(db), "--workers", "0"]) == 0
-    conn = sqlite3.connect(db)
-    text, html = conn.execute("SELECT content_text, content_html FROM entries").fetchone()
-    conn.close()
+    assert main(["--once", "--config", str(cfg), "--db", database, "--workers", "0"]) == 0
+    (text, html), = dbread.rows(database, "SELECT content_text, content_html FROM entries")
 
     blocks, around = page_parts()
     assert len(blocks) == 5 and len(around) >= 14

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
+import dbread
 import pytest
 import yaml
 from server import FeedServer
@@ -73,7 +73,8 @@ def test_other_documents_keep_their_reason() -> None:
     assert "HTML page" not in error_for(b"<notfeed><x>1</x></notfeed>")
 
 
-def test_scrape_once_names_the_linked_feeds(tmp_path: Path, feed_server: FeedServer,
+def test_scrape_once_names_the_linked_feeds(tmp_path: Path, database: str,
+                                            feed_server: FeedServer,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     head = alternate("/rss.xml") + alternate("feeds/atom.xml", "application/atom+xml")
     feed_server.serve("/blog/index.html", page(head), "text/html; charset=utf-8")
@@ -82,29 +83,25 @@ def test_scrape_once_names_the_linked_feeds(tmp_path: Path, feed_server: FeedSer
     cfg.write_text(yaml.safe_dump({"feeds": [
         {"name": "page", "url": feed_server.url("/blog/index.html")},
         {"name": "good", "url": feed_server.url("/good.xml")}]}), "utf-8")
-    db = tmp_path / "x.db"
+    db = database
     rss, atom = feed_server.url("/rss.xml"), feed_server.url("/blog/feeds/atom.xml")
     expected = f"not a feed: an HTML page; it links these feeds: {rss}, {atom}"
 
-    assert main(["--once", "--config", str(cfg), "--db", str(db)]) == 1
+    assert main(["--once", "--config", str(cfg), "--db", db]) == 1
     out, err = capsys.readouterr()
     line = next(x for x in out.splitlines() if x.startswith("page "))
     assert line.endswith(expected)
     assert "Traceback" not in out + err
 
-    conn = sqlite3.connect(db)
-    try:
-        stored = conn.execute("SELECT feed, title FROM entries").fetchall()
-    finally:
-        conn.close()
+    stored = dbread.rows(db, "SELECT feed, title FROM entries")
     assert stored == [("good", "A story")]
 
-    assert main(["status", "--json", "--config", str(cfg), "--db", str(db)]) == 0
+    assert main(["status", "--json", "--config", str(cfg), "--db", db]) == 0
     report = json.loads(capsys.readouterr().out)
     errors = {f["name"]: f["last_error"] for f in report["feeds"]}
     assert errors == {"page": expected, "good": None}
 
-    assert main(["status", "--config", str(cfg), "--db", str(db)]) == 0
+    assert main(["status", "--config", str(cfg), "--db", db]) == 0
     table = capsys.readouterr().out
     row = next(x for x in table.splitlines() if x.startswith("page "))
     assert "not a feed: an HTML page; it links these feeds: http" in row

@@ -5,10 +5,10 @@ GET; and a file link in feed content never read."""
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+import dbread
 import pytest
 import yaml
 from server import FeedServer
@@ -33,23 +33,21 @@ def write_config(folder: Path, feeds: list[dict], **top: object) -> Path:
     return path
 
 
-def run(cfg: Path, *extra: str) -> int:
-    return main(["--once", "--config", str(cfg), "--db", str(cfg.parent / "t.db"), *extra])
+def run(cfg: Path, db: str | None = None) -> int:
+    """``scrape --once`` into ``db`` (the ``database`` fixture), else an SQLite file beside
+    the config (the tests that run on SQLite alone)."""
+    return main(["--once", "--config", str(cfg), "--db", db or str(cfg.parent / "t.db")])
 
 
-def query(cfg: Path, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(cfg.parent / "t.db")
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
+query = dbread.rows
 
 
 ITEMS = [("本地源第一篇", "一条写在磁盘上的新闻。"), ("本地源第二篇", "另一条写在磁盘上的新闻。")]
 OTHER = [("绝对路径的源", "用 file:// 地址读到的文章。")]
 
 
-def test_a_relative_path_and_a_file_url_are_read_from_disk(tmp_path: Path) -> None:
+def test_a_relative_path_and_a_file_url_are_read_from_disk(tmp_path: Path,
+                                                           database: str) -> None:
     config_dir = tmp_path / "conf"
     (config_dir / "feeds").mkdir(parents=True)
     (config_dir / "feeds" / "a.xml").write_text(rss(ITEMS), "utf-8")
@@ -60,23 +58,23 @@ def test_a_relative_path_and_a_file_url_are_read_from_disk(tmp_path: Path) -> No
     # (the test runs from the repository's root).
     cfg = write_config(config_dir, [{"name": "rel", "url": "feeds/a.xml"},
                                     {"name": "abs", "url": elsewhere.as_uri()}])
-    assert run(cfg) == 0
-    titles = dict(query(cfg, "SELECT title, feed FROM entries"))
+    assert run(cfg, database) == 0
+    titles = dict(query(database, "SELECT title, feed FROM entries"))
     assert titles == {**{t: "rel" for t, _ in ITEMS}, **{t: "abs" for t, _ in OTHER}}
 
 
 def test_an_unchanged_file_is_not_modified_and_a_changed_one_is_read_again(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, database: str, capsys: pytest.CaptureFixture[str]) -> None:
     feed = tmp_path / "a.xml"
     feed.write_text(rss(ITEMS), "utf-8")
     cfg = write_config(tmp_path, [{"name": "a", "url": "a.xml"}])
-    assert run(cfg) == 0
-    assert query(cfg, "SELECT COUNT(*) FROM entries") == [(len(ITEMS),)]
-    first_tag = query(cfg, "SELECT etag FROM feeds")[0][0]
+    assert run(cfg, database) == 0
+    assert query(database, "SELECT COUNT(*) FROM entries") == [(len(ITEMS),)]
+    first_tag = query(database, "SELECT etag FROM feeds")[0][0]
     capsys.readouterr()
 
-    assert run(cfg) == 0
-    assert query(cfg, "SELECT last_status FROM feeds") == [(304,)]
+    assert run(cfg, database) == 0
+    assert query(database, "SELECT last_status FROM feeds") == [(304,)]
     assert " not-modified " in capsys.readouterr().out
 
     # Same size, new text, a later mtime (set, not waited for): the mtime alone tells.
@@ -86,26 +84,26 @@ def test_an_unchanged_file_is_not_modified_and_a_changed_one_is_read_again(
     feed.write_text(text, "utf-8")
     stat = feed.stat()
     os.utime(feed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
-    assert run(cfg) == 0
-    assert query(cfg, "SELECT last_status FROM feeds") == [(200,)]
-    assert query(cfg, "SELECT etag FROM feeds")[0][0] != first_tag
-    stored = {t: x for t, x in query(cfg, "SELECT title, content_text FROM entries")}
+    assert run(cfg, database) == 0
+    assert query(database, "SELECT last_status FROM feeds") == [(200,)]
+    assert query(database, "SELECT etag FROM feeds")[0][0] != first_tag
+    stored = {t: x for t, x in query(database, "SELECT title, content_text FROM entries")}
     assert "消息" in stored[ITEMS[0][0]]
     assert "total: 1 feeds, 1 ok, 0 failed; 0 new, 1 updated" in capsys.readouterr().out
 
     # A new item: a different size.
     feed.write_text(rss([*edited, ("本地源第三篇", "后来写进文件的新闻。")]), "utf-8")
-    assert run(cfg) == 0
-    assert query(cfg, "SELECT COUNT(*) FROM entries") == [(len(ITEMS) + 1,)]
+    assert run(cfg, database) == 0
+    assert query(database, "SELECT COUNT(*) FROM entries") == [(len(ITEMS) + 1,)]
 
 
 def test_a_missing_file_fails_its_feed_alone_with_one_line_naming_the_path(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, database: str, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "a.xml").write_text(rss(ITEMS), "utf-8")
     cfg = write_config(tmp_path, [{"name": "a", "url": "a.xml"},
                                   {"name": "gone", "url": "feeds/gone.xml"},
                                   {"name": "folder", "url": str(tmp_path)}])
-    assert run(cfg) == 1
+    assert run(cfg, database) == 1
     captured = capsys.readouterr()
     gone = [line for line in captured.out.splitlines() if line.startswith("gone ")]
     assert len(gone) == 1 and str(tmp_path / "feeds" / "gone.xml") in gone[0], captured.out
@@ -113,18 +111,18 @@ def test_a_missing_file_fails_its_feed_alone_with_one_line_naming_the_path(
     folder = [line for line in captured.out.splitlines() if line.startswith("folder ")]
     assert "not a regular file" in folder[0]
     assert "Traceback" not in captured.err
-    assert query(cfg, "SELECT COUNT(*) FROM entries WHERE feed = 'a'") == [(len(ITEMS),)]
-    errors = dict(query(cfg, "SELECT name, last_error FROM feeds"))
+    assert query(database, "SELECT COUNT(*) FROM entries WHERE feed = 'a'") == [(len(ITEMS),)]
+    errors = dict(query(database, "SELECT name, last_error FROM feeds"))
     assert str(tmp_path / "feeds" / "gone.xml") in errors["gone"]
 
 
 def test_a_file_over_the_body_cap_is_a_feed_error(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, database: str, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "a.xml").write_text(rss(ITEMS), "utf-8")
     cfg = write_config(tmp_path, [{"name": "a", "url": "a.xml"}], fetch={"max_bytes": 100})
-    assert run(cfg) == 1
+    assert run(cfg, database) == 1
     assert "raise fetch.max_bytes" in capsys.readouterr().out
-    assert query(cfg, "SELECT COUNT(*) FROM entries") == [(0,)]
+    assert query(database, "SELECT COUNT(*) FROM entries") == [(0,)]
 
 
 @pytest.mark.parametrize(("url", "problem"), [
@@ -139,6 +137,7 @@ def test_a_file_over_the_body_cap_is_a_feed_error(
     ("rsshub/zaker/focusread", "url: 'rsshub/zaker/focusread' is neither a file nor a URL; "
                                "did you mean 'rsshub:/zaker/focusread'?"),
 ])
+# SQLite only: the config is refused before any database is opened.
 def test_a_bad_file_url_is_a_config_error_naming_file_feed_and_field(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str, problem: str) -> None:
     cfg = write_config(tmp_path, [{"name": "a", "url": url}])
@@ -151,6 +150,7 @@ def test_a_bad_file_url_is_a_config_error_naming_file_feed_and_field(
 SECRET = "本机的秘密文件内容"
 
 
+# SQLite only: about what full text fetches; the entry is stored as in the tests above.
 @pytest.mark.parametrize("served", ["local", "http"])
 def test_a_file_link_in_feed_content_is_never_read(
         tmp_path: Path, feed_server: FeedServer, capsys: pytest.CaptureFixture[str],
@@ -170,7 +170,7 @@ def test_a_file_link_in_feed_content_is_never_read(
         url = feed_server.url("/a.xml")
     cfg = write_config(tmp_path, [{"name": "a", "url": url, "fulltext": True}])
     assert run(cfg) == 0
-    stored = query(cfg, "SELECT url, content_text, content_html FROM entries")
+    stored = query(cfg.parent / "t.db", "SELECT url, content_text, content_html FROM entries")
     assert [row[0] for row in stored] == [secret.as_uri()]
     assert text in stored[0][1]
     assert SECRET not in stored[0][1] + stored[0][2]

@@ -11,6 +11,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import dbread
 import pytest
 import yaml
 
@@ -38,10 +39,16 @@ def titles_in(path: Path) -> list[str]:
 
 
 @pytest.fixture
-def example(tmp_path: Path) -> Path:
-    """A copy of examples/, so the run writes nothing into the repository."""
+def example(tmp_path: Path, database: str) -> Path:
+    """A copy of examples/, so the run writes nothing into the repository; on PostgreSQL
+    its ``database:`` line names the test's database instead of offline.db."""
     copy = tmp_path / "examples"
     shutil.copytree(EXAMPLES, copy, ignore=shutil.ignore_patterns("*.db", "*.db-*"))
+    if dbread.is_pg(database):
+        config = copy / "offline.yaml"
+        text = config.read_text("utf-8")
+        line = next(x for x in text.splitlines() if x.startswith("database:"))
+        config.write_text(text.replace(line, f"database: {database}"), "utf-8")
     return copy / "offline.yaml"
 
 
@@ -59,12 +66,14 @@ def test_the_offline_example_stores_its_entries_and_links_the_reprint(example: P
     assert summary["totals"]["duplicates"] == 1
 
     # The database goes where the example says, beside it, and git ignores it there.
-    database = example.parent / config["database"]
-    assert database.parent == example.parent and database.is_file()
-    if (ROOT / ".git").exists() and shutil.which("git"):
-        ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q",
-                                  str(EXAMPLES / config["database"])], check=False)
-        assert ignored.returncode == 0, f"{config['database']} would be committed"
+    # (SQLite only: on PostgreSQL the copy names the test's database instead.)
+    if not dbread.is_pg(config["database"]):
+        database = example.parent / config["database"]
+        assert database.parent == example.parent and database.is_file()
+        if (ROOT / ".git").exists() and shutil.which("git"):
+            ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "-q",
+                                      str(EXAMPLES / config["database"])], check=False)
+            assert ignored.returncode == 0, f"{config['database']} would be committed"
 
     dups = scrape("dups", "--json", "--config", str(example), cwd=example.parent)
     assert dups.returncode == 0, dups.stderr
@@ -85,9 +94,13 @@ def test_the_offline_example_stores_its_entries_and_links_the_reprint(example: P
     assert {f["status"] for f in json.loads(again.stdout)["feeds"]} == {"not-modified"}
 
 
-def test_scrape_search_finds_the_example_entries(example: Path) -> None:
+def test_scrape_search_finds_the_example_entries(example: Path, database: str,
+                                                 request: pytest.FixtureRequest) -> None:
     """The README's offline tour ends with a search: a query of three characters (the
     trigram index) and one of two (the plain scan), each in one article."""
+    if dbread.is_pg(database):  # (storage/search.py's PostgreSQL half is a step of its own)
+        request.applymarker(pytest.mark.xfail(reason="search on PostgreSQL (pg_trgm) is not "
+                                              "on this branch yet", strict=False))
     assert scrape("--once", "--config", str(example), cwd=example.parent).returncode == 0
     daily = titles_in(example.parent / "feeds" / "daily.xml")
     digest = titles_in(example.parent / "feeds" / "digest.atom")

@@ -1,12 +1,13 @@
-"""`scrape --once` end to end: real HTTP on loopback, real SQLite, the real command line."""
+"""`scrape --once` end to end: real HTTP on loopback, the real command line, on each backend
+(the ``database`` fixture: an SQLite file, a PostgreSQL database)."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import corpus
+import dbread
 import pytest
 import server as srv
 import yaml
@@ -25,16 +26,11 @@ def write_config(tmp_path: Path, feeds: list[dict], **top: object) -> Path:
     return path
 
 
-def run(cfg: Path, db: Path, *extra: str) -> int:
+def run(cfg: Path, db: str | Path, *extra: str) -> int:
     return main(["--once", "--config", str(cfg), "--db", str(db), *extra])
 
 
-def rows(db: Path, sql: str, *params: object) -> list[tuple]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+rows = dbread.rows
 
 
 @pytest.fixture
@@ -58,8 +54,9 @@ def corpus_feeds(server: FeedServer) -> list[dict]:
 
 
 def test_first_run_stores_every_entry_then_second_run_adds_nothing(
-        tmp_path: Path, corpus_server: FeedServer, capsys: pytest.CaptureFixture[str]) -> None:
-    cfg, db = write_config(tmp_path, corpus_feeds(corpus_server)), tmp_path / "x.db"
+        tmp_path: Path, database: str, corpus_server: FeedServer,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    cfg, db = write_config(tmp_path, corpus_feeds(corpus_server)), database
     assert run(cfg, db) == 0
     counts = dict(rows(db, "SELECT feed, COUNT(*) FROM entries GROUP BY feed"))
     assert counts == {"zaker": len(ZAKER), "mydrivers": len(MYDRIVERS), "gbk": len(POSTS)}
@@ -78,8 +75,9 @@ def test_first_run_stores_every_entry_then_second_run_adds_nothing(
     assert rows(db, "SELECT DISTINCT last_status FROM feeds") == [(304,)]
 
 
-def test_entry_contract_columns(tmp_path: Path, corpus_server: FeedServer) -> None:
-    cfg, db = write_config(tmp_path, corpus_feeds(corpus_server)[:1]), tmp_path / "x.db"
+def test_entry_contract_columns(tmp_path: Path, database: str,
+                                corpus_server: FeedServer) -> None:
+    cfg, db = write_config(tmp_path, corpus_feeds(corpus_server)[:1]), database
     assert run(cfg, db) == 0
     post = ZAKER[0]
     row = rows(db, "SELECT id, feed, url, guid, title, author, published, content_html, "
@@ -92,17 +90,24 @@ def test_entry_contract_columns(tmp_path: Path, corpus_server: FeedServer) -> No
     assert first_paragraph in row[8] and "<" not in row[8]
     assert row[9].endswith("Z") and row[10].endswith("Z")
     assert rows(db, "SELECT name FROM feeds") == [("zaker",)]
+
+
+def test_the_sqlite_file_is_in_wal_mode_and_versioned(tmp_path: Path,
+                                                      corpus_server: FeedServer) -> None:
+    """(SQLite only: the file's journal mode and user_version.)"""
+    cfg, db = write_config(tmp_path, corpus_feeds(corpus_server)[:1]), tmp_path / "x.db"
+    assert run(cfg, db) == 0
     assert rows(db, "PRAGMA journal_mode") == [("wal",)]
     assert rows(db, "PRAGMA user_version")[0][0] >= 1
 
 
 @pytest.mark.requires_shared
-def test_changed_entry_is_updated_not_duplicated(tmp_path: Path, feed_server: FeedServer) -> None:
+def test_changed_entry_is_updated_not_duplicated(tmp_path: Path, database: str,
+                                                 feed_server: FeedServer) -> None:
     post = ZAKER[0]
     link = corpus.post_link(post)
     feed_server.serve("/f.xml", corpus.rss_feed("f", [corpus.rss_item(post, link)]))
-    cfg, db = write_config(tmp_path, [{"name": "f", "url": feed_server.url("/f.xml")}]), \
-        tmp_path / "x.db"
+    cfg, db = write_config(tmp_path, [{"name": "f", "url": feed_server.url("/f.xml")}]), database
     assert run(cfg, db) == 0
     (before,) = rows(db, "SELECT id, updated_at, content_text FROM entries")
     edited = post.body.replace("</p>", "（更正：补充了一句话。）</p>", 1)
@@ -115,14 +120,13 @@ def test_changed_entry_is_updated_not_duplicated(tmp_path: Path, feed_server: Fe
     assert "补充了一句话" in after[2] and "补充了一句话" not in before[2]
 
 
-def test_entries_without_guid_or_link_are_keyed_by_content(tmp_path: Path,
+def test_entries_without_guid_or_link_are_keyed_by_content(tmp_path: Path, database: str,
                                                            feed_server: FeedServer) -> None:
     items = "".join(f"<item><title>t{i}</title><description>body {i}</description></item>"
                     for i in range(3))
     feed_server.serve("/bare.xml", f'<rss version="2.0"><channel><title>b</title>{items}'
                                    "</channel></rss>".encode())
-    cfg, db = write_config(tmp_path, [{"name": "b", "url": feed_server.url("/bare.xml")}]), \
-        tmp_path / "x.db"
+    cfg, db = write_config(tmp_path, [{"name": "b", "url": feed_server.url("/bare.xml")}]), database
     assert run(cfg, db) == 0
     feed_server.serve("/bare.xml", f'<rss version="2.0"><channel><title>b</title>{items}'
                                    "<!-- changed --></channel></rss>".encode())
@@ -130,7 +134,8 @@ def test_entries_without_guid_or_link_are_keyed_by_content(tmp_path: Path,
     assert rows(db, "SELECT COUNT(*) FROM entries")[0][0] == 3
 
 
-def test_a_304_keeps_the_feeds_ttl(tmp_path: Path, feed_server: FeedServer) -> None:
+def test_a_304_keeps_the_feeds_ttl(tmp_path: Path, database: str,
+                                   feed_server: FeedServer) -> None:
     """The RSS <ttl> asks for two hours between polls; the unchanged fetch after it (a 304,
     with no document to read a ttl from) must not drop back to the 10-minute interval."""
     feed_server.serve("/ttl.xml", b'<rss version="2.0"><channel><title>t</title><ttl>120</ttl>'
@@ -138,7 +143,7 @@ def test_a_304_keeps_the_feeds_ttl(tmp_path: Path, feed_server: FeedServer) -> N
                                   b"</description></item></channel></rss>")
     cfg = write_config(tmp_path, [{"name": "t", "url": feed_server.url("/ttl.xml"),
                                    "interval": "10m"}])
-    db = tmp_path / "x.db"
+    db = database
     assert run(cfg, db) == 0
     assert run(cfg, db) == 0
     second = feed_server.requests_to("/ttl.xml")[-1]
@@ -155,6 +160,8 @@ def gzip_bomb() -> Response:
     return srv.gzip_bomb(1 << 28)  # 256 MiB of spaces (17x the cap), about 256 KiB on the wire
 
 
+# SQLite only: about the fetcher's limits (each hostile feed times out twice, 12 s), which
+# store one error row each as any failed fetch does on PostgreSQL too.
 def test_hostile_feeds_fail_alone(tmp_path: Path, feed_server: FeedServer, gzip_bomb: Response,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     good = corpus.posts_feed(ZAKER, "good")
@@ -196,18 +203,20 @@ def test_hostile_feeds_fail_alone(tmp_path: Path, feed_server: FeedServer, gzip_
     assert errors["drip"] == 1 and errors["good"] == 0
 
 
-def test_only_named_feeds_are_refreshed(tmp_path: Path, corpus_server: FeedServer) -> None:
-    cfg, db = write_config(tmp_path, corpus_feeds(corpus_server)), tmp_path / "x.db"
+def test_only_named_feeds_are_refreshed(tmp_path: Path, database: str,
+                                        corpus_server: FeedServer) -> None:
+    cfg, db = write_config(tmp_path, corpus_feeds(corpus_server)), database
     assert run(cfg, db, "--feed", "zaker", "--workers", "0") == 0
     assert rows(db, "SELECT DISTINCT feed FROM entries") == [("zaker",)]
     assert corpus_server.requests_to("/gbk.xml") == []
 
 
-def test_a_feed_named_twice_is_refreshed_once(tmp_path: Path, feed_server: FeedServer,
+def test_a_feed_named_twice_is_refreshed_once(tmp_path: Path, database: str,
+                                              feed_server: FeedServer,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     feed_server.serve("/one.xml", b'<rss version="2.0"><channel><title>o</title><item>'
                                   b"<title>a</title><guid>a</guid></item></channel></rss>")
     cfg = write_config(tmp_path, [{"name": "one", "url": feed_server.url("/one.xml")}])
-    assert run(cfg, tmp_path / "x.db", "--feed", "one", "--feed", "one") == 0
+    assert run(cfg, database, "--feed", "one", "--feed", "one") == 0
     assert len(feed_server.requests_to("/one.xml")) == 1
     assert "total: 1 feeds" in capsys.readouterr().out

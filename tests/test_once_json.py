@@ -56,10 +56,10 @@ def write_config(tmp_path: Path, feeds: list[dict]) -> Path:
 
 
 def test_json_summary_parses_back_with_what_the_server_served(
-        tmp_path: Path, feed_server: FeedServer, capsys) -> None:
+        tmp_path: Path, database: str, feed_server: FeedServer, capsys) -> None:
     cfg = write_config(tmp_path, [*serve(feed_server),
                                   {"name": "c", "url": feed_server.url("/c.xml")}])
-    args = ["--once", "--json", "--config", str(cfg), "--db", str(tmp_path / "t.db")]
+    args = ["--once", "--json", "--config", str(cfg), "--db", database]
     assert main(args) == 1  # one feed failed
     captured = capsys.readouterr()
     summary = json.loads(captured.out)  # the whole of stdout is the one object
@@ -85,14 +85,17 @@ def test_json_summary_parses_back_with_what_the_server_served(
     assert again["totals"]["new"] == 0
 
 
-def test_json_with_no_feed_to_refresh_is_still_one_object(tmp_path: Path, capsys) -> None:
+def test_json_with_no_feed_to_refresh_is_still_one_object(tmp_path: Path, database: str,
+                                                          capsys) -> None:
     cfg = tmp_path / "feeds.yaml"
     cfg.write_text("feeds:\n  - {name: idle, url: 'http://127.0.0.1:9/', enabled: false}\n")
-    assert main(["--once", "--json", "--config", str(cfg), "--db", str(tmp_path / "t.db")]) == 0
+    assert main(["--once", "--json", "--config", str(cfg), "--db", database]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["feeds"] == [] and summary["totals"]["feeds"] == 0
 
 
+# The two below run on SQLite only (the config's default database): they are about the
+# terminal, and what they store is stored as in the test above, which runs on both.
 def scrape(cfg: Path, **kwargs: object) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "scraper", "--once", "--config", str(cfg)],

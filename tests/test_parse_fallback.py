@@ -5,9 +5,9 @@ Every expected count here is computed with feedparser itself, on the same docume
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
+import dbread
 import feedparser
 import pytest
 import yaml
@@ -128,20 +128,16 @@ def test_an_empty_document_feedparser_does_not_know_stays_an_empty_feed() -> Non
     assert feed.entries == [] and feed.problem is None
 
 
-def test_rss090_is_stored_by_scrape_once(tmp_path: Path, feed_server: FeedServer) -> None:
+def test_rss090_is_stored_by_scrape_once(tmp_path: Path, database: str,
+                                         feed_server: FeedServer) -> None:
     feed_server.serve("/ninety.rdf", RSS090.encode(), "application/rdf+xml")
     feed_server.serve("/atom.xml", ATOM.encode(), "application/atom+xml")
     cfg = tmp_path / "feeds.yaml"
     cfg.write_text(yaml.safe_dump({"feeds": [
         {"name": "ninety", "url": feed_server.url("/ninety.rdf")},
         {"name": "atom", "url": feed_server.url("/atom.xml")}]}), "utf-8")
-    db = tmp_path / "x.db"
-    assert main(["--once", "--config", str(cfg), "--db", str(db)]) == 0
-    conn = sqlite3.connect(db)
-    try:
-        stored = {feed: sorted(t for f, t in conn.execute("SELECT feed, title FROM entries")
-                               if f == feed) for feed in ("ninety", "atom")}
-    finally:
-        conn.close()
+    assert main(["--once", "--config", str(cfg), "--db", database]) == 0
+    found = dbread.rows(database, "SELECT feed, title FROM entries")
+    stored = {feed: sorted(t for f, t in found if f == feed) for feed in ("ninety", "atom")}
     assert stored["ninety"] == sorted(feedparser_titles(RSS090.encode()))
     assert stored["atom"] == sorted(feedparser_titles(ATOM.encode()))

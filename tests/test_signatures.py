@@ -57,24 +57,24 @@ def rss(items: list[tuple[str, str, str]]) -> bytes:
     return f'<rss version="2.0"><channel><title>t</title>{xml}</channel></rss>'.encode()
 
 
-def run_once(tmp_path: Path, feeds: list[dict[str, object]]) -> Path:
+def run_once(tmp_path: Path, feeds: list[dict[str, object]], db: str) -> str:
     cfg = tmp_path / "feeds.yaml"
     cfg.write_text(yaml.safe_dump({"fetch": {"retries": 0, "timeout": 5}, "feeds": feeds},
                                   allow_unicode=True), "utf-8")
-    db = tmp_path / "x.db"
-    assert main(["--once", "--config", str(cfg), "--db", str(db), "--workers", "0"]) == 0
+    assert main(["--once", "--config", str(cfg), "--db", db, "--workers", "0"]) == 0
     return db
 
 
-def exported(db: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, str]]:
+def exported(db: str, capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str, str]]:
     capsys.readouterr()
-    assert main(["export", "jsonl", "-", "--db", str(db), "--include-duplicates"]) == 0
+    assert main(["export", "jsonl", "-", "--db", db, "--include-duplicates"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
     return {row["title"]: row for row in rows}
 
 
 def test_mydrivers_footer_goes_wherever_the_article_is_served_from(
-        tmp_path: Path, feed_server: FeedServer, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, database: str, feed_server: FeedServer,
+        capsys: pytest.CaptureFixture[str]) -> None:
     articles = {
         "快科技原文": fixture("mydrivers_robot.html"),
         "快科技另一篇": fixture("mydrivers_robot_other.html"),
@@ -91,7 +91,7 @@ def test_mydrivers_footer_goes_wherever_the_article_is_served_from(
         "name": "mirror", "url": feed_server.url("/mirror.xml"),
         # A host-less rule of the feed's own: it adds to the signed profile.
         "rules": {"drop_lines": ["本文由.{0,20}整理"]},
-    }])
+    }], database)
     rows = exported(db, capsys)
 
     for title, html in articles.items():
@@ -125,7 +125,8 @@ def test_a_generic_class_is_not_a_signature() -> None:
 
 
 def test_trimmed_reprint_keeping_its_source_footer_is_linked(
-        tmp_path: Path, feed_server: FeedServer, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, database: str, feed_server: FeedServer,
+        capsys: pytest.CaptureFixture[str]) -> None:
     """The 快科技 cut of the article (two of six paragraphs plus the whole footer, served
     from a mirror) is a reprint of ZAKER's full text: the footer must not hide it."""
     feed_server.serve("/zaker.xml", rss([
@@ -137,9 +138,9 @@ def test_trimmed_reprint_keeping_its_source_footer_is_linked(
     db = run_once(tmp_path, [
         {"name": "zaker", "url": feed_server.url("/zaker.xml")},
         {"name": "mirror", "url": feed_server.url("/mirror.xml")},
-    ])
+    ], database)
     capsys.readouterr()
-    assert main(["dups", "--json", "--db", str(db)]) == 0
+    assert main(["dups", "--json", "--db", db]) == 0
     clusters = json.loads(capsys.readouterr().out)["clusters"]
     assert len(clusters) == 1
     members = {clusters[0]["feed"], *(d["feed"] for d in clusters[0]["duplicates"])}

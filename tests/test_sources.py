@@ -9,9 +9,9 @@ written out here, never from the output under test.
 from __future__ import annotations
 
 import re
-import sqlite3
 from pathlib import Path
 
+import dbread
 import pytest
 import yaml
 from selectolax.lexbor import LexborHTMLParser
@@ -201,17 +201,17 @@ def test_spaced_reprint_folds_to_the_same_text() -> None:
     assert not set(c.band_keys) & set(b.band_keys)
 
 
-def _add(conn: sqlite3.Connection, feed: str, link: str, title: str, text: str) -> int:
+def _add(conn: store.Connection, feed: str, link: str, title: str, text: str) -> int:
     cur = conn.execute(
         "INSERT INTO entries (feed, entry_key, url, title, published, content_text, fetched_at, "
-        "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (feed, link, link, title, "2023-08-28T03:00:00Z", text, "2023-08-28T03:00:00Z",
          "2023-08-28T03:00:00Z"))
-    return int(cur.lastrowid)
+    return int(cur.fetchone()[0])
 
 
-def test_link_entries_links_the_reprints_and_not_the_same_topic(tmp_path: Path) -> None:
-    conn = store.connect(tmp_path / "x.db")
+def test_link_entries_links_the_reprints_and_not_the_same_topic(database: str) -> None:
+    conn = store.connect(database)
     try:
         articles = [
             ("zaker", ZAKER_LINK, "图书馆机器人一夜整理 3 万册图书", "zaker_robot.html"),
@@ -234,7 +234,8 @@ def test_link_entries_links_the_reprints_and_not_the_same_topic(tmp_path: Path) 
 # --- end to end ------------------------------------------------------------------------------
 
 
-def test_scrape_once_cleans_decodes_and_links(tmp_path: Path, feed_server: FeedServer) -> None:
+def test_scrape_once_cleans_decodes_and_links(tmp_path: Path, database: str,
+                                              feed_server: FeedServer) -> None:
     feed_server.serve("/zaker.xml", (FIXTURES / "zaker.xml").read_bytes())
     feed_server.serve("/mydrivers.xml", (FIXTURES / "mydrivers_gbk.xml").read_bytes(),
                       "application/rss+xml")  # no charset in the header
@@ -243,17 +244,13 @@ def test_scrape_once_cleans_decodes_and_links(tmp_path: Path, feed_server: FeedS
          "rules": {"profile": "zaker", "image_proxy": PROXY}},
         {"name": "mydrivers", "url": feed_server.url("/mydrivers.xml")},
     ]}  # fmt: skip
-    cfg, db = tmp_path / "feeds.yaml", tmp_path / "x.db"
+    cfg = tmp_path / "feeds.yaml"
     cfg.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
-    assert main(["--once", "--config", str(cfg), "--db", str(db)]) == 0
+    assert main(["--once", "--config", str(cfg), "--db", database]) == 0
 
-    conn = sqlite3.connect(db)
-    try:
-        rows = {url: (title, html, text, dup) for url, title, html, text, dup in conn.execute(
-            "SELECT url, title, content_html, content_text, duplicate_of FROM entries")}
-        ids = dict(conn.execute("SELECT url, id FROM entries"))
-    finally:
-        conn.close()
+    rows = {url: (title, html, text, dup) for url, title, html, text, dup in dbread.rows(
+        database, "SELECT url, title, content_html, content_text, duplicate_of FROM entries")}
+    ids = dict(dbread.rows(database, "SELECT url, id FROM entries"))
     assert set(rows) == {ZAKER_LINK, TRIMMED_LINK, MYDRIVERS_LINK, OTHER_LINK}
     assert [rows[MYDRIVERS_LINK][0], rows[OTHER_LINK][0]] == GBK_TITLES
 
