@@ -476,3 +476,27 @@ def _write_atomically(path: Path, data: bytes) -> None:
 def _write_config(config: Config, text: str) -> None:
     with _cannot_write(config.path):
         _write_atomically(config.path, text.encode("utf-8"))
+
+
+# -- moving up (issue 21): an SQLite database into PostgreSQL ------------------------------
+
+def copy_database(source: str | Path, target: str,
+                  progress: Callable[[str, int, int], None] | None = None) -> dict[str, int]:
+    """Copy the SQLite database ``source`` into the empty PostgreSQL database ``target``
+    (a ``postgresql://`` URL; created with ``createdb``, migrated here), ids kept; the rows
+    copied per table.  ``progress(table, done, total)`` after each batch.  The source is
+    only read, and must have this release's schema; a failed copy leaves ``target`` as it
+    was.  A ConfigError (exit 2) when either is the wrong kind or cannot be used."""
+    from scraper.storage.copy import copy_database as copy_rows
+
+    if storage.is_url(source):
+        raise ConfigError("db copy: the source must be an SQLite database file, not a URL")
+    if not storage.is_url(target):
+        raise ConfigError(f"db copy: the destination must be a postgresql:// URL, got "
+                          f"{target!r}")
+    src = storage.open_existing(Path(source))
+    try:
+        with contextlib.closing(storage.connect(target)) as dst:
+            return copy_rows(src, dst, progress)
+    finally:
+        src.close()

@@ -84,3 +84,22 @@ def test_the_readme_table_names_no_command_the_parser_lacks() -> None:
     rows = {m.group(1) for cell in _command_cells()
             if (m := re.match(r"^`(scrape [a-z][a-z-]*)", cell))}
     assert rows and not rows - known, f"the README documents unknown commands: {rows - known}"
+
+
+def test_the_readme_names_the_options_every_command_takes_as_the_parser_does() -> None:
+    """``--config PATH``, ``--db PATH|URL``: the README's line under the command table
+    spells each value as ``--help`` does (it said ``--db PATH`` after URLs were taken)."""
+    from scraper.cli import common_options
+
+    text = README.read_text(encoding="utf-8").split("## Commands", 1)[1].split("\n## ", 1)[0]
+    text = text.replace("\\|", "|")
+    for action in common_options()._actions:
+        if action.metavar and action.option_strings:
+            shown = f"`{action.option_strings[-1]} {action.metavar}`"
+            assert shown in text, f"the README's Commands section lacks {shown}"
+
+
+def test_the_database_option_says_it_takes_a_postgresql_url() -> None:
+    text = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    (row,) = [line for line in text.splitlines() if line.startswith("| `database` |")]
+    assert "postgresql://" in row and "--db PATH\\|URL" in row, row

@@ -64,10 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "0 works inline)")
     parser.set_defaults(func=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from scraper.cli import dups, entries, export, feeds, opml, status
+    from scraper.cli import db, dups, entries, export, feeds, opml, status
 
     # entries: search, list and show
-    for module in (status, dups, entries, export, feeds, opml):
+    for module in (status, dups, entries, export, feeds, opml, db):
         module.register(sub, common)
     return parser
 
