@@ -12,7 +12,9 @@ WORKDIR /app
 # README.m[d]: the glob lets the build work before the README exists (setuptools only warns).
 COPY pyproject.toml README.m[d] ./
 COPY scraper ./scraper
-RUN pip install .
+# The postgresql extra (psycopg 3 and its pool, binary wheels): the same image runs on SQLite
+# or, with --db postgresql://..., on PostgreSQL (docker-compose.yml's postgres profile).
+RUN pip install '.[postgresql]'
 
 # A fixed, non-root uid: files on the named volume keep one owner across rebuilds.
 # /data must exist in the image and belong to that user: Docker initialises a new named

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
 import shlex
 import shutil
@@ -63,6 +64,16 @@ def argv(value: str | list[str]) -> list[str]:
     return shlex.split(value)
 
 
+_VARIABLE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+
+
+def interpolate(text: str, env: dict[str, str] | None = None) -> str:
+    """``${VAR:-default}`` and ``${VAR}`` as Compose fills them in from ``env`` (the shell's
+    environment; empty here unless a test sets it)."""
+    env = env or {}
+    return _VARIABLE.sub(lambda m: env.get(m[1]) or m[2] or "", text)
+
+
 def option(words: list[str], name: str) -> str | None:
     for i, word in enumerate(words):
         if word == name and i + 1 < len(words):
@@ -93,14 +104,32 @@ def instructions() -> list[tuple[str, str]]:
     return out
 
 
-def entry_command() -> list[str]:
-    """What the container runs: ENTRYPOINT + (compose command, else the Dockerfile CMD)."""
+def entry_command(env: dict[str, str] | None = None) -> list[str]:
+    """What the container runs: ENTRYPOINT + (compose command, else the Dockerfile CMD),
+    the compose file's variables filled in from ``env``."""
     steps = instructions()
     entry = [argv(rest) for ins, rest in steps if ins == "ENTRYPOINT"]
     cmd = [argv(rest) for ins, rest in steps if ins == "CMD"]
     command = service().get("command")
-    args = argv(command) if command is not None else (cmd[-1] if cmd else [])
+    args = ([interpolate(w, env) for w in argv(command)] if command is not None
+            else (cmd[-1] if cmd else []))
     return (entry[-1] if entry else []) + args
+
+
+def healthcheck_command(svc: dict[str, Any], env: dict[str, str] | None = None) -> list[str]:
+    """A compose health check's command as words, variables filled in from ``env``."""
+    test = svc["healthcheck"]["test"]
+    words = test[1:] if isinstance(test, list) and test[0] in ("CMD", "CMD-SHELL") else argv(test)
+    if isinstance(test, list) and test[0] == "CMD-SHELL":
+        words = shlex.split(" ".join(words))
+    return [interpolate(w, env) for w in words]
+
+
+def enabled(data: dict[str, Any], *profiles: str) -> set[str]:
+    """The services ``docker compose --profile P ... up`` starts: those without profiles,
+    and those in one of the profiles given (the Compose specification's rule)."""
+    return {name for name, svc in data["services"].items()
+            if not svc.get("profiles") or set(svc["profiles"]) & set(profiles)}
 
 
 def mounts() -> list[dict[str, Any]]:
@@ -181,13 +210,11 @@ def test_feeds_yaml_is_mounted_read_only_where_the_command_reads_it() -> None:
 
 def test_healthcheck_runs_status_check_on_the_same_database() -> None:
     check = service()["healthcheck"]
-    test = check["test"]
-    words = test[1:] if isinstance(test, list) and test[0] in ("CMD", "CMD-SHELL") else argv(test)
-    if isinstance(test, list) and test[0] == "CMD-SHELL":
-        words = shlex.split(" ".join(words))
-    assert words[:3] == ["scrape", "status", "--check"], words
-    assert option(words, "--db") == option(entry_command(), "--db")
-    assert option(words, "--config") == option(entry_command(), "--config")
+    for env in ({}, {"SCRAPE_DB": postgres_url()}):
+        words = healthcheck_command(service(), env)
+        assert words[:3] == ["scrape", "status", "--check"], words
+        assert option(words, "--db") == option(entry_command(env), "--db")
+        assert option(words, "--config") == option(entry_command(env), "--config")
     assert seconds(check.get("interval", "30s")) > 0 and int(check.get("retries", 3)) >= 1
     assert not check.get("disable", False)
 
@@ -237,6 +264,68 @@ def test_the_shipped_routes_resolve_against_the_compose_rsshub(
         assert config.feed(name).url == base + "/" + route.removeprefix("rsshub:").lstrip("/")
 
 
+# -- the postgres profile (issue 21): several scrapers on one PostgreSQL --------------------
+
+#: The variable the compose file passes to ``--db`` (README: "Several machines: PostgreSQL").
+DB_ENV = "SCRAPE_DB"
+
+
+def postgres_url() -> str:
+    """The URL the README tells a Docker user to export: the docs and the file must agree."""
+    text = (REPO / "README.md").read_text("utf-8")
+    found = re.findall(rf"^export {DB_ENV}=(\S+)$", text, flags=re.M)
+    assert len(found) == 1, f"the README should show one `export {DB_ENV}=...`: {found}"
+    return found[0]
+
+
+def test_the_postgres_profile_adds_postgresql_and_leaves_the_default_alone() -> None:
+    data = compose()
+    assert enabled(data) == {"scraper", "rsshub"}
+    assert enabled(data, "postgres") == {"scraper", "rsshub", "postgres"}
+    # without the variable, the default stays the SQLite file on its volume
+    assert option(entry_command(), "--db") == "/data/scrape.db"
+
+
+def test_the_postgres_service() -> None:
+    data = compose()
+    db = data["services"]["postgres"]
+    image, _, tag = str(db["image"]).partition(":")
+    # the official image; 13 or later, where pg_trgm is a trusted extension (its owner, the
+    # scrapers' user, may create it)
+    assert image in ("postgres", "library/postgres") and int(tag.split(".")[0]) >= 13, image
+    test = db["healthcheck"]["test"]
+    assert "pg_isready" in (test if isinstance(test, list) else argv(test)), test
+    volumes = [str(v).split(":") for v in db.get("volumes", [])]
+    assert [v[0] for v in volumes if v[1] == "/var/lib/postgresql/data"] == ["postgres-data"]
+    assert "postgres-data" in data["volumes"]
+    assert db["restart"] == "unless-stopped"
+    assert not db.get("ports"), "PostgreSQL should not be published: only the scrapers reach it"
+
+
+def test_scrape_db_points_the_scraper_at_the_postgres_service() -> None:
+    url = postgres_url()
+    env = {DB_ENV: url}
+    assert option(entry_command(env), "--db") == url
+    db = compose()["services"]["postgres"]
+    settings = {k: interpolate(v) for k, v in environment(db).items()}
+    parts = urlsplit(url)
+    assert (parts.scheme, parts.hostname, parts.port or 5432) == ("postgresql", "postgres", 5432)
+    assert parts.username == settings["POSTGRES_USER"]
+    assert parts.password == settings["POSTGRES_PASSWORD"]
+    assert parts.path.lstrip("/") == settings.get("POSTGRES_DB", settings["POSTGRES_USER"])
+
+
+def test_the_scraper_service_scales() -> None:
+    """``--scale scraper=3`` needs Compose to name the containers and no fixed host port
+    (three containers cannot publish one port)."""
+    svc = service()
+    assert "container_name" not in svc
+    for port in svc.get("ports", []):
+        published = port.get("published") if isinstance(port, dict) else (
+            str(port).rsplit(":", 1)[0] if ":" in str(port) else None)
+        assert not published, f"a fixed host port stops --scale: {port}"
+
+
 def compose_command() -> list[str] | None:
     """A Compose implementation that can run ``config`` here, or None."""
     if shutil.which("docker-compose"):
@@ -255,12 +344,32 @@ COMPOSE_CMD = compose_command()
                     "with PyYAML above")
 def test_compose_file_parses_with_a_real_compose_implementation() -> None:
     assert COMPOSE_CMD is not None
+    env = {k: v for k, v in os.environ.items() if k != DB_ENV}  # (the default: SQLite)
     done = subprocess.run([*COMPOSE_CMD, "--file", str(COMPOSE), "--project-directory",
-                           str(REPO), "config"], capture_output=True, text=True, timeout=120)
+                           str(REPO), "config"], capture_output=True, text=True, timeout=120,
+                          env=env)
     assert done.returncode == 0, done.stderr
     resolved = yaml.safe_load(done.stdout)
     check_rsshub_wiring(resolved)
     assert set(resolved["services"]) == set(compose()["services"])
+    assert option(resolved["services"]["scraper"]["command"], "--db") == "/data/scrape.db"
+
+
+@pytest.mark.skipif(COMPOSE_CMD is None, reason="no Compose implementation installed "
+                    "(Debian: apt-get install docker-compose)")
+def test_compose_resolves_the_postgres_profile() -> None:
+    assert COMPOSE_CMD is not None
+    url = postgres_url()
+    env = {k: v for k, v in os.environ.items() if k not in (DB_ENV, "POSTGRES_PASSWORD")}
+    done = subprocess.run([*COMPOSE_CMD, "--file", str(COMPOSE), "--project-directory",
+                           str(REPO), "--profile", "postgres", "config"], capture_output=True,
+                          text=True, timeout=120, env={**env, DB_ENV: url})
+    assert done.returncode == 0, done.stderr
+    services = yaml.safe_load(done.stdout)["services"]
+    assert {"scraper", "postgres"} <= set(services)
+    assert option(services["scraper"]["command"], "--db") == url
+    assert option(healthcheck_command(services["scraper"]), "--db") == url
+    assert urlsplit(url).password == services["postgres"]["environment"]["POSTGRES_PASSWORD"]
 
 
 # -- Dockerfile ------------------------------------------------------------------------------
@@ -321,8 +430,18 @@ def test_dockerfile_installs_the_project_and_its_copies_exist() -> None:
                     f"COPY {rel} but .dockerignore excludes it"
                 copied.append(rel)
     assert "pyproject.toml" in copied and "scraper" in copied
-    assert any(re.search(r"pip install\b.*\s\.(\s|$)", rest + " ")
+    assert any(re.search(r"pip install\b.*\s'?\.(\[[\w,]+\])?'?(\s|$)", rest + " ")
                for ins, rest in steps if ins == "RUN")
+
+
+def test_the_image_installs_the_postgresql_extra() -> None:
+    """The same image runs the postgres profile's scrapers: psycopg must be in it."""
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text("utf-8"))["project"][
+        "optional-dependencies"]
+    assert any(dep.startswith("psycopg") for dep in extras["postgresql"])
+    installs = [m[1] for ins, rest in instructions() if ins == "RUN"
+                for m in re.finditer(r"pip install\b.*\s'?\.\[([\w,]+)\]'?", rest)]
+    assert any("postgresql" in found.split(",") for found in installs), installs
 
 
 def test_image_runs_scrape_with_exec_form_and_a_healthcheck() -> None:
