@@ -7,10 +7,15 @@ stores the link.
 
 Links, never deletions: ``entries.duplicate_of`` is the cluster's root, its best member
 (issue 19): the most complete (a full article over a teaser, then the longer text, by more
-than ``LENGTH_MARGIN``), ties to the earliest published.  An entry is only compared with
-entries of lower id, in id order, so re-processing gives the same answer; when it is better
-than its cluster's root, the cluster moves to it in the same transaction (its members are
-few).  ``entries.story`` groups clusters that report one event in different words.
+than ``LENGTH_MARGIN``), ties to the earliest published.  A new entry is compared with the
+entries linked before it; when it is better than its cluster's root, the cluster moves to it
+in the same transaction (its members are few).  ``entries.story`` groups clusters that report
+one event in different words.  On SQLite (one writer) the entries linked before a new entry
+are those of lower id; on PostgreSQL another worker's transaction may have taken a higher id
+and committed first, and a new entry is compared with those too.  Workers take turns on the
+index keys they share (``storage.dedup.lock_keys``), so two reprints stored at once see each
+other whichever commits first.  A re-linked entry (changed text) and a rebuild compare only
+with lower ids, in id order, so re-processing gives the same answer.
 
 The window is a rule on arrival (``fetched_at``), not on the feed's dates: a feed added
 today brings last month's backlog, whose reprints arrive with it.  An entry is compared only
@@ -178,13 +183,14 @@ def _scheme_less(url: str | None) -> str | None:
 
 
 def _best(conn: Connection, entry_id: int, ts: int, arrived: str, fp: Fingerprint,
-          settings: DedupSettings, texts: _Texts
+          settings: DedupSettings, texts: _Texts, before: int | None
           ) -> tuple[tuple[int, str, float] | None, list[Candidate]]:
     """(root, method, score) of the best link for an entry, None if it is an original; and
-    the candidates found (the story grouping looks at them too)."""
-    found = _candidates(conn, fp, entry_id, entry_id, ts, settings, arrived)
+    the candidates found (the story grouping looks at them too).  ``before``: compare only
+    with lower ids than this (None: every entry linked before this one, see the module)."""
+    found = _candidates(conn, fp, entry_id, before, ts, settings, arrived)
     rules.screen(fp, found, settings)
-    same_title = rules.same_title_clusters(fp, ts, found, settings, entry_id)
+    same_title = rules.same_title_clusters(fp, ts, found, settings, _first_after(before))
     judged = sorted((c for c in found if not rules.ruled_out(fp, c, settings)), key=rules.order)
     best: tuple[int, float, int] | None = None
     best_id = 0
@@ -212,6 +218,15 @@ def _best(conn: Connection, entry_id: int, ts: int, arrived: str, fp: Fingerprin
     # The root a candidate's row names only groups candidates (it can be stale: moved by
     # another process since): the link's root is read from the winning candidate's entry.
     return (index.cluster_root(conn, best_id), best_method, best_score), found
+
+
+def _first_after(before: int | None) -> int:
+    """The id under which the rules count earlier entries (``same_title_clusters``)."""
+    return _ANY_ID if before is None else before
+
+
+#: Above every entry id: no bound (the candidates found are all earlier).
+_ANY_ID = 1 << 62
 
 
 def _more_complete(conn: Connection, length: int, ts: int, root: int,
@@ -272,10 +287,12 @@ def _around(arrived: str | None, settings: DedupSettings) -> tuple[str | None, s
 
 def _prune(conn: Connection, settings: DedupSettings) -> None:
     """Take the entries that aged out since the last call out of the index (a bounded
-    number: see ``PRUNE_ENTRIES``)."""
+    number: see ``PRUNE_ENTRIES``); nothing while another worker's transaction prunes."""
     cutoff = _around(index.arrival(conn), settings)[0]
     if cutoff is not None:
-        mark = index.pruned_below(conn)
+        mark = index.claim_pruning(conn)
+        if mark is None:
+            return
         stop = index.prune(conn, mark, cutoff, PRUNE_ENTRIES)
         if stop != mark:
             index.set_pruned_below(conn, stop)
@@ -291,14 +308,21 @@ def _link(conn: Connection, entry_ids: Iterable[int], settings: DedupSettings,
     with_text = not all(fingerprints.get(i) for i in ids)
     floor = index.pruned_below(conn)
     texts = _Texts(conn, settings.shingle)
+    work: list[tuple[index.StoredEntry, Fingerprint, int, list[int], bytes, bool]] = []
     for entry in index.load_entries(conn, ids, with_text):
         fp = fingerprints.get(entry.id) or fpmod.compute(entry.title, entry.text, entry.url,
                                                          settings)
         ts = _epoch(entry.stamp)
         keys = _index_keys(fp)
         blob = index.keys_blob(keys)
+        same = not force and entry.stored == (ts, fp.text_hash, fp.title, blob)
+        work.append((entry, fp, ts, keys, blob, same))
+    # Every key looked up or inserted below, locked before the first lookup (one call).
+    index.lock_keys(conn, {k for _, fp, _, keys, _, same in work if not same
+                           for k in (*keys, *(key for _, key in fp.probe_keys()))})
+    for entry, fp, ts, keys, blob, same in work:
         stored = entry.stored
-        if not force and stored == (ts, fp.text_hash, fp.title, blob):
+        if same:
             if not entry.sketched:  # stored before migration 4: add what it lacks
                 index.fill_sketch(conn, entry.id, fp.sketch, fp.shingles)
             if entry.duplicate_of is not None:
@@ -308,7 +332,9 @@ def _link(conn: Connection, entry_ids: Iterable[int], settings: DedupSettings,
         if stored is not None:
             index.unindex_keys(conn, entry.id, stored[3])
         texts.add(entry.id, entry.text, fp)
-        best, found = _best(conn, entry.id, ts, entry.arrived, fp, settings, texts)
+        # A new entry: every entry linked before it (see the module); else lower ids only.
+        before = entry.id if force or stored is not None else None
+        best, found = _best(conn, entry.id, ts, entry.arrived, fp, settings, texts, before)
         promoted = best is not None and _more_complete(conn, fp.length, ts, best[0], settings)
         new = (None, None, None) if best is None or promoted else best
         root = entry.id if best is None or promoted else best[0]
@@ -331,19 +357,20 @@ def _link(conn: Connection, entry_ids: Iterable[int], settings: DedupSettings,
             links.append(Link(entry.id, best[0], best[1], best[2]))
         _group_story(conn, entry.id, root, ts, entry.arrived, fp, found, settings, texts,
                      alone=stored is None and best is None, search=root == entry.id,
-                     took_over=best[0] if promoted and best is not None else None)
+                     took_over=best[0] if promoted and best is not None else None,
+                     before=before)
     return links
 
 
 def _story_candidates(conn: Connection, entry_id: int, ts: int, arrived: str,
-                      fp: Fingerprint, found: list[Candidate],
-                      settings: DedupSettings) -> list[Candidate]:
+                      fp: Fingerprint, found: list[Candidate], settings: DedupSettings,
+                      before: int | None) -> list[Candidate]:
     """The earlier entries a story could join: the link's candidates, and for a long entry
     the long entries with a similar title (a long entry's links never look at those, since
     two articles are judged by their text; two write-ups of one event share little text)."""
-    out = {c.id: c for c in found if c.id < entry_id}
+    out = {c.id: c for c in found if c.id < _first_after(before)}
     if not fp.short and fp.title_keys:
-        for cand in _candidates(conn, fp, entry_id, entry_id, ts, settings, arrived,
+        for cand in _candidates(conn, fp, entry_id, before, ts, settings, arrived,
                                 probes=[("title", k) for k in fp.title_keys]):
             out.setdefault(cand.id, cand)
     return sorted(out.values(), key=lambda c: c.id)
@@ -352,7 +379,7 @@ def _story_candidates(conn: Connection, entry_id: int, ts: int, arrived: str,
 def _group_story(conn: Connection, entry_id: int, root: int, ts: int, arrived: str,
                  fp: Fingerprint, found: list[Candidate], settings: DedupSettings,
                  texts: _Texts, alone: bool = False, search: bool = True,
-                 took_over: int | None = None) -> None:
+                 took_over: int | None = None, before: int | None = None) -> None:
     """Put the cluster of ``root`` (which ``entry_id`` just joined or started) in the story
     of every earlier cluster that reports the same event (``core.story``), merging stories
     that meet.  A story's number is the lowest it had, else the lowest cluster root.
@@ -360,13 +387,14 @@ def _group_story(conn: Connection, entry_id: int, root: int, ts: int, arrived: s
     most entries, spared the lookup of their cluster's stories).  ``search``: look for other
     clusters' write-ups; only a cluster's root does (a reprint that joins a cluster takes
     its story, which spares a lookup per reprint).  ``took_over``: the root this entry just
-    replaced, whose members the candidates (read before the move) still name as root."""
+    replaced, whose members the candidates (read before the move) still name as root.
+    ``before``: as for links."""
     own = {root, took_over}
-    cands = _story_candidates(conn, entry_id, ts, arrived, fp, found, settings) if search \
-        else []
+    cands = _story_candidates(conn, entry_id, ts, arrived, fp, found, settings, before) \
+        if search else []
     # The cluster's own members are not another story carrying the title.
     cands = [c for c in cands if c.id not in own and (c.root or c.id) not in own]
-    same_title = rules.same_title_clusters(fp, ts, cands, settings, entry_id)
+    same_title = rules.same_title_clusters(fp, ts, cands, settings, _first_after(before))
     roots = {root}
     scored = 0
     for cand in cands:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from scraper import storage as store
 from scraper.cli import build_parser
 from scraper.core import fingerprint, similarity
 from scraper.dedup import DedupSettings, dedup_from_mapping, explain, link_entries, rebuild
+from scraper.storage import Connection
 
 SETTINGS = DedupSettings()
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
@@ -36,38 +38,39 @@ def post_text(post: Post) -> str:
 
 
 @pytest.fixture
-def conn(tmp_path: Path) -> sqlite3.Connection:
-    connection = store.connect(tmp_path / "dedup.db")
+def conn(database: str) -> Iterator[Connection]:
+    """The database the linking tests run on: SQLite's, then PostgreSQL's."""
+    connection = store.connect(database)
     yield connection
     connection.close()
 
 
-def add(conn: sqlite3.Connection, title: str, text: str, *, feed: str = "f",
+def add(conn: Connection, title: str, text: str, *, feed: str = "f",
         url: str | None = None, when: datetime = T0, key: str | None = None,
         seen: datetime = T0) -> int:
     """An entry published ``when``, fetched (arrived) ``seen``."""
     stamp = store.iso(when)
     cur = conn.execute(
         "INSERT INTO entries (feed, entry_key, url, title, published, content_text, fetched_at, "
-        "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (feed, key or f"{title}|{url}|{stamp}|{len(text)}", url, title, stamp, text,
          store.iso(seen), store.iso(seen)))
-    return int(cur.lastrowid)
+    return int(cur.fetchone()[0])
 
 
-def link(conn: sqlite3.Connection, ids: list[int],
+def link(conn: Connection, ids: list[int],
          settings: DedupSettings = SETTINGS) -> list[dedup.Link]:
     with store.transaction(conn):
         return link_entries(conn, ids, settings)
 
 
-def link_of(conn: sqlite3.Connection, entry_id: int) -> tuple:
+def link_of(conn: Connection, entry_id: int) -> tuple:
     row = conn.execute("SELECT duplicate_of, dup_method, dup_score FROM entries WHERE id = ?",
                        (entry_id,)).fetchone()
     return tuple(row)
 
 
-def snapshot(conn: sqlite3.Connection) -> list[tuple]:
+def snapshot(conn: Connection) -> list[tuple]:
     """Links, fingerprints and the key index."""
     return [tuple(r) for r in conn.execute(
         "SELECT e.id, e.duplicate_of, e.dup_method, e.dup_score, f.ts, f.text_hash, f.keys, "
@@ -76,12 +79,12 @@ def snapshot(conn: sqlite3.Connection) -> list[tuple]:
         tuple(r) for r in conn.execute("SELECT * FROM dedup_index ORDER BY 1, 2")]
 
 
-def indexed(conn: sqlite3.Connection) -> set[int]:
+def indexed(conn: Connection) -> set[int]:
     """The entries that have keys in the index."""
     return {r[0] for r in conn.execute("SELECT DISTINCT entry_id FROM dedup_index")}
 
 
-def store_corpus(conn: sqlite3.Connection, posts: list[Post]) -> dict[Path, int]:
+def store_corpus(conn: Connection, posts: list[Post]) -> dict[Path, int]:
     ids = {}
     with store.transaction(conn):
         for post in posts:
@@ -153,7 +156,7 @@ def best_member(name: str, group: list[Post]) -> Post:
     return min(group, key=lambda p: p.date)
 
 
-def test_corpus_duplicates_linked_and_related_stories_apart(conn: sqlite3.Connection) -> None:
+def test_corpus_duplicates_linked_and_related_stories_apart(conn: Connection) -> None:
     posts = corpus_posts()
     ids = store_corpus(conn, posts)
     for name, members in DUPLICATE_GROUPS.items():
@@ -173,7 +176,7 @@ def test_corpus_duplicates_linked_and_related_stories_apart(conn: sqlite3.Connec
     assert methods == {"exact": 2, "near": 1}
 
 
-def test_corpus_in_reverse_order_links_to_the_best_member(conn: sqlite3.Connection) -> None:
+def test_corpus_in_reverse_order_links_to_the_best_member(conn: Connection) -> None:
     """The order entries arrive in does not decide the root: the reversed corpus has the same
     roots as the corpus in order."""
     posts = list(reversed(corpus_posts()))
@@ -193,7 +196,7 @@ def test_corpus_in_reverse_order_links_to_the_best_member(conn: sqlite3.Connecti
     assert trimmed < zaker and link_of(conn, trimmed)[:2] == (zaker, "near")
 
 
-def test_second_run_changes_nothing(conn: sqlite3.Connection) -> None:
+def test_second_run_changes_nothing(conn: Connection) -> None:
     ids = list(store_corpus(conn, corpus_posts()).values())
     before = snapshot(conn)
     links = link(conn, ids)
@@ -219,7 +222,7 @@ OTHER = "\n".join(
     f"并关注{i + 2}号预警信号。" for i in range(1, 16))
 
 
-def test_url_with_tracking_params_links_across_feeds(conn: sqlite3.Connection) -> None:
+def test_url_with_tracking_params_links_across_feeds(conn: Connection) -> None:
     a = add(conn, "原文", ARTICLE, feed="a", url="https://news.example.com/2024/1.html")
     b = add(conn, "别的标题", OTHER, feed="b",
             url="HTTPS://News.Example.com/2024/1.html?utm_source=rss&spm=1#top")
@@ -227,7 +230,7 @@ def test_url_with_tracking_params_links_across_feeds(conn: sqlite3.Connection) -
     assert link_of(conn, b) == (a, "url", 1.0)
 
 
-def test_edited_reprint_with_header_is_near(conn: sqlite3.Connection) -> None:
+def test_edited_reprint_with_header_is_near(conn: Connection) -> None:
     a = add(conn, "原文", ARTICLE, feed="a")
     header = "编者按：本文转载自合作媒体，观点不代表本站立场。\n"
     reprint = header + ARTICLE.replace("深圳", "广州", 3)
@@ -239,7 +242,7 @@ def test_edited_reprint_with_header_is_near(conn: sqlite3.Connection) -> None:
     assert link_of(conn, c) == (None, None, None)
 
 
-def test_same_event_sharing_most_paragraphs_is_not_linked(conn: sqlite3.Connection) -> None:
+def test_same_event_sharing_most_paragraphs_is_not_linked(conn: Connection) -> None:
     paras = ARTICLE.split("\n")
     mixed = "\n".join(paras[:9] + OTHER.split("\n")[:7])  # 9 of 15 paragraphs shared
     a = add(conn, "原文", ARTICLE)
@@ -252,7 +255,7 @@ def test_same_event_sharing_most_paragraphs_is_not_linked(conn: sqlite3.Connecti
     assert report["candidates"][0]["decision"] == "no link"
 
 
-def test_link_follows_to_the_cluster_root(conn: sqlite3.Connection) -> None:
+def test_link_follows_to_the_cluster_root(conn: Connection) -> None:
     a = add(conn, "原文", ARTICLE, url="https://a.example/1")
     b = add(conn, "转载", ARTICLE, feed="b", url="https://b.example/1")
     c = add(conn, "另一篇", OTHER, feed="c", url="https://b.example/1?from=timeline")
@@ -261,7 +264,7 @@ def test_link_follows_to_the_cluster_root(conn: sqlite3.Connection) -> None:
     assert link_of(conn, c) == (a, "url", 1.0)  # matched b by URL; b's root is a
 
 
-def test_outside_the_window_is_not_compared(conn: sqlite3.Connection) -> None:
+def test_outside_the_window_is_not_compared(conn: Connection) -> None:
     a = add(conn, "原文", ARTICLE)
     b = add(conn, "一个月后", ARTICLE, feed="b", when=T0 + timedelta(days=30))
     link(conn, [a, b])
@@ -270,7 +273,7 @@ def test_outside_the_window_is_not_compared(conn: sqlite3.Connection) -> None:
     assert link_of(conn, b) == (a, "exact", 1.0)
 
 
-def test_short_teaser_links_by_title_within_the_window(conn: sqlite3.Connection) -> None:
+def test_short_teaser_links_by_title_within_the_window(conn: Connection) -> None:
     a = add(conn, "小米12S Ultra 7月4日发布：徕卡影像加持", ARTICLE, feed="full")
     teaser = add(conn, "小米 12S Ultra 7 月 4 日发布，徕卡影像加持", "点击阅读全文。", feed="t",
                  when=T0 + timedelta(hours=20))
@@ -285,7 +288,7 @@ def test_short_teaser_links_by_title_within_the_window(conn: sqlite3.Connection)
     assert link_of(conn, unrelated) == (None, None, None)
 
 
-def test_short_text_contained_in_an_article_links_to_it(conn: sqlite3.Connection) -> None:
+def test_short_text_contained_in_an_article_links_to_it(conn: Connection) -> None:
     a = add(conn, "发布会全文", ARTICLE, feed="full")
     lead = ARTICLE.split("\n")[0]  # the first paragraph, as a summary-only feed sends it
     assert len(fingerprint.fold_text(lead)) < SETTINGS.short_chars
@@ -302,7 +305,7 @@ def test_short_text_contained_in_an_article_links_to_it(conn: sqlite3.Connection
     assert "97 h apart (title window 72 h)" in reasons[a]
 
 
-def test_no_self_or_forward_links(conn: sqlite3.Connection) -> None:
+def test_no_self_or_forward_links(conn: Connection) -> None:
     ids = [add(conn, "同题", ARTICLE, feed=f"f{i}", when=T0 + timedelta(hours=i))
            for i in range(4)]
     link(conn, list(reversed(ids)))  # processing order does not matter: id order is used
@@ -311,7 +314,7 @@ def test_no_self_or_forward_links(conn: sqlite3.Connection) -> None:
     assert all(dup == ids[0] for _, dup in rows[1:])
 
 
-def test_updated_entry_is_relinked_and_its_duplicates_follow(conn: sqlite3.Connection) -> None:
+def test_updated_entry_is_relinked_and_its_duplicates_follow(conn: Connection) -> None:
     x = add(conn, "X", ARTICLE, feed="x")
     y = add(conn, "Y", OTHER, feed="y")
     z = add(conn, "Z", OTHER, feed="z")
@@ -330,7 +333,7 @@ def test_updated_entry_is_relinked_and_its_duplicates_follow(conn: sqlite3.Conne
 
 # -- explain and rebuild --------------------------------------------------------------------
 
-def test_explain_shows_scores_and_reason(conn: sqlite3.Connection) -> None:
+def test_explain_shows_scores_and_reason(conn: Connection) -> None:
     posts = corpus_posts()
     ids = store_corpus(conn, posts)
     first, second = sorted(ids[p.path] for p in group_posts(posts, DUPLICATE_GROUPS["龙芯 PC"]))
@@ -348,7 +351,7 @@ def test_explain_shows_scores_and_reason(conn: sqlite3.Connection) -> None:
         explain(conn, 99999, SETTINGS)
 
 
-def test_rebuild_applies_new_thresholds(conn: sqlite3.Connection) -> None:
+def test_rebuild_applies_new_thresholds(conn: Connection) -> None:
     posts = corpus_posts()
     ids = store_corpus(conn, posts)
     before = snapshot(conn)
@@ -363,10 +366,11 @@ def test_rebuild_applies_new_thresholds(conn: sqlite3.Connection) -> None:
 
 # -- CLI ----------------------------------------------------------------------------------
 
-def test_cli_dups_and_rebuild(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_dups_and_rebuild(tmp_path: Path, database: str,
+                              capsys: pytest.CaptureFixture[str]) -> None:
     from scraper.cli import main
 
-    db = tmp_path / "cli.db"
+    db = database
     config = tmp_path / "feeds.yaml"
     config.write_text("feeds:\n  - name: a\n    url: https://e.org/f\n", encoding="utf-8")
     conn = store.connect(db)
@@ -407,7 +411,7 @@ def _spy_similarity(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-def test_unrelated_candidate_gets_no_exact_score(conn: sqlite3.Connection,
+def test_unrelated_candidate_gets_no_exact_score(conn: Connection,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     # 20 bands of one row make a candidate of almost any pair sharing a paragraph or two
     loose = replace(SETTINGS, bands=20, rows=1)
@@ -448,7 +452,7 @@ def test_could_reach_keeps_pairs_at_the_threshold() -> None:
 
 
 def test_rows_indexed_before_the_sketch_are_scored_exactly_then_filled_in(
-        conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
+        conn: Connection, monkeypatch: pytest.MonkeyPatch) -> None:
     a = add(conn, "原文", ARTICLE)
     link(conn, [a])
     conn.execute("UPDATE dedup_fingerprints SET sketch = NULL, shingles = NULL")  # as in v3

@@ -7,7 +7,6 @@ over from reprints fetched before it, and every member follows the move.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 
 from scraper import storage as store
 from scraper.dedup import DedupSettings, explain, link_entries, rebuild
+from scraper.storage import Connection
 
 SETTINGS = DedupSettings()
 T0 = datetime(2024, 12, 5, 0, 0, tzinfo=UTC)
@@ -26,13 +26,14 @@ ARTICLE = "\n".join(
 
 
 @pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = store.connect(tmp_path / "canonical.db")
+def conn(database: str) -> Iterator[Connection]:
+    """SQLite's database, then PostgreSQL's."""
+    connection = store.connect(database)
     yield connection
     connection.close()
 
 
-def add(conn: sqlite3.Connection, feed: str, text: str, published_h: float,
+def add(conn: Connection, feed: str, text: str, published_h: float,
         fetched_h: float) -> int:
     """An entry published ``published_h`` and fetched ``fetched_h`` hours after T0, linked
     in its own transaction (one refresh)."""
@@ -41,18 +42,18 @@ def add(conn: sqlite3.Connection, feed: str, text: str, published_h: float,
     with store.transaction(conn):
         cur = conn.execute(
             "INSERT INTO entries (feed, entry_key, title, published, content_text, fetched_at, "
-            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (feed, feed, "长城汽车发布全新越野平台", published, text, fetched, fetched))
-        entry_id = int(cur.lastrowid or 0)
+        entry_id = int(cur.fetchone()[0])
         link_entries(conn, [entry_id], SETTINGS)
     return entry_id
 
 
-def links(conn: sqlite3.Connection) -> dict[int, int | None]:
+def links(conn: Connection) -> dict[int, int | None]:
     return dict(conn.execute("SELECT id, duplicate_of FROM entries").fetchall())
 
 
-def test_the_article_takes_the_cluster_over_from_its_teaser(conn: sqlite3.Connection) -> None:
+def test_the_article_takes_the_cluster_over_from_its_teaser(conn: Connection) -> None:
     teaser = add(conn, "teaser", ARTICLE.split("\n")[0][:60] + "……点击查看全文", 0, 0)
     article = add(conn, "article", ARTICLE, 1, 1)
     assert links(conn) == {teaser: article, article: None}
@@ -67,7 +68,7 @@ def test_the_article_takes_the_cluster_over_from_its_teaser(conn: sqlite3.Connec
 
 
 def test_the_source_takes_the_cluster_over_from_reprints_fetched_first(
-        conn: sqlite3.Connection) -> None:
+        conn: Connection) -> None:
     # Two reprints arrive first (published 3 and 4 hours after the source), then the source.
     first = add(conn, "reprint-a", ARTICLE, 3, 5)
     second = add(conn, "reprint-b", ARTICLE, 4, 6)
@@ -80,13 +81,13 @@ def test_the_source_takes_the_cluster_over_from_reprints_fetched_first(
     assert conn.execute("SELECT id, duplicate_of, dup_method FROM entries").fetchall() == before
 
 
-def test_a_reprint_published_later_does_not_take_the_cluster(conn: sqlite3.Connection) -> None:
+def test_a_reprint_published_later_does_not_take_the_cluster(conn: Connection) -> None:
     source = add(conn, "source", ARTICLE, 0, 0)
     reprint = add(conn, "reprint", ARTICLE + "\n（来源：长城汽车）", 3, 3)  # a credit line
     assert links(conn) == {source: None, reprint: source}
 
 
-def test_a_story_follows_its_cluster_to_a_new_root(conn: sqlite3.Connection) -> None:
+def test_a_story_follows_its_cluster_to_a_new_root(conn: Connection) -> None:
     """A teaser in a story, then its article: the article takes the cluster over and is in
     the teaser's story too (a story belongs to clusters, whichever member is the root)."""
     teaser = add(conn, "teaser", ARTICLE.split("\n")[0][:60] + "……点击查看全文", 0, 0)
@@ -98,7 +99,7 @@ def test_a_story_follows_its_cluster_to_a_new_root(conn: sqlite3.Connection) -> 
     assert stories == {teaser: teaser, article: teaser}
 
 
-def test_prune_makes_the_best_remaining_member_the_root(conn: sqlite3.Connection,
+def test_prune_makes_the_best_remaining_member_the_root(conn: Connection,
                                                         tmp_path: Path) -> None:
     """``feeds prune`` of the feed whose entry was a cluster's root: the new root is the
     best member left (the reprint's full article), not the oldest (the teaser)."""

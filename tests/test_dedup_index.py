@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -29,10 +30,20 @@ from test_dedup import (
 
 from scraper import dedup
 from scraper import storage as store
+from scraper.storage import Connection
 
 
 @pytest.fixture
-def conn(tmp_path: Path) -> sqlite3.Connection:
+def conn(database: str) -> Iterator[Connection]:
+    """SQLite's database, then PostgreSQL's."""
+    connection = store.connect(database)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def sqlite_conn(tmp_path: Path) -> Iterator[Connection]:
+    """For what only SQLite does: reuse a deleted entry's id, trace its statements."""
     connection = store.connect(tmp_path / "index.db")
     yield connection
     connection.close()
@@ -42,12 +53,12 @@ def reprint(n: int) -> str:
     return ARTICLE.replace("深圳", f"广州{n}", 1)
 
 
-def keys_of(conn: sqlite3.Connection, entry_id: int) -> set[int]:
+def keys_of(conn: Connection, entry_id: int) -> set[int]:
     return {r[0] for r in conn.execute("SELECT key FROM dedup_index WHERE entry_id = ?",
                                        (entry_id,))}
 
 
-def stored_keys(conn: sqlite3.Connection, entry_id: int) -> set[int]:
+def stored_keys(conn: Connection, entry_id: int) -> set[int]:
     blob = conn.execute("SELECT keys FROM dedup_fingerprints WHERE entry_id = ?",
                         (entry_id,)).fetchone()[0]
     return set(np.frombuffer(blob, dtype=np.int64).tolist())
@@ -55,13 +66,13 @@ def stored_keys(conn: sqlite3.Connection, entry_id: int) -> set[int]:
 
 # -- one table, in the transaction ----------------------------------------------------------
 
-def test_each_entry_is_indexed_under_the_keys_its_row_holds(conn: sqlite3.Connection) -> None:
+def test_each_entry_is_indexed_under_the_keys_its_row_holds(conn: Connection) -> None:
     ids = list(store_corpus(conn, corpus_posts()).values())
     for entry_id in ids:
         assert keys_of(conn, entry_id) == stored_keys(conn, entry_id) != set()
 
 
-def test_a_rolled_back_link_leaves_the_index_as_it_was(conn: sqlite3.Connection) -> None:
+def test_a_rolled_back_link_leaves_the_index_as_it_was(conn: Connection) -> None:
     a = add(conn, "原文", ARTICLE)
     link(conn, [a])
     before = snapshot(conn)
@@ -77,7 +88,7 @@ def test_a_rolled_back_link_leaves_the_index_as_it_was(conn: sqlite3.Connection)
 
 
 def test_a_rolled_back_reindex_gives_the_entry_its_keys_back(
-        conn: sqlite3.Connection) -> None:
+        conn: Connection) -> None:
     """A refresh that re-indexed an entry and then failed (the refresh carries on with the
     same connection) must leave the committed keys findable."""
     a = add(conn, "原文", ARTICLE)
@@ -95,11 +106,11 @@ def test_a_rolled_back_reindex_gives_the_entry_its_keys_back(
     assert link_of(conn, b)[:2] == (a, "near")
 
 
-def test_another_connection_sees_keys_it_did_not_write(tmp_path: Path) -> None:
+def test_another_connection_sees_keys_it_did_not_write(database: str) -> None:
     """The daemon and a `scrape --once` write to one database: each finds the other's
     entries, whoever linked last."""
-    first = store.connect(tmp_path / "shared.db")
-    second = store.connect(tmp_path / "shared.db")
+    first = store.connect(database)
+    second = store.connect(database)
     a = add(first, "原文", ARTICLE)
     link(first, [a])
     x = add(second, "另一篇", OTHER, feed="x")
@@ -117,7 +128,7 @@ def test_another_connection_sees_keys_it_did_not_write(tmp_path: Path) -> None:
     second.close()
 
 
-def test_a_reindexed_entry_leaves_no_stale_evidence(conn: sqlite3.Connection) -> None:
+def test_a_reindexed_entry_leaves_no_stale_evidence(conn: Connection) -> None:
     """An entry whose text changed keeps no keys of its old text."""
     a = add(conn, "原文", ARTICLE)
     link(conn, [a])
@@ -130,9 +141,11 @@ def test_a_reindexed_entry_leaves_no_stale_evidence(conn: sqlite3.Connection) ->
     assert link_of(conn, b)[0] != a
 
 
-def test_a_stale_url_key_is_no_evidence(conn: sqlite3.Connection) -> None:
+def test_a_stale_url_key_is_no_evidence(sqlite_conn: Connection) -> None:
     """The URL key alone links two entries, so it is checked against the candidate's row:
-    keys left by a deleted entry whose id was then reused must not link by URL."""
+    keys left by a deleted entry whose id was then reused must not link by URL.  (SQLite
+    reuses the highest id after a deletion; PostgreSQL's identity never does.)"""
+    conn = sqlite_conn
     a = add(conn, "原文", ARTICLE, url="https://a.example/one")
     link(conn, [a])
     conn.execute("DELETE FROM entries WHERE id = ?", (a,))  # its keys stay behind
@@ -148,10 +161,10 @@ def test_a_stale_url_key_is_no_evidence(conn: sqlite3.Connection) -> None:
     assert link_of(conn, d)[:2] == (reused, "url")  # the real URL key still is evidence
 
 
-def test_another_connection_sees_a_new_date_with_the_same_keys(tmp_path: Path) -> None:
+def test_another_connection_sees_a_new_date_with_the_same_keys(database: str) -> None:
     """A feed corrects an entry's date, not its text: same keys, new ts."""
-    one = store.connect(tmp_path / "shared.db")
-    two = store.connect(tmp_path / "shared.db")
+    one = store.connect(database)
+    two = store.connect(database)
     a = add(one, "原文", ARTICLE, when=T0)
     link(one, [a])
     x = add(two, "无关", OTHER, feed="x")
@@ -167,7 +180,7 @@ def test_another_connection_sees_a_new_date_with_the_same_keys(tmp_path: Path) -
 
 
 def test_the_same_text_links_after_a_shingle_change_without_rebuild(
-        conn: sqlite3.Connection) -> None:
+        conn: Connection) -> None:
     """Sketches of different shingle sizes do not compare, the text hash does: the screen
     must not drop an identical text.  (90 characters: short when it was indexed, so its title
     key finds it; long under the new settings, so it is judged by its text.)"""
@@ -179,7 +192,7 @@ def test_the_same_text_links_after_a_shingle_change_without_rebuild(
     assert link_of(conn, b)[:2] == (a, "exact")
 
 
-def test_a_second_run_writes_nothing(conn: sqlite3.Connection) -> None:
+def test_a_second_run_writes_nothing(conn: Connection) -> None:
     ids = store_corpus(conn, corpus_posts())
     before = snapshot(conn)
     link(conn, list(ids.values()))
@@ -192,7 +205,7 @@ DAY = timedelta(days=1)
 
 
 def test_entries_that_arrived_before_the_window_leave_the_index(
-        conn: sqlite3.Connection) -> None:
+        conn: Connection) -> None:
     window = timedelta(days=SETTINGS.window_days)
     a = add(conn, "原文", ARTICLE, when=T0, seen=T0)
     x = add(conn, "另一篇", OTHER, feed="x", when=T0 + 5 * DAY, seen=T0 + 5 * DAY)
@@ -221,7 +234,7 @@ def test_entries_that_arrived_before_the_window_leave_the_index(
     assert snapshot(conn) == before
 
 
-def test_a_backlog_that_arrives_together_finds_its_reprints(conn: sqlite3.Connection) -> None:
+def test_a_backlog_that_arrives_together_finds_its_reprints(conn: Connection) -> None:
     """The window follows arrival, not the feeds' dates: a feed added today brings last
     month's posts, and they must find the reprints another feed brought with them."""
     now = T0 + 60 * DAY
@@ -233,7 +246,7 @@ def test_a_backlog_that_arrives_together_finds_its_reprints(conn: sqlite3.Connec
     assert link_of(conn, b)[:2] == (a, "near")
 
 
-def test_one_call_prunes_a_bounded_number_of_entries(conn: sqlite3.Connection) -> None:
+def test_one_call_prunes_a_bounded_number_of_entries(conn: Connection) -> None:
     old = [add(conn, f"旧{i}", f"第{i}条旧闻：" + "各不相同的旧内容。" * 12 + str(i),
                feed="old", when=T0, seen=T0) for i in range(dedup.PRUNE_ENTRIES + 10)]
     link(conn, old)
@@ -252,7 +265,7 @@ def test_one_call_prunes_a_bounded_number_of_entries(conn: sqlite3.Connection) -
     assert indexed(conn) == {n1, n2}
 
 
-def aged_out_pair(conn: sqlite3.Connection) -> tuple[int, int, int]:
+def aged_out_pair(conn: Connection) -> tuple[int, int, int]:
     """An original, its reprint a day later, and an unrelated entry 30 days on, all linked:
     the pair has left the index."""
     a = add(conn, "原文", ARTICLE, when=T0, seen=T0)
@@ -265,7 +278,7 @@ def aged_out_pair(conn: sqlite3.Connection) -> tuple[int, int, int]:
 
 
 def test_rebuild_links_old_entries_in_their_own_window_then_prunes(
-        conn: sqlite3.Connection) -> None:
+        conn: Connection) -> None:
     a, b, n = aged_out_pair(conn)
     before = snapshot(conn)
     result = dedup.rebuild(conn, SETTINGS)
@@ -277,7 +290,7 @@ def test_rebuild_links_old_entries_in_their_own_window_then_prunes(
 
 
 def test_a_rebuild_redoes_what_an_interrupted_one_left_in_the_index(
-        conn: sqlite3.Connection) -> None:
+        conn: Connection) -> None:
     """An interrupted rebuild leaves the keys of the old entries it redid in the index: they
     are never candidates (they arrived before every later entry's window) and the next
     rebuild takes them out."""
@@ -311,7 +324,7 @@ PRUNING = ["live", "pruning behind", "one call", "rebuild, one batch", "rebuild,
 BATCH = {"rebuild, one batch": 500, "rebuild, batches of 1": 1, "rebuild, batches of 2": 2}
 
 
-def reviewers_scenario(conn: sqlite3.Connection, pruning: str) -> tuple[int, int]:
+def reviewers_scenario(conn: Connection, pruning: str) -> tuple[int, int]:
     """Original ``a`` published and fetched at T0; an unrelated entry fetched 20 days later;
     then a new feed's backlog brings ``b``, a reprint of ``a`` published a day after it but
     fetched 20 days after it.  Returns (a, b)."""
@@ -339,7 +352,7 @@ def reviewers_scenario(conn: sqlite3.Connection, pruning: str) -> tuple[int, int
 
 @pytest.mark.parametrize("pruning", PRUNING)
 def test_a_reprint_arriving_after_the_window_is_not_linked_whatever_pruning_did(
-        conn: sqlite3.Connection, pruning: str) -> None:
+        conn: Connection, pruning: str) -> None:
     a, b = reviewers_scenario(conn, pruning)
     assert link_of(conn, b) == (None, None, None)
     wide = replace(SETTINGS, explain_candidates=1000)
@@ -367,7 +380,7 @@ def test_a_reprint_arriving_after_the_window_is_not_linked_right_after_migration
 
 @pytest.mark.parametrize("pruning", ["live", "rebuild, one batch", "rebuild, batches of 1"])
 def test_a_backlog_reprint_of_an_original_that_arrived_within_the_window_is_linked(
-        conn: sqlite3.Connection, pruning: str) -> None:
+        conn: Connection, pruning: str) -> None:
     """Published two months ago, but its original arrived 10 days before it did."""
     now = T0 + 60 * DAY
     a = add(conn, "原文", ARTICLE, feed="a", when=T0, seen=now - 10 * DAY)
@@ -392,15 +405,15 @@ def test_a_backlog_reprint_of_an_original_that_arrived_within_the_window_is_link
 
 # -- cluster roots in the fingerprint rows ------------------------------------------------
 
-def stored_roots(conn: sqlite3.Connection) -> dict[int, int | None]:
+def stored_roots(conn: Connection) -> dict[int, int | None]:
     return dict(conn.execute("SELECT entry_id, root FROM dedup_fingerprints").fetchall())
 
 
-def true_roots(conn: sqlite3.Connection) -> dict[int, int]:
+def true_roots(conn: Connection) -> dict[int, int]:
     return {i: dup or i for i, dup in conn.execute("SELECT id, duplicate_of FROM entries")}
 
 
-def test_each_row_names_its_root_and_followers_move_with_it(conn: sqlite3.Connection) -> None:
+def test_each_row_names_its_root_and_followers_move_with_it(conn: Connection) -> None:
     x = add(conn, "X", ARTICLE, feed="x")
     y = add(conn, "Y", OTHER, feed="y")
     z = add(conn, "Z", OTHER, feed="z")
@@ -412,7 +425,7 @@ def test_each_row_names_its_root_and_followers_move_with_it(conn: sqlite3.Connec
     assert stored_roots(conn) == true_roots(conn) == {x: x, y: x, z: x}
 
 
-def test_rows_without_a_root_are_grouped_from_entries(conn: sqlite3.Connection) -> None:
+def test_rows_without_a_root_are_grouped_from_entries(conn: Connection) -> None:
     a = add(conn, "原文", ARTICLE)
     b = add(conn, "转载", reprint(1), feed="b")
     link(conn, [a, b])
@@ -424,7 +437,7 @@ def test_rows_without_a_root_are_grouped_from_entries(conn: sqlite3.Connection) 
 
 
 def test_a_stale_root_in_a_candidate_row_still_links_to_the_true_root(
-        conn: sqlite3.Connection) -> None:
+        conn: Connection) -> None:
     a = add(conn, "原文", ARTICLE)
     b = add(conn, "转载", reprint(1), feed="b")
     link(conn, [a, b])
@@ -436,7 +449,7 @@ def test_a_stale_root_in_a_candidate_row_still_links_to_the_true_root(
 
 
 def test_a_rolled_back_root_move_leaves_the_roots_as_they_were(
-        conn: sqlite3.Connection) -> None:
+        conn: Connection) -> None:
     r = add(conn, "R", ARTICLE, feed="r")
     e = add(conn, "E", OTHER, feed="e")
     f = add(conn, "F", OTHER.replace("毫米", "厘米", 1), feed="f")
@@ -454,9 +467,8 @@ def test_a_rolled_back_root_move_leaves_the_roots_as_they_were(
     assert link_of(conn, n)[0] == e
 
 
-def test_a_root_moved_by_another_connection_is_not_linked_to(tmp_path: Path) -> None:
-    path = tmp_path / "db"
-    mine, theirs = store.connect(path), store.connect(path)
+def test_a_root_moved_by_another_connection_is_not_linked_to(database: str) -> None:
+    mine, theirs = store.connect(database), store.connect(database)
     r = add(mine, "R", ARTICLE, feed="r")
     x = add(mine, "X", OTHER, feed="x")
     f = add(mine, "F", OTHER.replace("毫米", "厘米", 1), feed="f")
@@ -475,10 +487,12 @@ def test_a_root_moved_by_another_connection_is_not_linked_to(tmp_path: Path) -> 
 
 # -- statements -----------------------------------------------------------------------------
 
-def test_statement_shapes_do_not_grow_with_the_candidates(conn: sqlite3.Connection) -> None:
+def test_statement_shapes_do_not_grow_with_the_candidates(sqlite_conn: Connection) -> None:
     """Each distinct statement text is compiled and kept in SQLite's statement cache: an IN
     list as long as the candidates made one per count, and the daemon's memory grew with
-    them (1 MiB per 1,000 entries of bench/soak.py)."""
+    them (1 MiB per 1,000 entries of bench/soak.py).  (PostgreSQL's statements are the same
+    texts; SQLite's trace callback shows them.)"""
+    conn = sqlite_conn
     sentences = [f"第{i}句：这是一段各不相同的新闻正文，编号{i * 7}，内容用于测试。"
                  for i in range(40)]
     texts = ["\n".join(sentences[j] for j in range(i % 7, 40, 1 + i % 5)) for i in range(60)]
@@ -498,11 +512,10 @@ def test_statement_shapes_do_not_grow_with_the_candidates(conn: sqlite3.Connecti
     assert len(shapes) <= 25, len(shapes)
 
 
-def test_a_rebuild_beside_the_daemon_still_links_old_entries(tmp_path: Path) -> None:
+def test_a_rebuild_beside_the_daemon_still_links_old_entries(database: str) -> None:
     """The daemon prunes while a rebuild runs (it commits every batch): the rebuild must
     still find each old entry's candidates, which it indexed again for the purpose."""
-    path = tmp_path / "db"
-    conn, daemon = store.connect(path), store.connect(path)
+    conn, daemon = store.connect(database), store.connect(database)
     a, b, n = aged_out_pair(conn)
     later = T0 + 30 * DAY
     added: list[int] = []

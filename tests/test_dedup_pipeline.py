@@ -1,19 +1,19 @@
 """Dedup end to end: the corpus served as the two sites' feeds, through `scrape --once`.
 
 The corpus README says which posts are reprints; the real pipeline (fetch, parse, normalize
-in worker processes, fingerprint, dedup in SQLite) must link exactly those, across feeds and
-across runs, and a repeated run must change no link.
+in worker processes, fingerprint, dedup in SQLite or PostgreSQL) must link exactly those,
+across feeds and across runs, and a repeated run must change no link.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import corpus
 import yaml
 from server import FeedServer, Response
 
+from scraper import storage as store
 from scraper.cli import main
 
 POSTS = corpus.corpus_posts()
@@ -21,9 +21,9 @@ ZAKER = [p for p in POSTS if "ZAKER" in p.path.parts]
 MYDRIVERS = [p for p in POSTS if "ZAKER" not in p.path.parts]
 
 
-def links(db: Path) -> dict[str, tuple[str | None, str | None]]:
+def links(db: str) -> dict[str, tuple[str | None, str | None]]:
     """feed/title -> (feed/title of the entry it duplicates, method)."""
-    conn = sqlite3.connect(db)
+    conn = store.open_existing(db)
     try:
         rows = conn.execute(
             "SELECT e.feed || '/' || e.title, o.feed || '/' || o.title, e.dup_method "
@@ -37,15 +37,16 @@ def key(post: corpus.Post) -> str:
     return ("zaker/" if post in ZAKER else "mydrivers/") + post.title
 
 
-def test_corpus_groups_across_feeds_and_runs(tmp_path: Path, feed_server: FeedServer) -> None:
+def test_corpus_groups_across_feeds_and_runs(tmp_path: Path, database: str,
+                                             feed_server: FeedServer) -> None:
     # ZAKER first: its feed carries one post of each cross-site group and both 12.88元 posts.
     feed_server.serve("/zaker.xml", corpus.posts_feed(ZAKER, "ZAKER", "https://zaker.example"))
     cfg = tmp_path / "feeds.yaml"
     feeds = [{"name": "zaker", "url": feed_server.url("/zaker.xml"),
               "rules": {"profile": "zaker"}}]
     cfg.write_text(yaml.safe_dump({"feeds": feeds}), "utf-8")
-    db = tmp_path / "x.db"
-    args = ["--once", "--config", str(cfg), "--db", str(db)]
+    db = database
+    args = ["--once", "--config", str(cfg), "--db", db]
     assert main(args) == 0
 
     # A later run adds the other site: its reprints must find ZAKER's entries in the index.

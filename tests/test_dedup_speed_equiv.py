@@ -101,8 +101,8 @@ def test_text_shingle_set_is_the_shingle_set_of_the_folded_text(size: int) -> No
         assert fingerprint.shingle_set_of(fp.shingle_set).tobytes() == want.tobytes()
 
 
-def test_stored_keys_are_those_of_the_fingerprint(tmp_path: Path) -> None:
-    conn = store.connect(tmp_path / "keys.db")
+def test_stored_keys_are_those_of_the_fingerprint(database: str) -> None:
+    conn = store.connect(database)
     ids = store_corpus(conn, corpus_posts())
     rows = conn.execute("SELECT e.id, e.title, e.content_text, e.url, f.keys FROM entries e "
                         "JOIN dedup_fingerprints f ON f.entry_id = e.id").fetchall()

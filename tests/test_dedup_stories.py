@@ -9,20 +9,22 @@ from 127.0.0.1.
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 import yaml
 from server import FeedServer
 
+from scraper import storage as store
 from scraper.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "issue19"
 
 
-def run_once(tmp_path: Path, feed_server: FeedServer, *feeds: tuple[str, str]) -> Path:
-    """Serve the fixture files ``(name, file stem)`` and run `scrape --once` over them."""
+def run_once(db: str, tmp_path: Path, feed_server: FeedServer, *feeds: tuple[str, str]
+             ) -> str:
+    """Serve the fixture files ``(name, file stem)`` and run `scrape --once` over them into
+    ``db`` (a path or a PostgreSQL URL)."""
     config = []
     for name, stem in feeds:
         path = f"/{name}.xml"
@@ -30,14 +32,13 @@ def run_once(tmp_path: Path, feed_server: FeedServer, *feeds: tuple[str, str]) -
         config.append({"name": name, "url": feed_server.url(path)})
     cfg = tmp_path / "feeds.yaml"
     cfg.write_text(yaml.safe_dump({"feeds": config}), "utf-8")
-    db = tmp_path / "scrape.db"
-    assert main(["--once", "--config", str(cfg), "--db", str(db)]) == 0
+    assert main(["--once", "--config", str(cfg), "--db", db]) == 0
     return db
 
 
-def rows(db: Path) -> dict[tuple[str, str], tuple[int, int | None, int | None]]:
+def rows(db: str) -> dict[tuple[str, str], tuple[int, int | None, int | None]]:
     """(feed, title) -> (id, duplicate_of, story)."""
-    conn = sqlite3.connect(db)
+    conn = store.open_existing(db)
     try:
         return {(r[0], r[1]): (r[2], r[3], r[4]) for r in conn.execute(
             "SELECT feed, title, id, duplicate_of, story FROM entries")}
@@ -57,8 +58,9 @@ EVENT = "央视新闻：嫦娥六号任务取得圆满成功"
 
 
 def test_generic_title_items_with_unrelated_texts_are_not_linked(
-        tmp_path: Path, feed_server: FeedServer, capsys: pytest.CaptureFixture[str]) -> None:
-    db = run_once(tmp_path, feed_server, *NEWSFLASHES)
+        tmp_path: Path, database: str, feed_server: FeedServer,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    db = run_once(database, tmp_path, feed_server, *NEWSFLASHES)
     found = rows(db)
     first, second = found[("kr", GENERIC)], found[("pingwest", GENERIC)]
     assert first[1:] == (None, None) and second[1:] == (None, None)
@@ -71,8 +73,9 @@ def test_generic_title_items_with_unrelated_texts_are_not_linked(
 
 
 def test_same_event_writeups_share_a_story_and_are_not_duplicates(
-        tmp_path: Path, feed_server: FeedServer, capsys: pytest.CaptureFixture[str]) -> None:
-    db = run_once(tmp_path, feed_server, *NEWSFLASHES)
+        tmp_path: Path, database: str, feed_server: FeedServer,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    db = run_once(database, tmp_path, feed_server, *NEWSFLASHES)
     found = rows(db)
     a, b = found[("kr", EVENT)], found[("pingwest", EVENT)]
     assert a[1] is None and b[1] is None  # not duplicates: different words
@@ -92,8 +95,9 @@ def test_same_event_writeups_share_a_story_and_are_not_duplicates(
 
 
 def test_look_alike_template_posts_share_nothing(
-        tmp_path: Path, feed_server: FeedServer, capsys: pytest.CaptureFixture[str]) -> None:
-    db = run_once(tmp_path, feed_server, ("deals", "deals"))
+        tmp_path: Path, database: str, feed_server: FeedServer,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    db = run_once(database, tmp_path, feed_server, ("deals", "deals"))
     found = rows(db)
     assert len(found) == 2
     assert all(v[1:] == (None, None) for v in found.values()), found
@@ -104,8 +108,10 @@ def test_look_alike_template_posts_share_nothing(
 
 
 def test_an_exact_link_is_explained_in_words(
-        tmp_path: Path, feed_server: FeedServer, capsys: pytest.CaptureFixture[str]) -> None:
-    db = run_once(tmp_path, feed_server, ("cars", "article"), ("mirror", "article_mirror"))
+        tmp_path: Path, database: str, feed_server: FeedServer,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    db = run_once(database, tmp_path, feed_server, ("cars", "article"),
+                  ("mirror", "article_mirror"))
     found = rows(db)
     (root, dup) = sorted(found.items(), key=lambda kv: kv[1][0])
     out = cli_out(capsys, "dups", "--explain", str(dup[1][0]), "--db", str(db))
@@ -117,8 +123,9 @@ def test_an_exact_link_is_explained_in_words(
 
 
 def test_exports_say_also_reported_by(
-        tmp_path: Path, feed_server: FeedServer, capsys: pytest.CaptureFixture[str]) -> None:
-    db = run_once(tmp_path, feed_server, *NEWSFLASHES)
+        tmp_path: Path, database: str, feed_server: FeedServer,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    db = run_once(database, tmp_path, feed_server, *NEWSFLASHES)
     found = rows(db)
     kr, pingwest = found[("kr", EVENT)][0], found[("pingwest", EVENT)][0]
     lines = [json.loads(x) for x in cli_out(capsys, "export", "jsonl", "-", "--no-raw",
@@ -137,14 +144,13 @@ def test_exports_say_also_reported_by(
     assert "https://pingwest.example/status/flash-8" in text  # a related link to the other
 
 
-def test_a_pruned_feed_leaves_no_story_of_one(tmp_path: Path,
+def test_a_pruned_feed_leaves_no_story_of_one(tmp_path: Path, database: str,
                                               feed_server: FeedServer) -> None:
     """`feeds prune` of one of a story's two write-ups: the other is in no story any more
     (`dups` would list "story N: 1 entry")."""
-    from scraper import storage as store
     from scraper.storage import feeds as stored
 
-    db = run_once(tmp_path, feed_server, *NEWSFLASHES)
+    db = run_once(database, tmp_path, feed_server, *NEWSFLASHES)
     assert rows(db)[("pingwest", EVENT)][2] is not None
     conn = store.connect(db)
     try:
@@ -155,7 +161,7 @@ def test_a_pruned_feed_leaves_no_story_of_one(tmp_path: Path,
 
 
 def test_an_article_that_takes_over_its_teaser_still_joins_the_story(
-        tmp_path: Path, feed_server: FeedServer) -> None:
+        tmp_path: Path, database: str, feed_server: FeedServer) -> None:
     """Another site's write-up first, then a teaser that shares too little with it to be in
     its story, then the full article behind the teaser, which takes the teaser's cluster
     over.  The teaser's cluster is the article's own, not a second story carrying the title,
@@ -166,7 +172,7 @@ def test_an_article_that_takes_over_its_teaser_still_joins_the_story(
     cfg = tmp_path / "feeds.yaml"
     cfg.write_text(yaml.safe_dump({"feeds": [
         {"name": name, "url": feed_server.url(f"/{name}.xml")} for name, _ in feeds]}), "utf-8")
-    db = tmp_path / "scrape.db"
+    db = database
     for name, _ in feeds:  # one at a time: the order is the point
         assert main(["--once", "--feed", name, "--config", str(cfg), "--db", str(db)]) == 0
     found = {feed: row for (feed, _), row in rows(db).items()}

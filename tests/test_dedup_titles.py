@@ -6,15 +6,14 @@ names two stories in the window) never links an item that has nothing beyond its
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from scraper import storage as store
 from scraper.dedup import DedupSettings, explain, link_entries
+from scraper.storage import Connection
 
 SETTINGS = DedupSettings()
 T0 = datetime(2024, 12, 9, 0, 0, tzinfo=UTC)
@@ -28,37 +27,38 @@ WEATHER = ("中央气象台今晨发布寒潮蓝色预警，受强冷空气影�
 
 
 @pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = store.connect(tmp_path / "titles.db")
+def conn(database: str) -> Iterator[Connection]:
+    """SQLite's database, then PostgreSQL's."""
+    connection = store.connect(database)
     yield connection
     connection.close()
 
 
-def add(conn: sqlite3.Connection, feed: str, title: str, text: str, hours: float) -> int:
+def add(conn: Connection, feed: str, title: str, text: str, hours: float) -> int:
     when = store.iso(T0 + timedelta(hours=hours))
     with store.transaction(conn):
         cur = conn.execute(
             "INSERT INTO entries (feed, entry_key, title, published, content_text, fetched_at, "
-            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (feed, f"{feed}-{hours}", title, when, text, when, when))
-        entry_id = int(cur.lastrowid or 0)
+        entry_id = int(cur.fetchone()[0])
         link_entries(conn, [entry_id], SETTINGS)
     return entry_id
 
 
-def duplicate_of(conn: sqlite3.Connection, entry_id: int) -> int | None:
+def duplicate_of(conn: Connection, entry_id: int) -> int | None:
     return conn.execute("SELECT duplicate_of FROM entries WHERE id = ?",
                         (entry_id,)).fetchone()[0]
 
 
 def test_a_bare_item_links_by_a_title_only_one_story_carries(
-        conn: sqlite3.Connection) -> None:
+        conn: Connection) -> None:
     article = add(conn, "a", "沪深两市早盘小幅高开", MARKETS, 0)
     bare = add(conn, "b", "沪深两市早盘小幅高开", "沪深两市早盘小幅高开", 1)
     assert duplicate_of(conn, bare) == article
 
 
-def test_a_bare_item_never_links_by_a_generic_title(conn: sqlite3.Connection) -> None:
+def test_a_bare_item_never_links_by_a_generic_title(conn: Connection) -> None:
     add(conn, "a", "早报", MARKETS, 0)
     add(conn, "b", "早报", WEATHER, 1)  # a second story under the same title
     bare = add(conn, "c", "早报", "早报", 2)
@@ -67,7 +67,7 @@ def test_a_bare_item_never_links_by_a_generic_title(conn: sqlite3.Connection) ->
     assert reasons and all("the title is generic (2 stories" in r for r in reasons), reasons
 
 
-def test_similar_titles_over_disagreeing_texts_do_not_link(conn: sqlite3.Connection) -> None:
+def test_similar_titles_over_disagreeing_texts_do_not_link(conn: Connection) -> None:
     # Two short items (under short_chars) under one title, about different things.
     first = add(conn, "a", "快讯：今日要闻", MARKETS[:80], 0)
     second = add(conn, "b", "快讯：今日要闻", WEATHER[:80], 1)
@@ -81,7 +81,7 @@ def test_similar_titles_over_disagreeing_texts_do_not_link(conn: sqlite3.Connect
 
 
 def test_a_bare_item_never_links_to_a_title_with_other_numbers(
-        conn: sqlite3.Connection) -> None:
+        conn: Connection) -> None:
     """Daily template titles are similar (bigram Jaccard above the title threshold) and
     differ only in their date."""
     add(conn, "a", "36氪早报12月7日", MARKETS, 0)

@@ -5,6 +5,9 @@ its cluster root; ``dedup_index (key, entry_id)`` the keys of the entries inside
 window; entries below ``dedup_window.pruned_below`` have aged out and have no keys there.
 Plain values in and out, shaped around what ``dedup`` needs, so another backend can provide
 them.  No NumPy: keys travel as ``array('q')`` bytes, which NumPy's int64 also reads.
+
+On PostgreSQL several processes link at once: :func:`lock_keys` makes two transactions that
+share an index key take turns (see there).
 """
 
 from __future__ import annotations
@@ -57,6 +60,57 @@ def blob_keys(blob: bytes) -> list[int]:
     keys = array("q")
     keys.frombytes(blob)
     return keys.tolist()
+
+
+# -- concurrent writers (PostgreSQL) ----------------------------------------------------------
+
+#: Index keys map onto this many advisory locks ("stripes"), each taken once per transaction:
+#: two unrelated entries share one by chance (a wait, never a wrong answer), and 2^16 makes
+#: that rare for the few hundred keys of an ordinary refresh.
+LOCK_STRIPES = 1 << 16
+#: A transaction locking more stripes than this takes the one exclusive lock over the whole
+#: index instead.  Every advisory lock held is a slot of PostgreSQL's shared lock table
+#: (max_locks_per_transaction x max_connections: 64 x 100 by default); 512 stripes (a refresh
+#: of about 20 new articles, ~25 keys each) keeps a dozen workers well inside it, and a
+#: first poll of a long feed or a rebuild's batch simply runs alone.
+MAX_STRIPES = 512
+#: The advisory lock numbers (bigint keys: a space of their own; ``db``'s migration lock is
+#: 0x5C4A_0001): the whole index's lock, then one per stripe after it.
+_INDEX_LOCK = 0x5C4A_0002 << 32
+
+
+def lock_keys(conn: Connection, keys: Iterable[int]) -> None:
+    """Wait until no other transaction holds any of ``keys`` (index keys the caller is about
+    to look up, insert or delete), and hold them to the end of this one.  Nothing on SQLite,
+    whose write transaction (BEGIN IMMEDIATE) is the only writer already.
+
+    Why: PostgreSQL's READ COMMITTED lets two refreshes storing reprints of one story each
+    look the other's up before either commits: each misses the other and the story makes two
+    clusters.  Under the lock the second waits for the first's commit, and its lookups (a new
+    snapshot per statement) then find the first's rows: it links as if it had come later.
+
+    Why advisory locks rather than SERIALIZABLE with a retry: a serialization failure rolls
+    back the whole refresh's transaction, whose entries came from HTTP responses and parsing
+    done before it; redoing it means keeping all of that for a retry loop that may fail
+    again under load.  A lock waits instead of failing, and costs nothing when no one else
+    holds it.  It cannot deadlock with another linker: every transaction takes the shared
+    lock over the index first, then its stripes in ascending order (or the exclusive lock
+    alone), all before its first lookup.  Locks wait up to the connection's ``lock_timeout``
+    (the busy timeout) like every other wait, then raise ``DatabaseLocked``.
+
+    Call it once per transaction: locks taken later, by another call, are out of order."""
+    if not is_pg(conn):
+        return
+    stripes = sorted({k % LOCK_STRIPES for k in keys})
+    if not stripes:
+        return
+    if len(stripes) > MAX_STRIPES:
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (_INDEX_LOCK,))
+        return
+    conn.execute("SELECT pg_advisory_xact_lock_shared(?)", (_INDEX_LOCK,))
+    # unnest yields the array in its order, and each row's lock is taken as it is produced.
+    conn.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(?::bigint[]) AS k",
+                 ([_INDEX_LOCK + 1 + s for s in stripes],)).fetchall()
 
 
 def load_entries(conn: Connection, ids: Sequence[int],
@@ -194,6 +248,18 @@ def move_followers(conn: Connection, old_root: int, new_root: int) -> int:
 def pruned_below(conn: Connection) -> int:
     """Entries of lower id than this have aged out of the window: no keys in the index."""
     return int(conn.execute("SELECT pruned_below FROM dedup_window").fetchone()[0])
+
+
+def claim_pruning(conn: Connection) -> int | None:
+    """``pruned_below`` for a transaction about to prune, None when another transaction is
+    pruning (PostgreSQL: its row is locked until that one commits; it will have pruned what
+    this one would, so skipping costs nothing, where waiting would make every refresh wait
+    for the one before it)."""
+    if not is_pg(conn):
+        return pruned_below(conn)
+    row = conn.execute("SELECT pruned_below FROM dedup_window FOR UPDATE SKIP LOCKED"
+                       ).fetchone()
+    return None if row is None else int(row[0])
 
 
 def set_pruned_below(conn: Connection, entry_id: int) -> None:
