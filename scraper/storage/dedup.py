@@ -74,9 +74,9 @@ LOCK_STRIPES = 1 << 16
 #: of about 20 new articles, ~25 keys each) keeps a dozen workers well inside it, and a
 #: first poll of a long feed or a rebuild's batch simply runs alone.
 MAX_STRIPES = 512
-#: The advisory lock numbers (bigint keys: a space of their own; ``db``'s migration lock is
-#: 0x5C4A_0001): the whole index's lock, then one per stripe after it.
-_INDEX_LOCK = 0x5C4A_0002 << 32
+#: The advisory lock numbers (bigint keys, beside ``db``'s migration lock 0x5C4A_0001 and
+#: ``feeds``' claim lock 0x5C4A_0002): the whole index's lock, then one per stripe after it.
+_INDEX_LOCK = 0x5C4A_0003 << 32
 
 
 def lock_keys(conn: Connection, keys: Iterable[int]) -> None:
