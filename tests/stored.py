@@ -72,15 +72,16 @@ def serve(server: FeedServer, articles: list[Article]) -> None:
         server.serve(f"/{name}.xml", feed_xml(name, [a for a in articles if a.feed == name]))
 
 
-def fill(tmp_path: Path, server: FeedServer, articles: list[Article] = ARTICLES
-         ) -> tuple[Path, Path]:
-    """(feeds.yaml, database) after ``scrape --once`` stored ``articles``."""
+def fill(tmp_path: Path, server: FeedServer, articles: list[Article] = ARTICLES,
+         database: str | None = None) -> tuple[Path, str]:
+    """(feeds.yaml, database) after ``scrape --once`` stored ``articles`` in ``database``
+    (a file path or a ``postgresql://`` URL; default: scrape.db in ``tmp_path``)."""
     serve(server, articles)
     config = tmp_path / "feeds.yaml"
     feeds = [{"name": name, "url": server.url(f"/{name}.xml")}
              for name in sorted({a.feed for a in articles})]
     config.write_text(yaml.safe_dump({"feeds": feeds}, allow_unicode=True), "utf-8")
-    db = tmp_path / "scrape.db"
+    db = database or str(tmp_path / "scrape.db")
     for feed in feeds:  # one after the other: the reprint's feed (beta) is stored second
         assert main(["--once", "--config", str(config), "--db", str(db), "--workers", "0",
                      "--feed", feed["name"]]) == 0

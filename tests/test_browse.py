@@ -1,5 +1,5 @@
 """``scrape list`` and ``scrape show ID``, through the command line, against a database
-``scrape --once`` filled from feeds served on 127.0.0.1 (tests/stored.py)."""
+``scrape --once`` filled from feeds served on 127.0.0.1 (tests/stored.py), on both backends."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 import stored
 from server import FeedServer
 
+from scraper import storage
 from scraper.cli import main
 
 NEWEST_FIRST = sorted(stored.ARTICLES, key=lambda a: a.published, reverse=True)
@@ -21,11 +22,12 @@ ORIGINAL = next(a for a in stored.ARTICLES if a.key == "fold")
 
 
 @pytest.fixture
-def db(tmp_path: Path, feed_server: FeedServer) -> Path:
-    return stored.fill(tmp_path, feed_server)[1]
+def db(tmp_path: Path, feed_server: FeedServer, database: str) -> str:
+    """The articles stored on each backend in turn (a file path or a URL)."""
+    return stored.fill(tmp_path, feed_server, database=database)[1]
 
 
-def listed(capsys: pytest.CaptureFixture[str], db: Path, *args: str) -> list[dict]:
+def listed(capsys: pytest.CaptureFixture[str], db: str, *args: str) -> list[dict]:
     assert main(["list", *args, "--json", "--db", str(db)]) == 0
     return json.loads(capsys.readouterr().out)
 
@@ -36,7 +38,7 @@ def by_key(entries: list[dict]) -> dict[str, dict]:
 
 
 def test_list_shows_every_entry_newest_first_with_its_duplicate_marked(
-        db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        db: str, capsys: pytest.CaptureFixture[str]) -> None:
     entries = listed(capsys, db)
     assert [(e["feed"], e["title"]) for e in entries] == [(a.feed, a.title) for a in NEWEST_FIRST]
     keyed = by_key(entries)
@@ -51,7 +53,7 @@ def test_list_shows_every_entry_newest_first_with_its_duplicate_marked(
     assert marked[0].endswith(f"(duplicate of #{keyed[ORIGINAL.key]['id']})")
 
 
-def test_list_filters(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_list_filters(db: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert [e["title"] for e in listed(capsys, db, "--duplicates")] == [REPRINT.title]
     assert [e["feed"] for e in listed(capsys, db, "--duplicates")] == [REPRINT.feed]
     assert [e["title"] for e in listed(capsys, db, "--feed", "alpha")] == [
@@ -67,7 +69,7 @@ def test_list_filters(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_show_prints_the_entry_its_cluster_and_text(
-        db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        db: str, capsys: pytest.CaptureFixture[str]) -> None:
     keyed = by_key(listed(capsys, db))
     original, reprint = keyed[ORIGINAL.key]["id"], keyed[REPRINT.key]["id"]
     assert main(["show", str(original), "--db", str(db)]) == 0
@@ -85,7 +87,7 @@ def test_show_prints_the_entry_its_cluster_and_text(
     assert "cluster:        none" in capsys.readouterr().out
 
 
-def test_show_json_is_the_entry_as_data(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_show_json_is_the_entry_as_data(db: str, capsys: pytest.CaptureFixture[str]) -> None:
     keyed = by_key(listed(capsys, db))
     assert main(["show", str(keyed[REPRINT.key]["id"]), "--json", "--db", str(db)]) == 0
     entry = json.loads(capsys.readouterr().out)
@@ -94,7 +96,7 @@ def test_show_json_is_the_entry_as_data(db: Path, capsys: pytest.CaptureFixture[
     assert entry["duplicates"] == []
 
 
-def test_an_unknown_id_is_one_line_and_exit_2(db: Path) -> None:
+def test_an_unknown_id_is_one_line_and_exit_2(db: str) -> None:
     done = subprocess.run([sys.executable, "-m", "scraper", "show", "999999", "--db", str(db)],
                           capture_output=True, text=True)
     assert done.returncode == 2
@@ -103,14 +105,14 @@ def test_an_unknown_id_is_one_line_and_exit_2(db: Path) -> None:
 
 
 def test_list_and_show_mark_an_entrys_story(
-        db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        db: str, capsys: pytest.CaptureFixture[str]) -> None:
     keyed = by_key(listed(capsys, db))
     assert all(e["story"] is None for e in keyed.values())  # no two write-ups of one event
-    conn = sqlite3.connect(db)
-    conn.execute("UPDATE entries SET story = ? WHERE id IN (?, ?)",
-                 (keyed[ORIGINAL.key]["id"], keyed[ORIGINAL.key]["id"],
-                  keyed[REPRINT.key]["id"]))
-    conn.commit()
+    conn = storage.connect(db)
+    with storage.transaction(conn):
+        conn.execute("UPDATE entries SET story = ? WHERE id IN (?, ?)",
+                     (keyed[ORIGINAL.key]["id"], keyed[ORIGINAL.key]["id"],
+                      keyed[REPRINT.key]["id"]))
     conn.close()
     assert main(["list", "--db", str(db)]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -119,8 +121,10 @@ def test_list_and_show_mark_an_entrys_story(
     assert "story:          none" in capsys.readouterr().out
 
 
-def test_the_newest_entries_are_read_from_an_index_not_by_sorting_every_row(db: Path) -> None:
-    conn = sqlite3.connect(db)
+def test_the_newest_entries_are_read_from_an_index_not_by_sorting_every_row(
+        tmp_path: Path, feed_server: FeedServer) -> None:
+    """SQLite's plan (PostgreSQL's planner picks by its statistics; see storage.search)."""
+    conn = sqlite3.connect(stored.fill(tmp_path, feed_server)[1])
     plan = " ".join(row[-1] for row in conn.execute(
         "EXPLAIN QUERY PLAN SELECT id FROM entries "
         "ORDER BY COALESCE(published, fetched_at) DESC LIMIT 50"))

@@ -20,7 +20,7 @@ from server import FeedServer
 
 @pytest.fixture
 def db(tmp_path: Path, feed_server: FeedServer) -> Path:
-    return stored.fill(tmp_path, feed_server)[1]
+    return Path(stored.fill(tmp_path, feed_server)[1])
 
 
 def datasette_search(db: Path, query: str) -> list[dict]:

@@ -1,5 +1,8 @@
 """``scrape search``: the full-text index over titles and texts, through the command line,
-against a database ``scrape --once`` filled from feeds served on 127.0.0.1 (tests/stored.py)."""
+against a database ``scrape --once`` filled from feeds served on 127.0.0.1 (tests/stored.py),
+on both backends (SQLite's FTS5 trigram table, PostgreSQL's pg_trgm indexes): one query finds
+the same entries on each.  The index's own shape and the upgrade that builds it are
+SQLite's."""
 
 from __future__ import annotations
 
@@ -17,11 +20,17 @@ from scraper.storage import schema
 
 
 @pytest.fixture
-def db(tmp_path: Path, feed_server: FeedServer) -> Path:
-    return stored.fill(tmp_path, feed_server)[1]
+def db(tmp_path: Path, feed_server: FeedServer, database: str) -> str:
+    """The articles stored on each backend in turn (a file path or a URL)."""
+    return stored.fill(tmp_path, feed_server, database=database)[1]
 
 
-def search(capsys: pytest.CaptureFixture[str], db: Path, *args: str) -> list[dict]:
+@pytest.fixture
+def sqlite_db(tmp_path: Path, feed_server: FeedServer) -> Path:
+    return Path(stored.fill(tmp_path, feed_server)[1])
+
+
+def search(capsys: pytest.CaptureFixture[str], db: str | Path, *args: str) -> list[dict]:
     assert main(["search", *args, "--json", "--db", str(db)]) == 0
     return json.loads(capsys.readouterr().out)
 
@@ -38,7 +47,7 @@ def expected(*words: str, duplicates: bool = False) -> list[tuple[str, str]]:
 
 
 def test_a_chinese_query_of_three_characters_finds_the_entries_that_contain_it(
-        db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        db: str, capsys: pytest.CaptureFixture[str]) -> None:
     # 折叠屏 lies inside a clause: unicode61 would take the clause for one word, trigrams not.
     assert expected("折叠屏")  # (the test's own premise)
     assert keys(search(capsys, db, "折叠屏")) == expected("折叠屏")
@@ -46,7 +55,7 @@ def test_a_chinese_query_of_three_characters_finds_the_entries_that_contain_it(
 
 
 def test_a_chinese_query_of_two_characters_falls_back_to_a_scan(
-        db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        db: str, capsys: pytest.CaptureFixture[str]) -> None:
     # Two characters are shorter than a trigram: the index cannot answer, the scan does.
     assert keys(search(capsys, db, "北京")) == expected("北京") != []
     assert keys(search(capsys, db, "公司")) == expected("公司") != []
@@ -54,7 +63,7 @@ def test_a_chinese_query_of_two_characters_falls_back_to_a_scan(
 
 
 def test_every_word_must_be_found_and_case_does_not_matter(
-        db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        db: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert keys(search(capsys, db, "python", "REPL")) == expected("python", "REPL") != []
     assert search(capsys, db, "python", "华为") == []
     # a long word and a short one together (the scan)
@@ -64,13 +73,13 @@ def test_every_word_must_be_found_and_case_does_not_matter(
 @pytest.mark.parametrize("query", ['"-X gil=0"', "3.14 AND", 'NEAR("x" y)', "gil=0\"", "-",
                                    "free-threading", "AND OR NOT", "*", "a%_"])
 def test_query_syntax_is_searched_as_text_never_an_error(
-        db: Path, capsys: pytest.CaptureFixture[str], query: str) -> None:
+        db: str, capsys: pytest.CaptureFixture[str], query: str) -> None:
     found = search(capsys, db, query)
     assert keys(found) == expected(*query.split())
 
 
 def test_matches_come_newest_first_and_duplicates_only_when_asked(
-        db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        db: str, capsys: pytest.CaptureFixture[str]) -> None:
     found = search(capsys, db, "华为", "--include-duplicates")  # (2 characters: the scan)
     assert keys(found) == expected("华为", duplicates=True)
     assert len(found) == 2 and found[0]["duplicate_of"] == found[1]["id"]
@@ -83,7 +92,7 @@ def test_matches_come_newest_first_and_duplicates_only_when_asked(
 
 
 def test_feed_since_and_limit_narrow_the_matches(
-        db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        db: str, capsys: pytest.CaptureFixture[str]) -> None:
     alpha = [(f, t) for f, t in expected("，") if f == "alpha"]
     assert keys(search(capsys, db, "，", "--feed", "alpha", "--limit", "0")) == alpha
     recent = [a for a in stored.ARTICLES if a.published.day >= 5 and "，" in a.text]
@@ -93,7 +102,7 @@ def test_feed_since_and_limit_narrow_the_matches(
 
 
 def test_the_text_output_names_each_match_and_marks_it(
-        db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        db: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["search", "折叠屏", "--db", str(db)]) == 0
     lines = capsys.readouterr().out.splitlines()
     fold = stored.ARTICLES[0]
@@ -105,8 +114,9 @@ def test_the_text_output_names_each_match_and_marks_it(
 
 
 def test_an_edited_entry_is_found_by_its_new_text_only(
-        tmp_path: Path, feed_server: FeedServer, capsys: pytest.CaptureFixture[str]) -> None:
-    config, db = stored.fill(tmp_path, feed_server)
+        tmp_path: Path, feed_server: FeedServer, database: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    config, db = stored.fill(tmp_path, feed_server, database=database)
     edited = [stored.Article(a.feed, a.key, a.title, a.text.replace("北京", "天津"),
                              a.published) for a in stored.ARTICLES]
     stored.serve(feed_server, edited)
@@ -143,15 +153,47 @@ def test_the_upgrade_indexes_the_entries_stored_before_it(
         a.title for a in stored.holding("折叠屏"))
 
 
-def test_the_index_is_an_fts5_trigram_table_over_title_and_text(db: Path) -> None:
-    conn = sqlite3.connect(db)
+def test_the_index_is_an_fts5_trigram_table_over_title_and_text(sqlite_db: Path) -> None:
+    conn = sqlite3.connect(sqlite_db)
     sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'entries_fts'").fetchone()[0]
     conn.close()
     assert "fts5" in sql.lower() and "trigram" in sql and 'content="entries"' in sql
 
 
+def test_postgresql_narrows_a_trigram_with_its_gin_indexes_and_scans_for_a_short_word(
+        tmp_path: Path, feed_server: FeedServer, pg_url: str) -> None:
+    """pg_trgm's indexes serve ILIKE '%...%' on the title and the text: a word of three
+    characters or more is looked up by its trigrams, so the index hands over only rows
+    that hold them; two characters make no trigram, and the index can only hand over every
+    row (as good as a scan: the planner takes the scan).  Seq scans are priced out here,
+    or the planner would take one on six rows anyway."""
+    db = stored.fill(tmp_path, feed_server, database=pg_url)[1]
+    conn = storage.open_existing(db)
+    try:
+        conn.execute("SET enable_seqscan = off")
+
+        def from_text_index(word: str) -> int:
+            """Rows the text index hands over for ILIKE '%word%' (EXPLAIN ANALYZE)."""
+            plan = [row[0] for row in conn.execute(
+                "EXPLAIN (ANALYZE, COSTS OFF) SELECT id FROM entries "
+                "WHERE title ILIKE ? OR content_text ILIKE ?", (f"%{word}%", f"%{word}%"))]
+            node = next(line for line in plan if "Bitmap Index Scan on entries_text_trgm" in line)
+            assert any("Bitmap Index Scan on entries_title_trgm" in line for line in plan)
+            return int(node.split(" rows=")[1].split()[0])
+
+        # (pg_trgm hashes a trigram of Chinese characters into 3 bytes: the index may hand
+        # over a row that does not hold the word, which the recheck drops; never fewer)
+        everything = len(stored.ARTICLES)
+        for word in ("折叠屏", "二手房成交"):
+            assert len(stored.holding(word)) <= from_text_index(word) < everything
+        assert from_text_index("折叠") >= everything > len(stored.holding("折叠"))
+    finally:
+        conn.close()
+
+
 def test_search_only_reads_and_errors_are_one_line(
-        tmp_path: Path, db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, sqlite_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = sqlite_db
     before = db.read_bytes()
     search(capsys, db, "折叠屏")
     assert db.read_bytes() == before
