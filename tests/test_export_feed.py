@@ -2,13 +2,14 @@
 
 Read back with feedparser (the library our own users and most readers rely on): the
 document must not be bozo, entry links must be unique and no duplicate may be an entry.
+On both backends (``database``: an SQLite file or a PostgreSQL URL).
 """
 
 from __future__ import annotations
 
-import sqlite3
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,22 +27,23 @@ FEEDS = {"zaker": "https://rsshub.app/zaker/channel/13", "kkj": "https://rsshub.
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> sqlite3.Connection:
-    conn = store.connect(tmp_path / "scrape.db")
+def db(database: str) -> Iterator[store.Connection]:
+    conn = store.connect(database)
     conn.executemany("INSERT INTO feeds (name, url) VALUES (?, ?)", FEEDS.items())
     yield conn
     conn.close()
 
 
-def add(conn: sqlite3.Connection, feed_name: str, key: str, title: str, url: str | None,
+def add(conn: store.Connection, feed_name: str, key: str, title: str, url: str | None,
         published: str, duplicate_of: int | None = None, html: str = "<p>正文</p>") -> int:
-    cur = conn.execute(
+    row = conn.execute(
         "INSERT INTO entries (feed, entry_key, url, title, published, content_html, summary, "
         "fetched_at, updated_at, duplicate_of, dup_method, dup_score) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
         (feed_name, key, url, title, published, html, "摘要", published, published,
-         duplicate_of, "near" if duplicate_of else None, 0.9 if duplicate_of else None))
-    return int(cur.lastrowid or 0)
+         duplicate_of, "near" if duplicate_of else None, 0.9 if duplicate_of else None)
+    ).fetchone()
+    return int(row[0])
 
 
 def config_file(tmp_path: Path) -> Path:
@@ -55,7 +57,7 @@ def config_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def stream(db: sqlite3.Connection) -> dict[str, int]:
+def stream(db: store.Connection) -> dict[str, int]:
     """Three stories: one carried by three feeds, one by two, one alone; plus oddities."""
     ids: dict[str, int] = {}
     ids["leica"] = add(db, "zaker", "1", "雷军：小米和徕卡的合作深度空前！联调后夜拍不会是“傻亮”",
@@ -79,7 +81,7 @@ def stream(db: sqlite3.Connection) -> dict[str, int]:
 
 @pytest.mark.parametrize("fmt", ["atom", "rss"])
 def test_merged_feed_parses_clean_and_carries_each_story_once(
-        db: sqlite3.Connection, stream: dict[str, int], tmp_path: Path, fmt: str) -> None:
+        db: store.Connection, stream: dict[str, int], tmp_path: Path, fmt: str) -> None:
     config = load_config(config_file(tmp_path))
     body, count = feed.build_feed(db, config, fmt=fmt, limit=50)
     parsed = feedparser.parse(body)
@@ -123,7 +125,7 @@ def test_merged_feed_parses_clean_and_carries_each_story_once(
     assert [t.term for t in leica.tags] == ["新媒体", "ZAKER", "channel"]
 
 
-def test_limit_takes_the_latest_stories(db: sqlite3.Connection, stream: dict[str, int]) -> None:
+def test_limit_takes_the_latest_stories(db: store.Connection, stream: dict[str, int]) -> None:
     body, count = feed.build_feed(db, None, limit=2)
     parsed = feedparser.parse(body)
     assert count == 2
@@ -131,7 +133,7 @@ def test_limit_takes_the_latest_stories(db: sqlite3.Connection, stream: dict[str
                                                  "https://example.org/zaker/1"]
 
 
-def test_since_and_feed_filters(db: sqlite3.Connection, stream: dict[str, int]) -> None:
+def test_since_and_feed_filters(db: store.Connection, stream: dict[str, int]) -> None:
     body, _ = feed.build_feed(db, None, selection=Selection(since="2022-05-20T00:00:00Z",
                                                              feeds=("zaker",)))
     parsed = feedparser.parse(body)
@@ -139,16 +141,17 @@ def test_since_and_feed_filters(db: sqlite3.Connection, stream: dict[str, int]) 
                                                  "雷军：小米和徕卡的合作深度空前！联调后夜拍不会是“傻亮”"]
 
 
-def test_empty_database_gives_a_valid_empty_feed(db: sqlite3.Connection) -> None:
+def test_empty_database_gives_a_valid_empty_feed(db: store.Connection) -> None:
     for fmt in ("atom", "rss"):
         body, count = feed.build_feed(db, None, fmt=fmt)
         parsed = feedparser.parse(body)
         assert count == 0 and not parsed.bozo and parsed.entries == []
 
 
-def test_entry_ids_do_not_depend_on_the_database(tmp_path: Path) -> None:
-    """Readers key on ids: a feed rebuilt from a new database must not repeat stories."""
-    one = store.connect(tmp_path / "one.db")
+def test_entry_ids_do_not_depend_on_the_database(tmp_path: Path, database: str) -> None:
+    """Readers key on ids: a feed rebuilt from a new database (or moved to PostgreSQL)
+    must not repeat stories."""
+    one = store.connect(database)
     two = store.connect(tmp_path / "two.db")
     add(two, "x", "filler", "filler", "https://example.org/filler", "2021-01-01T00:00:00Z")
     for conn in (one, two):
@@ -158,9 +161,10 @@ def test_entry_ids_do_not_depend_on_the_database(tmp_path: Path) -> None:
     assert ids[0] == ids[1]
 
 
-def test_command_line_writes_the_file(db: sqlite3.Connection, stream: dict[str, int],
-                                      tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["--config", str(config_file(tmp_path)), "--db", str(tmp_path / "scrape.db")]
+def test_command_line_writes_the_file(db: store.Connection, stream: dict[str, int],
+                                      tmp_path: Path, database: str,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--config", str(config_file(tmp_path)), "--db", database]
     out = tmp_path / "public" / "feed.xml"
     assert main(["export", "feed", str(out), "--format", "rss", "--limit", "3",
                  "--title", "合并", "--link", "https://example.org/feed.xml", *args]) == 0
@@ -176,11 +180,11 @@ def test_command_line_writes_the_file(db: sqlite3.Connection, stream: dict[str, 
         main(["export", "feed", str(out), "--limit", "0", *args])
 
 
-def test_python_api_writes_the_feed(db: sqlite3.Connection, stream: dict[str, int],
-                                    tmp_path: Path) -> None:
+def test_python_api_writes_the_feed(db: store.Connection, stream: dict[str, int],
+                                    tmp_path: Path, database: str) -> None:
     config = scraper.load(config_file(tmp_path))
     out = tmp_path / "feed.atom"
-    with scraper.open_scraper(config, tmp_path / "scrape.db") as app:
+    with scraper.open_scraper(config, database) as app:
         assert app.export_feed(out, limit=2) == 2
     parsed = feedparser.parse(out.read_bytes())
     assert not parsed.bozo and [e.link for e in parsed.entries] == [
@@ -208,10 +212,10 @@ CHANNEL_LINKS = {
 
 @pytest.mark.parametrize("case", list(CHANNEL_LINKS))
 def test_the_channel_link_is_a_real_url(
-        db: sqlite3.Connection, stream: dict[str, int], tmp_path: Path, case: str,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        db: store.Connection, stream: dict[str, int], tmp_path: Path, database: str,
+        case: str, monkeypatch: pytest.MonkeyPatch) -> None:
     options, extra, expected = CHANNEL_LINKS[case]
-    args = ["--db", str(tmp_path / "scrape.db"), *options]
+    args = ["--db", database, *options]
     if extra is None:
         (tmp_path / "elsewhere").mkdir()
         monkeypatch.chdir(tmp_path / "elsewhere")  # no feeds.yaml
@@ -230,15 +234,15 @@ def test_the_channel_link_is_a_real_url(
 
 
 def test_an_rss_feed_with_no_site_at_all_is_refused(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, database: str, capsys: pytest.CaptureFixture[str]) -> None:
     """No --link, no site_url and no feed to take a site from: there is no real URL to put
     in the channel's <link>, and a made-up one (urn:...) breaks readers."""
-    store.connect(tmp_path / "empty.db").close()
+    store.connect(database).close()
     config = tmp_path / "feeds.yaml"
     config.write_text("feeds: []\n", "utf-8")
     out = tmp_path / "merged.xml"
     assert main(["export", "feed", str(out), "--format", "rss", "--config", str(config),
-                 "--db", str(tmp_path / "empty.db")]) == 2
+                 "--db", database]) == 2
     assert "--link URL" in capsys.readouterr().err and not out.exists()
 
 

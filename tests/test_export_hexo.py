@@ -1,14 +1,16 @@
 """`scrape export hexo`: the seeds' layout byte for byte, exact YAML, safe names, incremental.
 
 The expected values are the seed files themselves (../shared/seeds/000-003) and the corpus'
-file names (../shared/corpus, as the seeds' site named them), never our own output.
+file names (../shared/corpus, as the seeds' site named them), never our own output.  The
+exports into a directory run on both backends (``database``: an SQLite file or a PostgreSQL
+URL).
 """
 
 from __future__ import annotations
 
 import random
 import re
-import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import corpus
@@ -30,7 +32,7 @@ SEEDS = corpus.seed_posts()
 HEXO_SPLIT = re.compile(r"^([\s\S]+?)\n(-{3,}|;{3,})\n?([\s\S]*)")
 
 
-def exported_paths(conn: sqlite3.Connection, directory: str | Path,
+def exported_paths(conn: store.Connection, directory: str | Path,
                    flat: bool = False) -> dict[int, str]:
     """entry id -> recorded relative path, for one output directory and layout."""
     target = hexo.target_name(Path(directory), flat)
@@ -225,25 +227,26 @@ def test_nfc_so_macos_and_linux_agree() -> None:
 # -- exporting into a directory ------------------------------------------------------------
 
 @pytest.fixture
-def db(tmp_path: Path) -> sqlite3.Connection:
-    conn = store.connect(tmp_path / "scrape.db")
+def db(database: str) -> Iterator[store.Connection]:
+    conn = store.connect(database)
     yield conn
     conn.close()
 
 
-def add(conn: sqlite3.Connection, feed: str, key: str, title: str, *, html: str = "<p>x</p>",
+def add(conn: store.Connection, feed: str, key: str, title: str, *, html: str = "<p>x</p>",
         published: str = "2022-05-23T00:49:00Z", duplicate_of: int | None = None,
         stamp: str = "2024-01-01T00:00:00Z") -> int:
-    cur = conn.execute(
+    row = conn.execute(
         "INSERT INTO entries (feed, entry_key, url, title, published, content_html, image, "
-        "fetched_at, updated_at, duplicate_of, dup_method) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        "fetched_at, updated_at, duplicate_of, dup_method) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+        "RETURNING id",
         (feed, key, f"https://example.org/{feed}/{key}", title, published, html,
          "http://img.example.org/a.jpg", stamp, stamp, duplicate_of,
-         "near" if duplicate_of else None))
-    return int(cur.lastrowid)
+         "near" if duplicate_of else None)).fetchone()
+    return int(row[0])
 
 
-def touch(conn: sqlite3.Connection, entry_id: int, **fields: str) -> None:
+def touch(conn: store.Connection, entry_id: int, **fields: str) -> None:
     sets = ", ".join(f"{k} = ?" for k in fields)
     conn.execute(f"UPDATE entries SET {sets}, updated_at = '2999-01-01T00:00:00Z' WHERE id = ?",
                  (*fields.values(), entry_id))
@@ -267,7 +270,7 @@ def files(root: Path) -> dict[str, tuple[int, int]]:
 
 
 def test_export_skips_duplicates_and_a_second_run_writes_nothing(
-        tmp_path: Path, db: sqlite3.Connection) -> None:
+        tmp_path: Path, db: store.Connection) -> None:
     config = load_config(config_file(tmp_path))
     first = add(db, "zaker", "1", "雷军：小米和徕卡的合作深度空前！联调后夜拍不会是“傻亮”")
     add(db, "kkj", "2", "雷军：小米和徕卡的合作深度空前！联调后夜拍不会是“傻亮”",
@@ -300,7 +303,7 @@ def test_export_skips_duplicates_and_a_second_run_writes_nothing(
 
 
 def test_same_title_two_entries_two_files_and_paths_never_move(
-        tmp_path: Path, db: sqlite3.Connection) -> None:
+        tmp_path: Path, db: store.Connection) -> None:
     config = load_config(config_file(tmp_path))
     a = add(db, "zaker", "a", "快讯: 今日要闻", html="<p>first story</p>")
     b = add(db, "zaker", "b", "快讯: 今日要闻", html="<p>second story</p>")
@@ -330,7 +333,7 @@ def test_same_title_two_entries_two_files_and_paths_never_move(
 
 
 def test_case_insensitive_collisions_get_distinct_names(
-        tmp_path: Path, db: sqlite3.Connection) -> None:
+        tmp_path: Path, db: store.Connection) -> None:
     a = add(db, "x", "a", "Apple News")
     b = add(db, "x", "b", "apple news")
     hexo.export_hexo(db, None, tmp_path / "o", flat=True)
@@ -339,7 +342,7 @@ def test_case_insensitive_collisions_get_distinct_names(
 
 
 def test_foreign_file_is_not_overwritten_and_own_crashed_write_is_adopted(
-        tmp_path: Path, db: sqlite3.Connection) -> None:
+        tmp_path: Path, db: store.Connection) -> None:
     out = tmp_path / "o"
     out.mkdir()
     (out / "Hello.md").write_text("my own post", "utf-8")
@@ -355,7 +358,7 @@ def test_foreign_file_is_not_overwritten_and_own_crashed_write_is_adopted(
     assert report.new == 2 and len(list(out.iterdir())) == 3
 
 
-def test_since_and_feed_filters(tmp_path: Path, db: sqlite3.Connection) -> None:
+def test_since_and_feed_filters(tmp_path: Path, db: store.Connection) -> None:
     add(db, "x", "old", "old one", published="2022-05-01T00:00:00Z")
     add(db, "x", "new", "new one", published="2022-06-01T00:00:00Z")
     add(db, "y", "other", "other feed", published="2022-06-02T00:00:00Z")
@@ -367,12 +370,12 @@ def test_since_and_feed_filters(tmp_path: Path, db: sqlite3.Connection) -> None:
     assert report.new == 1 and [p.name for p in report.paths] == ["new one.md"]
 
 
-def test_command_line(tmp_path: Path, db: sqlite3.Connection,
+def test_command_line(tmp_path: Path, db: store.Connection, database: str,
                       capsys: pytest.CaptureFixture[str]) -> None:
     cfg = config_file(tmp_path)
     add(db, "zaker", "1", "标题: one")
     add(db, "kkj", "2", "标题 two", published="2021-01-01T00:00:00Z")
-    args = ["--config", str(cfg), "--db", str(tmp_path / "scrape.db")]
+    args = ["--config", str(cfg), "--db", database]
     out = tmp_path / "site" / "source" / "_posts"
     assert main(["export", "hexo", str(out), "--since", "2022-01-01", *args]) == 0
     assert "1 written" in capsys.readouterr().out
@@ -402,6 +405,7 @@ def test_no_blank_line_in_the_body_and_pre_keeps_its_lines() -> None:
 # -- seed round trip: served as feeds, ingested by the real pipeline, exported ----------------
 
 def test_seed_round_trip_through_the_pipeline(tmp_path: Path, feed_server: object,
+                                              database: str,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     import dataclasses
 
@@ -429,10 +433,10 @@ def test_seed_round_trip_through_the_pipeline(tmp_path: Path, feed_server: objec
         ]
     cfg = tmp_path / "feeds.yaml"
     cfg.write_text("\n".join(feeds_yaml) + "\n", "utf-8")
-    db = tmp_path / "scrape.db"
-    assert main(["--once", "--config", str(cfg), "--db", str(db)]) == 0
+    db = database
+    assert main(["--once", "--config", str(cfg), "--db", db]) == 0
     out = tmp_path / "source" / "_posts"
-    assert main(["export", "hexo", str(out), "--config", str(cfg), "--db", str(db)]) == 0
+    assert main(["export", "hexo", str(out), "--config", str(cfg), "--db", db]) == 0
     assert "4 written (4 new, 0 updated)" in capsys.readouterr().out
 
     config = load_config(cfg)
@@ -456,15 +460,16 @@ def test_seed_round_trip_through_the_pipeline(tmp_path: Path, feed_server: objec
         cleaned = normalize.normalize(post.body, corpus.post_link(post), rule).html
         assert text == "\n".join(got[:head]) + "\n" + hexo.escape_body(cleaned) + hexo.BODY_CLOSE
 
-    assert main(["export", "hexo", str(out), "--config", str(cfg), "--db", str(db)]) == 0
+    assert main(["export", "hexo", str(out), "--config", str(cfg), "--db", db]) == 0
     assert "0 written" in capsys.readouterr().out
 
 
-def test_python_api_writes_posts_once(tmp_path: Path, db: sqlite3.Connection) -> None:
-    add(db, "zaker", "1", "标题 one")
-    add(db, "zaker", "2", "重复", duplicate_of=1)
+def test_python_api_writes_posts_once(tmp_path: Path, db: store.Connection,
+                                     database: str) -> None:
+    first = add(db, "zaker", "1", "标题 one")
+    add(db, "zaker", "2", "重复", duplicate_of=first)
     out = tmp_path / "posts"
-    with scraper.open_scraper(scraper.load(config_file(tmp_path)), tmp_path / "scrape.db") as app:
+    with scraper.open_scraper(scraper.load(config_file(tmp_path)), database) as app:
         first = app.export_hexo(out)
         again = app.export_hexo(out)
     assert (first.new, again.written) == (1, 0)

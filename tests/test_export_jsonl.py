@@ -1,9 +1,10 @@
-"""`scrape export jsonl`: every stored field, one object per line, duplicate links both ways."""
+"""`scrape export jsonl`: every stored field, one object per line, duplicate links both ways;
+on both backends (``database``: an SQLite file or a PostgreSQL URL)."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,35 +16,35 @@ from scraper.export import Selection, jsonl
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> sqlite3.Connection:
-    conn = store.connect(tmp_path / "scrape.db")
+def db(database: str) -> Iterator[store.Connection]:
+    conn = store.connect(database)
     yield conn
     conn.close()
 
 
-def add(conn: sqlite3.Connection, feed: str, key: str, title: str, published: str,
+def add(conn: store.Connection, feed: str, key: str, title: str, published: str,
         duplicate_of: int | None = None, stamp: str = "2024-01-01T00:00:00Z") -> int:
-    cur = conn.execute(
+    row = conn.execute(
         "INSERT INTO entries (feed, entry_key, url, guid, title, author, published, "
         "content_html, content_text, summary, image, raw_html, raw_hash, fetched_at, "
         "updated_at, duplicate_of, dup_method, dup_score) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
         (feed, key, f"https://example.org/{feed}/{key}", f"guid-{key}", title, "作者",
          published, f"<p>{title}</p>", title, title[:5], "https://img.example.org/1.jpg",
          f"<div class=raw>{title}</div>", f"hash-{key}", stamp, stamp, duplicate_of,
-         "exact" if duplicate_of else None, 1.0 if duplicate_of else None))
-    return int(cur.lastrowid or 0)
+         "exact" if duplicate_of else None, 1.0 if duplicate_of else None)).fetchone()
+    return int(row[0])
 
 
 def read(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
 
 
-def columns(conn: sqlite3.Connection) -> list[str]:
-    return [row[1] for row in conn.execute("PRAGMA table_info(entries)")]
+def columns(conn: store.Connection) -> list[str]:
+    return [column[0] for column in conn.execute("SELECT * FROM entries LIMIT 0").description]
 
 
-def test_every_field_and_duplicate_links(db: sqlite3.Connection, tmp_path: Path) -> None:
+def test_every_field_and_duplicate_links(db: store.Connection, tmp_path: Path) -> None:
     a = add(db, "zaker", "1", "雷军：是徕卡找的我们", "2022-06-28T01:50:00Z")
     b = add(db, "kkj", "2", "雷军：是徕卡找的我们（转载）", "2022-06-28T02:00:00Z", duplicate_of=a)
     c = add(db, "ithome", "3", "别的新闻 \"quoted\"\n第二行", "2022-06-29T00:00:00Z")
@@ -74,7 +75,7 @@ def test_every_field_and_duplicate_links(db: sqlite3.Connection, tmp_path: Path)
 
 
 def test_incremental_appends_only_what_is_new_or_changed(
-        db: sqlite3.Connection, tmp_path: Path) -> None:
+        db: store.Connection, tmp_path: Path) -> None:
     add(db, "zaker", "1", "一", "2022-05-01T00:00:00Z")
     add(db, "zaker", "2", "二", "2022-05-02T00:00:00Z")
     out = tmp_path / "e.jsonl"
@@ -94,14 +95,14 @@ def test_incremental_appends_only_what_is_new_or_changed(
     assert [r["id"] for r in read(out)][-1] == four
 
 
-def test_stdout_filters_and_no_raw(db: sqlite3.Connection, tmp_path: Path,
+def test_stdout_filters_and_no_raw(db: store.Connection, tmp_path: Path, database: str,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     add(db, "zaker", "1", "old", "2022-01-01T00:00:00Z")
     add(db, "zaker", "2", "new", "2022-06-01T00:00:00Z")
     add(db, "kkj", "3", "other", "2022-06-02T00:00:00Z")
     cfg = tmp_path / "feeds.yaml"
     cfg.write_text("feeds:\n  - name: zaker\n    url: https://example.org/z.xml\n", "utf-8")
-    args = ["--config", str(cfg), "--db", str(tmp_path / "scrape.db")]
+    args = ["--config", str(cfg), "--db", database]
     assert main(["export", "jsonl", "-", "--since", "2022-05-01", "--feed", "zaker",
                  "--no-raw", *args]) == 0
     captured = capsys.readouterr()
@@ -111,14 +112,33 @@ def test_stdout_filters_and_no_raw(db: sqlite3.Connection, tmp_path: Path,
     assert "1 entries" in captured.err
 
 
-def test_python_api_exports_without_a_config(db: sqlite3.Connection, tmp_path: Path) -> None:
+def test_python_api_exports_without_a_config(db: store.Connection, tmp_path: Path,
+                                             database: str) -> None:
     a = add(db, "zaker", "1", "一", "2022-05-01T00:00:00Z")
     add(db, "kkj", "2", "一（转载）", "2022-05-01T01:00:00Z", duplicate_of=a)
     out = tmp_path / "api.jsonl"
-    with scraper.open_scraper(db=tmp_path / "scrape.db") as app:
+    with scraper.open_scraper(db=database) as app:
         assert app.export_jsonl(out, incremental=True) == 1
         assert app.export_jsonl(out, incremental=True) == 0
         selection = scraper.Selection(include_duplicates=True, feeds=("kkj",))
         assert app.export_jsonl(tmp_path / "dups.jsonl", selection=selection) == 1
     assert [r["id"] for r in read(out)] == [a]
     assert read(tmp_path / "dups.jsonl")[0]["duplicate_of_url"] == "https://example.org/zaker/1"
+
+
+def test_what_a_failed_export_staged_is_never_recorded(db: store.Connection) -> None:
+    """A full export stages its records on its connection and records them once the file is
+    in place.  One that failed before that leaves its staged rows in the connection's
+    session (a Python API user's ``Scraper`` goes on with the same connection; on
+    PostgreSQL the pooled session outlives the connection object too): the next export
+    starts from none of them."""
+    from scraper.storage import exports
+
+    first = add(db, "zaker", "1", "一", "2022-05-01T00:00:00Z")
+    second = add(db, "zaker", "2", "二", "2022-05-02T00:00:00Z")
+    exports.start_staging(db)
+    exports.stage(db, [(first, "failed-export")])  # ... and the export fails here
+    exports.start_staging(db)
+    exports.stage(db, [(second, "hash-2")])
+    exports.commit_staged(db, "jsonl:test")
+    assert exports.recorded(db, "jsonl:test") == {second: exports.Recorded(None, "hash-2")}

@@ -1,10 +1,9 @@
 """``storage.feeds.rename_feed`` beside a refresh in flight: a claimed row under either name
-refuses the move, changing nothing."""
+refuses the move, changing nothing; on both backends (``database``: a file path or a URL)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -15,9 +14,9 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("claimed", ["old", "new"])
-def test_rename_refuses_while_either_name_is_being_refreshed(tmp_path: Path,
+def test_rename_refuses_while_either_name_is_being_refreshed(database: str,
                                                              claimed: str) -> None:
-    conn = store.connect(tmp_path / "rows.db")
+    conn = store.connect(database)
     try:
         with store.transaction(conn):
             conn.execute("INSERT INTO feeds (name, url) VALUES ('old', 'https://a.example/')")
@@ -38,10 +37,10 @@ def test_rename_refuses_while_either_name_is_being_refreshed(tmp_path: Path,
         conn.close()
 
 
-def test_prune_refuses_while_a_feed_is_being_refreshed(tmp_path: Path) -> None:
+def test_prune_refuses_while_a_feed_is_being_refreshed(database: str) -> None:
     """A daemon that has not reloaded the edited config yet may be refreshing the removed
     feed: pruning under it would see its entries stored again a moment later."""
-    conn = store.connect(tmp_path / "rows.db")
+    conn = store.connect(database)
     try:
         with store.transaction(conn):
             conn.execute("INSERT INTO entries (feed, entry_key, title, fetched_at, updated_at)"

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from scraper.storage.db import in_lists, iso, transaction, utcnow
+from scraper.storage.db import in_lists, is_pg, iso, transaction, utcnow
 from scraper.storage.reads import Connection
 from scraper.storage.search import entry_filters
 
@@ -206,9 +206,15 @@ def recording(conn: Connection, target: str) -> Iterator[Record]:
 # -- staged records: a file replaced whole is recorded once it is in place -------------------
 
 def start_staging(conn: Connection) -> None:
-    """Begin staging on this connection, dropping whatever an export that failed left."""
+    """Begin staging on this connection, dropping whatever an export that failed left.
+
+    A temporary table lives as long as the session: on PostgreSQL the pooled connection's,
+    which outlives one ``PgConnection`` and goes to the next user of the pool with the table
+    in it; the DELETE clears it there too.  (BIGINT: PostgreSQL's ids; SQLite's INTEGER
+    PRIMARY KEY is its rowid.)"""
+    entry_id = "BIGINT" if is_pg(conn) else "INTEGER"
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS export_staged "
-                 "(entry_id INTEGER PRIMARY KEY, content_hash TEXT)")
+                 f"(entry_id {entry_id} PRIMARY KEY, content_hash TEXT)")
     conn.execute("DELETE FROM export_staged")
 
 

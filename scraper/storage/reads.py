@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from scraper.storage.db import Connection
+from scraper.storage.db import Connection, is_pg
 
 
 def feed_rows(conn: Connection) -> list[dict[str, Any]]:
-    """Every feed's stored state, by name; feeds since removed from the config included."""
-    return [dict(row) for row in conn.execute("SELECT * FROM feeds ORDER BY name")]
+    """Every feed's stored state, by name (in code point order on both backends: SQLite's
+    BINARY; PostgreSQL's "C", where the database's own collation may fold case or skip
+    punctuation); feeds since removed from the config included."""
+    order = 'name COLLATE "C"' if is_pg(conn) else "name"
+    return [dict(row) for row in conn.execute(f"SELECT * FROM feeds ORDER BY {order}")]
 
 
 def entry_totals(conn: Connection) -> tuple[int, int]:
