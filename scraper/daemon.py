@@ -54,7 +54,15 @@ from scraper.config import (
     select_feeds,
 )
 from scraper.net.fetch import Fetcher
-from scraper.refresh import CLAIMANT, FeedResult, Refresher, claim_is_dead, claim_seconds
+from scraper.refresh import (
+    CLAIMANT,
+    FORGET_WORKERS_AFTER,
+    FeedResult,
+    Refresher,
+    claim_is_dead,
+    claim_seconds,
+    worker_row,
+)
 from scraper.status import daemon_health
 from scraper.version import __version__
 
@@ -114,7 +122,8 @@ class Daemon:
         self._abandon: asyncio.Event | None = None
         self._config_key: tuple[int, int, int] | None = None
         self._config_missing = False
-        self._started_at = store.iso(clock())
+        self._started = clock()
+        self._started_at = store.iso(self._started)
 
     async def _db(self, fn: Callable[..., T], *args: object) -> T:
         """Run ``fn`` where the pipeline runs its database work (inline before serving)."""
@@ -132,6 +141,7 @@ class Daemon:
         # Nothing else uses the connection yet: these run inline.
         store.sync_feeds(self.conn, [(f.name, f.url) for f in self.config.feeds])
         store.release_claims(self.conn, CLAIMANT)
+        store.forget_workers(self.conn, self.clock() - FORGET_WORKERS_AFTER)
         self._bring_forward()  # an interval shortened while the daemon was stopped
         self._warn_other_daemon()
         try:
@@ -394,15 +404,19 @@ class Daemon:
             await self._db(self._beat, "running")
 
     def _beat(self, state: str) -> None:
-        """Record that the loop is alive; ``scrape status --check`` reads it."""
-        now = store.iso(self.clock()) or ""
+        """Record that the loop is alive: the database's last daemon heartbeat (``scrape
+        status --check`` reads it) and this worker's row (``scrape status`` lists the
+        workers), in one transaction."""
+        clock = self.clock()
+        now = store.iso(clock) or ""
         meta = store.meta
         try:
             store.write_heartbeat(self.conn, {
                 meta.HEARTBEAT: now, meta.STATE: state,
                 meta.HEARTBEAT_INTERVAL: f"{self.settings.heartbeat:g}",
                 meta.PID: str(os.getpid()), meta.HOST: socket.gethostname(),
-                meta.STARTED: self._started_at or now, meta.VERSION: __version__})
+                meta.STARTED: self._started_at or now, meta.VERSION: __version__},
+                worker_row("daemon", state, self.settings.heartbeat, self._started, clock))
         except Exception as exc:  # noqa: BLE001  (a missed beat must not stop the loop)
             log.warning("heartbeat not written: %s", exc)
 

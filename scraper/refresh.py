@@ -13,6 +13,7 @@ Where the time goes decides the shape:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -27,11 +28,19 @@ from typing import TypeVar
 
 from scraper import dedup
 from scraper import storage as store
-from scraper.config import Config, DedupSettings, FeedConfig, FetchSettings
+from scraper.config import (
+    Config,
+    ConfigError,
+    DedupSettings,
+    FeedConfig,
+    FetchSettings,
+    daemon_settings,
+)
 from scraper.core import decide, fingerprint, fulltext, normalize, rules, schedule
 from scraper.core.parse import ParsedEntry, ParseError, parse_feed
 from scraper.net import local
 from scraper.net.fetch import Fetcher
+from scraper.version import __version__
 from scraper.workers import close_executor, make_executor
 
 log = logging.getLogger(__name__)
@@ -39,6 +48,15 @@ T = TypeVar("T")
 
 #: Who holds a feed's claim: unique per process, readable in `scrape status`.
 CLAIMANT = f"{socket.gethostname()}:{os.getpid()}"
+
+#: Environment only: every claim lasts this many seconds instead of ``claim_seconds``'s
+#: reckoning.  Shorter, a dead machine's feeds are taken over sooner, but a refresh that
+#: outlasts its claim may be done a second time by another worker (the tests' crash runs).
+LEASE_ENV = "SCRAPE_CLAIM_LEASE"
+
+#: A worker row silent this long is deleted (``storage.forget_workers``): ``status`` shows
+#: a stopped or killed worker for a day.
+FORGET_WORKERS_AFTER = timedelta(days=1)
 
 
 @dataclass
@@ -164,8 +182,27 @@ def document_hash(body: bytes, headers: Mapping[str, str], url: str) -> str:
 def claim_seconds(feed: FeedConfig, fetch: FetchSettings) -> float:
     """How long a claim on ``feed`` lasts: the longest a refresh can take (its fetch deadline
     per attempt, four times over for full-text pages and the worker queue) plus a minute.
-    A killed process's claim frees the feed after this, at most."""
+    A killed process's claim frees the feed after this, at most.  ``SCRAPE_CLAIM_LEASE``
+    replaces it."""
+    if fixed := os.environ.get(LEASE_ENV, "").strip():
+        try:
+            seconds = float(fixed)
+        except ValueError:
+            seconds = 0.0
+        if not seconds > 0:
+            raise ConfigError(f"{LEASE_ENV}: expected a positive number of seconds, "
+                              f"got {fixed!r}")
+        return seconds
     return (feed.timeout or fetch.timeout) * (fetch.retries + 1) * 4 + 60
+
+
+def worker_row(kind: str, state: str, interval: float, started_at: datetime,
+               now: datetime) -> store.Worker:
+    """This process's ``workers`` row (``kind`` daemon or once), named as its claims are."""
+    return store.Worker(name=CLAIMANT, host=socket.gethostname(), pid=os.getpid(), kind=kind,
+                        state=state, started_at=store.iso(started_at) or "",
+                        heartbeat_at=store.iso(now) or "", heartbeat_interval=interval,
+                        version=__version__)
 
 
 class Refresher:
@@ -401,12 +438,37 @@ def _prepare_fulltext(body: bytes, headers: Mapping[str, str], url: str, item: P
 async def run_once(config: Config, conn: store.Connection, feeds: list[FeedConfig], *,
                    workers: int | None = None, retry_base: float = 1.0,
                    on_done: Callable[[FeedResult], None] | None = None) -> list[FeedResult]:
-    """Refresh ``feeds`` once (the body of ``scrape --once``)."""
+    """Refresh ``feeds`` once (the body of ``scrape --once``), with a ``workers`` row
+    (kind "once") that beats while the run lasts and is marked stopped at its end."""
     store.sync_feeds(conn, [(f.name, f.url) for f in config.feeds])
+    started = store.utcnow()
+    interval = daemon_settings(config).heartbeat
+    store.forget_workers(conn, started - FORGET_WORKERS_AFTER)
+    store.put_worker(conn, worker_row("once", "running", interval, started, started))
     async with Fetcher(config.fetch, retry_base=retry_base) as fetcher:
         refresher = Refresher(config, conn, fetcher,
                               make_executor=lambda: make_executor(workers))
+        beats = asyncio.create_task(_beat_once(refresher, interval, started))
         try:
             return await refresher.refresh_many(feeds, on_done)
         finally:
+            beats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beats
             refresher.close()
+            try:
+                store.stop_worker(conn, CLAIMANT, store.utcnow())
+            except Exception as exc:  # noqa: BLE001  (the refreshes are stored already)
+                log.warning("the worker row was not marked stopped: %s", exc)
+
+
+async def _beat_once(refresher: Refresher, interval: float, started: datetime) -> None:
+    """A ``--once`` run's heartbeat, every ``interval`` until cancelled: a long run stays
+    alive in ``scrape status``."""
+    while True:
+        await asyncio.sleep(interval)
+        row = worker_row("once", "running", interval, started, store.utcnow())
+        try:
+            await refresher.db(store.put_worker, refresher.conn, row)
+        except Exception as exc:  # noqa: BLE001  (a missed beat must not stop the run)
+            log.warning("heartbeat not written: %s", exc)

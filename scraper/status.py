@@ -1,4 +1,4 @@
-"""``scrape status``: what every feed is doing, and whether the daemon is alive.
+"""``scrape status``: what every feed is doing, whether the daemon is alive, and the workers.
 
 It reads only the database, so it is cheap enough for a container health check every 30 s
 and works beside a running daemon.  ``--check`` must not depend on the config being valid:
@@ -34,6 +34,15 @@ MIN_STALE_AFTER = 60.0
 
 EXIT_HEALTHY, EXIT_UNHEALTHY = 0, 1
 
+#: The table names a worker's feeds when it holds this many or fewer (else the first ones).
+NAMES_SHOWN = 5
+
+
+def stale_after(interval: float) -> float:
+    """Seconds after its last heartbeat when a process beating every ``interval`` seconds
+    counts as gone (the daemon's health, and each worker's row)."""
+    return max(MIN_STALE_AFTER, MISSED_BEATS * interval)
+
 
 @dataclass
 class Health:
@@ -68,7 +77,7 @@ def daemon_health(conn: Connection, now: datetime,
             interval = float(meta(HEARTBEAT_INTERVAL) or 0)
         except ValueError:
             interval = 0.0
-        max_age = max(MIN_STALE_AFTER, MISSED_BEATS * interval)
+        max_age = stale_after(interval)
     age = None if beat is None else (now - beat).total_seconds()
     if beat is None:
         healthy, reason = False, "no heartbeat: the daemon has never run on this database"
@@ -134,7 +143,28 @@ def build_report(conn: Connection, config: Config | None, now: datetime,
         "entries": entries, "duplicates": duplicates, "originals": entries - duplicates,
     }
     return {"generated_at": store.iso(now), "daemon": health.as_dict(), "feeds": feeds,
-            "totals": totals}
+            "totals": totals, "workers": worker_report(conn, now)}
+
+
+def worker_report(conn: Connection, now: datetime) -> list[dict[str, Any]]:
+    """Every process with a row in ``workers`` (the silent ones are forgotten after a day):
+    alive when not stopped and its heartbeat is fresh (``stale_after`` its own interval),
+    and the feeds it holds a live claim on now (``holds``, ``feeds``).  A worker that is
+    not alive yet holds claims was killed: its feeds wait for the claims to expire."""
+    out = []
+    for held in store.list_workers(conn, now):
+        w = held.worker
+        beat = store.parse_iso(w.heartbeat_at)
+        age = None if beat is None else (now - beat).total_seconds()
+        limit = stale_after(float(w.heartbeat_interval or 0))
+        alive = w.state != "stopped" and age is not None and age <= limit
+        out.append({"name": w.name, "host": w.host, "pid": w.pid, "kind": w.kind,
+                    "state": w.state, "alive": alive, "started_at": w.started_at,
+                    "heartbeat_at": w.heartbeat_at,
+                    "heartbeat_age": None if age is None else round(age, 1),
+                    "stale_after": limit, "version": w.version, "holds": len(held.feeds),
+                    "feeds": held.feeds})
+    return out
 
 
 def since(text: str | None, now: datetime) -> str:

@@ -1,10 +1,11 @@
-"""``scrape status``: the per-feed table, the totals, ``--json`` and the ``--check`` exit code."""
+"""``scrape status``: the per-feed table, the totals, ``--json``, the ``--check`` exit code,
+and the workers (issue 21); on both backends (the ``database`` fixture) where the database
+matters."""
 
 from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from server import FeedServer
 import scraper
 from scraper import app, cli, status
 from scraper import storage as store
+from scraper.refresh import CLAIMANT
 
 CONFIG = """\
 feeds:
@@ -42,10 +44,10 @@ def ago(seconds: float) -> str:
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> tuple[Path, Path]:
+def setup(tmp_path: Path, database: str) -> tuple[Path, str]:
     config = tmp_path / "feeds.yaml"
     config.write_text(CONFIG, encoding="utf-8")
-    db = tmp_path / "scrape.db"
+    db = database
     conn = store.connect(db)
     with store.transaction(conn):
         conn.executemany(
@@ -70,7 +72,7 @@ def setup(tmp_path: Path) -> tuple[Path, Path]:
     return config, db
 
 
-def beat(db: Path, age: float, state: str = "running", interval: str = "30") -> None:
+def beat(db: str, age: float, state: str = "running", interval: str = "30") -> None:
     conn = store.connect(db)
     with store.transaction(conn):
         store.set_meta(conn, status.HEARTBEAT, ago(age))
@@ -85,7 +87,7 @@ def run(*args: str) -> int:
     return cli.main(list(args))
 
 
-def test_table_shows_each_feed_and_the_totals(setup: tuple[Path, Path],
+def test_table_shows_each_feed_and_the_totals(setup: tuple[Path, str],
                                               capsys: pytest.CaptureFixture[str]) -> None:
     config, db = setup
     beat(db, 5)
@@ -105,7 +107,7 @@ def test_table_shows_each_feed_and_the_totals(setup: tuple[Path, Path],
     assert "daemon: running (pid 4242 on box)" in out
 
 
-def test_json_has_every_field_per_feed(setup: tuple[Path, Path],
+def test_json_has_every_field_per_feed(setup: tuple[Path, str],
                                        capsys: pytest.CaptureFixture[str]) -> None:
     config, db = setup
     beat(db, 5)
@@ -128,7 +130,7 @@ def test_json_has_every_field_per_feed(setup: tuple[Path, Path],
     assert report["daemon"]["healthy"] is True and report["daemon"]["pid"] == "4242"
 
 
-def test_a_claimed_feed_shows_as_refreshing(setup: tuple[Path, Path],
+def test_a_claimed_feed_shows_as_refreshing(setup: tuple[Path, str],
                                             capsys: pytest.CaptureFixture[str]) -> None:
     config, db = setup
     conn = store.connect(db)
@@ -147,7 +149,7 @@ def test_a_claimed_feed_shows_as_refreshing(setup: tuple[Path, Path],
     (5, "stopped", 1),      # a clean stop is not a healthy daemon either
     (5, "stopping", 0),     # still finishing its refreshes
 ])
-def test_check_exit_code_follows_the_heartbeat(setup: tuple[Path, Path], age: float, state: str,
+def test_check_exit_code_follows_the_heartbeat(setup: tuple[Path, str], age: float, state: str,
                                                expected: int,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     config, db = setup
@@ -157,21 +159,21 @@ def test_check_exit_code_follows_the_heartbeat(setup: tuple[Path, Path], age: fl
     assert line.startswith("daemon healthy" if expected == 0 else "daemon UNHEALTHY")
 
 
-def test_check_without_any_heartbeat_fails(setup: tuple[Path, Path],
+def test_check_without_any_heartbeat_fails(setup: tuple[Path, str],
                                            capsys: pytest.CaptureFixture[str]) -> None:
     config, db = setup
     assert run("status", "--check", "--config", str(config), "--db", str(db)) == 1
     assert "never run" in capsys.readouterr().out
 
 
-def test_check_max_age_overrides_the_interval(setup: tuple[Path, Path]) -> None:
+def test_check_max_age_overrides_the_interval(setup: tuple[Path, str]) -> None:
     config, db = setup
     beat(db, 20)
     assert run("status", "--check", "--max-age", "10", "--db", str(db)) == 1
     assert run("status", "--check", "--max-age", "60", "--db", str(db)) == 0
 
 
-def test_stale_limit_follows_the_daemons_heartbeat_interval(setup: tuple[Path, Path]) -> None:
+def test_stale_limit_follows_the_daemons_heartbeat_interval(setup: tuple[Path, str]) -> None:
     _, db = setup
     beat(db, 70, interval="1")  # the test daemon beats every second: 60 s floor applies
     assert run("status", "--check", "--db", str(db)) == 1
@@ -179,7 +181,7 @@ def test_stale_limit_follows_the_daemons_heartbeat_interval(setup: tuple[Path, P
     assert run("status", "--check", "--db", str(db)) == 0
 
 
-def test_check_does_not_need_a_valid_config(setup: tuple[Path, Path],
+def test_check_does_not_need_a_valid_config(setup: tuple[Path, str],
                                             capsys: pytest.CaptureFixture[str]) -> None:
     # A typo in feeds.yaml is refused by the running daemon; the container must stay healthy.
     config, db = setup
@@ -218,7 +220,7 @@ def test_daemon_health_reads_meta_only(tmp_path: Path) -> None:
         assert app.health(now, max_age=59).reason.startswith("heartbeat is stale")
 
 
-def test_status_through_the_python_api(setup: tuple[Path, Path]) -> None:
+def test_status_through_the_python_api(setup: tuple[Path, str]) -> None:
     config, db = setup
     beat(db, 5)
     with scraper.open_scraper(scraper.load(config), db) as app:
@@ -237,7 +239,7 @@ def test_status_never_creates_a_database(tmp_path: Path, options: dict) -> None:
 
 
 def test_memory_figures_an_older_daemon_left_are_not_shown(
-        setup: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+        setup: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
     # Releases before 0.2 wrote their memory figures into meta; status no longer shows them.
     config, db = setup
     beat(db, 5)
@@ -272,19 +274,21 @@ def test_a_refresh_through_the_python_api_shows_in_status(
     assert not feed_server.requests_to("/off.xml")
 
 
-def test_status_reads_beside_a_writer(setup: tuple[Path, Path]) -> None:
-    # WAL: a reader is not blocked by a writer's open transaction.
+def test_status_reads_beside_a_writer(setup: tuple[Path, str]) -> None:
+    # A reader is not blocked by a writer's open transaction (SQLite: WAL; PostgreSQL: MVCC).
     config, db = setup
     beat(db, 5)
-    writer = sqlite3.connect(db, isolation_level=None)
-    writer.execute("BEGIN IMMEDIATE")
-    writer.execute("UPDATE feeds SET error_count = 9 WHERE name = 'alpha'")
-    try:
+    writer = store.connect(db)
+
+    class Undo(Exception):
+        pass
+
+    with pytest.raises(Undo), store.transaction(writer):
+        writer.execute("UPDATE feeds SET error_count = 9 WHERE name = 'alpha'")
         assert run("status", "--check", "--db", str(db)) == 0
         assert run("status", "--json", "--config", str(config), "--db", str(db)) == 0
-    finally:
-        writer.execute("ROLLBACK")
-        writer.close()
+        raise Undo  # (rolled back)
+    writer.close()
 
 
 def test_urls_show_each_feed_with_rsshub_routes_resolved(
@@ -320,3 +324,70 @@ def test_urls_show_each_feed_with_rsshub_routes_resolved(
     assert {f["name"]: f["url"] for f in feeds} == {"zaker": new_base + route, "ithome": plain}
     assert run("status", "--config", str(config), "--db", str(db)) == 0
     assert "rsshub" not in capsys.readouterr().out  # the plain table stays as it was
+
+
+# -- the workers (issue 21) ----------------------------------------------------------------
+
+def worker(name: str, kind: str, state: str, beat_age: float,
+           interval: float = 30) -> store.Worker:
+    host, _, pid = name.partition(":")
+    return store.Worker(name=name, host=host, pid=int(pid), kind=kind, state=state,
+                        started_at=ago(3600), heartbeat_at=ago(beat_age),
+                        heartbeat_interval=interval, version="0.1.0")
+
+
+def claim(conn: store.Connection, holder: str, names: list[str], seconds: float) -> None:
+    until = store.iso(store.utcnow() + timedelta(seconds=seconds))
+    conn.executemany("UPDATE feeds SET claimed_by = ?, claimed_until = ? WHERE name = ?",
+                     [(holder, until, n) for n in names])
+
+
+def test_status_lists_the_workers_alive_and_what_each_holds(
+        database: str, capsys: pytest.CaptureFixture[str]) -> None:
+    conn = store.connect(database)
+    store.sync_feeds(conn, [(f"f{i}", f"http://127.0.0.1:9/{i}") for i in range(12)])
+    for row in (worker("a:1", "daemon", "running", 5),
+                worker("b:2", "once", "running", 50, interval=20),  # 3 beats of 20 s: alive
+                worker("c:3", "daemon", "stopped", 5),       # stopped cleanly
+                worker("d:4", "daemon", "running", 500),     # killed: its beats stopped
+                worker("e:5", "daemon", "running", 70, interval=1)):  # 60 s floor: gone
+        store.put_worker(conn, row)
+    claim(conn, "a:1", ["f0", "f1"], 60)
+    claim(conn, "a:1", ["f2"], -1)  # expired: held no more
+    claim(conn, "b:2", [f"f{i}" for i in range(3, 10)], 60)
+    claim(conn, "d:4", ["f10"], 60)  # the dead one's claim, until it expires
+    conn.close()
+
+    assert run("status", "--json", "--db", database) == 0
+    workers = {w["name"]: w for w in json.loads(capsys.readouterr().out)["workers"]}
+    assert {n: (w["alive"], w["holds"]) for n, w in workers.items()} == {
+        "a:1": (True, 2), "b:2": (True, 7), "c:3": (False, 0), "d:4": (False, 1),
+        "e:5": (False, 0)}
+    assert workers["a:1"]["feeds"] == ["f0", "f1"]
+    assert workers["b:2"]["kind"] == "once" and workers["b:2"]["pid"] == 2
+    assert workers["d:4"]["feeds"] == ["f10"] and workers["d:4"]["state"] == "running"
+
+    assert run("status", "--db", database) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert "workers: 2 alive" in out
+    assert set(lines) == {"a:1", "b:2", "d:4"}  # alive, or still holding claims
+    assert "holds 2: f0, f1" in lines["a:1"] and "daemon" in lines["a:1"]
+    assert "holds 7: f3, f4, f5, f6, f7, +2 more" in lines["b:2"]
+    assert "silent since" in lines["d:4"] and "holds 1: f10" in lines["d:4"]
+
+
+def test_a_once_run_leaves_a_stopped_worker_row(
+        tmp_path: Path, database: str, feed_server: FeedServer) -> None:
+    feed_server.serve("/one.xml", ONE_ITEM_FEED)
+    config = tmp_path / "feeds.yaml"
+    config.write_text(f"feeds:\n  - name: one\n    url: {feed_server.url('/one.xml')}\n",
+                      encoding="utf-8")
+    conn = store.connect(database)
+    store.put_worker(conn, worker("old:7", "once", "stopped", 2 * 86400))  # long forgotten
+    conn.close()
+    with scraper.open_scraper(scraper.load(config), database) as app:
+        app.refresh_once(workers=0)
+        workers = app.status()["workers"]
+    assert [(w["name"], w["kind"], w["state"], w["alive"], w["holds"]) for w in workers] == [
+        (CLAIMANT, "once", "stopped", False, 0)]

@@ -16,10 +16,13 @@ from scraper.config import Config, ConfigError
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
-        "status", parents=[common], help="show each feed's state and the daemon's health",
+        "status", parents=[common],
+        help="show each feed's state, the daemon's health and the workers",
         description="Per feed: last success, last error, consecutive errors, next due time "
-                    "and entry count; then the totals and the daemon's heartbeat. Reads the "
-                    "database only (read-only); --db alone works without a feeds.yaml.")
+                    "and entry count; then the totals, the daemon's heartbeat, and the workers "
+                    "alive (daemons and --once runs on this database) with the feeds each "
+                    "holds. Reads the database only (read-only); --db alone works without a "
+                    "feeds.yaml.")
     parser.add_argument("--json", action="store_true",
                         help="print JSON instead of a table (each feed's url included)")
     parser.add_argument("--urls", action="store_true",
@@ -111,3 +114,22 @@ def print_report(report: dict[str, Any], out: TextIO, now: datetime,
     d = report["daemon"]
     who = f" (pid {d['pid']} on {d['host']})" if d["pid"] else ""
     out.write(f"daemon: {'running' if d['healthy'] else 'not running'}{who}: {d['reason']}\n")
+    print_workers(report.get("workers", []), out)
+
+
+def print_workers(workers: list[dict[str, Any]], out: TextIO) -> None:
+    """The workers alive, and the dead ones whose claims have not expired yet (their feeds
+    wait for that): one line each, with the feeds each holds now."""
+    shown = [w for w in workers if w["alive"] or w["holds"]]
+    out.write(f"workers: {sum(w['alive'] for w in workers)} alive\n")
+    name_w = max([4, *(width(w["name"]) for w in shown)])
+    for w in shown:
+        if w["alive"]:
+            life = f"heartbeat {status.ago(w['heartbeat_age'])}"
+        else:
+            life = f"silent since {status.ago(w['heartbeat_age'])}, its claims expire"
+        names = w["feeds"][:status.NAMES_SHOWN]
+        more = len(w["feeds"]) - len(names)
+        holds = f"holds {w['holds']}" + (": " + ", ".join(names) if names else "")
+        holds += f", +{more} more" if more else ""
+        out.write(f"  {pad(w['name'], name_w)}  {w['kind']:<6} {life}; {holds}\n")

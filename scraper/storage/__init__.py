@@ -37,6 +37,14 @@ from scraper.storage.meta import read_heartbeat, set_meta, write_heartbeat
 from scraper.storage.pg import is_url
 from scraper.storage.schema import MIGRATIONS
 from scraper.storage.search import entry_detail, list_entries, search_entries
+from scraper.storage.workers import (
+    Held,
+    Worker,
+    forget_workers,
+    list_workers,
+    put_worker,
+    stop_worker,
+)
 
 __all__ = ["CACHE_KIB", "MIGRATIONS", "Claimed", "Connection", "DatabaseError", "DatabaseLocked",
            "NoDatabase", "apply_plan", "bring_forward", "claim_due", "claim_feed", "connect",
@@ -46,3 +54,4 @@ __all__ = ["CACHE_KIB", "MIGRATIONS", "Claimed", "Connection", "DatabaseError", 
            "utcnow", "writable", "write_heartbeat"]
 __all__ += ["is_pg", "is_url"]
 __all__ += ["entry_detail", "list_entries", "search_entries"]
+__all__ += ["Held", "Worker", "forget_workers", "list_workers", "put_worker", "stop_worker"]

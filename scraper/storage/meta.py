@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from scraper.storage.db import Connection, transaction
+from scraper.storage.workers import Worker, put_worker
 
 #: The daemon's heartbeat keys (``scraper.status`` reads the same names).
 HEARTBEAT = "daemon.heartbeat"
@@ -25,12 +26,17 @@ def set_meta(conn: Connection, key: str, value: str) -> None:
     )
 
 
-def write_heartbeat(conn: Connection, values: Mapping[str, str]) -> None:
+def write_heartbeat(conn: Connection, values: Mapping[str, str],
+                    worker: Worker | None = None) -> None:
     """Record the daemon's beat (``HEARTBEAT_KEYS``) in one transaction, so that a reader
-    never sees a new time beside an old state."""
+    never sees a new time beside an old state; with ``worker``, its ``workers`` row in the
+    same transaction (``meta`` keeps the last beat of any daemon, for ``status --check``;
+    the rows tell the workers apart)."""
     with transaction(conn):
         for key, value in values.items():
             set_meta(conn, key, value)
+        if worker is not None:
+            put_worker(conn, worker)
 
 
 def read_heartbeat(conn: Connection) -> dict[str, str]:
