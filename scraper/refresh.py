@@ -4,8 +4,9 @@ Where the time goes decides the shape:
 - fetching is I/O: all feeds at once on one event loop, under the fetcher's limits;
 - parsing, normalizing and fingerprinting are CPU: they run in worker processes, so the
   event loop keeps fetching while they work and both cores are used (``workers``);
-- entries the database already has with the same raw hash are not normalized again, so a
-  warm run over unchanged feeds costs a conditional GET, or one parse, per feed;
+- entries the database already has with the same raw hash are not normalized again, and a
+  200 of the document last stored (its hash kept in the feed's row) is not parsed at all, so
+  a warm run over unchanged feeds costs a conditional GET, or a hash, per feed;
 - each feed's writes are one transaction, on the event loop's thread (one writer), so a crash
   loses at most the refresh in flight and a re-run finishes it without duplicate rows.
 """
@@ -26,18 +27,17 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from scraper import dedup
+from scraper import dedup, prepare
 from scraper import storage as store
 from scraper.config import (
     Config,
     ConfigError,
-    DedupSettings,
     FeedConfig,
     FetchSettings,
     daemon_settings,
 )
-from scraper.core import decide, fingerprint, fulltext, normalize, rules, schedule
-from scraper.core.parse import ParsedEntry, ParseError, parse_feed
+from scraper.core import decide, schedule
+from scraper.core.parse import ParseError
 from scraper.net import local
 from scraper.net.fetch import Fetcher
 from scraper.version import __version__
@@ -57,28 +57,6 @@ LEASE_ENV = "SCRAPE_CLAIM_LEASE"
 #: A worker row silent this long is deleted (``storage.forget_workers``): ``status`` shows
 #: a stopped or killed worker for a day.
 FORGET_WORKERS_AFTER = timedelta(days=1)
-
-
-@dataclass
-class Prepared:
-    """An entry ready to store: what the feed sent plus what normalize made of it."""
-
-    entry: ParsedEntry
-    key: str
-    raw_hash: str
-    content_html: str
-    content_text: str
-    summary: str
-    image: str | None
-    fingerprint: fingerprint.Fingerprint | None = None
-
-    def data(self) -> decide.EntryData:
-        e = self.entry
-        return decide.EntryData(
-            key=self.key, raw_hash=self.raw_hash, url=e.url, guid=e.guid, title=e.title,
-            author=e.author, published=e.published, content_html=self.content_html,
-            content_text=self.content_text, summary=self.summary, image=self.image,
-            raw_html=e.content_html)
 
 
 @dataclass
@@ -102,69 +80,6 @@ class FeedResult:
     @property
     def failed(self) -> bool:
         return self.status == "error"
-
-
-@dataclass
-class PreparedFeed:
-    """What a worker sends back for one feed document: only the new or changed entries."""
-
-    entries: list[Prepared]
-    unchanged: int
-    problem: str | None
-    ttl: int | None
-
-
-@dataclass
-class FeedScan:
-    """A document's entry identities: (key, raw hash) in document order, the first of a key."""
-
-    identities: list[tuple[str, str]]
-    problem: str | None
-    ttl: int | None
-
-
-def scan_feed(body: bytes, headers: Mapping[str, str], url: str) -> FeedScan:
-    """Parse only, so the database is asked about this document's entries and no others
-    (every key a feed ever had would grow with its history); a second parse costs ~30 µs per
-    item (bench/parse.py), and a document with nothing new needs none."""
-    parsed = parse_feed(body, headers, url)
-    seen: dict[str, str] = {}
-    for entry in parsed.entries:
-        seen.setdefault(entry.key, entry.raw_hash)
-    return FeedScan(list(seen.items()), parsed.problem, parsed.ttl)
-
-
-def prepare_feed(body: bytes, headers: Mapping[str, str], url: str, feed: FeedConfig,
-                 sites: Mapping[str, rules.SiteRule], settings: DedupSettings,
-                 known: Mapping[str, str]) -> PreparedFeed:
-    """Parse and normalize the entries that are new or changed (runs in a worker process)."""
-    parsed = parse_feed(body, headers, url)
-    out: list[Prepared] = []
-    unchanged = 0
-    seen: set[str] = set()
-    for entry in parsed.entries:
-        key = entry.key
-        if key in seen:
-            continue  # the same entry twice in one document: the first wins
-        seen.add(key)
-        raw_hash = entry.raw_hash
-        if known.get(key) == raw_hash:
-            unchanged += 1
-            continue
-        out.append(prepare_entry(entry, key, raw_hash, feed, sites, settings))
-    return PreparedFeed(out, unchanged, parsed.problem, parsed.ttl)
-
-
-def prepare_entry(entry: ParsedEntry, key: str, raw_hash: str, feed: FeedConfig,
-                  sites: Mapping[str, rules.SiteRule], settings: DedupSettings,
-                  html: str | None = None) -> Prepared:
-    base = entry.url or feed.url
-    rule = rules.resolve_rule(base, feed.rule, dict(sites))
-    clean = normalize.normalize(entry.content_html if html is None else html, base, rule)
-    fp = fingerprint.compute(entry.title, clean.text, entry.url, settings)
-    return Prepared(entry=entry, key=key, raw_hash=raw_hash, content_html=clean.html,
-                    content_text=clean.text, summary=clean.summary, image=clean.image,
-                    fingerprint=fp)
 
 
 def document_hash(body: bytes, headers: Mapping[str, str], url: str) -> str:
@@ -329,14 +244,15 @@ class Refresher:
             return
         attempt = replace(attempt, body_hash=body_hash)
         try:
-            scan = await self._cpu(scan_feed, fetched.body, fetched.headers, fetched.url)
+            scan = await self._cpu(prepare.scan_feed, fetched.body, fetched.headers,
+                                   fetched.url)
         except ParseError as exc:
             # A 200 that is not a feed may be a refusal too (rsshub.app's notice is text/plain).
             error = fetched.refusal(self.config.rsshub_base) or str(exc)
             result.status, result.error = "error", error
             await self.db(self._write, feed, result, _failed(attempt, error))
             return
-        assert isinstance(scan, FeedScan)
+        assert isinstance(scan, prepare.FeedScan)
         attempt = replace(attempt, ttl=scan.ttl)
         if scan.problem:
             result.warning = f"malformed feed, entries kept: {scan.problem}"
@@ -346,18 +262,18 @@ class Refresher:
         if all(known.get(key) == raw for key, raw in scan.identities):
             await self.db(self._write, feed, result, attempt, [], known, len(keys))
             return
-        prepared = await self._cpu(prepare_feed, fetched.body, fetched.headers, fetched.url,
+        prepared = await self._cpu(prepare.prepare_feed, fetched.body, fetched.headers, fetched.url,
                                    feed, self.config.sites, self.config.dedup, known)
-        assert isinstance(prepared, PreparedFeed)
+        assert isinstance(prepared, prepare.PreparedFeed)
         if feed.fulltext:
             await self._fulltext(feed, prepared.entries, known)
         await self.db(self._write, feed, result, attempt, prepared.entries, known,
                       prepared.unchanged)
 
-    async def _fulltext(self, feed: FeedConfig, entries: list[Prepared],
+    async def _fulltext(self, feed: FeedConfig, entries: list[prepare.Prepared],
                         known: Mapping[str, str]) -> None:
         """Replace new entries' feed content with the article from their page."""
-        async def one(index: int, item: Prepared) -> None:
+        async def one(index: int, item: prepare.Prepared) -> None:
             url = item.entry.url
             if not url or item.key in known:
                 return
@@ -367,14 +283,15 @@ class Refresher:
                 log.warning("%s: full text of %s not fetched, feed content kept: %s",
                             feed.name, url, page.error or f"HTTP {page.status}")
                 return
-            entries[index] = await self._cpu(_prepare_fulltext, page.body, page.headers, page.url,
-                                             item, feed, self.config.sites, self.config.dedup)
+            entries[index] = await self._cpu(prepare.prepare_fulltext, page.body, page.headers,
+                                             page.url, item, feed, self.config.sites,
+                                             self.config.dedup)
 
         await asyncio.gather(*(one(i, e) for i, e in enumerate(entries)))
 
     def _write(self, feed: FeedConfig, result: FeedResult, attempt: decide.Attempt,
-               entries: list[Prepared] | None = None, known: Mapping[str, str] | None = None,
-               unchanged: int = 0) -> None:
+               entries: list[prepare.Prepared] | None = None,
+               known: Mapping[str, str] | None = None, unchanged: int = 0) -> None:
         """Decide, then apply the plan (on the database thread: one transaction)."""
         now = self.clock()
         state = store.feed_state(self.conn, feed.name)
@@ -420,19 +337,6 @@ def claim_is_dead(holder: str) -> bool:
     except PermissionError:
         return False
     return False
-
-
-def _prepare_fulltext(body: bytes, headers: Mapping[str, str], url: str, item: Prepared,
-                      feed: FeedConfig, sites: Mapping[str, rules.SiteRule],
-                      settings: DedupSettings) -> Prepared:
-    """Extract the article from a fetched page; keep the feed's content if none is found."""
-    rule = rules.resolve_rule(url, feed.rule, dict(sites))
-    html = fulltext.extract_article(fulltext.decode_page(body, headers), url,
-                                    rule.content_selector)
-    if not html:
-        log.warning("%s: no article found in %s, feed content kept", feed.name, url)
-        return item
-    return prepare_entry(item.entry, item.key, item.raw_hash, feed, sites, settings, html=html)
 
 
 async def run_once(config: Config, conn: store.Connection, feeds: list[FeedConfig], *,

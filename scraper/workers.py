@@ -1,7 +1,7 @@
 """The worker processes that parse, normalize and fingerprint (the CPU side of a refresh).
 
 Shared by ``scrape --once`` and the daemon.  Workers are forked from a fork server that has
-``scraper.refresh`` (the functions they run, and their heavy imports) loaded once.
+``scraper.prepare`` (the functions they run, and their heavy imports) loaded once.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 
 #: How often a worker checks that the main process still runs (a sleep, not a busy loop).
 ORPHAN_CHECK_SECONDS = 2.0
-#: What the fork server imports before forking workers: the module their functions live in.
-PRELOAD = ["scraper.refresh"]
+#: What the fork server imports before forking workers: the module their functions live in,
+#: which imports only ``core`` and ``config`` (``scraper.refresh`` brought aiohttp and httpx,
+#: about 0.2 s, into a server whose workers never fetch; tests/test_layers.py checks it).
+PRELOAD = ["scraper.prepare"]
 
 
 def _pool_context() -> multiprocessing.context.BaseContext:

@@ -27,8 +27,8 @@ PACKAGE = ROOT / "scraper"
 LAYERS: list[tuple[str, ...]] = [
     ("scraper", "scraper.__main__", "scraper.cli"),
     ("scraper.app",),
-    ("scraper.daemon", "scraper.refresh", "scraper.workers", "scraper.dedup",
-     "scraper.export", "scraper.status"),
+    ("scraper.daemon", "scraper.refresh", "scraper.workers", "scraper.prepare",
+     "scraper.dedup", "scraper.export", "scraper.status"),
     ("scraper.storage", "scraper.net"),
     ("scraper.config", "scraper.core"),
     ("scraper.version",),
@@ -39,6 +39,8 @@ NARROW = {
     "scraper.core": ("scraper.core",),
     "scraper.config": ("scraper.config", "scraper.core", "scraper.version"),
     "scraper.version": (),
+    # the workers' side of a refresh, which their fork server preloads: no network, no SQL
+    "scraper.prepare": ("scraper.prepare", "scraper.core", "scraper.config"),
 }
 #: The command line reaches the data and the network only through the application.
 CLI_NEVER = ("scraper.storage", "scraper.net", "scraper.core")
@@ -263,6 +265,19 @@ def test_importing_the_api_and_the_cli_loads_nothing_heavy(tmp_path: Path) -> No
                               cwd=tmp_path)
     assert "scraper.app" in loaded
     assert not loaded & HEAVY, sorted(loaded & HEAVY)
+
+
+def test_the_workers_preload_no_network_and_no_storage(tmp_path: Path) -> None:
+    """The pool's fork server imports ``workers.PRELOAD`` once for every worker; workers
+    parse and normalize, they never fetch nor write (aiohttp and httpx cost about 0.2 s)."""
+    from scraper import workers
+
+    loaded = imported_modules("-c", "import " + ", ".join(workers.PRELOAD), cwd=tmp_path)
+    assert "scraper.prepare" in loaded and "selectolax" in loaded  # what workers do need
+    unwanted = {"aiohttp", "httpx", "httpcore", "yarl", "sqlite3"}
+    assert not loaded & unwanted, sorted(loaded & unwanted)
+    assert not {n for n in loaded if within(n, "scraper.net") or within(n, "scraper.storage")
+                or n in ("scraper.refresh", "scraper.dedup")}
 
 
 def test_the_import_check_can_fail(tmp_path: Path) -> None:
