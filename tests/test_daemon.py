@@ -289,7 +289,7 @@ class Running:
     proc: subprocess.Popen[bytes]
     log_path: Path
     config: Path
-    db: Path
+    db: Path | str
 
     def events(self) -> list[dict[str, Any]]:
         out = []
@@ -320,9 +320,11 @@ def scrape(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedPr
 
 @contextmanager
 def running_daemon(tmp_path: Path, config_text: str | None, *args: str, log_name: str = "d.log",
-                   **settings: str) -> Iterator[Running]:
-    """A daemon subprocess on ``tmp_path``'s feeds.yaml (written unless None) and scrape.db."""
-    config, db, log_path = tmp_path / "feeds.yaml", tmp_path / "scrape.db", tmp_path / log_name
+                   db: str | None = None, **settings: str) -> Iterator[Running]:
+    """A daemon subprocess on ``tmp_path``'s feeds.yaml (written unless None) and scrape.db
+    (or ``db``: a path or a PostgreSQL URL)."""
+    config, log_path = tmp_path / "feeds.yaml", tmp_path / log_name
+    db = db or str(tmp_path / "scrape.db")
     if config_text is not None:
         config.write_text(config_text, encoding="utf-8")
     with log_path.open("wb") as log_file:
@@ -402,11 +404,12 @@ def integrity(db: Path) -> str:
         conn.close()
 
 
-def duplicate_rows(db: Path) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(db)
+def duplicate_rows(db: Path | str) -> list[tuple[Any, ...]]:
+    conn = store.open_existing(db)
     try:
-        return conn.execute("SELECT feed, entry_key, COUNT(*) FROM entries "
-                            "GROUP BY feed, entry_key HAVING COUNT(*) > 1").fetchall()
+        return [tuple(r) for r in conn.execute(
+            "SELECT feed, entry_key, COUNT(*) FROM entries GROUP BY feed, entry_key "
+            "HAVING COUNT(*) > 1").fetchall()]
     finally:
         conn.close()
 
@@ -630,15 +633,16 @@ def claimed_now(db: Path) -> int:
 
 @pytest.mark.slow
 def test_two_daemons_never_refresh_a_feed_twice_for_one_due_time(feed_server: FeedServer,
-                                                                 tmp_path: Path) -> None:
+                                                                 tmp_path: Path,
+                                                                 database: str) -> None:
     names = [f"f{i:02d}" for i in range(16)]
     handlers, _ = counting_feeds(feed_server, names, delay=0.2)
     # Every feed is due at once, and not again for an hour: each must be fetched exactly
     # once, whichever daemon claims it.
     text = feeds_yaml({n: feed_server.url(f"/{n}.xml") for n in names}, interval="1h")
     text = text.replace("per_host: 16", "per_host: 4")
-    with running_daemon(tmp_path, text, log_name="one.log") as one, \
-            running_daemon(tmp_path, None, log_name="two.log") as two:
+    with running_daemon(tmp_path, text, log_name="one.log", db=database) as one, \
+            running_daemon(tmp_path, None, log_name="two.log", db=database) as two:
         wait_for(lambda: all(h.count >= 1 for h in handlers.values()), 30,
                  "every feed refreshed once", one.proc, one.log_path)
         # Then many more ticks of both loops (0.2 s each): nothing is due, so nothing may
