@@ -179,14 +179,15 @@ class Refresher:
         """Refresh one feed; ``claimed``: the caller (the daemon's loop) holds its claim."""
         started = time.perf_counter()
         result = FeedResult(feed=feed.name)
-        # The database locked past the busy timeout (DatabaseLocked): this feed fails
-        # alone, and nothing more is written for it (recording the failure or releasing
-        # the claim would wait on the same lock again).  Its claim expires, or dies with
-        # this process (``claim_is_dead``); this process may take it again at once.
+        # The database locked past the busy timeout (DatabaseLocked), or unreachable (a
+        # PostgreSQL server gone): this feed fails alone, and nothing more is written for it
+        # (recording the failure or releasing the claim would meet the same error again).
+        # Its claim expires, or dies with this process (``claim_is_dead``); this process
+        # may take it again at once.
         if not claimed:
             try:
                 taken = await self.db(self._claim, feed)
-            except store.DatabaseLocked as exc:
+            except store.DatabaseError as exc:
                 result.status, result.error = "error", f"not stored: {exc}"
                 return result
             if not taken:
@@ -196,7 +197,7 @@ class Refresher:
         locked = False
         try:
             await self._refresh(feed, result)
-        except store.DatabaseLocked as exc:
+        except store.DatabaseError as exc:
             locked = True
             result.status, result.error = "error", f"not stored: {exc}"
         except Exception as exc:  # one feed's bug must not stop the others

@@ -94,13 +94,9 @@ def test_the_offline_example_stores_its_entries_and_links_the_reprint(example: P
     assert {f["status"] for f in json.loads(again.stdout)["feeds"]} == {"not-modified"}
 
 
-def test_scrape_search_finds_the_example_entries(example: Path, database: str,
-                                                 request: pytest.FixtureRequest) -> None:
+def test_scrape_search_finds_the_example_entries(example: Path) -> None:
     """The README's offline tour ends with a search: a query of three characters (the
     trigram index) and one of two (the plain scan), each in one article."""
-    if dbread.is_pg(database):  # (storage/search.py's PostgreSQL half is a step of its own)
-        request.applymarker(pytest.mark.xfail(reason="search on PostgreSQL (pg_trgm) is not "
-                                              "on this branch yet", strict=False))
     assert scrape("--once", "--config", str(example), cwd=example.parent).returncode == 0
     daily = titles_in(example.parent / "feeds" / "daily.xml")
     digest = titles_in(example.parent / "feeds" / "digest.atom")

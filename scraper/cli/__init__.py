@@ -40,7 +40,7 @@ def common_options() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
                         help="-v: the info lines (one per refresh); -vv: also debug lines "
                              "and tracebacks; -vvv: also the libraries' (httpx, aiohttp, "
-                             "APScheduler). Default: warnings and errors only")
+                             "APScheduler, psycopg). Default: warnings and errors only")
     common.add_argument("--log-format", choices=("text", "json"), default=argparse.SUPPRESS,
                         help="log line format on stderr (json for log collectors)")
     return common
@@ -132,7 +132,8 @@ def setup_logging(verbose: int, fmt: str = "text") -> None:
     None: warnings and errors.  -v: this project's info lines (the daemon's one line per
     refresh, start, reload, stop).  -vv: its debug lines, and tracebacks.  -vvv: every
     library's lines too: httpx's and aiohttp's debug output, and APScheduler's info lines,
-    which say "Running job" at every tick of every job.  A library's warnings always show.
+    which say "Running job" at every tick of every job, and psycopg's.  A library's
+    warnings always show, but psycopg's (below).
     """
     handler = logging.StreamHandler(sys.stderr)
     tracebacks = verbose >= 2
@@ -143,6 +144,9 @@ def setup_logging(verbose: int, fmt: str = "text") -> None:
     root.setLevel(logging.DEBUG if verbose >= 3 else logging.WARNING)
     own = (logging.WARNING, logging.INFO, logging.DEBUG)[min(max(verbose, 0), 2)]
     logging.getLogger("scraper").setLevel(own)
+    # psycopg's pool warns of each failed reconnection, over several lines, while a
+    # PostgreSQL server is down; storage already says it in one line naming the database.
+    logging.getLogger("psycopg").setLevel(logging.NOTSET if verbose >= 3 else logging.ERROR)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

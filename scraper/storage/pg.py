@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from scraper.storage.errors import DatabaseError, busy_timeout_ms, locked
 
@@ -47,14 +47,29 @@ def is_url(target: object) -> bool:
     return isinstance(target, str) and target.startswith(URL_SCHEMES)
 
 
+_QUERY_PASSWORD = re.compile(r"(?<![^?&])password=[^&#]*")
+
+
 def redact(url: str) -> str:
-    """The URL for messages and logs: its password replaced by ``***``."""
+    """The URL for messages and logs: its password replaced by ``***``, whether in the user
+    part or as libpq's ``?password=`` parameter."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")
-    user = netloc[0].partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
+    if parts.password is not None:
+        netloc = parts.netloc.rpartition("@")
+        user = netloc[0].partition(":")[0]
+        parts = parts._replace(netloc=f"{user}:***@{netloc[2]}")
+    if parts.query:
+        parts = parts._replace(query=_QUERY_PASSWORD.sub("password=***", parts.query))
+    return urlunsplit(parts)
+
+
+def _password(url: str) -> str | None:
+    """The URL's password, wherever it is written (``redact``'s two places)."""
+    parts = urlsplit(url)
+    if parts.password:
+        return unquote(parts.password)
+    found = dict(parse_qsl(parts.query)).get("password")
+    return found or None
 
 
 # -- SQL and rows ------------------------------------------------------------------------
@@ -118,28 +133,76 @@ class PlainCursor:
 
 
 class PgConnection:
-    """One pooled psycopg connection, answering the calls storage makes on sqlite3's."""
+    """One pooled psycopg connection, answering the calls storage makes on sqlite3's.
+
+    A connection the server dropped (a restart, a failover, an idle timeout) is replaced
+    from the pool at the next statement outside a transaction, so a daemon carries on once
+    the server is back; inside a transaction its loss is an error, as the transaction is.
+    """
 
     def __init__(self, pool: ConnectionPool, url: str, *, read_only: bool) -> None:
         self.url = redact(url)
         self.read_only = read_only
         self._pool = pool
-        self._raw: psycopg.Connection[Any] | None = pool.getconn()
-        self.execute(f"SET lock_timeout = {busy_timeout_ms()}")
-        self.execute(f"SET default_transaction_read_only = {'on' if read_only else 'off'}")
+        self._full_url = url
+        self._raw: psycopg.Connection[Any] | None = None
+        self._closed = False
+        #: Set by ``transaction``: a lost connection cannot be replaced within one.
+        self.in_transaction = False
+        self._connect()
+
+    def _connect(self) -> None:
+        """Take a connection from the pool and set this session up.  After a lost one, the
+        server is asked directly first: down, it answers at once with the reason, where the
+        pool would wait out its timeout on the database thread before saying it waited."""
+        import psycopg
+
+        if self._lost:
+            _probe(self._full_url)
+        try:
+            raw = self._pool.getconn(timeout=CONNECT_TIMEOUT)
+        except Exception as exc:  # psycopg_pool.PoolTimeout: the server is not answering
+            if not type(exc).__module__.startswith("psycopg"):
+                raise
+            _probe(self._full_url)
+            raise problem(self._full_url, exc) from None
+        try:
+            raw.execute(f"SET lock_timeout = {busy_timeout_ms()}")
+            raw.execute("SET default_transaction_read_only = "
+                        f"{'on' if self.read_only else 'off'}")
+        except psycopg.Error as exc:
+            self._pool.putconn(raw)
+            raise problem(self.url, exc) from None
+        self._raw = raw
+
+    @property
+    def _lost(self) -> bool:
+        return self._raw is None and not self._closed
 
     @property
     def raw(self) -> psycopg.Connection[Any]:
-        if self._raw is None:
+        """The live connection: one the server dropped is replaced (outside a transaction;
+        until the server answers again, each use says why it cannot)."""
+        raw = self._raw
+        if raw is not None and not raw.closed:
+            return raw
+        if self._closed:
             raise DatabaseError(f"{self.url}: the connection is closed")
+        if self.in_transaction:
+            raise DatabaseError(f"{self.url}: the connection to the server was lost")
+        if raw is not None:
+            self._raw = None
+            self._pool.putconn(raw)  # (the pool discards a closed connection)
+        self._connect()
+        assert self._raw is not None
         return self._raw
 
     def execute(self, sql: str, params: Sequence[Any] = (), *,
                 plain: bool = False) -> psycopg.Cursor[Any]:
         import psycopg
 
-        cursor = self.raw.cursor() if plain else self.raw.cursor(row_factory=_rows)
         try:
+            cursor = self.raw.cursor() if plain else self.raw.cursor(row_factory=_rows)
             if params:
                 cursor.execute(translate(sql), params)
             else:
@@ -167,10 +230,10 @@ class PgConnection:
         return PlainCursor(self)
 
     def close(self) -> None:
-        """Give the connection back to the pool (a broken one is discarded by the pool)."""
-        raw, self._raw = self._raw, None
+        """Give the connection back to the pool, which resets its session (read-only above
+        all) or discards it when the server dropped it."""
+        raw, self._raw, self._closed = self._raw, None, True
         if raw is not None:
-            raw.execute("RESET ALL")  # (a session's settings, read-only above all, end here)
             self._pool.putconn(raw)
 
     def __enter__(self) -> PgConnection:
@@ -180,11 +243,33 @@ class PgConnection:
         self.close()
 
 
+_CONNECT_PREFIX = re.compile(r'^(?:connection failed: )?connection to server at "[^"]*"'
+                             r"(?:, port \d+)? failed: (?:FATAL: +)?")
+
+
 def problem(url: str, exc: Exception) -> DatabaseError:
-    """The driver's error as one line naming the database (its password hidden)."""
-    text = str(exc).strip().splitlines()
-    detail = text[0] if text else type(exc).__name__
+    """The driver's error as one line naming the database (its password hidden): what the
+    server or the network said, without libpq's "connection to server at ... failed"
+    (the URL names the server) and with its hint on the same line."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    detail = _CONNECT_PREFIX.sub("", lines[0]) if lines else type(exc).__name__
+    if len(lines) > 1 and detail.lower() == "connection refused":
+        hint = lines[1].rstrip("?")
+        detail = f"connection refused ({hint[:1].lower()}{hint[1:]}?)"
+    if password := _password(url):
+        detail = detail.replace(password, "***")
     return DatabaseError(f"{redact(url)}: {detail}")
+
+
+def _probe(url: str) -> None:
+    """Connect once, directly: the server's own answer (refused, no such database, a wrong
+    password) as a DatabaseError, where the pool would only say that it timed out."""
+    import psycopg
+
+    try:
+        psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT).close()
+    except psycopg.Error as exc:
+        raise problem(url, exc) from None
 
 
 # -- opening -----------------------------------------------------------------------------
@@ -206,7 +291,7 @@ def open_connection(url: str, *, read_only: bool = False) -> PgConnection:
     one direct connection that turns "connection refused", "database does not exist" or a
     wrong password into one line: the pool would only say that it timed out)."""
     try:
-        import psycopg
+        import psycopg  # noqa: F401  (is it installed: the message below says how)
         from psycopg_pool import ConnectionPool
     except ImportError:
         raise DatabaseError(f"{redact(url)}: PostgreSQL needs psycopg and psycopg-pool: "
@@ -214,23 +299,21 @@ def open_connection(url: str, *, read_only: bool = False) -> PgConnection:
     with _pools_lock:
         pool = _pools.get(url)
         if pool is None:
-            try:
-                psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT).close()
-            except psycopg.Error as exc:
-                raise problem(url, exc) from None
+            _probe(url)
             pool = ConnectionPool(url, min_size=1, max_size=POOL_SIZE, open=True,
                                   kwargs={"autocommit": True,
                                           "connect_timeout": CONNECT_TIMEOUT},
-                                  name="scrape")
+                                  # A connection the server dropped while it sat in the
+                                  # pool is found at getconn (one round trip), not used.
+                                  check=ConnectionPool.check_connection,
+                                  reset=_reset, name="scrape")
             _pools[url] = pool
-    try:
-        return PgConnection(pool, url, read_only=read_only)
-    except psycopg.Error as exc:
-        raise problem(url, exc) from None
-    except Exception as exc:  # psycopg_pool.PoolTimeout: the server went away meanwhile
-        if type(exc).__module__.startswith("psycopg"):
-            raise problem(url, exc) from None
-        raise
+    return PgConnection(pool, url, read_only=read_only)
+
+
+def _reset(raw: psycopg.Connection[Any]) -> None:
+    """A session's settings (read-only above all) end when it goes back to the pool."""
+    raw.execute("RESET ALL")
 
 
 def close_pools() -> None:
@@ -247,15 +330,18 @@ def transaction(conn: PgConnection) -> Iterator[PgConnection]:
     the functions that must see one another's writes in order (claims, dedup links) take
     the row or advisory locks they need themselves."""
     conn.execute("BEGIN")
+    conn.in_transaction = True
     try:
         yield conn
     except BaseException:
-        if conn.raw.info.transaction_status != 0:  # (0: idle, nothing to roll back)
-            with suppress(DatabaseError):  # (gone: the server rolled it back)
+        with suppress(DatabaseError):  # (a lost connection: the server rolled it back)
+            if conn.raw.info.transaction_status != 0:  # (0: idle, nothing to roll back)
                 conn.execute("ROLLBACK")
         raise
     else:
         conn.execute("COMMIT")
+    finally:
+        conn.in_transaction = False
 
 
 def statements(script: str) -> Iterator[str]:
