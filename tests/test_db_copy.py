@@ -9,6 +9,7 @@ cluster that a later entry took over, so one link names a later id.
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from dataclasses import replace
@@ -133,3 +134,25 @@ def test_every_sqlite_table_is_copied_or_known_to_stay_behind(tmp_path: Path) ->
         conn.close()
     left = {t for t in tables if not t.startswith(SQLITE_ONLY_PREFIXES)}
     assert left == {t for t, _ in TABLES}
+
+
+def test_a_copy_that_fails_leaves_the_destination_empty(
+        filled: tuple[Path, Path], pg_url: str) -> None:
+    """PostgreSQL's text holds no NUL character, SQLite's may: that row stops the copy
+    midway (after the feeds, among the entries), and nothing stays behind."""
+    _, db = filled
+    conn = sqlite3.connect(db)
+    newest = conn.execute("SELECT max(id) FROM entries").fetchone()[0]
+    conn.execute("UPDATE entries SET summary = ? WHERE id = ?", ("a\x00b", newest))
+    conn.commit()
+    done = run("db", "copy", str(db), pg_url)
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"scrape: {pg_url}: table entries: "), line
+    assert line.endswith("; nothing was copied"), line
+    conn.execute("UPDATE entries SET summary = NULL WHERE id = ?", (newest,))
+    conn.commit()
+    conn.close()
+    # the destination is as empty as before: a copy is not refused
+    again = run("db", "copy", str(db), pg_url)
+    assert again.returncode == 0, again.stderr

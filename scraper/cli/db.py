@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+from typing import TYPE_CHECKING
 
 from scraper import app
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -29,18 +34,45 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _cmd_copy(args: argparse.Namespace) -> int:
-    tty = sys.stderr.isatty()
-
-    def progress(table: str, done: int, total: int) -> None:
-        if tty:
-            print(f"\r\033[Kcopying {table}: {done}/{total}", end="", file=sys.stderr,
-                  flush=True)
-
-    counts = app.copy_database(args.source, args.target, progress)
-    if tty:
-        print(file=sys.stderr)
+    with _Bars(enabled=sys.stderr.isatty()) as progress:
+        counts = app.copy_database(args.source, args.target, progress)
     width = max(len(table) for table in counts)
     for table, n in counts.items():
         print(f"{table:<{width}}  {n}")
     print("copied: every table's count matches the source's")
     return 0
+
+
+class _Bars:
+    """A progress bar per table on a terminal (rows, rate, time left: a million entries
+    take most of an hour), nothing elsewhere; the refresh's bar (cli/report.py) in style."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: tqdm | None = None
+        self._table = ""
+
+    def __call__(self, table: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if table != self._table or self._bar is None:
+            from tqdm import tqdm
+
+            self.close()
+            columns, rows = shutil.get_terminal_size()  # (a 0 x 0 pty: the fallback)
+            self._bar = tqdm(total=total, desc=f"copying {table}", unit="row",
+                             unit_scale=total >= 10_000, file=sys.stderr, leave=False,
+                             ncols=columns, nrows=rows)
+            self._table = table
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> _Bars:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

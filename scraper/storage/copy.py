@@ -43,8 +43,7 @@ DROPPED_COLUMNS = {("dedup_fingerprints", "seq")}
 #: start): replaced by the source's.
 SEEDED = ("dedup_window",)
 
-#: Rows read and inserted at a time: a few MB of articles in memory, and few round trips
-#: (psycopg's executemany pipelines a batch).
+#: Rows read from SQLite at a time, between two progress reports: a few MB of articles.
 BATCH = 1000
 
 #: ``progress(table, rows done, rows in the table)`` after each batch.
@@ -64,12 +63,15 @@ def copy_database(source: Connection, target: Connection,
     try:
         columns = _columns(source, target)
         counts = {table: _count(source, table) for table, _ in TABLES}
+        at = ""
         try:
             with transaction(target):
                 _lock_and_check_empty(target)
                 for table, order in TABLES:
+                    at = f"table {table}: "
                     _copy_table(source, target, table, order, columns[table], counts[table],
                                 progress)
+                at = ""
                 _move_identity_on(target)
                 copied = {table: _count(target, table) for table, _ in TABLES}
                 if copied != counts:
@@ -83,7 +85,7 @@ def copy_database(source: Connection, target: Connection,
             if not type(exc).__module__.startswith("psycopg"):
                 raise
             detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise DatabaseError(f"{target.url}: {detail}; nothing was copied") from None
+            raise DatabaseError(f"{target.url}: {at}{detail}; nothing was copied") from None
     finally:
         source.execute("ROLLBACK")
     target.execute(f"ANALYZE {', '.join(t for t, _ in TABLES)}")  # plans for the new rows
@@ -135,16 +137,22 @@ def _copy_table(source: sqlite3.Connection, target: PgConnection, table: str, or
     if table in SEEDED:
         target.execute(f"DELETE FROM {table}")
     names = ", ".join(columns)
-    insert = f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})"
     forward: list[tuple[int, int]] = []
     done = 0
-    for rows in _batches(source, f"SELECT {names} FROM {table} ORDER BY {order}"):
-        if table == "entries":
-            rows = _hold_forward_links(rows, columns, forward)
-        target.executemany(insert, rows)
-        done += len(rows)
-        if progress:
-            progress(table, done, total)
+    # COPY, PostgreSQL's bulk load: 160,000 dedup_index rows in 0.3-0.5 s against 3.5-4.4 s
+    # through executemany (pipelined, 1,000 a call), measured here; a million entries have
+    # some 30 million.  The entries' trigram indexes cost the same either way (building
+    # them after the load instead measured slower).
+    with target.raw.cursor() as cursor, \
+            cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+        for rows in _batches(source, f"SELECT {names} FROM {table} ORDER BY {order}"):
+            if table == "entries":
+                rows = _hold_forward_links(rows, columns, forward)
+            for row in rows:
+                copy.write_row(row)
+            done += len(rows)
+            if progress:
+                progress(table, done, total)
     # A link to a later id (a newer entry that took its cluster over) waited until that
     # entry was stored: the foreign key is checked at each statement.
     if forward:
@@ -170,7 +178,7 @@ def _hold_forward_links(rows: list[tuple[Any, ...]], columns: list[str],
 
 def _batches(source: sqlite3.Connection, sql: str) -> Iterator[list[tuple[Any, ...]]]:
     cursor = source.cursor()
-    cursor.row_factory = None  # plain tuples, as executemany takes them
+    cursor.row_factory = None  # plain tuples, as COPY takes them
     try:
         cursor.execute(sql)
         while rows := cursor.fetchmany(BATCH):
