@@ -11,11 +11,10 @@ than ``LENGTH_MARGIN``), ties to the earliest published.  A new entry is compare
 entries linked before it; when it is better than its cluster's root, the cluster moves to it
 in the same transaction (its members are few).  ``entries.story`` groups clusters that report
 one event in different words.  On SQLite (one writer) the entries linked before a new entry
-are those of lower id; on PostgreSQL another worker's transaction may have taken a higher id
-and committed first, and a new entry is compared with those too.  Workers take turns on the
-index keys they share (``storage.dedup.lock_keys``), so two reprints stored at once see each
-other whichever commits first.  A re-linked entry (changed text) and a rebuild compare only
-with lower ids, in id order, so re-processing gives the same answer.
+have lower ids; on PostgreSQL another worker's transaction may have taken a higher id and
+committed first.  Workers take turns on the index keys they share (``lock_entries``), so two
+reprints stored at once see each other whichever commits first.  A re-linked entry and a
+rebuild compare only with lower ids, in id order, so re-processing gives the same answer.
 
 The window is a rule on arrival (``fetched_at``), not on the feed's dates: a feed added
 today brings last month's backlog, whose reprints arrive with it.  An entry is compared only
@@ -190,7 +189,7 @@ def _best(conn: Connection, entry_id: int, ts: int, arrived: str, fp: Fingerprin
     with lower ids than this (None: every entry linked before this one, see the module)."""
     found = _candidates(conn, fp, entry_id, before, ts, settings, arrived)
     rules.screen(fp, found, settings)
-    same_title = rules.same_title_clusters(fp, ts, found, settings, _first_after(before))
+    same_title = rules.same_title_clusters(fp, ts, found, settings, before or _ANY_ID)
     judged = sorted((c for c in found if not rules.ruled_out(fp, c, settings)), key=rules.order)
     best: tuple[int, float, int] | None = None
     best_id = 0
@@ -220,12 +219,7 @@ def _best(conn: Connection, entry_id: int, ts: int, arrived: str, fp: Fingerprin
     return (index.cluster_root(conn, best_id), best_method, best_score), found
 
 
-def _first_after(before: int | None) -> int:
-    """The id under which the rules count earlier entries (``same_title_clusters``)."""
-    return _ANY_ID if before is None else before
-
-
-#: Above every entry id: no bound (the candidates found are all earlier).
+#: Above every entry id: the bound of ``before=None`` (every candidate found is earlier).
 _ANY_ID = 1 << 62
 
 
@@ -257,6 +251,18 @@ def best_member(conn: Connection, members: list[int], settings: DedupSettings) -
         if mine is not None and _more_complete(conn, mine[0], mine[1], best, settings):
             best = member
     return best
+
+
+def _lock_set(fingerprints: Iterable[Fingerprint]) -> set[int]:
+    """The keys linking entries of these fingerprints looks up or inserts."""
+    return {key for fp in fingerprints for _, key in (*fp.index_keys(), *fp.probe_keys())}
+
+
+def lock_entries(conn: Connection, fingerprints: Iterable[Fingerprint]) -> None:
+    """Take the index locks that linking entries of these fingerprints needs, to the end of
+    the transaction (``storage.dedup.lock_keys``): a refresh calls it before its writes, since
+    the holder of the keys may have to update a row it rewrites (the cluster's root)."""
+    index.lock_keys(conn, _lock_set(fingerprints))
 
 
 def link_entries(conn: Connection, entry_ids: list[int], settings: DedupSettings,
@@ -317,9 +323,9 @@ def _link(conn: Connection, entry_ids: Iterable[int], settings: DedupSettings,
         blob = index.keys_blob(keys)
         same = not force and entry.stored == (ts, fp.text_hash, fp.title, blob)
         work.append((entry, fp, ts, keys, blob, same))
-    # Every key looked up or inserted below, locked before the first lookup (one call).
-    index.lock_keys(conn, {k for _, fp, _, keys, _, same in work if not same
-                           for k in (*keys, *(key for _, key in fp.probe_keys()))})
+    # Every key looked up or inserted below, locked before the first lookup (a refresh
+    # took them before its writes already: see lock_entries).
+    index.lock_keys(conn, _lock_set(fp for _, fp, _, _, _, same in work if not same))
     for entry, fp, ts, keys, blob, same in work:
         stored = entry.stored
         if same:
@@ -368,7 +374,7 @@ def _story_candidates(conn: Connection, entry_id: int, ts: int, arrived: str,
     """The earlier entries a story could join: the link's candidates, and for a long entry
     the long entries with a similar title (a long entry's links never look at those, since
     two articles are judged by their text; two write-ups of one event share little text)."""
-    out = {c.id: c for c in found if c.id < _first_after(before)}
+    out = {c.id: c for c in found if c.id < (before or _ANY_ID)}
     if not fp.short and fp.title_keys:
         for cand in _candidates(conn, fp, entry_id, before, ts, settings, arrived,
                                 probes=[("title", k) for k in fp.title_keys]):
@@ -394,7 +400,7 @@ def _group_story(conn: Connection, entry_id: int, root: int, ts: int, arrived: s
         if search else []
     # The cluster's own members are not another story carrying the title.
     cands = [c for c in cands if c.id not in own and (c.root or c.id) not in own]
-    same_title = rules.same_title_clusters(fp, ts, cands, settings, _first_after(before))
+    same_title = rules.same_title_clusters(fp, ts, cands, settings, before or _ANY_ID)
     roots = {root}
     scored = 0
     for cand in cands:

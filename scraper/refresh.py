@@ -316,7 +316,10 @@ class Refresher:
             links = dedup.link_entries(self.conn, ids, self.config.dedup, fingerprints)
             result.duplicates = sum(1 for x in links if x.duplicate_of is not None)
 
-        store.apply_plan(self.conn, feed.name, plan, claimant=CLAIMANT, link=link)
+        def lock() -> None:
+            dedup.lock_entries(self.conn, [prints[k] for k in touched if k in prints])
+
+        store.apply_plan(self.conn, feed.name, plan, claimant=CLAIMANT, link=link, lock=lock)
         result.new, result.updated = len(plan.new), len(plan.updated)
         result.unchanged = plan.unchanged
         result.next_due_at = plan.feed.next_due_at

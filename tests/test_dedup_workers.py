@@ -16,6 +16,7 @@ from test_dedup import ARTICLE, OTHER, SETTINGS, add, link_of
 
 from scraper import dedup
 from scraper import storage as store
+from scraper.core import fingerprint
 from scraper.storage import Connection
 from scraper.storage import dedup as index
 
@@ -117,3 +118,48 @@ def test_locks_are_bounded_per_transaction(pg_url: str) -> None:
         assert held() == (0, 0)  # released at the end of the transaction
     finally:
         conn.close()
+
+
+def test_an_edited_entry_and_a_more_complete_reprint_at_once_do_not_deadlock(
+        pg_url: str, workers: tuple[Connection, Connection]) -> None:
+    """Worker one's refresh rewrites entry x (an edit: it holds x's row) and then links it;
+    worker two meanwhile stores the full article of which x is a trimmed copy, which takes
+    x's cluster over and so updates x's row.  Had one taken its index locks only when it
+    linked, each would wait for the other (PostgreSQL would abort one); a refresh takes them
+    before its first write, so two waits for one."""
+    one, two = workers
+    trimmed = "\n".join(ARTICLE.split("\n")[:-4])
+    with store.transaction(one):
+        x = add(one, "原文", trimmed, feed="x")
+        dedup.link_entries(one, [x], SETTINGS)
+    edited = trimmed + "\n（本文有修改）"
+    done: list[int] = []
+    failed: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            with store.transaction(two):
+                b = add(two, "原文", ARTICLE, feed="b")
+                dedup.link_entries(two, [b], SETTINGS)
+            done.append(b)
+        except BaseException as exc:  # reported below, not lost in the thread
+            failed.append(exc)
+
+    watcher = store.connect(pg_url)
+    try:
+        with store.transaction(one):
+            dedup.lock_entries(one, [fingerprint.compute("原文", edited, None, SETTINGS)])
+            one.execute("UPDATE entries SET content_text = ? WHERE id = ?", (edited, x))
+            thread = threading.Thread(target=second)
+            thread.start()
+            deadline = time.monotonic() + 30
+            while not watcher.execute("SELECT count(*) FROM pg_locks WHERE NOT granted"
+                                      ).fetchone()[0] and not done and not failed:
+                assert time.monotonic() < deadline, "the second worker never waited"
+                time.sleep(0.01)
+            dedup.link_entries(one, [x], SETTINGS)
+        thread.join(30)
+    finally:
+        watcher.close()
+    assert not failed, failed
+    assert link_of(one, x)[:2] == (done[0], "near")  # the full article is the root

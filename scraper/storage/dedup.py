@@ -98,7 +98,10 @@ def lock_keys(conn: Connection, keys: Iterable[int]) -> None:
     alone), all before its first lookup.  Locks wait up to the connection's ``lock_timeout``
     (the busy timeout) like every other wait, then raise ``DatabaseLocked``.
 
-    Call it once per transaction: locks taken later, by another call, are out of order."""
+    Take them before the transaction's first write (``dedup.lock_entries``): a transaction
+    that rewrote a row and then waited here could hold the very row that the holder of the
+    keys must update.  A second call for keys the transaction holds already returns at once
+    (PostgreSQL counts a lock taken again); one for others takes them out of order."""
     if not is_pg(conn):
         return
     stripes = sorted({k % LOCK_STRIPES for k in keys})

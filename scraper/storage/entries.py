@@ -71,11 +71,15 @@ def write_entries(conn: Connection, feed: str, new: Sequence[EntryData],
 
 
 def apply_plan(conn: Connection, feed: str, plan: Plan, *, claimant: str,
-               link: Callable[[list[int]], None] | None = None) -> list[int]:
-    """Apply a refresh's plan in one transaction: the entries, then ``link`` over their ids
+               link: Callable[[list[int]], None] | None = None,
+               lock: Callable[[], None] | None = None) -> list[int]:
+    """Apply a refresh's plan in one transaction: ``lock`` first (dedup's locks, taken
+    before any write: ``dedup.lock_entries``), the entries, then ``link`` over their ids
     (dedup, which must see them in the same transaction), then the feed's row, whose claim
     by ``claimant`` is released.  A crash leaves all of it or none."""
     with transaction(conn):
+        if lock is not None:
+            lock()
         ids = write_entries(conn, feed, plan.new, plan.updated, plan.feed.fetched_at)
         if ids and link is not None:
             link(ids)
