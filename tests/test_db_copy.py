@@ -81,9 +81,18 @@ def test_the_copy_reads_back_the_same_and_goes_on(
     # and what the commands print
     for command in (["dups"], ["dups", "--json"], ["list"], ["list", "--json"],
                     ["list", "--duplicates"], ["show", str(max(links))],
-                    ["dups", "--explain", str(min(links))]):
+                    ["dups", "--explain", str(min(links))],
+                    # words of one or two characters: both backends scan, snippets alike
+                    ["search", "华为", "--include-duplicates"], ["search", "天气"]):
         assert (out(capsys, *command, "--db", pg_url)
                 == out(capsys, *command, "--db", str(db))), command
+    # Longer words go through each backend's index: the same entries in the same order; the
+    # snippet is FTS5's on SQLite (it counts tokens) and made in Python on PostgreSQL.
+    for words in (["折叠屏"], ["python", "REPL"], ["折叠屏手机", "--include-duplicates"]):
+        found = [[{k: v for k, v in e.items() if k != "snippet"} for e in json.loads(
+            out(capsys, "search", *words, "--json", "--db", backend))]
+            for backend in (pg_url, str(db))]
+        assert found[0] == found[1] != [], words
 
     # PostgreSQL goes on: a new article gets the next id, not one of the copied ones
     new = replace(stored.ARTICLES[2], key="storm", title="明日天气：南方暴雨",
