@@ -122,6 +122,7 @@ class Daemon:
         self._abandon: asyncio.Event | None = None
         self._config_key: tuple[int, int, int] | None = None
         self._config_missing = False
+        self._db_problem: str | None = None  # the database error the log said last
         self._started = clock()
         self._started_at = store.iso(self._started)
 
@@ -336,8 +337,10 @@ class Daemon:
                     claimed = await self._db(self._claim_due, self.feeds, self._lease, room,
                                              frozenset(self.running))
                 except Exception as exc:  # noqa: BLE001  (the next tick tries again)
-                    log.warning("could not ask for due feeds: %s", exc)
+                    self._db_failed("could not ask for due feeds", exc)
                     claimed = store.Claimed([])
+                else:
+                    self._db_answered()
                 self._left = claimed
                 for name in claimed.names:
                     feed = self.feeds.get(name)
@@ -418,7 +421,26 @@ class Daemon:
                 meta.STARTED: self._started_at or now, meta.VERSION: __version__},
                 worker_row("daemon", state, self.settings.heartbeat, self._started, clock))
         except Exception as exc:  # noqa: BLE001  (a missed beat must not stop the loop)
-            log.warning("heartbeat not written: %s", exc)
+            self._db_failed("heartbeat not written", exc)
+        else:
+            self._db_answered()
+
+    def _db_failed(self, what: str, exc: Exception) -> None:
+        """A periodic job's database error, said once while it lasts: a PostgreSQL server
+        down for an hour would otherwise repeat it at every tick and heartbeat.  The
+        repeats go to the debug lines."""
+        text = str(exc)
+        if text == self._db_problem:
+            log.debug("%s: %s", what, text)
+            return
+        self._db_problem = text
+        log.warning("%s: %s", what, text)
+
+    def _db_answered(self) -> None:
+        """The database answered a periodic job: after an error, say that it is over."""
+        if self._db_problem is not None:
+            self._db_problem = None
+            log.warning("the database answers again")
 
     async def _config_job(self) -> None:
         key = self._stat_config()
