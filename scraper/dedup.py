@@ -253,16 +253,12 @@ def best_member(conn: Connection, members: list[int], settings: DedupSettings) -
     return best
 
 
-def _lock_set(fingerprints: Iterable[Fingerprint]) -> set[int]:
-    """The keys linking entries of these fingerprints looks up or inserts."""
-    return {key for fp in fingerprints for _, key in (*fp.index_keys(), *fp.probe_keys())}
-
-
 def lock_entries(conn: Connection, fingerprints: Iterable[Fingerprint]) -> None:
     """Take the index locks that linking entries of these fingerprints needs, to the end of
     the transaction (``storage.dedup.lock_keys``): a refresh calls it before its writes, since
     the holder of the keys may have to update a row it rewrites (the cluster's root)."""
-    index.lock_keys(conn, _lock_set(fingerprints))
+    index.lock_keys(conn, {key for fp in fingerprints
+                           for _, key in (*fp.index_keys(), *fp.probe_keys())})
 
 
 def link_entries(conn: Connection, entry_ids: list[int], settings: DedupSettings,
@@ -325,7 +321,7 @@ def _link(conn: Connection, entry_ids: Iterable[int], settings: DedupSettings,
         work.append((entry, fp, ts, keys, blob, same))
     # Every key looked up or inserted below, locked before the first lookup (a refresh
     # took them before its writes already: see lock_entries).
-    index.lock_keys(conn, _lock_set(fp for _, fp, _, _, _, same in work if not same))
+    lock_entries(conn, (fp for _, fp, _, _, _, same in work if not same))
     for entry, fp, ts, keys, blob, same in work:
         stored = entry.stored
         if same:
@@ -447,12 +443,14 @@ def rebuild(conn: Connection, settings: DedupSettings,
     walked = 0  # the rebuild's own pruning walk: ids below this are out of the index again
     by_method: dict[str, int] = {}
     with transaction(conn):
+        index.lock_index(conn)  # (PostgreSQL: each transaction here runs alone in the index)
         index.clear_stories(conn)  # found again, in id order, as the entries are redone
     while True:
         ids = index.entry_ids_after(conn, last, batch)
         if not ids:
             break
         with transaction(conn):
+            index.lock_index(conn)
             links = _link(conn, ids, settings, {}, force=True)
             cutoff = _around(index.arrival(conn, ids[-1]), settings)[0]
             if cutoff is not None:
@@ -466,6 +464,7 @@ def rebuild(conn: Connection, settings: DedupSettings,
             progress(done, total)
     while True:  # the rest of what aged out, in batches
         with transaction(conn):
+            index.lock_index(conn)
             cutoff = _around(index.arrival(conn), settings)[0]
             mark = index.pruned_below(conn)
             stop = walked if cutoff is None else index.prune(conn, walked, cutoff, 4 * batch,
@@ -476,6 +475,7 @@ def rebuild(conn: Connection, settings: DedupSettings,
                 break
             walked = stop
     with transaction(conn):
+        index.lock_index(conn)
         index.drop_orphan_keys(conn)
     return {"entries": done, "duplicates": sum(by_method.values()), "by_method": by_method,
             "seconds": round(time.perf_counter() - started, 3)}

@@ -116,6 +116,14 @@ def lock_keys(conn: Connection, keys: Iterable[int]) -> None:
                  ([_INDEX_LOCK + 1 + s for s in stripes],)).fetchall()
 
 
+def lock_index(conn: Connection) -> None:
+    """The whole index, to the end of the transaction, before its first write: a rebuild's
+    bulk updates (every story cleared, a batch relinked) wait for the linkers in flight and
+    hold off new ones, instead of meeting them row by row in another order."""
+    if is_pg(conn):
+        conn.execute("SELECT pg_advisory_xact_lock(?)", (_INDEX_LOCK,))
+
+
 def load_entries(conn: Connection, ids: Sequence[int],
                  text: bool = True) -> list[StoredEntry]:
     """The entries ``ids`` in id order; ``text=False`` leaves their text out (the caller
