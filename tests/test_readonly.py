@@ -1,5 +1,7 @@
 """The read commands on a database their user may read but not write.
 
+On PostgreSQL the counterpart is a role that may only SELECT (the test at the end).
+
 As root, file modes stop nothing, so the commands run as user nobody (``setpriv``), on a
 database owned by root in a folder owned by root: nobody can write neither the file nor the
 folder (no -wal or -shm can be made beside it).  Run as another user, the test takes the
@@ -20,6 +22,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from server import FeedServer
@@ -192,3 +195,73 @@ def test_a_write_command_says_it_cannot_write(setup: Setup) -> None:
         assert done.stderr.count("\n") == 1 and str(setup.db) in done.stderr
         assert "be written" in done.stderr  # the file, or its folder
     assert setup.db.read_bytes() == before
+
+
+# -- PostgreSQL: a role that may only read ------------------------------------------------
+
+def test_postgresql_read_commands_work_for_a_role_that_may_only_select(
+        tmp_path: Path, feed_server: FeedServer, pg_url: str,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL's counterpart of the read-only file: a role granted SELECT and nothing
+    else (a reporting user).  status, dups and the exports work from its URL alone, the
+    exports skip their bookkeeping as on a read-only file, the database is as it was, and
+    a write command says in one line that it cannot write."""
+    import psycopg
+
+    from scraper import storage
+
+    for name in ("a", "b"):
+        feed_server.serve(f"/{name}.xml", rss(name))
+    config = tmp_path / "feeds.yaml"
+    config.write_text("feeds:\n" + "".join(
+        f"  - name: {n}\n    url: {feed_server.url(f'/{n}.xml')}\n" for n in ("a", "b")),
+        encoding="utf-8")
+    assert main(["--once", "--workers", "0", "--config", str(config), "--db", pg_url]) == 0
+    role = f"reader_{pg_url.rsplit('/', 1)[1]}"  # (roles are the server's, not a database's)
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'reads'")
+        admin.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    parts = urlsplit(pg_url)
+    reader_url = urlunsplit(parts._replace(
+        netloc=f"{role}:reads@{parts.netloc.rpartition('@')[2]}"))
+
+    def snapshot() -> list[list[tuple]]:
+        conn = storage.open_existing(pg_url)
+        try:
+            return [[tuple(r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2")]
+                    for table in ("entries", "feeds", "exports", "meta")]
+        finally:
+            conn.close()
+
+    before = snapshot()
+    conn = storage.open_existing(pg_url)
+    originals = conn.execute(
+        "SELECT COUNT(*) FROM entries WHERE duplicate_of IS NULL").fetchone()[0]
+    duplicate = conn.execute(
+        "SELECT id FROM entries WHERE duplicate_of IS NOT NULL").fetchone()[0]
+    conn.close()
+    capsys.readouterr()
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.chdir(out)  # no feeds.yaml here: the commands work from --db alone
+    args = ["--db", reader_url]
+    assert main(["status", "--json", *args]) == 0
+    assert [f["name"] for f in json.loads(capsys.readouterr().out)["feeds"]] == ["a", "b"]
+    assert main(["dups", *args]) == 0
+    assert f"#{duplicate} [" in capsys.readouterr().out
+    skipped = "--incremental bookkeeping (what this target has) was skipped"
+    assert main(["export", "jsonl", str(out / "e.jsonl"), *args]) == 0
+    err = capsys.readouterr().err
+    assert skipped in err, err
+    assert len((out / "e.jsonl").read_text("utf-8").splitlines()) == originals
+    assert main(["export", "hexo", str(out / "posts"), *args]) == 0
+    assert skipped in capsys.readouterr().err
+    assert len(list((out / "posts").rglob("*.md"))) == originals
+    assert main(["export", "feed", "--format", "rss", str(out / "f.xml"), *args]) == 0
+    assert len(ET.parse(out / "f.xml").getroot().findall("channel/item")) == originals
+    assert snapshot() == before
+    assert main(["--once", "--workers", "0", "--config", str(config), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and role in err and "cannot be written" in err, err
+    assert "reads" not in err  # (the password)
+    assert snapshot() == before

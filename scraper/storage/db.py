@@ -223,6 +223,10 @@ def _connect_pg(url: str) -> PgConnection:
     conn = pg.open_connection(url)
     try:
         migrate(conn)
+        if not writable(conn):
+            raise DatabaseError(f"{conn.url}: cannot be written (this role may only read "
+                                "some tables); the read commands (status, dups, export) "
+                                "can still read it")
     except BaseException:
         conn.close()
         raise
@@ -281,7 +285,14 @@ def writable(conn: Connection) -> bool:
     and says so only at the first write, so a write is tried and rolled back (the main file
     is not touched)."""
     if isinstance(conn, PgConnection):
-        return not conn.read_only
+        # A role may be granted less than the owner (a reporting user may only SELECT): it
+        # writes as from a read-only file.  The tables every write command writes, and the
+        # temporary table an export stages its records in.
+        return not conn.read_only and bool(conn.execute(
+            "SELECT bool_and(has_table_privilege(t, 'INSERT') AND has_table_privilege(t, "
+            "'UPDATE') AND has_table_privilege(t, 'DELETE')) AND "
+            "has_database_privilege(current_database(), 'TEMP') "
+            "FROM unnest(ARRAY['entries', 'feeds', 'exports']) AS t").fetchone()[0])
     _begin(conn)
     try:
         conn.execute("DELETE FROM meta WHERE 0")
