@@ -98,10 +98,13 @@ _DUE = ("SELECT name, url, next_due_at, claimed_by, claimed_until FROM feeds "
 # PostgreSQL's: FOR UPDATE is not allowed beside UNION, so each half is read on its own, in
 # pages (keyset: after the last row read) that lock only the rows read.  SKIP LOCKED passes
 # over rows another transaction holds: a refresh's outcome being written, a ``--once``
-# claiming it, which would not be free to take anyway.
+# claiming it, which would not be free to take anyway.  Both halves read ``feeds_due`` in
+# its order (EXPLAIN on 50,000 feeds: an index scan under LockRows and Limit, no sort; the
+# first half's ``next_due_at`` in ORDER BY is what spares the sort of every NULL row).
 _DUE_PG = (
     "SELECT name, url, next_due_at, claimed_by, claimed_until FROM feeds "
-    "WHERE next_due_at IS NULL AND name > ? ORDER BY name LIMIT ? FOR UPDATE SKIP LOCKED",
+    "WHERE next_due_at IS NULL AND name > ? ORDER BY next_due_at, name "
+    "LIMIT ? FOR UPDATE SKIP LOCKED",
     "SELECT name, url, next_due_at, claimed_by, claimed_until FROM feeds "
     "WHERE next_due_at <= ? AND (next_due_at, name) > (?, ?) ORDER BY next_due_at, name "
     "LIMIT ? FOR UPDATE SKIP LOCKED")
