@@ -35,6 +35,8 @@ def test_common_options_before_the_command() -> None:
     assert args.db == "x.db"
 
 
+# SQLite only: a file that is not there.  PostgreSQL's missing database is in
+# test_pg_errors.py (a server never creates one for a URL).
 @pytest.mark.parametrize("command", [["dups"], ["dedup", "--rebuild"],
                                      ["export", "jsonl", "-"], ["export", "feed", "-"]])
 def test_a_read_command_on_a_missing_database_creates_nothing(

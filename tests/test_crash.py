@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -65,3 +66,44 @@ def test_kill_mid_run_then_rerun(tmp_path: Path, database: str,
     assert count(db, "SELECT COUNT(*) FROM entries") == 6 * len(POSTS) + 2
     assert count(db, "SELECT COUNT(*) FROM (SELECT feed, entry_key FROM entries "
                      "GROUP BY feed, entry_key HAVING COUNT(*) > 1) AS twice") == 0
+
+
+def test_two_writers_of_one_entry_at_once_make_one_row(pg_url: str) -> None:
+    """PostgreSQL only (SQLite has one writer at a time: BEGIN IMMEDIATE).  Two processes
+    may write one feed's entry at once when a claim expired under a slow refresh; the
+    second writer waits for the first's row, then updates it, instead of failing on the
+    unique (feed, key)."""
+    from scraper import storage as store
+    from scraper.core.decide import EntryData
+    from scraper.storage.entries import write_entries
+
+    first, second = store.connect(pg_url), store.connect(pg_url)
+    waiting = second.execute("SELECT pg_backend_pid()").fetchone()[0]
+    now = store.utcnow()
+    done: list[object] = []
+
+    def write_second() -> None:
+        try:
+            with store.transaction(second):
+                done.append(write_entries(second, "f", [EntryData("k", "h2", title="two")],
+                                          [], now))
+        except Exception as exc:  # noqa: BLE001  (asserted below)
+            done.append(exc)
+
+    try:
+        with store.transaction(first):
+            ids = write_entries(first, "f", [EntryData("k", "h1", title="one")], [], now)
+            writer = threading.Thread(target=write_second)
+            writer.start()
+            deadline = time.monotonic() + 30
+            while dbread.rows(pg_url, "SELECT 1 FROM pg_stat_activity WHERE pid = ? AND "
+                                      "wait_event_type = 'Lock'", waiting) == []:
+                assert writer.is_alive() and time.monotonic() < deadline, done
+                time.sleep(0.02)
+        writer.join(30)
+    finally:
+        first.close()
+        second.close()
+    assert done == [ids]  # the same row, not an error
+    assert dbread.rows(pg_url, "SELECT id, raw_hash, title FROM entries") == [
+        (ids[0], "h2", "two")]

@@ -40,6 +40,22 @@ def _values(e: EntryData) -> tuple[object, ...]:
             e.summary, e.image, e.raw_html, e.raw_hash)
 
 
+#: One statement whether the row is there or not: on PostgreSQL a SELECT then INSERT lets
+#: two writers of one feed (a claim that expired under a slow refresh) both find nothing,
+#: and the second INSERT fail on the unique key; this one waits for the first writer's
+#: row and updates it.  ``fetched_at`` stays the first fetch's.
+_UPSERT = (
+    "INSERT INTO entries (feed, entry_key, url, guid, title, author, published, "
+    "content_html, content_text, summary, image, raw_html, raw_hash, fetched_at, "
+    "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (feed, entry_key) DO UPDATE SET url = excluded.url, "
+    "guid = excluded.guid, title = excluded.title, author = excluded.author, "
+    "published = excluded.published, content_html = excluded.content_html, "
+    "content_text = excluded.content_text, summary = excluded.summary, "
+    "image = excluded.image, raw_html = excluded.raw_html, raw_hash = excluded.raw_hash, "
+    "updated_at = excluded.updated_at RETURNING id")
+
+
 def write_entries(conn: Connection, feed: str, new: Sequence[EntryData],
                   updated: Sequence[EntryData], now: datetime) -> list[int]:
     """Insert the new entries and update the changed ones (inside the caller's transaction);
@@ -50,24 +66,9 @@ def write_entries(conn: Connection, feed: str, new: Sequence[EntryData],
     the one row either way.
     """
     stamp = iso(now)
-    ids: list[int] = []
-    for entry in (*new, *updated):
-        row = conn.execute("SELECT id FROM entries WHERE feed = ? AND entry_key = ?",
-                           (feed, entry.key)).fetchone()
-        if row is None:
-            cur = conn.execute(
-                "INSERT INTO entries (feed, entry_key, url, guid, title, author, published, "
-                "content_html, content_text, summary, image, raw_html, raw_hash, fetched_at, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (feed, entry.key, *_values(entry), stamp, stamp))
-            ids.append(int(cur.fetchone()[0]))
-        else:
-            conn.execute(
-                "UPDATE entries SET url = ?, guid = ?, title = ?, author = ?, published = ?, "
-                "content_html = ?, content_text = ?, summary = ?, image = ?, raw_html = ?, "
-                "raw_hash = ?, updated_at = ? WHERE id = ?", (*_values(entry), stamp, row[0]))
-            ids.append(int(row[0]))
-    return ids
+    return [int(conn.execute(_UPSERT, (feed, entry.key, *_values(entry), stamp, stamp)
+                             ).fetchone()[0])
+            for entry in (*new, *updated)]
 
 
 def apply_plan(conn: Connection, feed: str, plan: Plan, *, claimant: str,
