@@ -4,8 +4,9 @@ Each process has its own feeds.yaml: different feeds that carry reprints of the 
 stories, so the three store copies of one story at the same moment (``--once`` claims a feed
 for one process: three processes over the same feeds would mostly skip one another's).  The
 server holds every feed's response until all the feeds have been asked for, so the three
-parse and write together.  Afterwards every entry is stored once, the reprint groups are
-those of one process storing the same feeds into SQLite, and no process failed.
+parse and write together.  Afterwards every entry is stored once, the reprint groups (and
+the stories) are those of one process storing the same feeds into SQLite, and no process
+failed.
 
 The stories are the repository's fixtures (tests/fixtures: the library-robot reprints, the
 issue 19 article and its mirror, the two newsflash feeds) and stories made up here from a
@@ -26,6 +27,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
+from typing import NamedTuple
 from xml.sax.saxutils import escape
 
 import yaml
@@ -155,22 +157,31 @@ def run_all(configs: list[Path], db: str) -> list[tuple[int, str, str]]:
     return out
 
 
-def stored(db: str) -> tuple[Counter[tuple[str, str]], set[frozenset[tuple[str, str]]],
-                             list[tuple[int, int]]]:
-    """(how many rows each (feed, entry_key) has, the clusters as sets of (feed, entry_key),
-    the links that name an entry that is not a root)."""
+class Stored(NamedTuple):
+    counts: Counter[tuple[str, str]]  # rows per (feed, entry_key)
+    clusters: set[frozenset[tuple[str, str]]]  # each as its members' (feed, entry_key)
+    stories: set[frozenset[tuple[str, str]]]
+    chained: list[tuple[int, int]]  # links that name an entry that is not a root
+
+
+def stored(db: str) -> Stored:
     conn = store.open_existing(db)
     try:
-        rows = conn.execute("SELECT id, feed, entry_key, duplicate_of FROM entries").fetchall()
+        rows = conn.execute("SELECT id, feed, entry_key, duplicate_of, story FROM entries"
+                            ).fetchall()
     finally:
         conn.close()
-    counts = Counter((r[1], r[2]) for r in rows)
     linked = {r[0]: r[3] for r in rows}
     clusters: dict[int, set[tuple[str, str]]] = {}
-    for entry_id, feed, key, duplicate_of in rows:
+    stories: dict[int, set[tuple[str, str]]] = {}
+    for entry_id, feed, key, duplicate_of, story in rows:
         clusters.setdefault(duplicate_of or entry_id, set()).add((feed, key))
-    chained = [(i, d) for i, d in linked.items() if d is not None and linked.get(d) is not None]
-    return counts, {frozenset(c) for c in clusters.values()}, chained
+        if story is not None:
+            stories.setdefault(story, set()).add((feed, key))
+    return Stored(Counter((r[1], r[2]) for r in rows),
+                  {frozenset(c) for c in clusters.values()},
+                  {frozenset(c) for c in stories.values()},
+                  [(i, d) for i, d in linked.items() if d is not None and linked.get(d)])
 
 
 def test_three_processes_at_once_store_each_entry_once_and_link_as_sqlite(
@@ -186,15 +197,16 @@ def test_three_processes_at_once_store_each_entry_once_and_link_as_sqlite(
     [(code, _, err)] = run_all([write_config(one / "feeds.yaml", feeds_of(feed_server, None))],
                             sqlite_db)
     assert code == 0, err
-    counts, want, chained = stored(sqlite_db)
-    assert sum(counts.values()) == served and set(counts.values()) == {1}
-    assert not chained
+    want = stored(sqlite_db)
+    assert sum(want.counts.values()) == served and set(want.counts.values()) == {1}
+    assert not want.chained
     # the made-up stories are grouped as they were made (the fixtures' groups are their
     # own tests' business): a reference that links nothing would prove nothing
     made_up = {frozenset((feed, f"{feed}-{story}") for feed in feeds)
                for story, feeds in carried.items()}
-    assert made_up <= want
-    assert sum(len(c) > 1 for c in want) >= STORIES // 2
+    assert made_up <= want.clusters
+    assert sum(len(c) > 1 for c in want.clusters) >= STORIES // 2
+    assert want.stories  # (the newsflash fixtures: two write-ups of one event)
 
     # Three processes, each with its own feeds, released together by the server.
     barrier = threading.Barrier(len(feeds_of(feed_server, None)), timeout=RUN_SECONDS / 2)
@@ -211,8 +223,9 @@ def test_three_processes_at_once_store_each_entry_once_and_link_as_sqlite(
         assert "deadlock" not in log.lower() and "error" not in log.lower(), log
     assert not barrier.broken  # all the feeds were asked for: the three ran at once
 
-    counts, got, chained = stored(pg_url)
-    assert sum(counts.values()) == served and set(counts.values()) == {1}
-    assert not chained  # duplicate_of names a root, whatever order the roots moved in
-    assert got == want
+    got = stored(pg_url)
+    assert sum(got.counts.values()) == served and set(got.counts.values()) == {1}
+    assert not got.chained  # duplicate_of names a root, whatever order the roots moved in
+    assert got.clusters == want.clusters
+    assert got.stories == want.stories
 
