@@ -515,6 +515,10 @@ def test_daemon_refreshes_reloads_and_stops_gracefully(feed_server: FeedServer,
         due = dict(conn.execute("SELECT name, next_due_at FROM feeds").fetchall())
         assert all(due[n] for n in ("a", "b", "c", "d", "slow"))
         assert due["hang"] is None  # abandoned before its first outcome: due at next start
+        # Its workers row (issue 21), written at each beat, says it stopped.
+        workers = conn.execute("SELECT name, pid, kind, state FROM workers").fetchall()
+        assert [tuple(w)[1:] for w in workers] == [(d.proc.pid, "daemon", "stopped")]
+        assert workers[0][0].endswith(f":{d.proc.pid}")
     finally:
         conn.close()
     assert duplicate_rows(d.db) == []
@@ -579,6 +583,10 @@ def test_once_runs_beside_the_daemon(feed_server: FeedServer, tmp_path: Path) ->
             links = [r[0] for r in conn.execute("SELECT url FROM entries WHERE feed = ?",
                                                 (name,))]
             assert sorted(links) == sorted(handler.served), name
+        # A worker row each (issue 21): the daemon's, and one per --once run, each marked
+        # stopped at its end.
+        kinds = Counter(tuple(r) for r in conn.execute("SELECT kind, state FROM workers"))
+        assert kinds == {("daemon", "stopped"): 1, ("once", "stopped"): len(outputs)}
     finally:
         conn.close()
 
