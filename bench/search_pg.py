@@ -9,9 +9,9 @@ Run by hand (not a test; needs PostgreSQL's binaries, as the tests do, or a serv
 
 The entries are bench/search.py's (../shared/corpus sentences, 16 an entry), one in 1,000
 with a phrase of its own (``RARE``).  Each query is the one ``search_entries`` sends (read
-off the connection), run under EXPLAIN ANALYZE twice: after the bulk insert, when the
-rows are still in the GIN indexes' pending lists, and after VACUUM ANALYZE (what autovacuum
-does soon after); the plan's scan nodes are printed with the time.
+off the connection, with the statements around it), run under EXPLAIN ANALYZE twice: after
+the bulk insert, when the rows are still in the GIN indexes' pending lists, and after VACUUM
+ANALYZE (what autovacuum does soon after); the plan's scan nodes are printed with the time.
 """
 
 from __future__ import annotations
@@ -60,8 +60,13 @@ def explain(conn: pg.PgConnection, query: str) -> tuple[float, int, list[str]]:
         took = (time.perf_counter() - started) * 1000
     finally:
         conn.execute = real  # type: ignore[method-assign]
-    sql, params = sent[-1]
-    plan = [row[0] for row in conn.execute("EXPLAIN (ANALYZE, COSTS OFF) " + sql, params)]
+    plan: list[str] = []
+    for sql, params in sent:  # again, the SELECT explained (BEGIN, SET LOCAL... as sent)
+        if sql.startswith("SELECT"):
+            plan = [row[0] for row in conn.execute("EXPLAIN (ANALYZE, COSTS OFF) " + sql,
+                                                   params)]
+        else:
+            conn.execute(sql, params)
     nodes = [line.strip().lstrip("-> ") for line in plan
              if "Scan" in line or line.startswith("Execution")]
     return took, len(hits), nodes
@@ -71,6 +76,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=50_000)
     parser.add_argument("--db", help="an empty database's URL (default: a server of our own)")
+    parser.add_argument("--in-order", action="store_true",
+                        help="published times rising with the id, as a feed stores them "
+                             "(bench/search.py's cycle through the months otherwise)")
     args = parser.parse_args()
     server = None
     url = args.db
@@ -85,6 +93,9 @@ def main() -> int:
         with storage.transaction(conn):
             sqlite_bench.fill(conn, args.entries, sqlite_bench.sentences(), random.Random(7))
             plant(conn, args.entries)
+            if args.in_order:
+                conn.execute("UPDATE entries SET published = to_char(timestamp '2020-01-01' "
+                             "+ id * interval '1 minute', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')")
         size = conn.execute(
             "SELECT pg_total_relation_size('entries'), pg_relation_size('entries_text_trgm'), "
             "avg(length(content_text)) FROM entries").fetchone()

@@ -11,13 +11,18 @@ step 1) answer ``title ILIKE '%word%' OR content_text ILIKE '%word%'``, one such
 word, ANDed: the same entries as SQLite's MATCH (each word a substring of the title or the
 text, case ignored), with the same filters, order and limit, and the snippet made in Python
 as SQLite's LIKE path makes it.  A word of one or two characters has no trigram, so no index
-can narrow it: PostgreSQL scans too, as SQLite does.  Measured with ``bench/search_pg.py``
-(50,000 entries of 824 characters, PostgreSQL 15, this 2-core machine): a 4-character word in
-1 entry of 1,000 is a Bitmap Index Scan on both indexes under a BitmapOr, 0.2-0.7 ms; the
-same word's 2 characters a Seq Scan, 0.36-0.51 s (SQLite's scan: 1.2 s at 100,000).  Right
-after a bulk insert (``db copy``), with the rows still in the indexes' pending lists, the
-planner took a Seq Scan at 5,000 entries (97 ms, against 0.1 ms via the index after
-VACUUM ANALYZE, which autovacuum runs soon after).
+can narrow it: PostgreSQL reads the entries too, newest first, as SQLite does (see ``_scan``).
+
+Measured with ``bench/search_pg.py --in-order`` (50,000 entries of 824 characters, published
+in the order stored; PostgreSQL 15 on this 2-core machine; after VACUUM ANALYZE): a word of
+4 characters in 1 entry of 1,000 is a Bitmap Index Scan on both trigram indexes under a
+BitmapOr, 0.2-0.7 ms.  Its first 2 characters are read newest first from entries_newest up
+to the limit: 0.1 ms for a word most entries hold, 0.8-1.0 s for this rare one, which reads
+every entry (SQLite's scan: 1.2 s at 100,000).  Right after a bulk insert (no statistics yet,
+the rows in the indexes' pending lists) the plans are worse: at 5,000 entries the 4-character
+word took a Seq Scan, 97 ms against 0.1 ms after VACUUM ANALYZE, and at 50,000 a common short
+word read every entry (0.9 s).  ``scrape db copy`` ends with VACUUM ANALYZE; after ordinary
+inserts autovacuum runs it.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from scraper.storage.db import Connection, in_lists, is_pg
+from scraper.storage.db import Connection, in_lists, is_pg, transaction
 
 #: Characters a term needs to be looked up in the trigram index (SQLite's fts5 trigram).
 TRIGRAM = 3
@@ -121,8 +126,8 @@ def _scan(conn: Connection, words: Sequence[str], parts: list[str], params: list
     PostgreSQL's LIKE does not, so a word with letters is matched with ILIKE; a word
     without (Chinese, digits) with LIKE: the same rows, but ILIKE lowercases every text it
     reads first: a scan took 2.0-3.1 s with ILIKE, 0.36-0.51 s with LIKE (50,000 entries,
-    bench/search_pg.py).  ESCAPE: a
-    ``%`` or ``_`` the user typed is a character, not a wildcard.
+    bench/search_pg.py).  ESCAPE: a ``%`` or ``_`` the user typed is a character, not a
+    wildcard.
     """
     parts = list(parts)
     params = list(params)
@@ -131,9 +136,19 @@ def _scan(conn: Connection, words: Sequence[str], parts: list[str], params: list
         parts.append(f"(e.title {like} ? ESCAPE '\\' OR e.content_text {like} ? ESCAPE '\\')")
         pattern = "%" + re.sub(r"([\\%_])", r"\\\1", w) + "%"
         params += [pattern, pattern]
-    rows = conn.execute(
-        f"SELECT {_COLUMNS}, e.content_text AS text FROM entries e WHERE {' AND '.join(parts)} "
-        f"ORDER BY {_WHEN} DESC, e.id DESC{_limit(limit)}", params).fetchall()
+    sql = (f"SELECT {_COLUMNS}, e.content_text AS text FROM entries e "
+           f"WHERE {' AND '.join(parts)} ORDER BY {_WHEN} DESC, e.id DESC{_limit(limit)}")
+    if pg and any(len(w) < TRIGRAM for w in words):
+        # PostgreSQL keeps no statistics of values over 1 KB (a news text), so it guesses
+        # that a short word is rare and sorts a full scan's matches, where reading newest
+        # first from entries_newest stops at the limit: 0.1 ms instead of 0.31-0.48 s for
+        # a word most of 50,000 entries hold.  A word found in few reads every entry either
+        # way (0.8-1.0 s this way, 0.36-0.51 s by a seq scan): SQLite's trade (README).
+        with transaction(conn):
+            conn.execute("SET LOCAL enable_seqscan = off")
+            rows = conn.execute(sql, params).fetchall()
+    else:
+        rows = conn.execute(sql, params).fetchall()
     found = []
     for r in rows:
         entry = dict(r)
