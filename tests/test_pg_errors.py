@@ -1,8 +1,8 @@
 """A PostgreSQL database that cannot be used is one line naming it, exit 2 (issue 21): the
-server down, a database or a user that does not exist, a database never migrated; the
-password never shown.  And a daemon whose server goes away mid-run says so once, not at
-every tick, and carries on when the server is back.  (psycopg missing cannot be tested
-here: it is installed.)"""
+server down, a database or a user that does not exist, a database never migrated, a user
+without the privileges; the password never shown.  And a daemon whose server goes away
+mid-run says so once, not at every tick, and carries on when the server is back.  (psycopg
+missing cannot be tested here: it is installed.)"""
 
 from __future__ import annotations
 
@@ -100,6 +100,31 @@ def test_a_read_command_on_a_database_never_migrated_says_to_run_once(
         assert err.startswith(f"scrape: {url}: holds no scrape tables yet: run `scrape --once`")
     assert dbread.rows(url, "SELECT to_regclass('feeds'), to_regclass('schema_version')") == [
         (None, None)]
+
+
+def test_a_user_without_the_privileges_is_told_what_it_needs(
+        pg_server: pgserver.PgServer, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """PostgreSQL 15 lets only a database's owner create tables in schema public; the
+    tables scrape made belong to their creator.  Another user is told so, not a traceback."""
+    user = f"stranger{os.getpid()}"
+    dbread.rows(pg_server.url("postgres"), f"CREATE ROLE {user} LOGIN")
+    as_user = pg_server.url("").replace("//scrape@", f"//{user}@").rstrip("/")
+    empty = pg_server.create_database(migrated=False).rsplit("/", 1)[1]
+    made = pg_server.create_database().rsplit("/", 1)[1]
+    try:
+        for name, command, what in ((empty, ["--once"], "schema public"),
+                                    (made, ["--once"], "table schema_version"),
+                                    (made, ["status"], "table schema_version")):
+            url = f"{as_user}/{name}"
+            err = refused(command, url, tmp_path, capsys)
+            assert err.startswith(f"scrape: {url}: permission denied for {what}; scrape "
+                                  "needs a user that owns the database (createdb -O USER)"), err
+    finally:
+        from scraper.storage import pg
+
+        pg.close_pools()  # (its sessions end, so the role can go: SCRAPE_TEST_PG's server stays)
+        dbread.rows(pg_server.url("postgres"), f"DROP ROLE {user}")
 
 
 # -- the server goes away under a running daemon ------------------------------------------

@@ -37,6 +37,11 @@ URL_SCHEMES = ("postgresql://", "postgres://")
 #: operating system's TCP timeout (minutes).
 CONNECT_TIMEOUT = 10
 
+#: Said after "permission denied": PostgreSQL 15 lets only a database's owner create tables
+#: in its schema public, and scrape's tables belong to the user who created them.
+PRIVILEGE_HINT = ("scrape needs a user that owns the database (createdb -O USER), or one "
+                  "granted its tables by their owner")
+
 #: At most this many connections per process and database: the process's own connection
 #: plus ``scrape db copy``'s second one; the pool keeps them open between uses.
 POOL_SIZE = 4
@@ -207,10 +212,8 @@ class PgConnection:
                 cursor.execute(translate(sql), params)
             else:
                 cursor.execute(sql)
-        except psycopg.errors.LockNotAvailable:
-            raise locked(self.url) from None
-        except psycopg.OperationalError as exc:
-            raise problem(self.url, exc) from None
+        except psycopg.Error as exc:
+            raise self._storage_error(exc) from None
         return cursor
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
@@ -221,10 +224,23 @@ class PgConnection:
             return
         try:
             self.raw.cursor().executemany(translate(sql), rows)
-        except psycopg.errors.LockNotAvailable:
-            raise locked(self.url) from None
-        except psycopg.OperationalError as exc:
-            raise problem(self.url, exc) from None
+        except psycopg.Error as exc:
+            raise self._storage_error(exc) from None
+
+    def _storage_error(self, exc: psycopg.Error) -> Exception:
+        """What a failed statement raises: the storage error for what is the database's or
+        the user's to fix (locked, the server gone, no permission), else the driver's own
+        error (a bug in the SQL or the data)."""
+        import psycopg
+
+        if isinstance(exc, psycopg.errors.LockNotAvailable):
+            return locked(self.url)
+        if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+            found = problem(self.url, exc)
+            return DatabaseError(f"{found}; {PRIVILEGE_HINT}")
+        if isinstance(exc, psycopg.OperationalError):
+            return problem(self.url, exc)
+        return exc
 
     def cursor(self) -> PlainCursor:
         return PlainCursor(self)
