@@ -25,9 +25,8 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from scraper import dedup, prepare
 from scraper import storage as store
 from scraper.config import (
     Config,
@@ -37,11 +36,13 @@ from scraper.config import (
     daemon_settings,
 )
 from scraper.core import decide, schedule
-from scraper.core.parse import ParseError
 from scraper.net import local
 from scraper.net.fetch import Fetcher
 from scraper.version import __version__
 from scraper.workers import close_executor, make_executor
+
+if TYPE_CHECKING:
+    from scraper import prepare
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -257,6 +258,11 @@ class Refresher:
             await self.db(self._write, feed, result, replace(attempt, not_modified=True))
             return
         attempt = replace(attempt, body_hash=body_hash)
+        # Imported at the first document to parse, not with this module: a run of 304s and
+        # stored documents never loads the parsers, selectolax, nh3 or numpy (0.2 s and more).
+        from scraper import prepare
+        from scraper.core.parse import ParseError
+
         try:
             scan = await self._cpu(prepare.scan_feed, fetched.body, fetched.headers,
                                    fetched.url)
@@ -287,6 +293,8 @@ class Refresher:
     async def _fulltext(self, feed: FeedConfig, entries: list[prepare.Prepared],
                         known: Mapping[str, str]) -> None:
         """Replace new entries' feed content with the article from their page."""
+        from scraper import prepare
+
         async def one(index: int, item: prepare.Prepared) -> None:
             url = item.entry.url
             if not url or item.key in known:
@@ -324,13 +332,19 @@ class Refresher:
         touched = [e.key for e in (*plan.new, *plan.updated)]
 
         def link(ids: list[int]) -> None:
+            from scraper import dedup  # numpy: only once there are entries to link
+
             fingerprints = {i: prints[k] for i, k in zip(ids, touched, strict=True)
                             if k in prints}
             links = dedup.link_entries(self.conn, ids, self.config.dedup, fingerprints)
             result.duplicates = sum(1 for x in links if x.duplicate_of is not None)
 
         def lock() -> None:
-            dedup.lock_entries(self.conn, [prints[k] for k in touched if k in prints])
+            keyed = [prints[k] for k in touched if k in prints]
+            if keyed:  # no keys, no locks; and a 304 needs no dedup (nor numpy)
+                from scraper import dedup
+
+                dedup.lock_entries(self.conn, keyed)
 
         store.apply_plan(self.conn, feed.name, plan, claimant=CLAIMANT, link=link, lock=lock)
         result.new, result.updated = len(plan.new), len(plan.updated)

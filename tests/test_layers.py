@@ -284,3 +284,16 @@ def test_the_import_check_can_fail(tmp_path: Path) -> None:
     loaded = imported_modules("-c", "import scraper.core.parse", cwd=tmp_path)
     assert "feedparser" in loaded
 
+
+
+def test_a_run_with_nothing_to_parse_loads_no_parser(tmp_path: Path) -> None:
+    """`scrape --once` over feeds with nothing new to read (a 304, an unchanged local file, a
+    200 of the stored document) needs no parser, selectolax, nh3 nor numpy: they come with
+    the first document to parse.  httpx it needs (the fetcher)."""
+    (tmp_path / "feed.xml").write_bytes((ROOT / "tests" / "fixtures" / "zaker.xml").read_bytes())
+    (tmp_path / "feeds.yaml").write_text("feeds:\n  - {name: z, url: feed.xml}\n", "utf-8")
+    first = imported_modules("-m", "scraper", "--once", "--workers", "0", cwd=tmp_path)
+    assert {"numpy", "selectolax", "fastfeedparser"} <= first  # it parsed and linked
+    again = imported_modules("-m", "scraper", "--once", cwd=tmp_path)
+    assert "scraper.refresh" in again  # it did run the refresh
+    assert not again & (HEAVY - {"httpx"}), sorted(again & HEAVY)

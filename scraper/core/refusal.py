@@ -28,8 +28,6 @@ import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from selectolax.lexbor import LexborHTMLParser
-
 __all__ = ["PREFIX_BYTES", "recognise"]
 
 #: How much of a body is looked at.  Every marker below sits in the first few KB of its page:
@@ -92,6 +90,9 @@ def _on_rsshub(url: str, rsshub_base: str) -> bool:
 
 def _rsshub_error(html: str) -> tuple[str | None, str | None]:
     """(the request path, the first line of the message) out of an RSSHub error page."""
+    # Here, not with the module: every fetch imports this one, few see an error page.
+    from selectolax.lexbor import LexborHTMLParser
+
     tree = LexborHTMLParser(html)
     route = message = None
     for para in tree.css("p.message"):
