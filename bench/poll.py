@@ -22,7 +22,10 @@ reader runs ``update_feeds(scheduled=False)``, else its second run would poll no
 ``--daemon SECONDS``: the daemon polling every feed every 10 s, its CPU per warm poll, and its
 tick's cost.  ``--no-304``: no validators, so warm answers are 200s with nothing new.
 To compare commits in one session: ``git archive COMMIT scraper | tar -x -C DIR``, then
-``PYTHONPATH=DIR .venv/bin/python bench/poll.py`` (``scrape`` finds DIR's package first).
+``cd /tmp && PYTHONPATH=DIR /path/to/.venv/bin/python /path/to/bench/poll.py`` (``scrape``
+finds DIR's package first).  Start it outside the checkout: the pool's fork server runs
+``python -c``, whose ``sys.path`` begins with the current directory (3.11's forkserver
+ignores the ``sys_path`` it is handed), so from the checkout the workers run its code.
 """
 
 from __future__ import annotations
