@@ -18,6 +18,9 @@ interval jobs: the loop's tick, the heartbeat and the config watch.
   claimed rows through their indexes, and the names and the claim's lease are worked out
   once per config load.
 - **Nothing grows with the data**: the schedule and the claims are rows.
+- **The heartbeat** writes the database's last daemon beat (``meta``: ``status --check``)
+  and this process's ``workers`` row in one transaction; ``status`` lists the workers alive
+  and the feeds each holds.  The row says "stopped" after a clean stop.
 - **Shutdown** stops the jobs, lets refreshes finish until the grace deadline, then cancels
   the rest.  Every write is one synchronous transaction, so a cancelled refresh leaves no
   half-written feed and is due again at the next start.
