@@ -20,7 +20,7 @@ from scraper.config import host_of
 from scraper.core import schedule
 from scraper.core.decide import FeedWrite
 from scraper.storage.db import Connection, in_lists, is_pg, iso, parse_iso, transaction
-from scraper.storage.dedup import blob_keys
+from scraper.storage.dedup import blob_keys, lock_index
 
 #: Asked about another claimant of this host: True when that process is gone.
 IsDead = Callable[[str], bool]
@@ -352,6 +352,10 @@ def prune_feeds(conn: Connection, names: Iterable[str],
     marks = ",".join("?" * len(names))
     gone = f"SELECT id FROM entries WHERE feed IN ({marks})"
     with transaction(conn):
+        # It rewrites clusters' rows (new roots, fingerprints, keys) as a rebuild does: on
+        # PostgreSQL it waits for the linkers in flight instead of meeting them row by row
+        # in another order (a deadlock).
+        lock_index(conn)
         if now is not None:
             busy = [r[0] for r in conn.execute(
                 f"SELECT name FROM feeds WHERE name IN ({marks}) AND claimed_until > ?",
