@@ -7,6 +7,7 @@ missing cannot be tested here: it is installed.)"""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -125,6 +126,32 @@ def test_a_user_without_the_privileges_is_told_what_it_needs(
 
         pg.close_pools()  # (its sessions end, so the role can go: SCRAPE_TEST_PG's server stays)
         dbread.rows(pg_server.url("postgres"), f"DROP ROLE {user}")
+
+
+def test_a_connection_lost_in_a_transaction_fails_it_and_the_next_one_reconnects(
+        pg_url: str) -> None:
+    """The server ends the session mid-transaction (a restart, an administrator): the rest
+    of that transaction fails, naming the database, even past a caller that caught the
+    first error, and never runs on a new session (outside the transaction, and its COMMIT
+    would commit half of it); the next statement after it reconnects."""
+    from scraper import storage as store
+
+    conn = store.connect(pg_url)
+    try:
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        with (pytest.raises(store.DatabaseError, match=f"^{re.escape(pg_url)}: ") as lost,
+              store.transaction(conn)):
+            conn.execute("INSERT INTO meta (key, value) VALUES ('half', 'done')")
+            dbread.rows(pg_url, "SELECT pg_terminate_backend(?)", pid)
+            with pytest.raises(store.DatabaseError):
+                conn.execute("SELECT 1")  # the loss, met and caught
+            conn.execute("INSERT INTO meta (key, value) VALUES ('other', 'half')")
+        assert "\n" not in str(lost.value)
+        assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] != pid  # a new session
+        assert conn.execute("SELECT count(*) FROM meta WHERE key IN ('half', 'other')"
+                            ).fetchone()[0] == 0
+    finally:
+        conn.close()
 
 
 # -- the server goes away under a running daemon ------------------------------------------
