@@ -30,6 +30,14 @@ if TYPE_CHECKING:
     import psycopg
     from psycopg_pool import ConnectionPool
 
+#: A session that sits inside a transaction this long without a statement is ended by the
+#: server, its locks released: a worker frozen mid-refresh (a paused VM, a host cut off)
+#: would otherwise hold the claim lock, its rows and its dedup locks until its TCP connection
+#: dies, and every other worker's claims would wait (tests/test_pg_daemons.py freezes one).
+#: Ours never idle in a transaction for more than the computing between two statements
+#: (milliseconds; a dedup rebuild's batch, seconds), so a minute is far from their way.
+IDLE_IN_TRANSACTION_MS = 60_000
+
 #: What selects this backend in ``--db`` and feeds.yaml's ``database:``.
 URL_SCHEMES = ("postgresql://", "postgres://")
 
@@ -173,6 +181,7 @@ class PgConnection:
             raise problem(self._full_url, exc) from None
         try:
             raw.execute(f"SET lock_timeout = {busy_timeout_ms()}")
+            raw.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
             raw.execute("SET default_transaction_read_only = "
                         f"{'on' if self.read_only else 'off'}")
         except psycopg.Error as exc:
