@@ -1,7 +1,8 @@
 """One refresh of a set of feeds: fetch -> parse -> normalize -> fingerprint -> dedup -> store.
 
 Where the time goes decides the shape:
-- fetching is I/O: all feeds at once on one event loop, under the fetcher's limits;
+- fetching is I/O: many feeds at once on one event loop, under the fetcher's limits
+  (``fetch.concurrency`` feeds between their claim and their write);
 - parsing, normalizing and fingerprinting are CPU: they run in worker processes, so the
   event loop keeps fetching while they work and both cores are used (``workers``);
 - entries the database already has with the same raw hash are not normalized again, and a
