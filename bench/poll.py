@@ -7,6 +7,8 @@ Run by hand (not a test):
     .venv/bin/python bench/poll.py              # 1,000 feeds x 17 entries, cold and warm
     .venv/bin/python bench/poll.py --shape 200x30
     .venv/bin/python bench/poll.py --feeds 100 --no-baseline --daemon 30
+    .venv/bin/python bench/poll.py --db postgresql://USER@HOST:PORT/DBNAME   # issue 21:
+        # 1, then 2 daemons sharing one PostgreSQL database (bench/poll_shared.py)
 
 Most polls of real use answer 304: this bench shows the cost of each poll.  The feeds are
 static files served by nginx on 127.0.0.1 (ETag, Last-Modified, 304 on a match), a server that
@@ -82,7 +84,7 @@ http {{
     client_body_temp_path {tmp}/nb; proxy_temp_path {tmp}/np; fastcgi_temp_path {tmp}/nf;
     uwsgi_temp_path {tmp}/nu; scgi_temp_path {tmp}/ns;
     types {{ application/rss+xml xml; }}
-    log_format status '$status $connection';
+    log_format status '$status $connection $msec';
     access_log {tmp}/nginx-access.log status buffer=64k flush=100ms;
     keepalive_requests 1000000;
     server {{ listen 127.0.0.1:{port}; root {tmp}/www; {validators} }}
@@ -150,8 +152,8 @@ class Nginx:
         time.sleep(0.3)
         lines = self.log.read_text().splitlines()
         new, self.seen = [line.split() for line in lines[self.seen:]], len(lines)
-        self.connections = len({connection for _, connection in new})
-        statuses = [status for status, _ in new]
+        self.connections = len({fields[1] for fields in new})
+        statuses = [fields[0] for fields in new]
         return {s: statuses.count(s) for s in sorted(set(statuses))}
 
     def stop(self) -> None:
@@ -331,7 +333,12 @@ def main() -> int:
                         help="serve no validators: warm answers are 200s with nothing new")
     parser.add_argument("--daemon", type=float, default=0, metavar="SECONDS",
                         help="also measure the daemon's CPU per poll over SECONDS, warm")
+    parser.add_argument("--db", metavar="URL", help="postgresql://...: 1 then 2 daemons on "
+                        "that server (bench/poll_shared.py; --feeds, --entries, --rounds)")
     args = parser.parse_args()
+    if args.db:  # its own script (one idea a file), run in this process's place
+        script = Path(__file__).with_name("poll_shared.py")
+        os.execv(sys.executable, [sys.executable, str(script), *sys.argv[1:]])
     if args.shape:
         args.feeds, args.entries = map(int, args.shape.lower().split("x"))
 

@@ -29,7 +29,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import poll  # noqa: E402
 from poll import Nginx, build_feeds, scrape_command, tree_cpu, write_config  # noqa: E402
 
 
@@ -121,15 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entries", type=int, default=17)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--workers", type=int, help="scrape --workers (default: its own)")
-    args, _ = parser.parse_known_args(argv)
+    args, _ = parser.parse_known_args(argv)  # (poll.py's other options do not apply)
     with tempfile.TemporaryDirectory(prefix="poll-shared-") as tmp:
         work = Path(tmp)
         (work / "www").mkdir()
         for i, body in enumerate(build_feeds(args.feeds, args.entries)):
             (work / "www" / f"{i}.xml").write_bytes(body)
-        # The answers' times too: a round is timed from its first answer to its last.
-        poll._NGINX_CONF = poll._NGINX_CONF.replace("'$status $connection'",
-                                                    "'$status $connection $msec'")
         nginx = Nginx(work)
         try:
             urls = [f"http://127.0.0.1:{nginx.port}/{i}.xml" for i in range(args.feeds)]
