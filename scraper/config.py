@@ -331,7 +331,7 @@ def config_from_data(data: object, path: Path) -> Config:
     db_path: Path | str
     if database is None:
         db_path = path.parent / "scrape.db"
-    elif isinstance(database, str) and database.strip().startswith(DATABASE_URL_SCHEMES):
+    elif isinstance(database, str) and database.strip().lower().startswith(DATABASE_URL_SCHEMES):
         db_path = database.strip()  # PostgreSQL (storage.pg), opened as given
     elif isinstance(database, str) and database.strip():
         db_path = Path(database).expanduser()

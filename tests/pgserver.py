@@ -10,6 +10,7 @@ create databases).
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import shutil
@@ -63,7 +64,8 @@ class PgServer:
         bin_dir = binaries()
         if bin_dir is None:
             return None
-        folder = Path(tempfile.mkdtemp(prefix="scrape-pg-"))
+        # /tmp, not $TMPDIR: the postgres user must be able to enter it.
+        folder = Path(tempfile.mkdtemp(prefix="scrape-pg-", dir="/tmp"))
         data = folder / "data"
         as_postgres: list[str] = []
         if os.geteuid() == 0:  # initdb refuses root: run the server as Debian's postgres
@@ -71,18 +73,28 @@ class PgServer:
             shutil.chown(folder, "postgres", "postgres")
             folder.chmod(0o755)
         env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
-        subprocess.run([*as_postgres, str(bin_dir / "initdb"), "-D", str(data), "-U", "scrape",
-                        "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
-                       check=True, capture_output=True, env=env)
+        server = cls("postgresql://scrape@127.0.0.1", folder, bin_dir)
+        server._as_postgres = as_postgres  # type: ignore[attr-defined]
+        # Stopped when the tests end, however they end (a server left running holds its
+        # port and folder).
+        atexit.register(server.stop)
         port = _free_port()
         options = (f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={folder}"
                    " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
                    " -c max_connections=300")
-        subprocess.run([*as_postgres, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options,
-                        "-l", str(folder / "log"), "-w", "-t", "60", "start"],
-                       check=True, capture_output=True, env=env)
-        server = cls(f"postgresql://scrape@127.0.0.1:{port}", folder, bin_dir)
-        server._as_postgres = as_postgres  # type: ignore[attr-defined]
+        for command in ([str(bin_dir / "initdb"), "-D", str(data), "-U", "scrape", "-A", "trust",
+                         "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
+                        [str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l",
+                         str(folder / "log"), "-w", "-t", "60", "start"]):
+            done = subprocess.run([*as_postgres, *command], capture_output=True, text=True,
+                                  env=env)
+            if done.returncode:
+                log = folder / "log"
+                tail = log.read_text()[-2000:] if log.exists() else ""
+                server.stop()
+                raise RuntimeError(f"{Path(command[0]).name} failed ({done.returncode}): "
+                                   f"{done.stderr.strip()}\n{tail}")
+        server.base_url = f"postgresql://scrape@127.0.0.1:{port}"
         return server
 
     def url(self, name: str) -> str:
@@ -128,3 +140,4 @@ class PgServer:
                         str(self.folder / "data"), "-m", "immediate", "stop"],
                        capture_output=True)
         shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder = None  # (stopped once: by the fixture, else at exit)

@@ -73,7 +73,7 @@ def test_a_database_that_does_not_exist_is_named(
     assert err == f'scrape: {url}: database "no_such_database" does not exist\n'
 
 
-@pytest.mark.parametrize("where", ["user", "query"])
+@pytest.mark.parametrize("where", ["user", "query", "user, with ? and #", "sslpassword"])
 def test_the_password_never_appears(where: str, pg_server: pgserver.PgServer, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     """A user the server does not know, with a password in either place libpq reads one:
@@ -84,6 +84,12 @@ def test_the_password_never_appears(where: str, pg_server: pgserver.PgServer, tm
                  f"postgresql://nobody:***@{host}/postgres"),
         "query": (f"postgresql://nobody@{host}/postgres?password={SECRET}",
                   f"postgresql://nobody@{host}/postgres?password=***"),
+        # libpq reads the user part up to the last @ before the path, ? and # included,
+        # where Python's urlsplit stops at them.
+        "user, with ? and #": (f"postgresql://nobody:{SECRET}?#x@{host}/postgres",
+                               f"postgresql://nobody:***@{host}/postgres"),
+        "sslpassword": (f"postgresql://nobody@{host}/postgres?sslpassword={SECRET}",
+                        f"postgresql://nobody@{host}/postgres?sslpassword=***"),
     }[where]
     for command in (["--once", "-vv"], ["status", "-vv"]):
         err = refused(command, url, tmp_path, capsys)

@@ -54,6 +54,11 @@ Connection = sqlite3.Connection | PgConnection
 _MIGRATION_LOCK = 0x5C4A_0001
 
 
+#: The oldest SQLite that runs our statements: 3.35 for ``INSERT ... RETURNING``
+#: (storage.entries), 3.34 for the trigram search table (migration 9).
+SQLITE_AT_LEAST = (3, 35)
+
+
 def is_pg(conn: Connection) -> bool:
     """Is ``conn`` PostgreSQL's?  The few statements the dialects write differently ask."""
     return isinstance(conn, PgConnection)
@@ -94,6 +99,9 @@ def connect(path: str | Path, *, create: bool = True) -> Connection:
     if pg.is_url(path):
         return _connect_pg(str(path))
     path = Path(path)
+    if sqlite3.sqlite_version_info < SQLITE_AT_LEAST:
+        raise DatabaseError(f"{path}: this Python's SQLite is {sqlite3.sqlite_version}; "
+                            "scrape needs 3.35 or later (a newer Python, or PostgreSQL)")
     _check_path(path, create=create)
     try:
         conn, version = _open(f"{path.resolve().as_uri()}?mode=rwc")
@@ -367,7 +375,7 @@ def _migrate_pg(conn: PgConnection) -> None:
             log.warning("upgrading the database schema from version %d to %d",
                         version, len(MIGRATIONS))
         for step in MIGRATIONS[version:]:
-            for statement in pg.statements(step.postgresql):
+            for statement in _statements(step.postgresql):
                 conn.execute(statement)
         conn.execute("DELETE FROM schema_version")
         conn.execute("INSERT INTO schema_version (version) VALUES (?)", (len(MIGRATIONS),))

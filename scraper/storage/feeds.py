@@ -63,8 +63,8 @@ def claim_feed(conn: Connection, name: str, url: str, *, claimant: str,
         lock = " FOR UPDATE" if is_pg(conn) else ""
         row = conn.execute(f"SELECT claimed_by, claimed_until FROM feeds WHERE name = ?{lock}",
                            (name,)).fetchone()
-        if not _free(row, claimant, str(stamp), is_dead):
-            return False
+        if row is None or not _free(row, claimant, str(stamp), is_dead):
+            return False  # (None: renamed or pruned while this waited for its row)
         conn.execute("UPDATE feeds SET claimed_by = ?, claimed_until = ? WHERE name = ?",
                      (claimant, iso(until), name))
         return True
@@ -287,6 +287,18 @@ def stored_feeds(conn: Connection) -> dict[str, int]:
     return counts
 
 
+def _hold_claims(conn: Connection) -> str:
+    """Keep claims off the feeds a rename or prune checks, to the end of its transaction;
+    the clause its SELECTs take for that.  SQLite's BEGIN IMMEDIATE already does.  On
+    PostgreSQL a claim could land between the check ("not being refreshed") and the move,
+    and its refresh would store entries under the old name: the claim lock holds off
+    ``claim_due``, and the row locks (``FOR UPDATE``) ``claim_feed``."""
+    if not is_pg(conn):
+        return ""
+    conn.execute("SELECT pg_advisory_xact_lock(?)", (_CLAIM_LOCK,))
+    return " FOR UPDATE"
+
+
 def rename_feed(conn: Connection, old: str, new: str, now: datetime) -> int:
     """Move ``old``'s row (its ETag, Last-Modified and schedule) and entries to ``new``; the
     entries keep their ids, so their dedup links, fingerprints and export records stay
@@ -298,7 +310,9 @@ def rename_feed(conn: Connection, old: str, new: str, now: datetime) -> int:
     since the config named it) is replaced.
     """
     with transaction(conn):
-        row = conn.execute("SELECT claimed_until FROM feeds WHERE name = ?", (old,)).fetchone()
+        lock = _hold_claims(conn)
+        row = conn.execute(f"SELECT claimed_until FROM feeds WHERE name = ?{lock}",
+                           (old,)).fetchone()
         count = "SELECT count(*) FROM entries WHERE feed = ?"
         old_entries = int(conn.execute(count, (old,)).fetchone()[0])
         if row is None and not old_entries:
@@ -307,7 +321,7 @@ def rename_feed(conn: Connection, old: str, new: str, now: datetime) -> int:
             raise ValueError(f"'{old}' is being refreshed right now; try again in a minute")
         # The new name's row may be claimed too (a daemon already read the edited config):
         # deleting it under that refresh would let it store the feed again beside the move.
-        target = conn.execute("SELECT claimed_until FROM feeds WHERE name = ?",
+        target = conn.execute(f"SELECT claimed_until FROM feeds WHERE name = ?{lock}",
                               (new,)).fetchone()
         if target is not None and (target["claimed_until"] or "") > str(iso(now)):
             raise ValueError(f"'{new}' is being refreshed right now; try again in a minute")
@@ -356,9 +370,10 @@ def prune_feeds(conn: Connection, names: Iterable[str],
         # PostgreSQL it waits for the linkers in flight instead of meeting them row by row
         # in another order (a deadlock).
         lock_index(conn)
+        lock = _hold_claims(conn)
         if now is not None:
             busy = [r[0] for r in conn.execute(
-                f"SELECT name FROM feeds WHERE name IN ({marks}) AND claimed_until > ?",
+                f"SELECT name FROM feeds WHERE name IN ({marks}) AND claimed_until > ?{lock}",
                 [*names, iso(now)])]
             if busy:
                 raise ValueError(f"being refreshed right now: {', '.join(busy)}; nothing "

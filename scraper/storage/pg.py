@@ -15,14 +15,13 @@ of SQLite does not need it installed (it is the ``postgresql`` extra).
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from urllib.parse import unquote
 
 from scraper.storage.errors import DatabaseError, busy_timeout_ms, locked
 
@@ -50,39 +49,40 @@ CONNECT_TIMEOUT = 10
 PRIVILEGE_HINT = ("scrape needs a user that owns the database (createdb -O USER), or one "
                   "granted its tables by their owner")
 
-#: At most this many connections per process and database: the process's own connection
-#: plus ``scrape db copy``'s second one; the pool keeps them open between uses.
+#: At most this many connections per process and database: a process holds one (a test or
+#: a library user may open a few); the pool keeps them open between uses.
 POOL_SIZE = 4
 
 
 def is_url(target: object) -> bool:
     """Does ``target`` (a ``--db`` or ``database:`` value) name a PostgreSQL database?"""
-    return isinstance(target, str) and target.startswith(URL_SCHEMES)
+    return isinstance(target, str) and target.lower().startswith(URL_SCHEMES)
 
 
-_QUERY_PASSWORD = re.compile(r"(?<![^?&])password=[^&#]*")
+#: The user part as libpq reads it: everything between the scheme and the last ``@`` before
+#: the path, ``?`` and ``#`` included (Python's urlsplit would end it at those, and a
+#: password holding one was printed whole).
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/]*)@")
+#: libpq's secrets among the parameters: the password, and the client key's passphrase.
+_QUERY_SECRET = re.compile(r"(?<![^?&])((?:ssl)?password)=([^&#]*)")
 
 
 def redact(url: str) -> str:
-    """The URL for messages and logs: its password replaced by ``***``, whether in the user
-    part or as libpq's ``?password=`` parameter."""
-    parts = urlsplit(url)
-    if parts.password is not None:
-        netloc = parts.netloc.rpartition("@")
-        user = netloc[0].partition(":")[0]
-        parts = parts._replace(netloc=f"{user}:***@{netloc[2]}")
-    if parts.query:
-        parts = parts._replace(query=_QUERY_PASSWORD.sub("password=***", parts.query))
-    return urlunsplit(parts)
+    """The URL for messages and logs: its secrets replaced by ``***``, whether in the user
+    part or as libpq's ``?password=`` (or ``sslpassword=``) parameter."""
+    found = _USERINFO.match(url)
+    if found and ":" in found.group(2):
+        user = found.group(2).partition(":")[0]
+        url = f"{found.group(1)}{user}:***@{url[found.end():]}"
+    return _QUERY_SECRET.sub(r"\1=***", url)
 
 
-def _password(url: str) -> str | None:
-    """The URL's password, wherever it is written (``redact``'s two places)."""
-    parts = urlsplit(url)
-    if parts.password:
-        return unquote(parts.password)
-    found = dict(parse_qsl(parts.query)).get("password")
-    return found or None
+def _secrets(url: str) -> list[str]:
+    """The URL's secrets as the server may echo them (``redact``'s places), decoded."""
+    found = _USERINFO.match(url)
+    out = [unquote(found.group(2).partition(":")[2])] if found else []
+    out += [unquote(value) for _, value in _QUERY_SECRET.findall(url)]
+    return [secret for secret in out if secret]
 
 
 # -- SQL and rows ------------------------------------------------------------------------
@@ -160,6 +160,7 @@ class PgConnection:
         self._full_url = url
         self._raw: psycopg.Connection[Any] | None = None
         self._closed = False
+        self._held = False  # (had a connection: a new one is one that replaces it)
         #: Set by ``transaction``: a lost connection cannot be replaced within one.
         self.in_transaction = False
         self._connect()
@@ -170,7 +171,7 @@ class PgConnection:
         pool would wait out its timeout on the database thread before saying it waited."""
         import psycopg
 
-        if self._lost:
+        if self._held:  # (a replacement; the first was probed when the pool was made)
             _probe(self._full_url)
         try:
             raw = self._pool.getconn(timeout=CONNECT_TIMEOUT)
@@ -180,7 +181,8 @@ class PgConnection:
             _probe(self._full_url)
             raise problem(self._full_url, exc) from None
         try:
-            raw.execute(f"SET lock_timeout = {busy_timeout_ms()}")
+            # 0 is "wait for ever" to PostgreSQL, "fail at once" to SQLite: at least 1 ms.
+            raw.execute(f"SET lock_timeout = {max(1, busy_timeout_ms())}")
             raw.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
             raw.execute("SET default_transaction_read_only = "
                         f"{'on' if self.read_only else 'off'}")
@@ -188,10 +190,7 @@ class PgConnection:
             self._pool.putconn(raw)
             raise problem(self.url, exc) from None
         self._raw = raw
-
-    @property
-    def _lost(self) -> bool:
-        return self._raw is None and not self._closed
+        self._held = True
 
     @property
     def raw(self) -> psycopg.Connection[Any]:
@@ -247,9 +246,22 @@ class PgConnection:
         if isinstance(exc, psycopg.errors.InsufficientPrivilege):
             found = problem(self.url, exc)
             return DatabaseError(f"{found}; {PRIVILEGE_HINT}")
-        if isinstance(exc, psycopg.OperationalError):
+        # The server gone or the session ended (25P03: idle in a transaction too long, see
+        # IDLE_IN_TRANSACTION_MS; psycopg makes it an InternalError), a lock or deadlock.
+        if isinstance(exc, psycopg.OperationalError) or exc.sqlstate == "25P03":
             return problem(self.url, exc)
         return exc
+
+    def begin(self) -> None:
+        """BEGIN, once more on a new connection if the server had dropped this one: nothing
+        was written yet, so only the transaction's first statement may be retried (a
+        server restart costs no refresh)."""
+        try:
+            self.execute("BEGIN")
+        except DatabaseError:
+            if self._raw is not None and not self._raw.closed:
+                raise
+            self.execute("BEGIN")
 
     def cursor(self) -> PlainCursor:
         return PlainCursor(self)
@@ -281,8 +293,8 @@ def problem(url: str, exc: Exception) -> DatabaseError:
     if len(lines) > 1 and detail.lower() == "connection refused":
         hint = lines[1].rstrip("?")
         detail = f"connection refused ({hint[:1].lower()}{hint[1:]}?)"
-    if password := _password(url):
-        detail = detail.replace(password, "***")
+    for secret in _secrets(url):
+        detail = detail.replace(secret, "***")
     return DatabaseError(f"{redact(url)}: {detail}")
 
 
@@ -301,14 +313,6 @@ def _probe(url: str) -> None:
 
 _pools: dict[str, ConnectionPool] = {}
 _pools_lock = threading.Lock()
-
-
-def _forget_pools() -> None:
-    """A forked child (the worker pool's fork server) must not use its parent's sockets."""
-    _pools.clear()
-
-
-os.register_at_fork(after_in_child=_forget_pools)
 
 
 def open_connection(url: str, *, read_only: bool = False) -> PgConnection:
@@ -354,7 +358,7 @@ def transaction(conn: PgConnection) -> Iterator[PgConnection]:
     """BEGIN ... COMMIT, rolled back on any error; READ COMMITTED, as PostgreSQL's default:
     the functions that must see one another's writes in order (claims, dedup links) take
     the row or advisory locks they need themselves."""
-    conn.execute("BEGIN")
+    conn.begin()
     conn.in_transaction = True
     try:
         yield conn
@@ -368,9 +372,3 @@ def transaction(conn: PgConnection) -> Iterator[PgConnection]:
     finally:
         conn.in_transaction = False
 
-
-def statements(script: str) -> Iterator[str]:
-    """A migration's statements (split on ``;`` at line ends: the scripts have no bodies)."""
-    for part in script.split(";\n"):
-        if part.strip():
-            yield part

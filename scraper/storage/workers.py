@@ -73,9 +73,11 @@ def list_workers(conn: Connection, now: datetime) -> list[Held]:
     for row in conn.execute("SELECT name, claimed_by FROM feeds WHERE claimed_by IS NOT NULL "
                             "AND claimed_until > ?", (iso(now),)):
         held.setdefault(row[1], []).append(row[0])
-    rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM workers ORDER BY name").fetchall()
+    rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM workers").fetchall()
+    # Sorted here: PostgreSQL's ORDER BY follows the database's collation, SQLite's the
+    # code points; both backends list the workers alike.
     return [Held(Worker(*(row[i] for i in range(len(_COLUMNS)))),
-                 sorted(held.get(row[0], []))) for row in rows]
+                 sorted(held.get(row[0], []))) for row in sorted(rows, key=lambda r: r[0])]
 
 
 def forget_workers(conn: Connection, before: datetime) -> int:
