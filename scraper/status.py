@@ -8,6 +8,7 @@ container must not be restarted for it; so with ``--db`` the config is optional.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -66,9 +67,20 @@ class Health:
 
 def daemon_health(conn: Connection, now: datetime,
                   max_age: float | None = None) -> Health:
-    """Is a daemon alive on this database?  Decided from ``meta`` alone."""
-    beat_keys = read_heartbeat(conn)
-    meta = beat_keys.get
+    """Is a daemon alive here?  This machine's daemon when one has a ``workers`` row
+    written from it (the freshest), else the last heartbeat any daemon wrote on this
+    database (``meta``).  Several daemons share a PostgreSQL database (``--scale
+    scraper=3``): each container's health check must follow its own daemon, not whichever
+    beat last (one replica's clean stop made every replica "stopped")."""
+    here = [held.worker for held in store.list_workers(conn, now)
+            if held.worker.kind == "daemon" and held.worker.host == socket.gethostname()]
+    if here:
+        mine = max(here, key=lambda worker: worker.heartbeat_at)
+        meta = {HEARTBEAT: mine.heartbeat_at, STATE: mine.state, PID: str(mine.pid),
+                HOST: mine.host, STARTED: mine.started_at,
+                HEARTBEAT_INTERVAL: f"{mine.heartbeat_interval:g}"}.get
+    else:
+        meta = read_heartbeat(conn).get
 
     beat = store.parse_iso(meta(HEARTBEAT))
     state = meta(STATE)

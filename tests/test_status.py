@@ -391,3 +391,25 @@ def test_a_once_run_leaves_a_stopped_worker_row(
         workers = app.status()["workers"]
     assert [(w["name"], w["kind"], w["state"], w["alive"], w["holds"]) for w in workers] == [
         (CLAIMANT, "once", "stopped", False, 0)]
+
+
+@pytest.mark.parametrize(("mine", "other", "expected"), [
+    ("running", "stopped", 0),  # another replica's clean stop: this one is still healthy
+    ("stopped", "running", 1),  # this machine's daemon stopped: another beating is not it
+])
+def test_check_follows_this_machines_daemon_where_it_has_one(
+        database: str, mine: str, other: str, expected: int,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Several daemons on one PostgreSQL database (``--scale scraper=3``): each container's
+    ``status --check`` answers for the daemon of its own host, whatever the others do."""
+    import socket
+
+    conn = store.connect(database)
+    store.put_worker(conn, worker(f"{socket.gethostname()}:7", "daemon", mine, 5))
+    store.put_worker(conn, worker("elsewhere:8", "daemon", other, 2))
+    conn.close()
+    beat(database, 2, other)  # the other daemon beat last: the database-wide heartbeat is its
+    assert run("status", "--check", "--db", database) == expected
+    line = capsys.readouterr().out
+    assert ("daemon healthy" if expected == 0 else "daemon UNHEALTHY") in line
+    assert "the daemon stopped" in line if expected else "heartbeat" in line
