@@ -183,7 +183,11 @@ class PgConnection:
         try:
             # 0 is "wait for ever" to PostgreSQL, "fail at once" to SQLite: at least 1 ms.
             raw.execute(f"SET lock_timeout = {max(1, busy_timeout_ms())}")
-            raw.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
+            # Ours unless the server or the database sets its own (an administrator's, or
+            # the crash test's few seconds): 0 is PostgreSQL's default, "never".
+            raw.execute("SELECT set_config('idle_in_transaction_session_timeout', "
+                        f"'{IDLE_IN_TRANSACTION_MS}', false) WHERE current_setting("
+                        "'idle_in_transaction_session_timeout') = '0'")
             raw.execute("SET default_transaction_read_only = "
                         f"{'on' if self.read_only else 'off'}")
         except psycopg.Error as exc:
@@ -324,7 +328,7 @@ def open_connection(url: str, *, read_only: bool = False) -> PgConnection:
         from psycopg_pool import ConnectionPool
     except ImportError:
         raise DatabaseError(f"{redact(url)}: PostgreSQL needs psycopg and psycopg-pool: "
-                            "pip install 'scraper[postgresql]'") from None
+                            "pip install -e '.[postgresql]' in scrape's folder") from None
     with _pools_lock:
         pool = _pools.get(url)
         if pool is None:
