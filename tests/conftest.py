@@ -74,7 +74,14 @@ def pg_server() -> Iterator[pgserver.PgServer]:
     Without PostgreSQL installed the tests that need it skip, saying so; where
     ``SCRAPE_REQUIRE_PG`` is set (CI) they fail instead: nothing is skipped silently."""
     if url := os.environ.get(pgserver.EXTERNAL_ENV, "").strip():
-        yield pgserver.PgServer.external(url)
+        external = pgserver.PgServer.external(url)
+        try:
+            yield external
+        finally:
+            from scraper.storage import pg
+
+            pg.close_pools()
+            external.drop_all()  # (that server stays: leave it as it was)
         return
     server = pgserver.PgServer.start()
     if server is None:
@@ -94,7 +101,8 @@ def pg_server() -> Iterator[pgserver.PgServer]:
 
 @pytest.fixture
 def pg_url(pg_server: pgserver.PgServer) -> Iterator[str]:
-    """A new PostgreSQL database holding this release's schema, for one test."""
+    """A new PostgreSQL database holding this release's schema, for one test; dropped
+    after it (a session's thousand databases would fill the disk of a long-lived server)."""
     from scraper.storage import pg
 
     url = pg_server.create_database()
@@ -102,6 +110,7 @@ def pg_url(pg_server: pgserver.PgServer) -> Iterator[str]:
         yield url
     finally:
         pg.close_pools()  # (each test's database would keep a connection open)
+        pg_server.drop_database(url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

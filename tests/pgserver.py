@@ -5,7 +5,8 @@ port of 127.0.0.1 with its data in a temporary folder (fsync off: it is thrown a
 system service is needed.  Each test gets its own database, copied from a template that
 holds the migrated schema (a copy takes milliseconds, a migration with pg_trgm's indexes
 much longer).  ``SCRAPE_TEST_PG`` names an existing server instead (a URL whose user may
-create databases).
+create databases); the databases a session makes there, its template too, are named after
+its process (two sessions on one server keep theirs) and dropped when they are done.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from pathlib import Path
 EXTERNAL_ENV = "SCRAPE_TEST_PG"
 #: Set by .ci/run: a missing PostgreSQL fails the run instead of skipping its tests.
 REQUIRE_ENV = "SCRAPE_REQUIRE_PG"
-TEMPLATE = "scrape_template"
+#: The migrated template's name, this session's own (another session may drop its own).
+TEMPLATE = f"scrape_template_{os.getpid()}"
 
 
 def binaries() -> Path | None:
@@ -53,6 +55,7 @@ class PgServer:
         self.bin_dir = bin_dir
         self._names = itertools.count(1)
         self._template_ready = False
+        self._created: set[str] = set()  # (what drop_all drops on SCRAPE_TEST_PG's server)
 
     @classmethod
     def external(cls, url: str) -> PgServer:
@@ -114,11 +117,21 @@ class PgServer:
             self._admin(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
         else:
             self._admin(f"CREATE DATABASE {name}")
+        self._created.add(name)
         return self.url(name)
 
     def drop_database(self, url: str) -> None:
         name = url.rsplit("/", 1)[1]
         self._admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        self._created.discard(name)
+
+    def drop_all(self) -> None:
+        """Drop what this session created and has not dropped yet, the template too."""
+        for name in sorted(self._created):
+            self.drop_database(self.url(name))
+        if self._template_ready:
+            self._admin(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+            self._template_ready = False
 
     def _ensure_template(self) -> None:
         if self._template_ready:

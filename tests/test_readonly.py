@@ -199,8 +199,25 @@ def test_a_write_command_says_it_cannot_write(setup: Setup) -> None:
 
 # -- PostgreSQL: a role that may only read ------------------------------------------------
 
+@pytest.fixture
+def reader_role(pg_url: str) -> Iterator[str]:
+    """A role name for pg_url's reader, dropped after the test (roles are the server's, not
+    a database's: SCRAPE_TEST_PG's server would keep one per run)."""
+    import psycopg
+
+    from scraper.storage import pg
+
+    role = f"reader_{pg_url.rsplit('/', 1)[1]}"
+    yield role
+    pg.close_pools()  # (its sessions end first)
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+            admin.execute(f"DROP OWNED BY {role}")  # (its grants in this database)
+            admin.execute(f"DROP ROLE {role}")
+
+
 def test_postgresql_read_commands_work_for_a_role_that_may_only_select(
-        tmp_path: Path, feed_server: FeedServer, pg_url: str,
+        tmp_path: Path, feed_server: FeedServer, pg_url: str, reader_role: str,
         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """PostgreSQL's counterpart of the read-only file: a role granted SELECT and nothing
     else (a reporting user).  status, dups and the exports work from its URL alone, the
@@ -217,7 +234,7 @@ def test_postgresql_read_commands_work_for_a_role_that_may_only_select(
         f"  - name: {n}\n    url: {feed_server.url(f'/{n}.xml')}\n" for n in ("a", "b")),
         encoding="utf-8")
     assert main(["--once", "--workers", "0", "--config", str(config), "--db", pg_url]) == 0
-    role = f"reader_{pg_url.rsplit('/', 1)[1]}"  # (roles are the server's, not a database's)
+    role = reader_role
     with psycopg.connect(pg_url, autocommit=True) as admin:
         admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'reads'")
         admin.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
