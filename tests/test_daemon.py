@@ -639,6 +639,11 @@ def claimed_now(db: Path) -> int:
         conn.close()
 
 
+# On PostgreSQL tests/test_pg_daemons.py and test_claim_due's side-by-side test cover this.
+SQLITE_ONLY = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+
+
+@SQLITE_ONLY
 @pytest.mark.slow
 def test_two_daemons_never_refresh_a_feed_twice_for_one_due_time(feed_server: FeedServer,
                                                                  tmp_path: Path,

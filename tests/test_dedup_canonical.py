@@ -53,6 +53,11 @@ def links(conn: Connection) -> dict[int, int | None]:
     return dict(conn.execute("SELECT id, duplicate_of FROM entries").fetchall())
 
 
+# SQLite only: choosing the root does not depend on the backend; the prune test runs on PostgreSQL.
+SQLITE_ONLY = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+
+
+@SQLITE_ONLY
 def test_the_article_takes_the_cluster_over_from_its_teaser(conn: Connection) -> None:
     teaser = add(conn, "teaser", ARTICLE.split("\n")[0][:60] + "……点击查看全文", 0, 0)
     article = add(conn, "article", ARTICLE, 1, 1)
@@ -67,6 +72,7 @@ def test_the_article_takes_the_cluster_over_from_its_teaser(conn: Connection) ->
     assert "more complete: the cluster moved to it" in cand["decision"]
 
 
+@SQLITE_ONLY
 def test_the_source_takes_the_cluster_over_from_reprints_fetched_first(
         conn: Connection) -> None:
     # Two reprints arrive first (published 3 and 4 hours after the source), then the source.
@@ -81,12 +87,14 @@ def test_the_source_takes_the_cluster_over_from_reprints_fetched_first(
     assert conn.execute("SELECT id, duplicate_of, dup_method FROM entries").fetchall() == before
 
 
+@SQLITE_ONLY
 def test_a_reprint_published_later_does_not_take_the_cluster(conn: Connection) -> None:
     source = add(conn, "source", ARTICLE, 0, 0)
     reprint = add(conn, "reprint", ARTICLE + "\n（来源：长城汽车）", 3, 3)  # a credit line
     assert links(conn) == {source: None, reprint: source}
 
 
+@SQLITE_ONLY
 def test_a_story_follows_its_cluster_to_a_new_root(conn: Connection) -> None:
     """A teaser in a story, then its article: the article takes the cluster over and is in
     the teaser's story too (a story belongs to clusters, whichever member is the root)."""

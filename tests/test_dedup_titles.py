@@ -58,6 +58,11 @@ def test_a_bare_item_links_by_a_title_only_one_story_carries(
     assert duplicate_of(conn, bare) == article
 
 
+# SQLite only: title decisions do not depend on the backend; the linking test runs on PostgreSQL.
+SQLITE_ONLY = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+
+
+@SQLITE_ONLY
 def test_a_bare_item_never_links_by_a_generic_title(conn: Connection) -> None:
     add(conn, "a", "早报", MARKETS, 0)
     add(conn, "b", "早报", WEATHER, 1)  # a second story under the same title
@@ -67,6 +72,7 @@ def test_a_bare_item_never_links_by_a_generic_title(conn: Connection) -> None:
     assert reasons and all("the title is generic (2 stories" in r for r in reasons), reasons
 
 
+@SQLITE_ONLY
 def test_similar_titles_over_disagreeing_texts_do_not_link(conn: Connection) -> None:
     # Two short items (under short_chars) under one title, about different things.
     first = add(conn, "a", "快讯：今日要闻", MARKETS[:80], 0)
@@ -80,6 +86,7 @@ def test_similar_titles_over_disagreeing_texts_do_not_link(conn: Connection) -> 
     assert duplicate_of(conn, third) == first
 
 
+@SQLITE_ONLY
 def test_a_bare_item_never_links_to_a_title_with_other_numbers(
         conn: Connection) -> None:
     """Daily template titles are similar (bigram Jaccard above the title threshold) and

@@ -80,6 +80,11 @@ def page_parts() -> tuple[list[str], list[str]]:
     return blocks, around
 
 
+# SQLite only: extraction happens before storage; the test above runs on PostgreSQL.
+SQLITE_ONLY = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+
+
+@SQLITE_ONLY
 def test_fulltext_page_from_a_fixture_stores_only_the_article_and_fetches_nothing_else(
         tmp_path: Path, database: str, feed_server: FeedServer) -> None:
     """Runs without ../shared: the generic extractor (trafilatura) on a whole news page."""

@@ -73,6 +73,11 @@ def test_other_documents_keep_their_reason() -> None:
     assert "HTML page" not in error_for(b"<notfeed><x>1</x></notfeed>")
 
 
+# SQLite only: a feed error is stored as any other, which the pipeline tests cover on PostgreSQL.
+SQLITE_ONLY = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+
+
+@SQLITE_ONLY
 def test_scrape_once_names_the_linked_feeds(tmp_path: Path, database: str,
                                             feed_server: FeedServer,
                                             capsys: pytest.CaptureFixture[str]) -> None:

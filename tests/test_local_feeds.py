@@ -46,6 +46,11 @@ ITEMS = [("本地源第一篇", "一条写在磁盘上的新闻。"), ("本地�
 OTHER = [("绝对路径的源", "用 file:// 地址读到的文章。")]
 
 
+# SQLite only: reading file: feeds does not depend on the backend (pipeline tests cover PG).
+SQLITE_ONLY = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+
+
+@SQLITE_ONLY
 def test_a_relative_path_and_a_file_url_are_read_from_disk(tmp_path: Path,
                                                            database: str) -> None:
     config_dir = tmp_path / "conf"
@@ -63,6 +68,7 @@ def test_a_relative_path_and_a_file_url_are_read_from_disk(tmp_path: Path,
     assert titles == {**{t: "rel" for t, _ in ITEMS}, **{t: "abs" for t, _ in OTHER}}
 
 
+@SQLITE_ONLY
 def test_an_unchanged_file_is_not_modified_and_a_changed_one_is_read_again(
         tmp_path: Path, database: str, capsys: pytest.CaptureFixture[str]) -> None:
     feed = tmp_path / "a.xml"
@@ -97,6 +103,7 @@ def test_an_unchanged_file_is_not_modified_and_a_changed_one_is_read_again(
     assert query(database, "SELECT COUNT(*) FROM entries") == [(len(ITEMS) + 1,)]
 
 
+@SQLITE_ONLY
 def test_a_missing_file_fails_its_feed_alone_with_one_line_naming_the_path(
         tmp_path: Path, database: str, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "a.xml").write_text(rss(ITEMS), "utf-8")
@@ -116,6 +123,7 @@ def test_a_missing_file_fails_its_feed_alone_with_one_line_naming_the_path(
     assert str(tmp_path / "feeds" / "gone.xml") in errors["gone"]
 
 
+@SQLITE_ONLY
 def test_a_file_over_the_body_cap_is_a_feed_error(
         tmp_path: Path, database: str, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "a.xml").write_text(rss(ITEMS), "utf-8")

@@ -52,6 +52,11 @@ def example(tmp_path: Path, database: str) -> Path:
     return copy / "offline.yaml"
 
 
+# SQLite only: tests/test_db_copy.py and tests/test_search.py cover these on PostgreSQL.
+SQLITE_ONLY = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+
+
+@SQLITE_ONLY
 def test_the_offline_example_stores_its_entries_and_links_the_reprint(example: Path) -> None:
     config = yaml.safe_load(example.read_text("utf-8"))
     expected = {f["name"]: titles_in(example.parent / f["url"]) for f in config["feeds"]}
@@ -94,6 +99,7 @@ def test_the_offline_example_stores_its_entries_and_links_the_reprint(example: P
     assert {f["status"] for f in json.loads(again.stdout)["feeds"]} == {"not-modified"}
 
 
+@SQLITE_ONLY
 def test_scrape_search_finds_the_example_entries(example: Path) -> None:
     """The README's offline tour ends with a search: a query of three characters (the
     trigram index) and one of two (the plain scan), each in one article."""

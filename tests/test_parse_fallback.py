@@ -128,6 +128,11 @@ def test_an_empty_document_feedparser_does_not_know_stays_an_empty_feed() -> Non
     assert feed.entries == [] and feed.problem is None
 
 
+# SQLite only: parsing happens before storage, which the pipeline tests cover on PostgreSQL.
+SQLITE_ONLY = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+
+
+@SQLITE_ONLY
 def test_rss090_is_stored_by_scrape_once(tmp_path: Path, database: str,
                                          feed_server: FeedServer) -> None:
     feed_server.serve("/ninety.rdf", RSS090.encode(), "application/rdf+xml")

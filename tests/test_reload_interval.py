@@ -100,6 +100,11 @@ def first_round(server: FeedServer, work: Path, database: str) -> None:
                    "the first fetch of every feed")
 
 
+# SQLite only: the reload logic does not depend on the backend (test_pg_daemons: daemons on PG).
+SQLITE_ONLY = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+
+
+@SQLITE_ONLY
 @pytest.mark.slow
 def test_a_shorter_interval_applies_at_once_after_a_reload(feed_server: FeedServer,
                                                            tmp_path: Path,

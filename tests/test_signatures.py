@@ -72,6 +72,11 @@ def exported(db: str, capsys: pytest.CaptureFixture[str]) -> dict[str, dict[str,
     return {row["title"]: row for row in rows}
 
 
+# SQLite only: cleaning happens before storage, linking is tests/test_dedup_*'s on PostgreSQL.
+SQLITE_ONLY = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+
+
+@SQLITE_ONLY
 def test_mydrivers_footer_goes_wherever_the_article_is_served_from(
         tmp_path: Path, database: str, feed_server: FeedServer,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -124,6 +129,7 @@ def test_a_generic_class_is_not_a_signature() -> None:
                                 "原文链接：某网", "标签：图书馆"]
 
 
+@SQLITE_ONLY
 def test_trimmed_reprint_keeping_its_source_footer_is_linked(
         tmp_path: Path, database: str, feed_server: FeedServer,
         capsys: pytest.CaptureFixture[str]) -> None:

@@ -210,6 +210,11 @@ def _add(conn: store.Connection, feed: str, link: str, title: str, text: str) ->
     return int(cur.fetchone()[0])
 
 
+# SQLite only: linking is tests/test_dedup_*'s on PostgreSQL; the scrape --once test runs there.
+SQLITE_ONLY = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+
+
+@SQLITE_ONLY
 def test_link_entries_links_the_reprints_and_not_the_same_topic(database: str) -> None:
     conn = store.connect(database)
     try:
