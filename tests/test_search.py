@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,26 @@ from scraper.cli import main
 from scraper.storage import schema
 
 
-@pytest.fixture
-def db(tmp_path: Path, feed_server: FeedServer, database: str) -> str:
-    """The articles stored on each backend in turn (a file path or a URL)."""
-    return stored.fill(tmp_path, feed_server, database=database)[1]
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The articles stored on each backend in turn (a file path or a URL), once per module:
+    the tests that take it only read (search never writes: see the last test)."""
+    folder = tmp_path_factory.mktemp("search")
+    url = None
+    if request.param == "postgresql":
+        pg_server = request.getfixturevalue("pg_server")
+        url = pg_server.create_database()
+    server = FeedServer().start()
+    try:
+        filled = stored.fill(folder, server, database=url)[1]
+    finally:
+        server.stop()
+    yield filled
+    if url is not None:
+        from scraper.storage import pg
+
+        pg.close_pools()
+        pg_server.drop_database(url)
 
 
 @pytest.fixture
