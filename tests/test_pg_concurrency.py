@@ -6,7 +6,8 @@ for one process: three processes over the same feeds would mostly skip one anoth
 server holds every feed's response until all the feeds have been asked for, so the three
 parse and write together.  Afterwards every entry is stored once, the reprint groups (and
 the stories) are those of one process storing the same feeds into SQLite, and no process
-failed.
+failed.  The database is new and empty: the three open it at once, so the first migrates
+it while the others wait for it (the schema is made once, and no process fails on it).
 
 The stories are the repository's fixtures (tests/fixtures: the library-robot reprints, the
 issue 19 article and its mirror, the two newsflash feeds) and stories made up here from a
@@ -24,16 +25,20 @@ import subprocess
 import sys
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 from typing import NamedTuple
 from xml.sax.saxutils import escape
 
+import pgserver
+import pytest
 import yaml
 from server import FeedServer, Request, Response
 
 from scraper import storage as store
+from scraper.storage import schema
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent
@@ -184,8 +189,22 @@ def stored(db: str) -> Stored:
                   [(i, d) for i, d in linked.items() if d is not None and linked.get(d)])
 
 
+@pytest.fixture
+def fresh_url(pg_server: pgserver.PgServer) -> Iterator[str]:
+    """A new database without the schema: the three processes make it themselves."""
+    from scraper.storage import pg
+
+    url = pg_server.create_database(migrated=False)
+    try:
+        yield url
+    finally:
+        pg.close_pools()
+        pg_server.drop_database(url)
+
+
 def test_three_processes_at_once_store_each_entry_once_and_link_as_sqlite(
-        tmp_path: Path, pg_url: str, feed_server: FeedServer) -> None:
+        tmp_path: Path, fresh_url: str, feed_server: FeedServer) -> None:
+    pg_url = fresh_url
     docs, carried = made_up_feeds()
     served = served_items()
 
@@ -223,6 +242,13 @@ def test_three_processes_at_once_store_each_entry_once_and_link_as_sqlite(
         assert "deadlock" not in log.lower() and "error" not in log.lower(), log
     assert not barrier.broken  # all the feeds were asked for: the three ran at once
 
+    # the schema was made once, by one of them (the others waited for its migration)
+    conn = store.open_existing(pg_url)
+    try:
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [
+            (len(schema.MIGRATIONS),)]
+    finally:
+        conn.close()
     got = stored(pg_url)
     assert sum(got.counts.values()) == served and set(got.counts.values()) == {1}
     assert not got.chained  # duplicate_of names a root, whatever order the roots moved in
