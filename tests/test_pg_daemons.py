@@ -11,6 +11,9 @@ refresh in flight never ends.  ``SCRAPE_CLAIM_LEASE`` shortens the claims to sec
 database ends a transaction left idle by the frozen process after a few seconds
 (``idle_in_transaction_session_timeout``), as a production server should, so its locks
 (claim_due's advisory lock among them) do not stall the survivor.
+
+No step waits on a clock but the lease: the server holds every feed's first request until
+the test has seen both daemons hold claims and frozen one of them, then releases them all.
 """
 
 from __future__ import annotations
@@ -29,28 +32,35 @@ from test_daemon import EXIT_DEADLINE, running_daemon, scrape, wait_for
 
 from scraper import storage as store
 
-#: Seconds each feed takes to answer: the frozen daemon is caught with its refreshes in
-#: flight, and the survivor's own refreshes end well inside the lease.
-DELAY = 4.0
-#: The claims' lease (SCRAPE_CLAIM_LEASE), longer than a refresh here takes.
-LEASE = 9
+#: The claims' lease (SCRAPE_CLAIM_LEASE): the one timed part of the test.  Everything
+#: between the daemons' first claims and the release of their requests (finding both
+#: holders, freezing one, ``scrape status``, the survivor storing its feeds) must fit in it,
+#: with room for a loaded two-core machine; the takeover waits for it once.
+LEASE = 30
+#: The longest a held request waits for the test to release it (a failed test must not
+#: leave the server's threads waiting for ever).
+HOLD_LIMIT = 300.0
 FEEDS = [f"f{i}" for i in range(8)]
 
 
-class Slow:
-    """A static feed that answers after ``DELAY`` seconds and notes when each request came."""
+class Held:
+    """A static feed whose first request waits for ``release`` (the test's, not a clock's),
+    noting when each request came; later requests (the takeover) are answered at once."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, release: threading.Event) -> None:
         self.links = [post_link(p, f"https://{name}.example") for p in seed_posts()[:4]]
         self.body = rss_feed(name, [rss_item(p, link) for p, link in
                                     zip(seed_posts()[:4], self.links, strict=True)])
+        self.release = release
         self.times: list[float] = []
         self.lock = threading.Lock()
 
     def __call__(self, _req: Request) -> Response:
         with self.lock:
             self.times.append(time.time())
-        time.sleep(DELAY)
+            first = len(self.times) == 1
+        if first:
+            self.release.wait(HOLD_LIMIT)
         return Response(body=self.body, headers={"Content-Type": "application/rss+xml"})
 
 
@@ -70,11 +80,13 @@ def test_a_daemon_lost_mid_refresh_hands_its_feeds_over_when_the_claims_expire(
     conn.execute(f"ALTER DATABASE {pg_url.rsplit('/', 1)[1]} "
                  "SET idle_in_transaction_session_timeout = '3s'")
     conn.close()
-    feeds = {name: Slow(name) for name in FEEDS}
+    release = threading.Event()
+    feeds = {name: Held(name, release) for name in FEEDS}
     for name, handler in feeds.items():
         feed_server.route(f"/{name}.xml", handler)
-    # Four at a time each: the first daemon to ask takes four, the other the rest.  Every
-    # feed is due once (an hour's interval): a second refresh is a takeover, or a bug.
+    # Four at a time each, and every first request held: the first daemon to ask takes four
+    # and can take no more, so the other takes the rest.  Every feed is due once (an hour's
+    # interval): a second refresh is a takeover, or a bug.
     lines = ["fetch:", "  concurrency: 4", "  per_host: 16", "  retries: 0", "feeds:"]
     for name in FEEDS:
         lines += [f"  - name: {name}", f"    url: {feed_server.url(f'/{name}.xml')}",
@@ -91,7 +103,7 @@ def test_a_daemon_lost_mid_refresh_hands_its_feeds_over_when_the_claims_expire(
             held = claims(pg_url)
             return len(held) == len(FEEDS) and all(h.times for h in feeds.values())
 
-        wait_for(all_in_flight, 30, "every feed claimed and requested", one.proc,
+        wait_for(all_in_flight, 120, "every feed claimed and requested", one.proc,
                  one.log_path)
         holders = {holder for holder, _ in held.values()}
         assert len(holders) == 2, held  # the work was shared
@@ -100,7 +112,8 @@ def test_a_daemon_lost_mid_refresh_hands_its_feeds_over_when_the_claims_expire(
         survivor = two if lost is one else one
         taken = {name for name, (holder, _) in held.items() if holder == lost_name}
         expiry = {name: store.parse_iso(held[name][1]) for name in taken}
-        os.killpg(lost.proc.pid, signal.SIGSTOP)  # its refreshes are in flight (DELAY)
+        os.killpg(lost.proc.pid, signal.SIGSTOP)  # its refreshes are in flight (held)
+        release.set()  # the survivor's refreshes end; the frozen one's never read theirs
 
         # While frozen, status lists both workers, and the feeds the frozen one holds.
         status = scrape("status", "--json", "--db", pg_url, cwd=tmp_path)
@@ -110,7 +123,7 @@ def test_a_daemon_lost_mid_refresh_hands_its_feeds_over_when_the_claims_expire(
         assert workers[lost_name]["alive"] and workers[lost_name]["kind"] == "daemon"
         assert set(workers[lost_name]["feeds"]) == taken
 
-        wait_for(lambda: all(len(feeds[n].times) >= 2 for n in taken), 60,
+        wait_for(lambda: all(len(feeds[n].times) >= 2 for n in taken), LEASE + 120,
                  "the survivor refreshing the frozen daemon's feeds", survivor.proc,
                  survivor.log_path)
         # Not before their claims expired: the frozen process still exists.
@@ -119,7 +132,7 @@ def test_a_daemon_lost_mid_refresh_hands_its_feeds_over_when_the_claims_expire(
                 name], name
         os.killpg(lost.proc.pid, signal.SIGKILL)  # its refreshes never end
         lost.proc.wait(timeout=10)
-        wait_for(lambda: not claims(pg_url), 30, "the survivor's refreshes done",
+        wait_for(lambda: not claims(pg_url), 120, "the survivor's refreshes done",
                  survivor.proc, survivor.log_path)
         survivor.proc.send_signal(signal.SIGTERM)
         assert survivor.proc.wait(timeout=EXIT_DEADLINE) == 0, survivor.log_text()[-3000:]
