@@ -8,13 +8,20 @@ Where the time goes decides the shape:
 - entries the database already has with the same raw hash are not normalized again, and a
   200 of the document last stored (its hash kept in the feed's row) is not parsed at all, so
   a warm run over unchanged feeds costs a conditional GET, or a hash, per feed;
-- each feed's writes are one transaction, on the event loop's thread (one writer), so a crash
-  loses at most the refresh in flight and a re-run finishes it without duplicate rows.
+- each feed's writes of entries are one transaction, on the database thread (one writer), so
+  a crash loses at most the refreshes in flight and a re-run finishes them without duplicate
+  rows;
+- the outcome of a poll that stores nothing (a 304, a 200 of the stored document) is written
+  behind, many per transaction (``Refresher.flush``): one commit per poll was most of a warm
+  poll's database cost.  A crash loses the outcomes not yet written: those feeds stay claimed
+  until the claim expires or its process is seen dead, and are polled again (no entry rows,
+  so no duplicates).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import logging
@@ -59,6 +66,12 @@ LEASE_ENV = "SCRAPE_CLAIM_LEASE"
 #: A worker row silent this long is deleted (``storage.forget_workers``): ``status`` shows
 #: a stopped or killed worker for a day.
 FORGET_WORKERS_AFTER = timedelta(days=1)
+
+#: Outcomes written behind (``Refresher.flush``) wait at most this many seconds, or until this
+#: many wait: a 304's claim is held that much longer, and a ``kill -9`` loses at most that
+#: many polls (they are done again, as the refreshes in flight are).
+FLUSH_AFTER = 0.1
+FLUSH_AT = 64
 
 
 @dataclass
@@ -140,6 +153,11 @@ class Refresher:
         self.executor = executor
         self.make_executor = make_executor
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scraper-db")
+        #: Outcomes handed over and not yet written: appended on the loop's thread, taken on
+        #: the database thread (a deque: both ends are atomic).
+        self._outcomes: collections.deque[tuple[str, decide.FeedWrite]] = collections.deque()
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._flush_queued = False
         self._starting = asyncio.Lock()  # one pool started, however many feeds need it at once
         self.rng = rng or random.Random()
         self.clock = clock
@@ -157,17 +175,66 @@ class Refresher:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def db(self, fn: Callable[..., T], *args: object) -> T:
-        """Run ``fn`` on the database thread.
+        """Run ``fn`` on the database thread, after writing the outcomes handed over so far:
+        what it reads (the daemon's claim of due feeds, above all) sees every refresh that
+        has returned.
 
         All reads and writes of ``conn`` go through one thread, one call at a time: the
         transactions never interleave, and dedup's work (milliseconds per entry against a
         large index) never stalls the event loop, where it would eat into other feeds'
         fetch deadlines (measured: 37 of 200 bench feeds timed out when it ran on the loop).
         """
+        return await self._call(self._flushed, fn, *args)
+
+    def _flushed(self, fn: Callable[..., T], *args: object) -> T:
+        self.flush()
+        return fn(*args)
+
+    async def _call(self, fn: Callable[..., T], *args: object) -> T:
+        """Run ``fn`` on the database thread without writing the outcomes first: a refresh's
+        own calls about its feed, which no pending outcome concerns (the feed is claimed)."""
         return await asyncio.get_running_loop().run_in_executor(self._db_thread, fn, *args)
 
+    def _hand_over(self, name: str, write: decide.FeedWrite) -> None:
+        """Queue an outcome that stores no entries, to be written by ``flush`` on the
+        database thread within ``FLUSH_AFTER`` seconds, or at once when ``FLUSH_AT`` wait."""
+        self._outcomes.append((name, write))
+        if len(self._outcomes) >= FLUSH_AT:
+            self._flush_soon()
+        elif self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(FLUSH_AFTER,
+                                                                      self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        if not self._flush_queued:
+            self._flush_queued = True
+            self._db_thread.submit(self.flush)
+
+    def flush(self) -> None:
+        """Write the outcomes handed over (``_hand_over``) in one transaction, on the
+        database thread (or inline once it is gone).  A failure is logged, not raised: those
+        feeds stay claimed by this process, which takes them again at its next claim
+        (another process once the claim expires), as after a crash."""
+        self._flush_queued = False
+        writes = [self._outcomes.popleft() for _ in range(len(self._outcomes))]
+        if not writes:
+            return
+        try:
+            store.record_outcomes(self.conn, writes, CLAIMANT)
+        except Exception as exc:  # noqa: BLE001  (no caller to raise to; see above)
+            log.warning("%d polls' outcomes not stored (the feeds are polled again): %s",
+                        len(writes), exc)
+
     def close(self) -> None:
+        """Stop the database thread, then write the outcomes still waiting (inline)."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         self._db_thread.shutdown(wait=True)
+        self.flush()
         close_executor(self.executor, abandoned=False)
         self.executor = None
 
@@ -201,7 +268,7 @@ class Refresher:
         # may take it again at once.
         if not claimed:
             try:
-                taken = await self.db(self._claim, feed)
+                taken = await self._call(self._claim, feed)
             except store.DatabaseError as exc:
                 result.status, result.error = "error", f"not stored: {exc}"
                 return result
@@ -218,11 +285,11 @@ class Refresher:
         except Exception as exc:  # one feed's bug must not stop the others
             log.exception("%s: unexpected failure", feed.name)
             result.status, result.error = "error", f"internal error: {type(exc).__name__}: {exc}"
-            await self.db(self._write, feed, result, decide.Attempt(error=result.error))
+            await self._call(self._write, feed, result, decide.Attempt(error=result.error))
         finally:
             if result.next_due_at is None and not locked:
                 # no outcome recorded (recording releases it)
-                await self.db(store.release_claim, self.conn, feed.name, CLAIMANT)
+                await self._call(store.release_claim, self.conn, feed.name, CLAIMANT)
         result.seconds = time.perf_counter() - started
         return result
 
@@ -233,7 +300,7 @@ class Refresher:
                                 until=until, is_dead=claim_is_dead)
 
     async def _refresh(self, feed: FeedConfig, result: FeedResult) -> None:
-        state = await self.db(store.feed_state, self.conn, feed.name)
+        state = await self._call(store.feed_state, self.conn, feed.name)
         if local.is_local(feed.url):  # from the user's config only; see net/local.py
             fetched = await local.fetch_local(feed.url, etag=state.get("etag"),
                                               max_bytes=self.fetcher.settings.max_bytes)
@@ -248,7 +315,7 @@ class Refresher:
             # Who refused, when we know (an RSSHub instance, a Cloudflare challenge).
             error = fetched.refusal(self.config.rsshub_base) or fetched.error
             result.status, result.error = "error", error
-            await self.db(self._write, feed, result, _failed(attempt, error))
+            await self._call(self._write, feed, result, _failed(attempt, error))
             return
         body_hash = (None if fetched.body is None
                      else document_hash(fetched.body, fetched.headers, fetched.url))
@@ -256,7 +323,7 @@ class Refresher:
             # The same document as the last one stored (a server without validators, or
             # whose ETag changes with nothing else): a 304 in all but name, no worker.
             result.status = "not-modified"
-            await self.db(self._write, feed, result, replace(attempt, not_modified=True))
+            await self._unchanged(feed, result, replace(attempt, not_modified=True), state)
             return
         attempt = replace(attempt, body_hash=body_hash)
         # Imported at the first document to parse, not with this module: a run of 304s and
@@ -271,7 +338,7 @@ class Refresher:
             # A 200 that is not a feed may be a refusal too (rsshub.app's notice is text/plain).
             error = fetched.refusal(self.config.rsshub_base) or str(exc)
             result.status, result.error = "error", error
-            await self.db(self._write, feed, result, _failed(attempt, error))
+            await self._call(self._write, feed, result, _failed(attempt, error))
             return
         assert isinstance(scan, prepare.FeedScan)
         attempt = replace(attempt, ttl=scan.ttl)
@@ -279,16 +346,16 @@ class Refresher:
             result.warning = f"malformed feed, entries kept: {scan.problem}"
             log.warning("%s: %s", feed.name, result.warning)
         keys = [key for key, _ in scan.identities]
-        known = await self.db(store.known_hashes, self.conn, feed.name, keys)
+        known = await self._call(store.known_hashes, self.conn, feed.name, keys)
         if all(known.get(key) == raw for key, raw in scan.identities):
-            await self.db(self._write, feed, result, attempt, [], known, len(keys))
+            await self._unchanged(feed, result, attempt, state, len(keys))
             return
         prepared = await self._cpu(prepare.prepare_feed, fetched.body, fetched.headers, fetched.url,
                                    feed, self.config.sites, self.config.dedup, known)
         assert isinstance(prepared, prepare.PreparedFeed)
         if feed.fulltext:
             await self._fulltext(feed, prepared.entries, known)
-        await self.db(self._write, feed, result, attempt, prepared.entries, known,
+        await self._call(self._write, feed, result, attempt, prepared.entries, known,
                       prepared.unchanged)
 
     async def _fulltext(self, feed: FeedConfig, entries: list[prepare.Prepared],
@@ -312,23 +379,42 @@ class Refresher:
 
         await asyncio.gather(*(one(i, e) for i, e in enumerate(entries)))
 
-    def _write(self, feed: FeedConfig, result: FeedResult, attempt: decide.Attempt,
-               entries: list[prepare.Prepared] | None = None,
-               known: Mapping[str, str] | None = None, unchanged: int = 0) -> None:
-        """Decide, then apply the plan (on the database thread: one transaction)."""
-        now = self.clock()
-        state = store.feed_state(self.conn, feed.name)
+    async def _unchanged(self, feed: FeedConfig, result: FeedResult, attempt: decide.Attempt,
+                         state: dict, unchanged: int = 0) -> None:
+        """A poll that stores nothing: decide here (from the row read at its start, which the
+        claim kept as it was) and hand the outcome to ``flush``."""
+        recent = []
+        if feed.adaptive:
+            recent = await self._call(self._recent, feed, self.clock())
+        plan = self._decide(feed, state, attempt, recent, unchanged=unchanged)
+        self._hand_over(feed.name, plan.feed)
+        result.unchanged, result.next_due_at = plan.unchanged, plan.feed.next_due_at
+
+    def _recent(self, feed: FeedConfig, now: datetime) -> list[datetime | None]:
+        since = now - timedelta(seconds=schedule.ADAPTIVE_WINDOW)
+        return store.recent_dates(self.conn, feed.name, since)
+
+    def _decide(self, feed: FeedConfig, state: dict, attempt: decide.Attempt,
+                recent: list[datetime | None], entries: list[prepare.Prepared] | None = None,
+                known: Mapping[str, str] | None = None, unchanged: int = 0) -> decide.Plan:
         facts = decide.FeedFacts(url=feed.url, interval=feed.interval, adaptive=feed.adaptive,
                                  error_count=int(state.get("error_count") or 0),
                                  entry_count=int(state.get("entry_count") or 0),
                                  ttl=state.get("ttl"), cache_max_age=state.get("cache_max_age"))
+        return decide.decide(self.clock(), facts, attempt, self.rng,
+                             entries=[p.data() for p in entries or []], known=known,
+                             unchanged=unchanged, recent=recent)
+
+    def _write(self, feed: FeedConfig, result: FeedResult, attempt: decide.Attempt,
+               entries: list[prepare.Prepared] | None = None,
+               known: Mapping[str, str] | None = None, unchanged: int = 0) -> None:
+        """Decide, then apply the plan (on the database thread: one transaction)."""
+        state = store.feed_state(self.conn, feed.name)
         recent: list[datetime | None] = []
         if feed.adaptive and attempt.error is None:
-            since = now - timedelta(seconds=schedule.ADAPTIVE_WINDOW)
-            recent = store.recent_dates(self.conn, feed.name, since)
+            recent = self._recent(feed, self.clock())
         items = entries or []
-        plan = decide.decide(now, facts, attempt, self.rng, entries=[p.data() for p in items],
-                             known=known, unchanged=unchanged, recent=recent)
+        plan = self._decide(feed, state, attempt, recent, items, known, unchanged)
         prints = {p.key: p.fingerprint for p in items if p.fingerprint is not None}
         touched = [e.key for e in (*plan.new, *plan.updated)]
 

@@ -29,6 +29,7 @@ from scraper.storage.feeds import (
     claim_feed,
     feed_state,
     forget_validators,
+    record_outcomes,
     release_claim,
     release_claims,
     sync_feeds,
@@ -50,8 +51,8 @@ __all__ = ["CACHE_KIB", "MIGRATIONS", "Claimed", "Connection", "DatabaseError", 
            "NoDatabase", "apply_plan", "bring_forward", "claim_due", "claim_feed", "connect",
            "database_path", "feed_state", "forget_validators", "iso", "known_hashes",
            "open_existing", "parse_iso", "read_heartbeat", "recent_dates", "release_claim",
-           "release_claims", "schema_version", "set_meta", "sync_feeds", "transaction",
-           "utcnow", "writable", "write_heartbeat"]
+           "release_claims", "record_outcomes", "schema_version", "set_meta", "sync_feeds",
+           "transaction", "utcnow", "writable", "write_heartbeat"]
 __all__ += ["is_pg", "is_url"]
 __all__ += ["entry_detail", "list_entries", "search_entries"]
 __all__ += ["Held", "Worker", "forget_workers", "list_workers", "put_worker", "stop_worker"]

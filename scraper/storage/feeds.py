@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -235,6 +235,28 @@ def record_outcome(conn: Connection, name: str, write: FeedWrite,
              name, name))
     conn.execute("UPDATE feeds SET claimed_by = NULL, claimed_until = NULL "
                  "WHERE name = ? AND claimed_by = ?", (name, claimant))
+
+
+def record_outcomes(conn: Connection, writes: Sequence[tuple[str, FeedWrite]],
+                    claimant: str) -> None:
+    """Write many successful refreshes' outcomes that stored no entries (a 304, a 200 of the
+    stored document) and release their claims, in one transaction: what
+    :func:`record_outcome` writes, less the entry count, which such a refresh cannot change.
+    One commit for many polls instead of one each (``refresh.Refresher`` hands them over)."""
+    if not writes:
+        return
+    with transaction(conn):
+        conn.executemany(
+            "UPDATE feeds SET url = ?, etag = COALESCE(?, etag), "
+            "last_modified = COALESCE(?, last_modified), last_fetch_at = ?, "
+            "last_success_at = ?, last_status = ?, error_count = 0, next_due_at = ?, "
+            "retry_after_at = NULL, cache_max_age = ?, ttl = ?, "
+            "body_hash = COALESCE(?, body_hash), claimed_by = CASE WHEN claimed_by = ? "
+            "THEN NULL ELSE claimed_by END, claimed_until = CASE WHEN claimed_by = ? "
+            "THEN NULL ELSE claimed_until END WHERE name = ?",
+            [(w.url, w.etag, w.last_modified, iso(w.fetched_at), iso(w.fetched_at), w.status,
+              iso(w.next_due_at), w.cache_max_age, w.ttl, w.body_hash, claimant, claimant,
+              name) for name, w in writes])
 
 
 def forget_validators(conn: Connection, names: Iterable[str]) -> None:

@@ -1,0 +1,140 @@
+"""Issue 18, batched writes: the outcome of a poll that stores nothing (a 304, a 200 of the
+stored document) is written behind, many per transaction.  What must hold: every such
+outcome is in the feed's row once ``--once`` has returned or the daemon has stopped (status,
+next due time, claim released), on both backends."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dbread
+from server import FeedServer, Request, Response
+from test_daemon import EXIT_DEADLINE, feeds_yaml, running_daemon, wait_for
+
+from scraper.cli import main
+
+#: More than one batch (``refresh.FLUSH_AT`` is 64): a full batch, and the rest at the end.
+FEEDS = 100
+
+
+def rss(n: int) -> bytes:
+    return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+            f"<title>feed {n}</title><item><title>entry of feed {n}</title>"
+            f"<link>https://example.org/{n}/1</link><guid>{n}-1</guid>"
+            f"<description>the one entry of feed number {n}</description></item>"
+            f"</channel></rss>").encode()
+
+
+def serve(server: FeedServer, count: int) -> dict[str, str]:
+    feeds = {}
+    for n in range(count):
+        server.serve(f"/f{n}.xml", rss(n))
+        feeds[f"f{n}"] = server.url(f"/f{n}.xml")
+    return feeds
+
+
+def stored_second(text: str | None) -> str | None:
+    """A time as the feeds table holds it (ISO 8601, whole seconds, UTC, ``Z``)."""
+    if text is None:
+        return None
+    return datetime.fromisoformat(text).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_once_records_every_304_outcome(tmp_path: Path, database: str,
+                                        feed_server: FeedServer, capsys) -> None:
+    feeds = serve(feed_server, FEEDS)
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_text(feeds_yaml(feeds, interval="10m"), encoding="utf-8")
+    args = ["--once", "--json", "--config", str(cfg), "--db", database]
+    assert main(args) == 0
+    capsys.readouterr()
+    first = dict(dbread.rows(database, "SELECT name, last_fetch_at FROM feeds"))
+
+    assert main(args) == 0  # every answer a 304 now
+    summary = json.loads(capsys.readouterr().out)
+    assert {f["status"] for f in summary["feeds"]} == {"not-modified"}
+    assert summary["totals"]["unchanged"] == FEEDS  # one stored entry each
+    said = {f["feed"]: stored_second(f["next_due_at"]) for f in summary["feeds"]}
+    rows = {r[0]: r[1:] for r in dbread.rows(
+        database, "SELECT name, last_status, next_due_at, claimed_by, claimed_until, "
+                  "last_fetch_at, error_count, entry_count FROM feeds")}
+    assert sorted(rows) == sorted(feeds)
+    for name, (status, due, by, until, fetched, errors, entries) in rows.items():
+        assert (status, by, until, errors, entries) == (304, None, None, 0, 1), name
+        assert due == said[name] and due > fetched, name
+        assert fetched >= first[name], name
+    assert len(feed_server.requests_to("/f0.xml")) == 2
+
+
+def test_a_200_of_the_stored_document_is_recorded_too(tmp_path: Path, database: str,
+                                                      feed_server: FeedServer, capsys) -> None:
+    feed_server.route("/same.xml", Response(body=rss(7), etag=False))  # always a 200
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_text(feeds_yaml({"same": feed_server.url("/same.xml")}, interval="10m"),
+                   encoding="utf-8")
+    args = ["--once", "--json", "--config", str(cfg), "--db", database]
+    assert main(args) == 0
+    capsys.readouterr()
+    dbread.rows(database, "UPDATE feeds SET last_status = 0, next_due_at = NULL")
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["feeds"][0]["status"] == "not-modified"
+    row = dbread.rows(database, "SELECT last_status, next_due_at, claimed_by FROM feeds "
+                                "WHERE name = 'same'")[0]
+    assert row == (200, stored_second(summary["feeds"][0]["next_due_at"]), None)
+
+
+class Slow:
+    """A feed that answers (a 304 once its ETag is known) after ``seconds``; ``busy`` counts
+    the requests being answered now, across all of them."""
+
+    busy = 0
+    lock = threading.Lock()
+
+    def __init__(self, body: bytes, seconds: float) -> None:
+        self.body, self.seconds = body, seconds
+
+    def __call__(self, _req: Request) -> Response:
+        with Slow.lock:
+            Slow.busy += 1
+        try:
+            time.sleep(self.seconds)
+        finally:
+            with Slow.lock:
+                Slow.busy -= 1
+        return Response(body=self.body)
+
+
+def test_the_daemon_writes_the_waiting_outcomes_when_stopped(
+        tmp_path: Path, database: str, feed_server: FeedServer) -> None:
+    feeds = {}
+    for n in range(30):
+        feed_server.route(f"/s{n}.xml", Slow(rss(n), 0.3))
+        feeds[f"s{n}"] = feed_server.url(f"/s{n}.xml")
+    text = feeds_yaml(feeds, interval="1s")
+    with running_daemon(tmp_path, text, db=database) as d:
+        def polled_304() -> int:
+            return sum(1 for e in d.events()
+                       if e.get("event") == "refresh" and e.get("http_status") == 304)
+
+        wait_for(lambda: polled_304() >= 2 * len(feeds), 60, "two rounds of 304s", d.proc,
+                 d.log_path)
+        # Stopped while polls are in flight: they end during the stop, their outcomes
+        # handed over just before the database thread closes.
+        wait_for(lambda: Slow.busy > 0, 30, "a poll in flight", d.proc, d.log_path)
+        d.proc.send_signal(signal.SIGTERM)
+        assert d.proc.wait(timeout=EXIT_DEADLINE) == 0
+        last: dict[str, dict] = {}
+        for event in d.events():
+            if event.get("event") == "refresh":
+                last[event["feed"]] = event
+    rows = {r[0]: r[1:] for r in dbread.rows(
+        database, "SELECT name, next_due_at, claimed_by, last_status FROM feeds")}
+    assert sorted(last) == sorted(feeds)
+    for name, event in last.items():
+        assert rows[name] == (event["next_due_at"], None, event["http_status"]), name
