@@ -249,7 +249,8 @@ class Daemon:
             pool.close_executor(refresher.executor, abandoned=bool(abandoned))
             refresher.executor = None
             # Waits for the database thread's current call: a transaction that a cancelled
-            # refresh had started still commits (or rolls back) before the connection closes.
+            # refresh had started still commits (or rolls back) before the connection closes;
+            # then writes the polls' outcomes still waiting (``Refresher.flush``).
             refresher.close()
         self._beat("stopped")  # inline: the database thread is gone, nothing else writes
         log.info("daemon stopped (%d refreshes done, %d abandoned)", self.refreshes,
