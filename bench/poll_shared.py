@@ -33,7 +33,8 @@ from poll import Nginx, build_feeds, scrape_command, tree_cpu, write_config  # n
 
 
 def server_cpu() -> float:
-    """CPU seconds of the ``postgres`` processes on this machine (0 for a remote server):
+    """CPU seconds of the ``postgres`` processes on this machine (0 for a remote server; run
+    it where no other PostgreSQL server works, whose time would count too):
     the live ones', and the postmaster's reaped children's (a backend that exits leaves /proc,
     and its time moves to its parent's cutime and cstime)."""
     stats = {}
