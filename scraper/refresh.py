@@ -215,9 +215,10 @@ class Refresher:
 
     def flush(self) -> None:
         """Write the outcomes handed over (``_hand_over``) in one transaction, on the
-        database thread (or inline once it is gone).  A failure is logged, not raised: those
-        feeds stay claimed by this process, which takes them again at its next claim
-        (another process once the claim expires), as after a crash."""
+        database thread (or inline once it is gone).  A failure is logged, not raised (no
+        caller waits for it), and the outcomes go back to the front of the queue for the next
+        flush: dropped, their feeds would stay claimed by this process with their old due
+        times, and be polled again at once."""
         self._flush_queued = False
         writes = [self._outcomes.popleft() for _ in range(len(self._outcomes))]
         if not writes:
@@ -225,8 +226,9 @@ class Refresher:
         try:
             store.record_outcomes(self.conn, writes, CLAIMANT)
         except Exception as exc:  # noqa: BLE001  (no caller to raise to; see above)
-            log.warning("%d polls' outcomes not stored (the feeds are polled again): %s",
-                        len(writes), exc)
+            self._outcomes.extendleft(reversed(writes))
+            log.warning("%d polls' outcomes not stored yet (tried again at the next write): "
+                        "%s", len(writes), exc)
 
     def close(self) -> None:
         """Stop the database thread, then write the outcomes still waiting (inline)."""

@@ -138,3 +138,35 @@ def test_the_daemon_writes_the_waiting_outcomes_when_stopped(
     assert sorted(last) == sorted(feeds)
     for name, event in last.items():
         assert rows[name] == (event["next_due_at"], None, event["http_status"]), name
+
+
+def test_an_outcome_that_outlived_its_claim_does_not_overwrite_a_newer_one(
+        database: str) -> None:
+    """A's claim expired while its outcome waited; B took the feed and recorded its own.
+    A's late batch must not put its older ETag and due time back (it writes only rows it
+    still holds); B's own batch does write."""
+    from datetime import timedelta
+
+    from scraper import storage as store
+    from scraper.core.decide import FeedWrite
+
+    conn = store.connect(database)
+    store.sync_feeds(conn, [("f", "http://127.0.0.1:9/f.xml")])
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+
+    def write(etag: str, minutes: int) -> FeedWrite:
+        return FeedWrite(ok=True, url="http://127.0.0.1:9/f.xml", fetched_at=now,
+                         status=304, next_due_at=now + timedelta(minutes=minutes),
+                         error_count=0, etag=etag)
+
+    with store.transaction(conn):
+        conn.execute("UPDATE feeds SET claimed_by = 'b:2', claimed_until = ? WHERE name = 'f'",
+                     (store.iso(now + timedelta(minutes=5)),))
+    store.record_outcomes(conn, [("f", write("old-from-a", 1))], "a:1")
+    assert store.feed_state(conn, "f")["etag"] is None  # A holds it no more: not written
+    assert store.feed_state(conn, "f")["claimed_by"] == "b:2"
+    store.record_outcomes(conn, [("f", write("new-from-b", 30))], "b:2")
+    row = store.feed_state(conn, "f")
+    conn.close()
+    assert row["etag"] == "new-from-b" and row["claimed_by"] is None
+    assert row["next_due_at"] == store.iso(now + timedelta(minutes=30))

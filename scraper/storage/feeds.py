@@ -242,7 +242,13 @@ def record_outcomes(conn: Connection, writes: Sequence[tuple[str, FeedWrite]],
     """Write many successful refreshes' outcomes that stored no entries (a 304, a 200 of the
     stored document) and release their claims, in one transaction: what
     :func:`record_outcome` writes, less the entry count, which such a refresh cannot change.
-    One commit for many polls instead of one each (``refresh.Refresher`` hands them over)."""
+    One commit for many polls instead of one each (``refresh.Refresher`` hands them over).
+
+    Only rows ``claimant`` still holds are written: an outcome that waited past its claim's
+    expiry, while another process took the feed and recorded a newer one, is dropped rather
+    than put the older ETag and due time back.  In name order (a stable sort: a feed's later
+    outcome still wins), as the other many-row writers lock rows, against deadlocks on
+    PostgreSQL."""
     if not writes:
         return
     with transaction(conn):
@@ -251,12 +257,11 @@ def record_outcomes(conn: Connection, writes: Sequence[tuple[str, FeedWrite]],
             "last_modified = COALESCE(?, last_modified), last_fetch_at = ?, "
             "last_success_at = ?, last_status = ?, error_count = 0, next_due_at = ?, "
             "retry_after_at = NULL, cache_max_age = ?, ttl = ?, "
-            "body_hash = COALESCE(?, body_hash), claimed_by = CASE WHEN claimed_by = ? "
-            "THEN NULL ELSE claimed_by END, claimed_until = CASE WHEN claimed_by = ? "
-            "THEN NULL ELSE claimed_until END WHERE name = ?",
+            "body_hash = COALESCE(?, body_hash), claimed_by = NULL, claimed_until = NULL "
+            "WHERE name = ? AND claimed_by = ?",
             [(w.url, w.etag, w.last_modified, iso(w.fetched_at), iso(w.fetched_at), w.status,
-              iso(w.next_due_at), w.cache_max_age, w.ttl, w.body_hash, claimant, claimant,
-              name) for name, w in writes])
+              iso(w.next_due_at), w.cache_max_age, w.ttl, w.body_hash, name, claimant)
+             for name, w in sorted(writes, key=lambda item: item[0])])
 
 
 def forget_validators(conn: Connection, names: Iterable[str]) -> None:
