@@ -53,6 +53,28 @@ def waiting_for_advisory_lock(conn: Connection) -> bool:
                         "AND NOT granted").fetchone()[0] > 0
 
 
+def link_in_thread(conn: Connection, title: str, text: str, feed: str
+                   ) -> tuple[threading.Thread, list[int], list[BaseException]]:
+    """Store and link one entry on ``conn`` in its own transaction, in a thread started now
+    (it may wait on the test's locks): the thread, the id once committed, the error if any
+    (reported by the test, not lost in the thread)."""
+    done: list[int] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with store.transaction(conn):
+                entry = add(conn, title, text, feed=feed)
+                dedup.link_entries(conn, [entry], SETTINGS)
+            done.append(entry)
+        except BaseException as exc:  # (the test reports it)
+            failed.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, done, failed
+
+
 def test_a_second_linker_waits_for_the_first_and_sees_its_entry(
         pg_url: str, workers: tuple[Connection, Connection]) -> None:
     """Worker one has linked its entry and not committed; worker two, linking a reprint,
@@ -62,25 +84,12 @@ def test_a_second_linker_waits_for_the_first_and_sees_its_entry(
     with store.transaction(one):
         x = add(one, "无关", OTHER, feed="x")
         dedup.link_entries(one, [x], SETTINGS)
-    done: list[int] = []
-    failed: list[BaseException] = []
-
-    def second() -> None:
-        try:
-            with store.transaction(two):
-                b = add(two, "转载", REPRINT, feed="b")
-                dedup.link_entries(two, [b], SETTINGS)
-            done.append(b)
-        except BaseException as exc:  # reported below, not lost in the thread
-            failed.append(exc)
-
     watcher = store.connect(pg_url)
     try:
         with store.transaction(one):
             a = add(one, "原文", ARTICLE, feed="a")
             dedup.link_entries(one, [a], SETTINGS)
-            thread = threading.Thread(target=second)
-            thread.start()
+            thread, done, failed = link_in_thread(two, "转载", REPRINT, "b")
             deadline = time.monotonic() + 30
             while not waiting_for_advisory_lock(watcher) and not done and not failed:
                 assert time.monotonic() < deadline, "the second linker never waited"
@@ -133,25 +142,12 @@ def test_an_edited_entry_and_a_more_complete_reprint_at_once_do_not_deadlock(
         x = add(one, "原文", trimmed, feed="x")
         dedup.link_entries(one, [x], SETTINGS)
     edited = trimmed + "\n（本文有修改）"
-    done: list[int] = []
-    failed: list[BaseException] = []
-
-    def second() -> None:
-        try:
-            with store.transaction(two):
-                b = add(two, "原文", ARTICLE, feed="b")
-                dedup.link_entries(two, [b], SETTINGS)
-            done.append(b)
-        except BaseException as exc:  # reported below, not lost in the thread
-            failed.append(exc)
-
     watcher = store.connect(pg_url)
     try:
         with store.transaction(one):
             dedup.lock_entries(one, [fingerprint.compute("原文", edited, None, SETTINGS)])
             one.execute("UPDATE entries SET content_text = ? WHERE id = ?", (edited, x))
-            thread = threading.Thread(target=second)
-            thread.start()
+            thread, done, failed = link_in_thread(two, "原文", ARTICLE, "b")
             deadline = time.monotonic() + 30
             while not watcher.execute("SELECT count(*) FROM pg_locks WHERE NOT granted"
                                       ).fetchone()[0] and not done and not failed:

@@ -89,6 +89,18 @@ class Setup:
     duplicate: int
 
 
+
+def store_two_feeds(feed_server: FeedServer, tmp_path: Path, database: str) -> Path:
+    """Feeds a and b served and stored into ``database`` by ``scrape --once``; the config."""
+    for name in ("a", "b"):
+        feed_server.serve(f"/{name}.xml", rss(name))
+    config = tmp_path / "feeds.yaml"
+    config.write_text("feeds:\n" + "".join(
+        f"  - name: {n}\n    url: {feed_server.url(f'/{n}.xml')}\n" for n in ("a", "b")),
+        encoding="utf-8")
+    assert main(["--once", "--workers", "0", "--config", str(config), "--db", database]) == 0
+    return config
+
 @pytest.fixture
 def setup(feed_server: FeedServer, tmp_path: Path) -> Iterator[Setup]:
     """A database filled by a real --once (two feeds carrying one story), then made
@@ -96,14 +108,8 @@ def setup(feed_server: FeedServer, tmp_path: Path) -> Iterator[Setup]:
     base = Path(tempfile.mkdtemp(prefix="scrape-readonly-"))
     try:
         base.chmod(0o755)  # pytest's tmp_path is private to root; nobody must get in
-        for name in ("a", "b"):
-            feed_server.serve(f"/{name}.xml", rss(name))
-        config = tmp_path / "feeds.yaml"
-        config.write_text("feeds:\n" + "".join(
-            f"  - name: {n}\n    url: {feed_server.url(f'/{n}.xml')}\n" for n in ("a", "b")),
-            encoding="utf-8")
         db = base / "scrape.db"
-        assert main(["--once", "--workers", "0", "--config", str(config), "--db", str(db)]) == 0
+        store_two_feeds(feed_server, tmp_path, str(db))
         conn = sqlite3.connect(db)
         originals = conn.execute(
             "SELECT COUNT(*) FROM entries WHERE duplicate_of IS NULL").fetchone()[0]
@@ -227,13 +233,7 @@ def test_postgresql_read_commands_work_for_a_role_that_may_only_select(
 
     from scraper import storage
 
-    for name in ("a", "b"):
-        feed_server.serve(f"/{name}.xml", rss(name))
-    config = tmp_path / "feeds.yaml"
-    config.write_text("feeds:\n" + "".join(
-        f"  - name: {n}\n    url: {feed_server.url(f'/{n}.xml')}\n" for n in ("a", "b")),
-        encoding="utf-8")
-    assert main(["--once", "--workers", "0", "--config", str(config), "--db", pg_url]) == 0
+    config = store_two_feeds(feed_server, tmp_path, pg_url)
     role = reader_role
     with psycopg.connect(pg_url, autocommit=True) as admin:
         admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'reads'")
