@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import hashlib
 import logging
 import os
 import random
@@ -44,6 +43,7 @@ from scraper.config import (
     daemon_settings,
 )
 from scraper.core import decide, schedule
+from scraper.core.digest import document_digest
 from scraper.net import local
 from scraper.net.fetch import Fetcher
 from scraper.version import __version__
@@ -95,18 +95,6 @@ class FeedResult:
     @property
     def failed(self) -> bool:
         return self.status == "error"
-
-
-def document_hash(body: bytes, headers: Mapping[str, str], url: str) -> str:
-    """What the parse of a 200 depends on: its body, the headers ``core.parse`` reads (the
-    charset; feedparser's base URL and language) and the URL relative links resolve
-    against.  Equal to the stored one: every entry of the document is stored unchanged.
-    sha256 as ``ParsedEntry.raw_hash``; a 50 KiB body hashes in about 30 µs."""
-    digest = hashlib.sha256(body)
-    for name in ("content-type", "content-location", "content-language"):
-        digest.update(f"\n{headers.get(name, '')}".encode())
-    digest.update(f"\n{url}".encode())
-    return digest.hexdigest()[:32]
 
 
 def claim_seconds(feed: FeedConfig, fetch: FetchSettings) -> float:
@@ -320,10 +308,11 @@ class Refresher:
             await self._call(self._write, feed, result, _failed(attempt, error))
             return
         body_hash = (None if fetched.body is None
-                     else document_hash(fetched.body, fetched.headers, fetched.url))
+                     else document_digest(fetched.body, fetched.headers, fetched.url))
         if fetched.not_modified or (body_hash and body_hash == state.get("body_hash")):
-            # The same document as the last one stored (a server without validators, or
-            # whose ETag changes with nothing else): a 304 in all but name, no worker.
+            # The same entries as the last document stored, its build time aside (a server
+            # without validators, or rebuilding the feed on every request): a 304 in all
+            # but name, no worker.
             result.status = "not-modified"
             await self._unchanged(feed, result, replace(attempt, not_modified=True), state)
             return

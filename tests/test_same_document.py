@@ -1,6 +1,6 @@
-"""A 200 that sends the document already stored costs what a 304 does (issue 18): no parse,
-no worker.  Real HTTP on loopback from a server without validators (every answer a 200), on
-both database backends."""
+"""A 200 that sends the document already stored, or the same entries rebuilt at another
+time, costs what a 304 does (issue 18): no parse, no worker.  Real HTTP on loopback from a
+server without validators (every answer a 200), on both database backends."""
 
 from __future__ import annotations
 
@@ -23,9 +23,11 @@ from scraper.refresh import FeedResult, Refresher
 ITEMS = ("<item><title>一</title><guid>a</guid><description>第一条短讯。</description></item>"
          "<item><title>二</title><guid>b</guid><description>第二条短讯。</description></item>")
 FEED = f'<rss version="2.0"><channel><title>t</title>{ITEMS}</channel></rss>'.encode()
-#: The same entries in a document that changed elsewhere (a channel's build date).
+#: The same entries in a document rebuilt at another time (a channel's build date).
 RESTAMPED = FEED.replace(b"<title>t</title>", b"<title>t</title><lastBuildDate>"
                          b"Mon, 07 Dec 2026 12:00:00 GMT</lastBuildDate>")
+#: The same entries in a document that changed elsewhere (the channel's title).
+RETITLED = RESTAMPED.replace(b"<title>t</title>", b"<title>t2</title>")
 
 
 class CountingExecutor(Executor):
@@ -71,8 +73,11 @@ def refresh(cfg: Path, db: str) -> tuple[FeedResult, int]:
 def test_the_same_document_again_is_not_modified_and_needs_no_worker(
         tmp_path: Path, database: str, feed_server: FeedServer,
         capsys: pytest.CaptureFixture[str]) -> None:
-    feed_server.route("/f.xml", Response(body=FEED, etag=False,
-                                         headers={"Content-Type": "text/xml"}))
+    def serve(body: bytes) -> None:  # a server without validators: every answer a 200
+        feed_server.route("/f.xml", Response(body=body, etag=False,
+                                             headers={"Content-Type": "text/xml"}))
+
+    serve(FEED)
     cfg, db = tmp_path / "feeds.yaml", database
     cfg.write_text(yaml.safe_dump({"feeds": [{"name": "f", "url": feed_server.url("/f.xml")}]}))
 
@@ -86,10 +91,20 @@ def test_the_same_document_again_is_not_modified_and_needs_no_worker(
     result, jobs = refresh(cfg, db)
     assert (result.status, result.http_status, jobs) == ("not-modified", 200, 0)
 
-    # Another document with the same entries is parsed (in the pool), then stored as seen.
-    feed_server.route("/f.xml", Response(body=RESTAMPED, etag=False))
+    # The feed rebuilt with a new build time and the same entries: no worker either.
+    serve(RESTAMPED)
+    result, jobs = refresh(cfg, db)
+    assert (result.status, result.http_status, jobs) == ("not-modified", 200, 0)
+
+    # A change elsewhere in the channel is parsed (in the pool), then stored as seen.
+    serve(RETITLED)
     result, jobs = refresh(cfg, db)
     assert (result.status, result.new, result.unchanged) == ("ok", 0, 2)
     assert jobs > 0
     result, jobs = refresh(cfg, db)
     assert (result.status, result.http_status, jobs) == ("not-modified", 200, 0)
+
+    # A changed entry is parsed and stored.
+    serve(RETITLED.replace("第二条".encode(), "第二条（更正）".encode()))
+    result, jobs = refresh(cfg, db)
+    assert (result.status, result.updated, result.unchanged, jobs > 0) == ("ok", 1, 1, True)

@@ -59,7 +59,7 @@ class Attempt:
     retry_after: float | None = None  # seconds, from Retry-After
     not_modified: bool = False
     ttl: int | None = None  # RSS <ttl>, minutes
-    #: The 200's document (``refresh.document_hash``), stored once its entries are.
+    #: The 200's document (``core.digest.document_digest``), stored once its entries are.
     body_hash: str | None = None
 
 
