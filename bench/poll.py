@@ -23,11 +23,14 @@ counts the answers and their connections); start: a warm run of one feed, a run'
 reader runs ``update_feeds(scheduled=False)``, else its second run would poll nothing.
 ``--daemon SECONDS``: the daemon polling every feed every 10 s, its CPU per warm poll, and its
 tick's cost.  ``--no-304``: no validators, so warm answers are 200s with nothing new.
+``--restamp``: each feed rebuilt before the warm runs, a new ``<lastBuildDate>`` and the same
+entries, as a feed generated at every request (nginx answers 200).
 To compare commits in one session: ``git archive COMMIT scraper | tar -x -C DIR``, then
 ``cd /tmp && PYTHONPATH=DIR /path/to/.venv/bin/python /path/to/bench/poll.py`` (``scrape``
-finds DIR's package first).  Start it outside the checkout: the pool's fork server runs
-``python -c``, whose ``sys.path`` begins with the current directory (3.11's forkserver
-ignores the ``sys_path`` it is handed), so from the checkout the workers run its code.
+finds DIR's package first).  Start it outside the checkout (``cd /tmp``) when a commit before
+the fork server's fix (``workers._start_forkserver``) is compared: its fork server ran
+``python -c`` with the current directory first on ``sys.path``, so from the checkout its
+workers ran the checkout's code.
 """
 
 from __future__ import annotations
@@ -135,7 +138,7 @@ class Nginx:
         (tmp / "nginx.conf").write_text(_NGINX_CONF.format(
             tmp=tmp, port=self.port, validators="" if validators else
             "etag off; if_modified_since off; add_header Last-Modified '';"))
-        self.log = tmp / "nginx-access.log"
+        self.log, self.www = tmp / "nginx-access.log", tmp / "www"
         self.seen = self.connections = 0
         self.proc = subprocess.Popen([binary, "-p", str(tmp), "-c", str(tmp / "nginx.conf")])
         for _ in range(100):
@@ -197,10 +200,21 @@ def write_config(path: Path, urls: list[str], *lines: str) -> Path:
     return path
 
 
+def restamp(www: Path) -> None:
+    """Every feed rebuilt now: a new ``<lastBuildDate>``, the same entries (``--restamp``)."""
+    stamp = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()).encode()
+    for path in www.glob("*.xml"):
+        body = re.sub(rb"<lastBuildDate>[^<]*</lastBuildDate>", b"", path.read_bytes())
+        path.write_bytes(body.replace(b"<description>bench</description>",
+                                      b"<description>bench</description><lastBuildDate>"
+                                      + stamp + b"</lastBuildDate>", 1))
+
+
 def one_round(work: Path, urls: list[str], nginx: Nginx, args: argparse.Namespace,
               order: tuple[str, ...]) -> dict[tuple[str, str], Run]:
     """Cold then warm, for each tool in ``order``, each on a fresh database; then "start", a
-    warm run of one feed: what a run costs before its polls (interpreter, imports, config)."""
+    warm run of one feed: what a run costs before its polls (interpreter, imports, config).
+    ``--restamp``: the feeds are rebuilt before each warm run (every answer a 200)."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     cfg, db, rdb = write_config(work / "feeds.yaml", urls), work / "scrape.db", work / "reader.db"
@@ -214,6 +228,8 @@ def one_round(work: Path, urls: list[str], nginx: Nginx, args: argparse.Namespac
     for tool in order:
         cmd, path, one = commands[tool]
         for phase in ("cold", "warm", "start"):
+            if args.restamp and phase != "cold":
+                restamp(nginx.www)
             nginx.statuses()
             wall, cpu, rss, code = measure(cmd + one * (phase == "start"),
                                            work.parent / "stderr.log")
@@ -331,6 +347,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1, help="alternating which tool goes first")
     parser.add_argument("--no-304", action="store_true",
                         help="serve no validators: warm answers are 200s with nothing new")
+    parser.add_argument("--restamp", action="store_true",
+                        help="rebuild every feed before the warm runs: a new lastBuildDate, "
+                        "the same entries (a feed generated at each request)")
     parser.add_argument("--daemon", type=float, default=0, metavar="SECONDS",
                         help="also measure the daemon's CPU per poll over SECONDS, warm")
     parser.add_argument("--db", metavar="URL", help="postgresql://...: 1 then 2 daemons on "

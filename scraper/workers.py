@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, wait
+from pathlib import Path
 
 #: How often a worker checks that the main process still runs (a sleep, not a busy loop).
 ORPHAN_CHECK_SECONDS = 2.0
@@ -29,6 +30,34 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
     return ctx
+
+
+def _start_forkserver() -> None:
+    """Start the fork server (once a process) on this process's ``scraper`` package.
+
+    It runs ``python -c``, whose ``sys.path`` begins with the current directory (Python 3.11
+    ignores the ``sys_path`` the server is handed), so ``scrape`` started from a folder holding
+    another ``scraper/`` package (an older checkout) ran that package's code in its workers.
+    ``PYTHONSAFEPATH`` (3.11+) leaves the current directory out; where this process found
+    ``scraper`` there (``python -m scraper`` in a checkout never installed), ``PYTHONPATH``
+    names it.  Set for the server's start only; the workers it forks inherit it.
+    """
+    import multiprocessing.forkserver
+
+    saved = {name: os.environ.get(name) for name in ("PYTHONSAFEPATH", "PYTHONPATH")}
+    root = Path(__file__).resolve().parent.parent
+    os.environ["PYTHONSAFEPATH"] = "1"
+    if root == Path.cwd().resolve():
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root),
+                                                                 saved["PYTHONPATH"]]))
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _worker_init(parent: int) -> None:
@@ -65,7 +94,9 @@ def make_executor(workers: int | None = None, *, started: bool = False) -> Execu
         workers = os.cpu_count() or 1
     if workers <= 0:
         return None
-    executor = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
+    context = _pool_context()  # the preload is set before the server starts
+    _start_forkserver()
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                    initializer=_worker_init, initargs=(os.getpid(),))
     if started:
         # each submit finds no idle worker yet and forks one more, up to max_workers
@@ -81,12 +112,10 @@ def start_forkserver_deaf_to_sigint() -> None:
     daemon stops.  An ignored signal survives exec, and the fork server passes its
     disposition to its children, so starting it here, once, covers every worker of every pool.
     """
-    import multiprocessing.forkserver
-
-    multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
+    _pool_context()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        multiprocessing.forkserver.ensure_running()
+        _start_forkserver()
     finally:
         signal.signal(signal.SIGINT, previous)
 
