@@ -305,7 +305,7 @@ class Refresher:
             # Who refused, when we know (an RSSHub instance, a Cloudflare challenge).
             error = fetched.refusal(self.config.rsshub_base) or fetched.error
             result.status, result.error = "error", error
-            await self._call(self._write, feed, result, _failed(attempt, error))
+            await self._write_behind(feed, result, _failed(attempt, error), state)
             return
         body_hash = (None if fetched.body is None
                      else document_digest(fetched.body, fetched.headers, fetched.url))
@@ -314,7 +314,7 @@ class Refresher:
             # without validators, or rebuilding the feed on every request): a 304 in all
             # but name, no worker.
             result.status = "not-modified"
-            await self._unchanged(feed, result, replace(attempt, not_modified=True), state)
+            await self._write_behind(feed, result, replace(attempt, not_modified=True), state)
             return
         attempt = replace(attempt, body_hash=body_hash)
         # Imported at the first document to parse, not with this module: a run of 304s and
@@ -329,7 +329,7 @@ class Refresher:
             # A 200 that is not a feed may be a refusal too (rsshub.app's notice is text/plain).
             error = fetched.refusal(self.config.rsshub_base) or str(exc)
             result.status, result.error = "error", error
-            await self._call(self._write, feed, result, _failed(attempt, error))
+            await self._write_behind(feed, result, _failed(attempt, error), state)
             return
         assert isinstance(scan, prepare.FeedScan)
         attempt = replace(attempt, ttl=scan.ttl)
@@ -339,7 +339,7 @@ class Refresher:
         keys = [key for key, _ in scan.identities]
         known = await self._call(store.known_hashes, self.conn, feed.name, keys)
         if all(known.get(key) == raw for key, raw in scan.identities):
-            await self._unchanged(feed, result, attempt, state, len(keys))
+            await self._write_behind(feed, result, attempt, state, len(keys))
             return
         prepared = await self._cpu(prepare.prepare_feed, fetched.body, fetched.headers, fetched.url,
                                    feed, self.config.sites, self.config.dedup, known)
@@ -370,12 +370,13 @@ class Refresher:
 
         await asyncio.gather(*(one(i, e) for i, e in enumerate(entries)))
 
-    async def _unchanged(self, feed: FeedConfig, result: FeedResult, attempt: decide.Attempt,
-                         state: dict, unchanged: int = 0) -> None:
-        """A poll that stores nothing: decide here (from the row read at its start, which the
-        claim kept as it was) and hand the outcome to ``flush``."""
+    async def _write_behind(self, feed: FeedConfig, result: FeedResult, attempt: decide.Attempt,
+                           state: dict, unchanged: int = 0) -> None:
+        """A poll that stores nothing (a 304, the entries stored, a failure): decide here
+        (from the row read at its start, which the claim kept as it was) and hand the outcome
+        to ``flush``."""
         recent = []
-        if feed.adaptive:
+        if feed.adaptive and attempt.error is None:
             recent = await self._call(self._recent, feed, self.clock())
         plan = self._decide(feed, state, attempt, recent, unchanged=unchanged)
         self._hand_over(feed.name, plan.feed)

@@ -1,5 +1,5 @@
 """Issue 18, batched writes: the outcome of a poll that stores nothing (a 304, a 200 of the
-stored document) is written behind, many per transaction.  What must hold: every such
+stored entries, a failure) is written behind, many per transaction.  What must hold: every such
 outcome is in the feed's row once ``--once`` has returned or the daemon has stopped (status,
 next due time, claim released), on both backends."""
 
@@ -89,6 +89,30 @@ def test_a_200_of_the_stored_document_is_recorded_too(tmp_path: Path, database: 
     assert row == (200, stored_second(summary["feeds"][0]["next_due_at"]), None)
 
 
+def test_failed_polls_are_recorded_behind_too(tmp_path: Path, database: str,
+                                              feed_server: FeedServer, capsys) -> None:
+    feeds = {}
+    for n in range(FEEDS):  # a 503 or a document that is no feed, in turn
+        bad = Response(status=503) if n % 2 else Response(body=b"<html>no feed</html>")
+        feed_server.route(f"/bad{n}.xml", bad)
+        feeds[f"bad{n}"] = feed_server.url(f"/bad{n}.xml")
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_text(feeds_yaml(feeds, interval="10m"), encoding="utf-8")
+    assert main(["--once", "--json", "--config", str(cfg), "--db", database]) == 1
+    summary = json.loads(capsys.readouterr().out)
+    said = {f["feed"]: f for f in summary["feeds"]}
+    assert {f["status"] for f in said.values()} == {"error"}
+    rows = {r[0]: r[1:] for r in dbread.rows(
+        database, "SELECT name, last_status, last_error, error_count, next_due_at, "
+                  "claimed_by, claimed_until, last_success_at FROM feeds")}
+    assert sorted(rows) == sorted(feeds)
+    for name, (status, error, errors, due, by, until, success) in rows.items():
+        assert status == (503 if int(name[3:]) % 2 else 200), name
+        assert error == said[name]["error"] and error, name
+        assert (errors, by, until, success) == (1, None, None, None), name
+        assert due == stored_second(said[name]["next_due_at"]), name
+
+
 class Slow:
     """A feed that answers (a 304 once its ETag is known) after ``seconds``; ``busy`` counts
     the requests being answered now, across all of them."""
@@ -167,6 +191,19 @@ def test_an_outcome_that_outlived_its_claim_does_not_overwrite_a_newer_one(
     assert store.feed_state(conn, "f")["claimed_by"] == "b:2"
     store.record_outcomes(conn, [("f", write("new-from-b", 30))], "b:2")
     row = store.feed_state(conn, "f")
-    conn.close()
     assert row["etag"] == "new-from-b" and row["claimed_by"] is None
     assert row["next_due_at"] == store.iso(now + timedelta(minutes=30))
+
+    # A failure's late outcome is dropped the same way, and written while the claim holds.
+    failed = FeedWrite(ok=False, url="http://127.0.0.1:9/f.xml", fetched_at=now, status=503,
+                       next_due_at=now + timedelta(minutes=2), error_count=1, error="HTTP 503")
+    store.record_outcomes(conn, [("f", failed)], "a:1")
+    assert store.feed_state(conn, "f")["error_count"] == 0
+    with store.transaction(conn):
+        conn.execute("UPDATE feeds SET claimed_by = 'a:1' WHERE name = 'f'")
+    store.record_outcomes(conn, [("f", failed)], "a:1")
+    row = store.feed_state(conn, "f")
+    conn.close()
+    assert (row["error_count"], row["last_error"], row["claimed_by"]) == (1, "HTTP 503", None)
+    assert row["next_due_at"] == store.iso(now + timedelta(minutes=2))
+    assert row["etag"] == "new-from-b"  # a failure keeps the validators

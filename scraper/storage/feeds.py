@@ -239,8 +239,8 @@ def record_outcome(conn: Connection, name: str, write: FeedWrite,
 
 def record_outcomes(conn: Connection, writes: Sequence[tuple[str, FeedWrite]],
                     claimant: str) -> None:
-    """Write many successful refreshes' outcomes that stored no entries (a 304, a 200 of the
-    stored document) and release their claims, in one transaction: what
+    """Write many refreshes' outcomes that stored no entries (a 304, a 200 of the stored
+    entries, a failure) and release their claims, in one transaction: what
     :func:`record_outcome` writes, less the entry count, which such a refresh cannot change.
     One commit for many polls instead of one each (``refresh.Refresher`` hands them over).
 
@@ -248,9 +248,12 @@ def record_outcomes(conn: Connection, writes: Sequence[tuple[str, FeedWrite]],
     expiry, while another process took the feed and recorded a newer one, is dropped rather
     than put the older ETag and due time back.  In name order (a stable sort: a feed's later
     outcome still wins), as the other many-row writers lock rows, against deadlocks on
-    PostgreSQL."""
+    PostgreSQL: the successes, then the failures.  Between two such batches a cycle would
+    need expired claims in both; PostgreSQL then aborts one batch, which ``Refresher``
+    writes again at its next flush."""
     if not writes:
         return
+    ordered = sorted(writes, key=lambda item: item[0])
     with transaction(conn):
         conn.executemany(
             "UPDATE feeds SET url = ?, etag = COALESCE(?, etag), "
@@ -261,7 +264,14 @@ def record_outcomes(conn: Connection, writes: Sequence[tuple[str, FeedWrite]],
             "WHERE name = ? AND claimed_by = ?",
             [(w.url, w.etag, w.last_modified, iso(w.fetched_at), iso(w.fetched_at), w.status,
               iso(w.next_due_at), w.cache_max_age, w.ttl, w.body_hash, name, claimant)
-             for name, w in sorted(writes, key=lambda item: item[0])])
+             for name, w in ordered if w.ok])
+        conn.executemany(
+            "UPDATE feeds SET last_fetch_at = ?, last_status = ?, last_error = ?, "
+            "last_error_at = ?, error_count = ?, next_due_at = ?, retry_after_at = ?, "
+            "claimed_by = NULL, claimed_until = NULL WHERE name = ? AND claimed_by = ?",
+            [(iso(w.fetched_at), w.status, w.error, iso(w.fetched_at), w.error_count,
+              iso(w.next_due_at), iso(w.retry_after_at), name, claimant)
+             for name, w in ordered if not w.ok])
 
 
 def forget_validators(conn: Connection, names: Iterable[str]) -> None:
