@@ -159,9 +159,13 @@ class Daemon:
         if self.workers != 0:
             pool.start_forkserver_deaf_to_sigint()
         self.fetcher = Fetcher(self.config.fetch)
-        self.refresher = Refresher(self.config, self.conn, self.fetcher,
-                                   pool.make_executor(self.workers), rng=self.rng,
-                                   clock=self.clock)
+        # The pool starts at the first document to parse, in a thread (as ``--once``): its
+        # first fork waits for the fork server's preload, which stalled the loop on the
+        # first ``submit``; and a daemon whose polls are all 304s never starts it.
+        workers = self.workers
+        self.refresher = Refresher(self.config, self.conn, self.fetcher, rng=self.rng,
+                                   clock=self.clock, make_executor=lambda: pool.make_executor(
+                                       workers, started=True))
         self._config_key = self._stat_config()
         self.scheduler = AsyncIOScheduler(
             event_loop=loop, timezone=UTC, executors={"default": DebugExecutor()},
@@ -246,6 +250,7 @@ class Daemon:
                     await asyncio.wait_for(fetcher.aclose(), CANCEL_WAIT)
         refresher, self.refresher = self.refresher, None
         if refresher is not None:
+            refresher.make_executor = None  # an abandoned refresh starts no pool now
             pool.close_executor(refresher.executor, abandoned=bool(abandoned))
             refresher.executor = None
             # Waits for the database thread's current call: a transaction that a cancelled
