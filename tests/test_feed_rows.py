@@ -25,9 +25,9 @@ def test_rename_refuses_while_either_name_is_being_refreshed(database: str,
                          "'2026-01-01T00:00:00Z')")
         # A daemon that read the edited config refreshes the feed under its new name (its
         # row has no entries yet), or a refresh of the old name is in flight.
-        assert stored.claim_feed(conn, claimed, "https://a.example/", claimant="daemon",
-                                 now=NOW, until=NOW + timedelta(minutes=5),
-                                 is_dead=lambda _: False)
+        assert claimed in stored.claim_feeds(
+            conn, [(claimed, "https://a.example/", NOW + timedelta(minutes=5))],
+            claimant="daemon", now=NOW, is_dead=lambda _: False)
         before = [tuple(r) for r in conn.execute("SELECT * FROM feeds ORDER BY name")]
         with pytest.raises(ValueError, match=f"'{claimed}' is being refreshed"):
             stored.rename_feed(conn, "old", "new", NOW)
@@ -46,9 +46,9 @@ def test_prune_refuses_while_a_feed_is_being_refreshed(database: str) -> None:
             conn.execute("INSERT INTO entries (feed, entry_key, title, fetched_at, updated_at)"
                          " VALUES ('gone', 'k', 't', '2026-01-01T00:00:00Z', "
                          "'2026-01-01T00:00:00Z')")
-        assert stored.claim_feed(conn, "gone", "https://a.example/", claimant="daemon",
-                                 now=NOW, until=NOW + timedelta(minutes=5),
-                                 is_dead=lambda _: False)
+        assert "gone" in stored.claim_feeds(
+            conn, [("gone", "https://a.example/", NOW + timedelta(minutes=5))],
+            claimant="daemon", now=NOW, is_dead=lambda _: False)
         with pytest.raises(ValueError, match="being refreshed right now: gone"):
             stored.prune_feeds(conn, ["gone"], now=NOW)
         assert [tuple(r) for r in conn.execute("SELECT feed FROM entries")] == [("gone",)]

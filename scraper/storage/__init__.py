@@ -26,7 +26,7 @@ from scraper.storage.feeds import (
     Claimed,
     bring_forward,
     claim_due,
-    claim_feed,
+    claim_feeds,
     feed_state,
     forget_validators,
     record_outcomes,
@@ -48,7 +48,7 @@ from scraper.storage.workers import (
 )
 
 __all__ = ["CACHE_KIB", "MIGRATIONS", "Claimed", "Connection", "DatabaseError", "DatabaseLocked",
-           "NoDatabase", "apply_plan", "bring_forward", "claim_due", "claim_feed", "connect",
+           "NoDatabase", "apply_plan", "bring_forward", "claim_due", "claim_feeds", "connect",
            "database_path", "feed_state", "forget_validators", "iso", "known_hashes",
            "open_existing", "parse_iso", "read_heartbeat", "recent_dates", "release_claim",
            "release_claims", "record_outcomes", "schema_version", "set_meta", "sync_feeds",

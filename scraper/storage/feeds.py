@@ -4,7 +4,7 @@ The due time in the row is the schedule; a claim (``claimed_by``/``claimed_until
 one write transaction, makes one due time refreshed once however many processes share the
 database, and expires on its own.  SQLite's BEGIN IMMEDIATE serves one writer at a time; on
 PostgreSQL writers run side by side, so the claims lock what they read (``claim_due``,
-``claim_feed``); the functions' shapes do not change.
+``claim_feeds``); the functions' shapes do not change.
 """
 
 from __future__ import annotations
@@ -50,24 +50,33 @@ def _free(row: Any, claimant: str, now: str, is_dead: IsDead) -> bool:
             or is_dead(holder))
 
 
-def claim_feed(conn: Connection, name: str, url: str, *, claimant: str,
-               now: datetime, until: datetime, is_dead: IsDead) -> bool:
-    """Take one feed whatever its due time (``scrape --once``), unless another process holds
-    an unexpired claim; True if taken."""
-    stamp = iso(now)
+def claim_feeds(conn: Connection, feeds: Sequence[tuple[str, str, datetime]], *,
+                claimant: str, now: datetime, is_dead: IsDead) -> dict[str, dict]:
+    """Take each of ``feeds`` (name, url, claim until) whatever its due time (``scrape
+    --once``), unless another process holds an unexpired claim on it: the rows taken, by
+    name, as :func:`feed_state` reads them.  One transaction for many feeds (``refresh``
+    gathers the claims asked for while the previous batch ran), not one each."""
+    if not feeds:
+        return {}
+    stamp, until = str(iso(now)), {name: iso(end) for name, _, end in feeds}
+    taken: dict[str, dict] = {}
     with transaction(conn):
-        conn.execute("INSERT INTO feeds (name, url) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-                     (name, url))
-        # PostgreSQL: the row lock makes a second claimant (another --once, a daemon's
-        # claim_due) wait for this transaction and then read the claim it wrote.
-        lock = " FOR UPDATE" if is_pg(conn) else ""
-        row = conn.execute(f"SELECT claimed_by, claimed_until FROM feeds WHERE name = ?{lock}",
-                           (name,)).fetchone()
-        if row is None or not _free(row, claimant, str(stamp), is_dead):
-            return False  # (None: renamed or pruned while this waited for its row)
-        conn.execute("UPDATE feeds SET claimed_by = ?, claimed_until = ? WHERE name = ?",
-                     (claimant, iso(until), name))
-        return True
+        conn.executemany("INSERT INTO feeds (name, url) VALUES (?, ?) "
+                         "ON CONFLICT (name) DO NOTHING", [(n, u) for n, u, _ in feeds])
+        # PostgreSQL: the row locks (in name order, as every many-row writer takes them)
+        # make a second claimant (another --once, a daemon's claim_due) wait for this
+        # transaction and then read the claims it wrote.
+        lock = " ORDER BY name FOR UPDATE" if is_pg(conn) else ""
+        for marks, names in in_lists(sorted(until)):
+            for row in conn.execute(f"SELECT * FROM feeds WHERE name IN ({marks}){lock}",
+                                    names).fetchall():
+                if _free(row, claimant, stamp, is_dead):  # (a row renamed or pruned while
+                    taken[row["name"]] = dict(row)        # this waited for it is not read)
+        conn.executemany("UPDATE feeds SET claimed_by = ?, claimed_until = ? WHERE name = ?",
+                         [(claimant, until[name], name) for name in sorted(taken)])
+    for name, row in taken.items():
+        row.update(claimed_by=claimant, claimed_until=until[name])
+    return taken
 
 
 @dataclass(frozen=True)
@@ -329,7 +338,7 @@ def _hold_claims(conn: Connection) -> str:
     the clause its SELECTs take for that.  SQLite's BEGIN IMMEDIATE already does.  On
     PostgreSQL a claim could land between the check ("not being refreshed") and the move,
     and its refresh would store entries under the old name: the claim lock holds off
-    ``claim_due``, and the row locks (``FOR UPDATE``) ``claim_feed``."""
+    ``claim_due``, and the row locks (``FOR UPDATE``) ``claim_feeds``."""
     if not is_pg(conn):
         return ""
     conn.execute("SELECT pg_advisory_xact_lock(?)", (_CLAIM_LOCK,))
