@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dbread
+from daemonrun import EXIT_DEADLINE, feeds_yaml, running_daemon, wait_for
 from server import FeedServer, Request, Response
-from test_daemon import EXIT_DEADLINE, feeds_yaml, running_daemon, wait_for
 
 from scraper.cli import main
 

@@ -27,8 +27,8 @@ from datetime import datetime
 from pathlib import Path
 
 from corpus import post_link, rss_feed, rss_item, seed_posts
+from daemonrun import EXIT_DEADLINE, running_daemon, scrape, wait_for
 from server import FeedServer, Request, Response
-from test_daemon import EXIT_DEADLINE, running_daemon, scrape, wait_for
 
 from scraper import storage as store
 
