@@ -152,3 +152,18 @@ def test_a_number_too_large_for_sqlite_is_a_usage_error(
     assert done.value.code == 2
     err = capsys.readouterr().err
     assert "expected at most" in err and "unexpected" not in err
+
+
+@pytest.mark.parametrize("extra", [["--db", "other.db"], ["--config", "feeds.yaml"]])
+def test_db_copy_refuses_the_options_it_would_ignore(tmp_path: Path, extra: list[str],
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """``--db`` would seem to choose a database ``db copy`` does not use: refused, one line,
+    nothing opened or created."""
+    source = tmp_path / "scrape.db"
+    args = ["db", "copy", str(source), "postgresql://nobody@127.0.0.1:9/none"]
+    extra = [extra[0], str(tmp_path / extra[1])]
+    assert main([*args, *extra]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line == (f"scrape: db copy: {extra[0]} not used here: SRC and DST name the two "
+                    "databases")
+    assert sorted(tmp_path.iterdir()) == []

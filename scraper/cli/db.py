@@ -8,6 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from scraper import app
+from scraper.config import ConfigError
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -34,6 +35,10 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
 
 
 def _cmd_copy(args: argparse.Namespace) -> int:
+    given = [f"--{name}" for name in ("db", "config") if getattr(args, name, None)]
+    if given:  # silently ignored, they would seem to choose a database they do not
+        raise ConfigError(f"db copy: {' and '.join(given)} not used here: SRC and DST name "
+                          "the two databases")
     with _Bars(enabled=sys.stderr.isatty()) as progress:
         counts = app.copy_database(args.source, args.target, progress)
     width = max(len(table) for table in counts)
