@@ -92,14 +92,16 @@ class Scraper:
         import asyncio
 
         from scraper import refresh
+        from scraper.workers import own_package_path
 
         config = self._require_config("refresh_once")
         chosen = [f for f in feeds or () if isinstance(f, FeedConfig)]
         if not feeds or len(chosen) < len(feeds):
             names = [f.name if isinstance(f, FeedConfig) else f for f in feeds or ()]
             chosen = select_feeds(config, names or None)
-        return asyncio.run(refresh.run_once(config, self.conn, chosen, workers=workers,
-                                            on_done=on_done))
+        with own_package_path():
+            return asyncio.run(refresh.run_once(config, self.conn, chosen, workers=workers,
+                                                on_done=on_done))
 
     def run_daemon(self, *, only: Sequence[str] | None = None, workers: int | None = None,
                    db_fixed: bool = False) -> int:

@@ -86,7 +86,8 @@ def run_daemon(config: Config, conn: store.Connection, *, workers: int | None = 
     select_feeds(config, only)  # a wrong --feed is a usage error before anything starts
     daemon = Daemon(config, conn, workers=workers, settings=daemon_settings(config),
                     only=only, db_fixed=db_fixed)
-    return asyncio.run(daemon.serve())
+    with pool.own_package_path():
+        return asyncio.run(daemon.serve())
 
 
 class Daemon:
@@ -159,13 +160,11 @@ class Daemon:
         if self.workers != 0:
             pool.start_forkserver_deaf_to_sigint()
         self.fetcher = Fetcher(self.config.fetch)
-        # The pool starts at the first document to parse, in a thread (as ``--once``): its
-        # first fork waits for the fork server's preload, which stalled the loop on the
-        # first ``submit``; and a daemon whose polls are all 304s never starts it.
-        workers = self.workers
+        # The pool starts at the first document to parse, in a thread (as --once's: its first
+        # fork waits for the server's preload); a daemon of 304s never starts it.
         self.refresher = Refresher(self.config, self.conn, self.fetcher, rng=self.rng,
                                    clock=self.clock, make_executor=lambda: pool.make_executor(
-                                       workers, started=True))
+                                       self.workers, started=True))
         self._config_key = self._stat_config()
         self.scheduler = AsyncIOScheduler(
             event_loop=loop, timezone=UTC, executors={"default": DebugExecutor()},

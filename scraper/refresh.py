@@ -307,14 +307,14 @@ class Refresher:
         batch = [self._claims.popleft() for _ in range(len(self._claims))]
         if not batch:
             return
-        now = self.clock()
-        wanted = [(feed.name, feed.url,
-                   now + timedelta(seconds=claim_seconds(feed, self.fetcher.settings)))
-                  for feed, _ in batch]
-        try:
+        try:  # whatever fails (a bad SCRAPE_CLAIM_LEASE too) is every claimant's answer
+            now = self.clock()
+            wanted = [(feed.name, feed.url,
+                       now + timedelta(seconds=claim_seconds(feed, self.fetcher.settings)))
+                      for feed, _ in batch]
             taken = store.claim_feeds(self.conn, wanted, claimant=CLAIMANT, now=now,
                                       is_dead=claim_is_dead)
-        except Exception as exc:  # noqa: BLE001  (raised in each claimant's task)
+        except BaseException as exc:  # noqa: BLE001  (raised in each claimant's task)
             loop.call_soon_threadsafe(_answer, batch, {}, exc)
         else:
             loop.call_soon_threadsafe(_answer, batch, taken, None)

@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, wait
 from pathlib import Path
 
@@ -32,18 +33,21 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return ctx
 
 
-def _start_forkserver() -> None:
-    """Start the fork server (once a process) on this process's ``scraper`` package.
+@contextlib.contextmanager
+def own_package_path() -> Iterator[None]:
+    """While it lasts, a fork server started (by ``make_executor``) imports this process's
+    ``scraper`` package, wherever ``scrape`` was started.
 
-    It runs ``python -c``, whose ``sys.path`` begins with the current directory (Python 3.11
-    ignores the ``sys_path`` the server is handed), so ``scrape`` started from a folder holding
-    another ``scraper/`` package (an older checkout) ran that package's code in its workers.
-    ``PYTHONSAFEPATH`` (3.11+) leaves the current directory out; where this process found
-    ``scraper`` there (``python -m scraper`` in a checkout never installed), ``PYTHONPATH``
-    names it.  Set for the server's start only; the workers it forks inherit it.
+    The server runs ``python -c``, whose ``sys.path`` begins with the current directory
+    (Python 3.11 ignores the ``sys_path`` the server is handed), so ``scrape`` started from a
+    folder holding another ``scraper/`` package (an older checkout) ran that package's code
+    in its workers.  ``PYTHONSAFEPATH`` (3.11+) leaves the current directory out; where this
+    process found ``scraper`` there (``python -m scraper`` in a checkout never installed),
+    ``PYTHONPATH`` names it.  The server inherits the environment when it starts, which is
+    in a thread (the pool starts at the first document to parse); the environment is
+    changed here instead, on the calling thread before the run starts its threads (a
+    ``setenv`` beside another thread's ``getenv``, in a DNS lookup, is not safe).
     """
-    import multiprocessing.forkserver
-
     saved = {name: os.environ.get(name) for name in ("PYTHONSAFEPATH", "PYTHONPATH")}
     root = Path(__file__).resolve().parent.parent
     os.environ["PYTHONSAFEPATH"] = "1"
@@ -51,7 +55,7 @@ def _start_forkserver() -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root),
                                                                  saved["PYTHONPATH"]]))
     try:
-        multiprocessing.forkserver.ensure_running()
+        yield
     finally:
         for name, value in saved.items():
             if value is None:
@@ -94,9 +98,7 @@ def make_executor(workers: int | None = None, *, started: bool = False) -> Execu
         workers = os.cpu_count() or 1
     if workers <= 0:
         return None
-    context = _pool_context()  # the preload is set before the server starts
-    _start_forkserver()
-    executor = ProcessPoolExecutor(max_workers=workers, mp_context=context,
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
                                    initializer=_worker_init, initargs=(os.getpid(),))
     if started:
         # each submit finds no idle worker yet and forks one more, up to max_workers
@@ -112,10 +114,12 @@ def start_forkserver_deaf_to_sigint() -> None:
     daemon stops.  An ignored signal survives exec, and the fork server passes its
     disposition to its children, so starting it here, once, covers every worker of every pool.
     """
+    import multiprocessing.forkserver
+
     _pool_context()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        _start_forkserver()
+        multiprocessing.forkserver.ensure_running()
     finally:
         signal.signal(signal.SIGINT, previous)
 

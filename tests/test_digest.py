@@ -53,6 +53,13 @@ def test_any_other_change_changes_the_digest(doc: str, old: str, new: str) -> No
     assert digest(doc.replace(old, new, 1)) != digest(doc)
 
 
+def test_a_stamp_inside_an_entity_declaration_counts() -> None:
+    """The DOCTYPE's entities are expanded into the entries that use them."""
+    doc = RSS.replace("<rss ", '<!DOCTYPE rss [<!ENTITY d "<pubDate>v1</pubDate>">]><rss ', 1)
+    doc = doc.replace("第一条", "第一条&d;")
+    assert digest(doc.replace("v1", "v2")) != digest(doc)
+
+
 def test_the_headers_the_parse_reads_and_the_url_count() -> None:
     assert digest(RSS, {"content-type": "application/rss+xml; charset=gb18030"}) != digest(RSS)
     assert digest(RSS, {**HEADERS, "content-location": "https://example.org/"}) != digest(RSS)

@@ -220,3 +220,21 @@ def test_a_feed_named_twice_is_refreshed_once(tmp_path: Path, database: str,
     assert run(cfg, database, "--feed", "one", "--feed", "one") == 0
     assert len(feed_server.requests_to("/one.xml")) == 1
     assert "total: 1 feeds" in capsys.readouterr().out
+
+
+def test_a_bad_claim_lease_is_a_config_error_not_a_hang(tmp_path: Path, feed_server: FeedServer,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    """The claims are taken on the database thread, in batches: an error there is every
+    claimant's answer.  A bad ``SCRAPE_CLAIM_LEASE`` once left every feed waiting forever."""
+    feed_server.route("/f.xml", Response(body=b'<rss version="2.0"><channel><title>t</title>'
+                                              b"</channel></rss>"))
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_text(yaml.safe_dump({"feeds": [{"name": f"f{i}", "url": feed_server.url("/f.xml")}
+                                             for i in range(3)]}))
+    monkeypatch.setenv("SCRAPE_CLAIM_LEASE", "abc")
+    assert main(["--once", "--config", str(cfg), "--db", str(tmp_path / "s.db")]) == 2
+    err = capsys.readouterr().err
+    assert "SCRAPE_CLAIM_LEASE: expected a positive number of seconds, got 'abc'" in err
+    assert feed_server.requests_to("/f.xml") == []

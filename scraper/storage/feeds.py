@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import groupby
 from typing import Any
 
 from scraper.config import host_of
@@ -62,7 +63,7 @@ def claim_feeds(conn: Connection, feeds: Sequence[tuple[str, str, datetime]], *,
     taken: dict[str, dict] = {}
     with transaction(conn):
         conn.executemany("INSERT INTO feeds (name, url) VALUES (?, ?) "
-                         "ON CONFLICT (name) DO NOTHING", [(n, u) for n, u, _ in feeds])
+                         "ON CONFLICT (name) DO NOTHING", sorted((n, u) for n, u, _ in feeds))
         # PostgreSQL: the row locks (in name order, as every many-row writer takes them)
         # make a second claimant (another --once, a daemon's claim_due) wait for this
         # transaction and then read the claims it wrote.
@@ -255,32 +256,38 @@ def record_outcomes(conn: Connection, writes: Sequence[tuple[str, FeedWrite]],
 
     Only rows ``claimant`` still holds are written: an outcome that waited past its claim's
     expiry, while another process took the feed and recorded a newer one, is dropped rather
-    than put the older ETag and due time back.  In name order (a stable sort: a feed's later
-    outcome still wins), as the other many-row writers lock rows, against deadlocks on
-    PostgreSQL: the successes, then the failures.  Between two such batches a cycle would
-    need expired claims in both; PostgreSQL then aborts one batch, which ``Refresher``
-    writes again at its next flush."""
+    than put the older ETag and due time back.  In name order across both kinds (a stable
+    sort: a feed's later outcome still wins), as the other many-row writers lock rows
+    (``claim_feeds``), against deadlocks on PostgreSQL: successes then failures, each in
+    name order, deadlocked against a concurrent ``claim_feeds`` (seen in review)."""
     if not writes:
         return
-    ordered = sorted(writes, key=lambda item: item[0])
     with transaction(conn):
-        conn.executemany(
-            "UPDATE feeds SET url = ?, etag = COALESCE(?, etag), "
-            "last_modified = COALESCE(?, last_modified), last_fetch_at = ?, "
-            "last_success_at = ?, last_status = ?, error_count = 0, next_due_at = ?, "
-            "retry_after_at = NULL, cache_max_age = ?, ttl = ?, "
-            "body_hash = COALESCE(?, body_hash), claimed_by = NULL, claimed_until = NULL "
-            "WHERE name = ? AND claimed_by = ?",
-            [(w.url, w.etag, w.last_modified, iso(w.fetched_at), iso(w.fetched_at), w.status,
-              iso(w.next_due_at), w.cache_max_age, w.ttl, w.body_hash, name, claimant)
-             for name, w in ordered if w.ok])
-        conn.executemany(
-            "UPDATE feeds SET last_fetch_at = ?, last_status = ?, last_error = ?, "
-            "last_error_at = ?, error_count = ?, next_due_at = ?, retry_after_at = ?, "
-            "claimed_by = NULL, claimed_until = NULL WHERE name = ? AND claimed_by = ?",
-            [(iso(w.fetched_at), w.status, w.error, iso(w.fetched_at), w.error_count,
-              iso(w.next_due_at), iso(w.retry_after_at), name, claimant)
-             for name, w in ordered if not w.ok])
+        for ok, run in groupby(sorted(writes, key=lambda item: item[0]),
+                               key=lambda item: item[1].ok):
+            if ok:
+                conn.executemany(_RECORD_OK, [
+                    (w.url, w.etag, w.last_modified, iso(w.fetched_at), iso(w.fetched_at),
+                     w.status, iso(w.next_due_at), w.cache_max_age, w.ttl, w.body_hash, name,
+                     claimant) for name, w in run])
+            else:
+                conn.executemany(_RECORD_FAILED, [
+                    (iso(w.fetched_at), w.status, w.error, iso(w.fetched_at), w.error_count,
+                     iso(w.next_due_at), iso(w.retry_after_at), name, claimant)
+                    for name, w in run])
+
+
+#: ``record_outcomes``' two statements: a row still claimed by the writer, after a success
+#: (the validators and hints kept when the answer had none) or after a failure.
+_RECORD_OK = ("UPDATE feeds SET url = ?, etag = COALESCE(?, etag), "
+              "last_modified = COALESCE(?, last_modified), last_fetch_at = ?, "
+              "last_success_at = ?, last_status = ?, error_count = 0, next_due_at = ?, "
+              "retry_after_at = NULL, cache_max_age = ?, ttl = ?, "
+              "body_hash = COALESCE(?, body_hash), claimed_by = NULL, claimed_until = NULL "
+              "WHERE name = ? AND claimed_by = ?")
+_RECORD_FAILED = ("UPDATE feeds SET last_fetch_at = ?, last_status = ?, last_error = ?, "
+                  "last_error_at = ?, error_count = ?, next_due_at = ?, retry_after_at = ?, "
+                  "claimed_by = NULL, claimed_until = NULL WHERE name = ? AND claimed_by = ?")
 
 
 def forget_validators(conn: Connection, names: Iterable[str]) -> None:
