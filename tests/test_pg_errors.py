@@ -160,6 +160,28 @@ def test_a_connection_lost_in_a_transaction_fails_it_and_the_next_one_reconnects
         conn.close()
 
 
+def test_a_read_outside_a_transaction_survives_a_dropped_connection(pg_url: str) -> None:
+    """The server ended the idle session (an idle timeout, a restart): a read, which changed
+    nothing, is asked again on a new session instead of failing its feed.  A write is not:
+    whether it reached the server is unknown."""
+    from scraper import storage as store
+
+    conn = store.connect(pg_url)
+    try:
+        store.sync_feeds(conn, [("f", "http://f.example/")])
+        for _ in range(2):
+            pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+            dbread.rows(pg_url, "SELECT pg_terminate_backend(?)", pid)
+            assert store.feed_state(conn, "f")["url"] == "http://f.example/"
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        dbread.rows(pg_url, "SELECT pg_terminate_backend(?)", pid)
+        with pytest.raises(store.DatabaseError, match=f"^{re.escape(pg_url)}: "):
+            conn.execute("UPDATE feeds SET url = 'http://g.example/' WHERE name = 'f'")
+        assert store.feed_state(conn, "f")["url"] == "http://f.example/"
+    finally:
+        conn.close()
+
+
 # -- the server goes away under a running daemon ------------------------------------------
 
 def pg_ctl(server: pgserver.PgServer, *args: str) -> None:

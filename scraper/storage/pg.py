@@ -216,6 +216,18 @@ class PgConnection:
 
     def execute(self, sql: str, params: Sequence[Any] = (), *,
                 plain: bool = False) -> psycopg.Cursor[Any]:
+        """A read outside a transaction that finds its connection dropped (an idle timeout,
+        a restart the daemon slept through) is asked again once on a new one: it changed
+        nothing, and a daemon's first read after a quiet hour would fail its feed."""
+        try:
+            return self._execute(sql, params, plain)
+        except DatabaseError:
+            lost = self._raw is not None and self._raw.closed
+            if not lost or self.in_transaction or not sql.lstrip()[:6].upper() == "SELECT":
+                raise
+            return self._execute(sql, params, plain)
+
+    def _execute(self, sql: str, params: Sequence[Any], plain: bool) -> psycopg.Cursor[Any]:
         import psycopg
 
         try:
