@@ -28,9 +28,9 @@ entries, as a feed generated at every request (nginx answers 200).
 To compare commits in one session: ``git archive COMMIT scraper | tar -x -C DIR``, then
 ``cd /tmp && PYTHONPATH=DIR /path/to/.venv/bin/python /path/to/bench/poll.py`` (``scrape``
 finds DIR's package first).  Start it outside the checkout (``cd /tmp``) when a commit before
-the fork server's fix (``workers.own_package_path``) is compared: its fork server ran
-``python -c`` with the current directory first on ``sys.path``, so from the checkout its
-workers ran the checkout's code.
+07e88a0 is compared (the fork server's fix: ``workers._start_forkserver``, later
+``own_package_path``): its fork server ran ``python -c`` with the current directory first on
+``sys.path``, so from the checkout its workers ran the checkout's code.
 """
 
 from __future__ import annotations

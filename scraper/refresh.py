@@ -465,7 +465,7 @@ class Refresher:
 
 
 def _answer(batch: list[tuple[FeedConfig, asyncio.Future[dict | None]]],
-            taken: Mapping[str, dict], error: Exception | None) -> None:
+            taken: Mapping[str, dict], error: BaseException | None) -> None:
     """Each claimant's answer from ``Refresher._claim_batch`` (on the loop)."""
     for feed, future in batch:
         if future.done():  # its refresh was cancelled meanwhile

@@ -33,6 +33,12 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return ctx
 
 
+#: ``own_package_path``'s state: how many runs are inside it, and the variables it replaced.
+_PATH_LOCK = threading.Lock()
+_path_users = 0
+_path_saved: dict[str, str | None] = {}
+
+
 @contextlib.contextmanager
 def own_package_path() -> Iterator[None]:
     """While it lasts, a fork server started (by ``make_executor``) imports this process's
@@ -44,24 +50,37 @@ def own_package_path() -> Iterator[None]:
     in its workers.  ``PYTHONSAFEPATH`` (3.11+) leaves the current directory out; where this
     process found ``scraper`` there (``python -m scraper`` in a checkout never installed),
     ``PYTHONPATH`` names it.  The server inherits the environment when it starts, which is
-    in a thread (the pool starts at the first document to parse); the environment is
-    changed here instead, on the calling thread before the run starts its threads (a
-    ``setenv`` beside another thread's ``getenv``, in a DNS lookup, is not safe).
+    in a thread (the pool starts at the first document to parse), beside fetches whose DNS
+    lookups read the environment; the variables are set here instead, before the run's own
+    threads start (a ``setenv`` beside a ``getenv`` is not safe), by the first of runs that
+    overlap (two ``Scraper.refresh_once`` of a library's threads), and put back by the last.
     """
-    saved = {name: os.environ.get(name) for name in ("PYTHONSAFEPATH", "PYTHONPATH")}
-    root = Path(__file__).resolve().parent.parent
-    os.environ["PYTHONSAFEPATH"] = "1"
-    if root == Path.cwd().resolve():
-        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root),
-                                                                 saved["PYTHONPATH"]]))
+    global _path_users
+    with _PATH_LOCK:
+        if _path_users == 0:
+            _path_saved.update({name: os.environ.get(name)
+                                for name in ("PYTHONSAFEPATH", "PYTHONPATH")})
+            os.environ["PYTHONSAFEPATH"] = "1"
+            root = Path(__file__).resolve().parent.parent
+            try:
+                here = Path.cwd().resolve()
+            except OSError:  # started in a folder deleted since: no package found there
+                here = None
+            if root == here:
+                os.environ["PYTHONPATH"] = os.pathsep.join(
+                    filter(None, [str(root), _path_saved["PYTHONPATH"]]))
+        _path_users += 1
     try:
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        with _PATH_LOCK:
+            _path_users -= 1
+            if _path_users == 0:
+                for name, value in _path_saved.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
 
 
 def _worker_init(parent: int) -> None:

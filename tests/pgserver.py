@@ -109,10 +109,15 @@ class PgServer:
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
             conn.execute(sql)
 
-    def create_database(self, *, migrated: bool = True) -> str:
-        """A new database's URL; ``migrated``: with this release's schema already in it."""
+    def create_database(self, *, migrated: bool = True, icu_locale: str | None = None) -> str:
+        """A new database's URL; ``migrated``: with this release's schema already in it;
+        ``icu_locale``: an empty one that sorts text by that ICU locale (``en``: 'a' < 'B'),
+        where the cluster's own sorts by code point (``C.UTF-8``)."""
         name = f"t{os.getpid()}_{next(self._names)}"
-        if migrated:
+        if icu_locale:
+            self._admin(f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu "
+                        f"ICU_LOCALE '{icu_locale}' LOCALE 'C.UTF-8'")
+        elif migrated:
             self._ensure_template()
             self._admin(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
         else:

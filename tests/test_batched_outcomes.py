@@ -207,3 +207,31 @@ def test_an_outcome_that_outlived_its_claim_does_not_overwrite_a_newer_one(
     assert (row["error_count"], row["last_error"], row["claimed_by"]) == (1, "HTTP 503", None)
     assert row["next_due_at"] == store.iso(now + timedelta(minutes=2))
     assert row["etag"] == "new-from-b"  # a failure keeps the validators
+
+
+def test_a_feeds_last_outcome_in_a_batch_is_the_one_written(database: str) -> None:
+    """A failed flush puts its outcomes back, and the feed may be polled again before the
+    next: two outcomes of one feed in one batch.  The first write releases the claim, so
+    only the last is written."""
+    from datetime import timedelta
+
+    from scraper import storage as store
+    from scraper.core.decide import FeedWrite
+
+    conn = store.connect(database)
+    store.sync_feeds(conn, [("f", "http://127.0.0.1:9/f.xml")])
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    with store.transaction(conn):
+        conn.execute("UPDATE feeds SET claimed_by = 'a:1', claimed_until = ? WHERE name = 'f'",
+                     (store.iso(now + timedelta(minutes=5)),))
+    failed = FeedWrite(ok=False, url="http://127.0.0.1:9/f.xml", fetched_at=now, status=503,
+                       next_due_at=now + timedelta(minutes=2), error_count=1, error="HTTP 503")
+    later = FeedWrite(ok=True, url="http://127.0.0.1:9/f.xml", fetched_at=now + timedelta(1),
+                      status=304, next_due_at=now + timedelta(days=1, minutes=30),
+                      error_count=0, etag="e2")
+    store.record_outcomes(conn, [("f", failed), ("f", later)], "a:1")
+    row = store.feed_state(conn, "f")
+    conn.close()
+    assert (row["etag"], row["error_count"], row["last_status"], row["claimed_by"]) == (
+        "e2", 0, 304, None)
+    assert row["next_due_at"] == store.iso(now + timedelta(days=1, minutes=30))

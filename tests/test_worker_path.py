@@ -43,3 +43,24 @@ def test_workers_ignore_a_scraper_package_in_the_current_folder(
     assert run.returncode == 0, run.stderr
     (line,) = json.loads(run.stdout)["feeds"]
     assert (line["status"], line["new"]) == ("ok", 1)
+
+
+def test_a_run_started_in_a_folder_deleted_since_still_works(
+        tmp_path: Path, feed_server: FeedServer) -> None:
+    """The current folder is asked for (is the package there?); gone, it is not there.
+    Inline (``--workers 0``): a pool cannot start there, multiprocessing asks for the
+    folder too."""
+    if not SCRAPE.exists():
+        pytest.skip("needs the installed `scrape` script (pip install -e .)")
+    feed_server.route("/f.xml", Response(body=FEED))
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_text(yaml.safe_dump({"feeds": [{"name": "f", "url": feed_server.url("/f.xml")}]}))
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    run = subprocess.run(["sh", "-c", 'cd "$1" && rmdir "$1" && shift && exec "$@"', "sh",
+                          str(gone), str(SCRAPE), "--once", "--json", "--workers", "0",
+                          "--config", str(cfg), "--db", str(tmp_path / "s.db")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    (line,) = json.loads(run.stdout)["feeds"]
+    assert (line["status"], line["new"]) == ("ok", 1)

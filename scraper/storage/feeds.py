@@ -64,10 +64,11 @@ def claim_feeds(conn: Connection, feeds: Sequence[tuple[str, str, datetime]], *,
     with transaction(conn):
         conn.executemany("INSERT INTO feeds (name, url) VALUES (?, ?) "
                          "ON CONFLICT (name) DO NOTHING", sorted((n, u) for n, u, _ in feeds))
-        # PostgreSQL: the row locks (in name order, as every many-row writer takes them)
+        # PostgreSQL: the row locks (in name order, as every many-row writer takes them:
+        # code points, as Python sorts, not the database's collation, where 'a' < 'B')
         # make a second claimant (another --once, a daemon's claim_due) wait for this
         # transaction and then read the claims it wrote.
-        lock = " ORDER BY name FOR UPDATE" if is_pg(conn) else ""
+        lock = ' ORDER BY name COLLATE "C" FOR UPDATE' if is_pg(conn) else ""
         for marks, names in in_lists(sorted(until)):
             for row in conn.execute(f"SELECT * FROM feeds WHERE name IN ({marks}){lock}",
                                     names).fetchall():
@@ -256,15 +257,15 @@ def record_outcomes(conn: Connection, writes: Sequence[tuple[str, FeedWrite]],
 
     Only rows ``claimant`` still holds are written: an outcome that waited past its claim's
     expiry, while another process took the feed and recorded a newer one, is dropped rather
-    than put the older ETag and due time back.  In name order across both kinds (a stable
-    sort: a feed's later outcome still wins), as the other many-row writers lock rows
-    (``claim_feeds``), against deadlocks on PostgreSQL: successes then failures, each in
-    name order, deadlocked against a concurrent ``claim_feeds`` (seen in review)."""
+    than put the older ETag and due time back.  A feed's last outcome only (the first write
+    releases the claim, which a second would no longer find).  In name order across both
+    kinds, as the other many-row writers lock rows (``claim_feeds``), against deadlocks on
+    PostgreSQL: successes then failures, each in name order, deadlocked against a
+    concurrent ``claim_feeds`` (seen in review)."""
     if not writes:
         return
     with transaction(conn):
-        for ok, run in groupby(sorted(writes, key=lambda item: item[0]),
-                               key=lambda item: item[1].ok):
+        for ok, run in groupby(sorted(dict(writes).items()), key=lambda item: item[1].ok):
             if ok:
                 conn.executemany(_RECORD_OK, [
                     (w.url, w.etag, w.last_modified, iso(w.fetched_at), iso(w.fetched_at),

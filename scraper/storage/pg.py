@@ -218,7 +218,9 @@ class PgConnection:
                 plain: bool = False) -> psycopg.Cursor[Any]:
         """A read outside a transaction that finds its connection dropped (an idle timeout,
         a restart the daemon slept through) is asked again once on a new one: it changed
-        nothing, and a daemon's first read after a quiet hour would fail its feed."""
+        nothing, and a daemon's first read after a quiet hour would fail its feed.  (Every
+        SELECT with an effect, the advisory locks and ``setval``, runs inside a
+        transaction, where nothing is asked again.)"""
         try:
             return self._execute(sql, params, plain)
         except DatabaseError:
