@@ -287,7 +287,7 @@ def tick_ms(n_feeds: int) -> float:
     from datetime import timedelta
 
     from scraper import storage
-    from scraper.refresh import claim_is_dead
+    from scraper.claimant import claim_is_dead
 
     with tempfile.TemporaryDirectory(prefix="tick-") as tmp:
         conn = storage.connect(Path(tmp) / "tick.db")

@@ -47,6 +47,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from scraper import storage as store
 from scraper import workers as pool
+from scraper.claimant import CLAIMANT, claim_is_dead
 from scraper.config import (
     Config,
     ConfigError,
@@ -57,15 +58,7 @@ from scraper.config import (
     select_feeds,
 )
 from scraper.net.fetch import Fetcher
-from scraper.refresh import (
-    CLAIMANT,
-    FORGET_WORKERS_AFTER,
-    FeedResult,
-    Refresher,
-    claim_is_dead,
-    claim_seconds,
-    worker_row,
-)
+from scraper.refresh import FORGET_WORKERS_AFTER, FeedResult, Refresher, claim_seconds, worker_row
 from scraper.status import daemon_health
 from scraper.version import __version__
 

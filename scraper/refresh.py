@@ -35,6 +35,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 from scraper import storage as store
+from scraper.claimant import CLAIMANT, claim_is_dead
 from scraper.config import (
     Config,
     ConfigError,
@@ -54,9 +55,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-#: Who holds a feed's claim: unique per process, readable in `scrape status`.
-CLAIMANT = f"{socket.gethostname()}:{os.getpid()}"
 
 #: Environment only: every claim lasts this many seconds instead of ``claim_seconds``'s
 #: reckoning.  Shorter, a dead machine's feeds are taken over sooner, but a refresh that
@@ -478,20 +476,6 @@ def _answer(batch: list[tuple[FeedConfig, asyncio.Future[dict | None]]],
 
 def _failed(attempt: decide.Attempt, error: str | None) -> decide.Attempt:
     return replace(attempt, error=error or "failed")
-
-
-def claim_is_dead(holder: str) -> bool:
-    """True when a claim was left by a process of this host that no longer runs (killed)."""
-    host, _, pid = holder.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False  # another machine's claim: only its expiry can free it
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 async def run_once(config: Config, conn: store.Connection, feeds: list[FeedConfig], *,

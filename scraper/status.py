@@ -8,12 +8,12 @@ container must not be restarted for it; so with ``--db`` the config is optional.
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from scraper import storage as store
+from scraper.claimant import same_machine
 from scraper.config import Config
 from scraper.storage import reads
 from scraper.storage.meta import (
@@ -73,7 +73,7 @@ def daemon_health(conn: Connection, now: datetime,
     scraper=3``): each container's health check must follow its own daemon, not whichever
     beat last (one replica's clean stop made every replica "stopped")."""
     here = [held.worker for held in store.list_workers(conn, now)
-            if held.worker.kind == "daemon" and held.worker.host == socket.gethostname()]
+            if held.worker.kind == "daemon" and same_machine(held.worker.name)]
     if here:
         mine = max(here, key=lambda worker: worker.heartbeat_at)
         meta = {HEARTBEAT: mine.heartbeat_at, STATE: mine.state, PID: str(mine.pid),

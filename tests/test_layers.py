@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("scraper.daemon", "scraper.refresh", "scraper.workers", "scraper.prepare",
      "scraper.dedup", "scraper.export", "scraper.status"),
     ("scraper.storage", "scraper.net"),
-    ("scraper.config", "scraper.core"),
+    ("scraper.config", "scraper.core", "scraper.claimant"),
     ("scraper.version",),
 ]
 
@@ -39,6 +39,7 @@ NARROW = {
     "scraper.core": ("scraper.core",),
     "scraper.config": ("scraper.config", "scraper.core", "scraper.version"),
     "scraper.version": (),
+    "scraper.claimant": (),
     # the workers' side of a refresh, which their fork server preloads: no network, no SQL
     "scraper.prepare": ("scraper.prepare", "scraper.core", "scraper.config"),
 }

@@ -108,7 +108,7 @@ def test_a_daemon_lost_mid_refresh_hands_its_feeds_over_when_the_claims_expire(
         holders = {holder for holder, _ in held.values()}
         assert len(holders) == 2, held  # the work was shared
         lost_name = sorted(holders)[0]
-        lost = daemons[int(lost_name.rpartition(":")[2])]
+        lost = daemons[int(lost_name.partition("@")[0].rpartition(":")[2])]  # host:pid@machine
         survivor = two if lost is one else one
         taken = {name for name, (holder, _) in held.items() if holder == lost_name}
         expiry = {name: store.parse_iso(held[name][1]) for name in taken}

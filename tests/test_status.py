@@ -15,7 +15,7 @@ from server import FeedServer
 import scraper
 from scraper import app, cli, status
 from scraper import storage as store
-from scraper.refresh import CLAIMANT
+from scraper.claimant import CLAIMANT
 
 CONFIG = """\
 feeds:

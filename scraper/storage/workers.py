@@ -1,10 +1,11 @@
 """The ``workers`` table: one row per process working on this database (issue 21).
 
 A daemon writes its row at each heartbeat and marks it stopped when it stops; a ``scrape
---once`` run writes one at its start and marks it stopped at its end.  The row's name is the
-process's claimant name (``refresh.CLAIMANT``, "host:pid"), the one ``feeds.claimed_by``
-holds, so ``scrape status`` can say which feeds each worker holds now.  A row outlives its
-process (a ``kill -9`` writes nothing): ``forget_workers`` deletes the long-silent ones.
+--once`` run writes one at its start and marks it stopped at its end.  The row's name is
+the process's claimant name (``claimant.CLAIMANT``, "host:pid@machine"), the one
+``feeds.claimed_by`` holds, so ``scrape status`` can say which feeds each worker holds now.
+A row outlives its process (a ``kill -9`` writes nothing): ``forget_workers`` deletes the
+long-silent ones.
 """
 
 from __future__ import annotations
