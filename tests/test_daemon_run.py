@@ -146,7 +146,7 @@ def test_daemon_refreshes_reloads_and_stops_gracefully(feed_server: FeedServer,
         # Its workers row (issue 21), written at each beat, says it stopped.
         workers = conn.execute("SELECT name, pid, kind, state FROM workers").fetchall()
         assert [tuple(w)[1:] for w in workers] == [(d.proc.pid, "daemon", "stopped")]
-        assert workers[0][0].endswith(f":{d.proc.pid}")
+        assert workers[0][0].partition("@")[0].endswith(f":{d.proc.pid}")  # host:pid@machine
     finally:
         conn.close()
     assert duplicate_rows(d.db) == []
