@@ -372,13 +372,14 @@ class Refresher:
         if all(known.get(key) == raw for key, raw in scan.identities):
             await self._write_behind(feed, result, attempt, state, len(keys))
             return
-        prepared = await self._cpu(prepare.prepare_feed, fetched.body, fetched.headers, fetched.url,
-                                   feed, self.config.sites, self.config.dedup, known)
+        prepared = await self._cpu(prepare.prepare_feed, fetched.body, fetched.headers,
+                                   fetched.url, feed, self.config.sites, self.config.dedup,
+                                   known)
         assert isinstance(prepared, prepare.PreparedFeed)
         if feed.fulltext:
             await self._fulltext(feed, prepared.entries, known)
         await self._call(self._write, feed, result, attempt, prepared.entries, known,
-                      prepared.unchanged)
+                         prepared.unchanged)
 
     async def _fulltext(self, feed: FeedConfig, entries: list[prepare.Prepared],
                         known: Mapping[str, str]) -> None:

@@ -22,6 +22,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -101,6 +102,17 @@ def store_two_feeds(feed_server: FeedServer, tmp_path: Path, database: str) -> P
     assert main(["--once", "--workers", "0", "--config", str(config), "--db", database]) == 0
     return config
 
+
+def originals_and_duplicate(conn: Any) -> tuple[int, int]:
+    """How many entries are originals, and the id of the one reprint (the two stored
+    feeds carry one story): over sqlite3 or the storage layer's connection alike."""
+    originals = conn.execute(
+        "SELECT COUNT(*) FROM entries WHERE duplicate_of IS NULL").fetchone()[0]
+    duplicate = conn.execute(
+        "SELECT id FROM entries WHERE duplicate_of IS NOT NULL").fetchone()[0]
+    return originals, duplicate
+
+
 @pytest.fixture
 def setup(feed_server: FeedServer, tmp_path: Path) -> Iterator[Setup]:
     """A database filled by a real --once (two feeds carrying one story), then made
@@ -111,10 +123,7 @@ def setup(feed_server: FeedServer, tmp_path: Path) -> Iterator[Setup]:
         db = base / "scrape.db"
         store_two_feeds(feed_server, tmp_path, str(db))
         conn = sqlite3.connect(db)
-        originals = conn.execute(
-            "SELECT COUNT(*) FROM entries WHERE duplicate_of IS NULL").fetchone()[0]
-        duplicate = conn.execute(
-            "SELECT id FROM entries WHERE duplicate_of IS NOT NULL").fetchone()[0]
+        originals, duplicate = originals_and_duplicate(conn)
         conn.close()
         out = base / "out"
         out.mkdir()
@@ -252,10 +261,7 @@ def test_postgresql_read_commands_work_for_a_role_that_may_only_select(
 
     before = snapshot()
     conn = storage.open_existing(pg_url)
-    originals = conn.execute(
-        "SELECT COUNT(*) FROM entries WHERE duplicate_of IS NULL").fetchone()[0]
-    duplicate = conn.execute(
-        "SELECT id FROM entries WHERE duplicate_of IS NOT NULL").fetchone()[0]
+    originals, duplicate = originals_and_duplicate(conn)
     conn.close()
     capsys.readouterr()
     out = tmp_path / "out"

@@ -221,31 +221,39 @@ def release_claims(conn: Connection, claimant: str) -> None:
                      "WHERE claimed_by = ?", (claimant,))
 
 
+# What an outcome writes into the feed's row (``record_outcome``, ``record_outcomes``): after
+# a success (the validators and hints kept when the answer had none), or after a failure.
+_SUCCESS = ("url = ?, etag = COALESCE(?, etag), last_modified = COALESCE(?, last_modified), "
+            "last_fetch_at = ?, last_success_at = ?, last_status = ?, error_count = 0, "
+            "next_due_at = ?, retry_after_at = NULL, cache_max_age = ?, ttl = ?, "
+            "body_hash = COALESCE(?, body_hash)")
+_FAILURE = ("last_fetch_at = ?, last_status = ?, last_error = ?, last_error_at = ?, "
+            "error_count = ?, next_due_at = ?, retry_after_at = ?")
+_RELEASED = "claimed_by = NULL, claimed_until = NULL"
+
+
+def _values(write: FeedWrite) -> tuple[Any, ...]:
+    """``_SUCCESS``'s or ``_FAILURE``'s parameters, as ``write.ok`` says."""
+    now = iso(write.fetched_at)
+    if write.ok:
+        return (write.url, write.etag, write.last_modified, now, now, write.status,
+                iso(write.next_due_at), write.cache_max_age, write.ttl, write.body_hash)
+    return (now, write.status, write.error, now, write.error_count, iso(write.next_due_at),
+            iso(write.retry_after_at))
+
+
 def record_outcome(conn: Connection, name: str, write: FeedWrite,
                    claimant: str) -> None:
     """Write a refresh's outcome into the feed's row and release the claim (inside the
     caller's transaction: ``entries.apply_plan``)."""
-    now = iso(write.fetched_at)
-    if not write.ok:
-        conn.execute(
-            "UPDATE feeds SET last_fetch_at = ?, last_status = ?, last_error = ?, "
-            "last_error_at = ?, error_count = ?, next_due_at = ?, retry_after_at = ? "
-            "WHERE name = ?",
-            (now, write.status, write.error, now, write.error_count, iso(write.next_due_at),
-             iso(write.retry_after_at), name))
+    if write.ok:
+        conn.execute(f"UPDATE feeds SET {_SUCCESS}, "
+                     "entry_count = (SELECT COUNT(*) FROM entries WHERE feed = ?) WHERE name = ?",
+                     (*_values(write), name, name))
     else:
-        conn.execute(
-            "UPDATE feeds SET url = ?, etag = COALESCE(?, etag), "
-            "last_modified = COALESCE(?, last_modified), last_fetch_at = ?, "
-            "last_success_at = ?, last_status = ?, error_count = 0, next_due_at = ?, "
-            "retry_after_at = NULL, cache_max_age = ?, ttl = ?, "
-            "body_hash = COALESCE(?, body_hash), "
-            "entry_count = (SELECT COUNT(*) FROM entries WHERE feed = ?) WHERE name = ?",
-            (write.url, write.etag, write.last_modified, now, now, write.status,
-             iso(write.next_due_at), write.cache_max_age, write.ttl, write.body_hash,
-             name, name))
-    conn.execute("UPDATE feeds SET claimed_by = NULL, claimed_until = NULL "
-                 "WHERE name = ? AND claimed_by = ?", (name, claimant))
+        conn.execute(f"UPDATE feeds SET {_FAILURE} WHERE name = ?", (*_values(write), name))
+    conn.execute(f"UPDATE feeds SET {_RELEASED} WHERE name = ? AND claimed_by = ?",
+                 (name, claimant))
 
 
 def record_outcomes(conn: Connection, writes: Sequence[tuple[str, FeedWrite]],
@@ -266,29 +274,9 @@ def record_outcomes(conn: Connection, writes: Sequence[tuple[str, FeedWrite]],
         return
     with transaction(conn):
         for ok, run in groupby(sorted(dict(writes).items()), key=lambda item: item[1].ok):
-            if ok:
-                conn.executemany(_RECORD_OK, [
-                    (w.url, w.etag, w.last_modified, iso(w.fetched_at), iso(w.fetched_at),
-                     w.status, iso(w.next_due_at), w.cache_max_age, w.ttl, w.body_hash, name,
-                     claimant) for name, w in run])
-            else:
-                conn.executemany(_RECORD_FAILED, [
-                    (iso(w.fetched_at), w.status, w.error, iso(w.fetched_at), w.error_count,
-                     iso(w.next_due_at), iso(w.retry_after_at), name, claimant)
-                    for name, w in run])
-
-
-#: ``record_outcomes``' two statements: a row still claimed by the writer, after a success
-#: (the validators and hints kept when the answer had none) or after a failure.
-_RECORD_OK = ("UPDATE feeds SET url = ?, etag = COALESCE(?, etag), "
-              "last_modified = COALESCE(?, last_modified), last_fetch_at = ?, "
-              "last_success_at = ?, last_status = ?, error_count = 0, next_due_at = ?, "
-              "retry_after_at = NULL, cache_max_age = ?, ttl = ?, "
-              "body_hash = COALESCE(?, body_hash), claimed_by = NULL, claimed_until = NULL "
-              "WHERE name = ? AND claimed_by = ?")
-_RECORD_FAILED = ("UPDATE feeds SET last_fetch_at = ?, last_status = ?, last_error = ?, "
-                  "last_error_at = ?, error_count = ?, next_due_at = ?, retry_after_at = ?, "
-                  "claimed_by = NULL, claimed_until = NULL WHERE name = ? AND claimed_by = ?")
+            conn.executemany(f"UPDATE feeds SET {_SUCCESS if ok else _FAILURE}, {_RELEASED} "
+                             "WHERE name = ? AND claimed_by = ?",
+                             [(*_values(write), name, claimant) for name, write in run])
 
 
 def forget_validators(conn: Connection, names: Iterable[str]) -> None:
