@@ -36,6 +36,7 @@ finds DIR's package first).  Start it outside the checkout (``cd /tmp``) when a 
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import re
 import shutil
@@ -191,6 +192,18 @@ def scrape_command(args: argparse.Namespace) -> list[str]:
     if not Path(scrape[0]).exists():
         scrape = [sys.executable, "-m", "scraper"]
     return scrape + ([] if args.workers is None else ["--workers", str(args.workers)])
+
+
+def compile_package() -> str:
+    """Byte-compile the ``scraper`` package that ``scrape`` will import (the checkout's, or
+    PYTHONPATH's), as ``pip install`` does for an installed package and did for reader's:
+    with PYTHONDONTWRITEBYTECODE set (as on these machines) an editable install is compiled
+    from source at every run: 50-70 ms of a run's start (efe5cb7: a one-feed warm run took
+    0.45-0.47 s, compiled 0.39-0.40 s)."""
+    where = subprocess.run([sys.executable, "-c", "import scraper; print(scraper.__path__[0])"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    compileall.compile_dir(where, quiet=1)
+    return where
 
 
 def write_config(path: Path, urls: list[str], *lines: str) -> Path:
@@ -362,6 +375,7 @@ def main() -> int:
         args.feeds, args.entries = map(int, args.shape.lower().split("x"))
 
     started = time.perf_counter()
+    print(f"byte-compiled {compile_package()}")
     feeds = build_feeds(args.feeds, args.entries)
     total = args.feeds * args.entries
     with tempfile.TemporaryDirectory(prefix="poll-") as tmp_name:
