@@ -200,9 +200,13 @@ def compile_package() -> str:
     with PYTHONDONTWRITEBYTECODE set (as on these machines) an editable install is compiled
     from source at every run: 50-70 ms of a run's start (efe5cb7: a one-feed warm run took
     0.45-0.47 s, compiled 0.39-0.40 s)."""
-    where = subprocess.run([sys.executable, "-c", "import scraper; print(scraper.__path__[0])"],
+    # -P: not the current folder first, as for ``python -c``; ``scrape``'s launcher does not
+    # put it there either, so from the checkout with PYTHONPATH=DIR it runs DIR's package.
+    where = subprocess.run([sys.executable, "-P", "-c",
+                            "import scraper; print(scraper.__path__[0])"],
                            capture_output=True, text=True, check=True).stdout.strip()
-    compileall.compile_dir(where, quiet=1)
+    if not compileall.compile_dir(where, quiet=1):
+        sys.exit(f"could not byte-compile {where}")
     return where
 
 

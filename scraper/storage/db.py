@@ -1,8 +1,10 @@
 """Opening the SQLite database, its schema version, and write transactions.
 
 WAL lets readers (``scrape status``, exports) run beside the daemon's writer,
-``synchronous=NORMAL`` is durable enough under WAL, and a busy timeout turns a concurrent
-``scrape --once`` into a short wait instead of "database is locked".
+``synchronous=NORMAL`` is durable enough under WAL (a power failure may take back the
+commits since the last checkpoint, whole: their feeds' validators go with them, so those
+feeds are fetched again), and a busy timeout turns a concurrent ``scrape --once`` into a
+short wait instead of "database is locked".
 
 Commands that only look (``status``, ``dups``) open the file read-only (``open_existing``)
 and never migrate it, so they work on a backup, a read-only volume or another user's file.
@@ -44,11 +46,13 @@ log = logging.getLogger(__name__)
 CACHE_KIB = 16384
 
 #: Pages the WAL may hold before a commit copies them into the database (SQLite's default is
-#: 1,000: 4 MiB).  A cold run's transactions each dirty some 300 pages of the dedup key table
-#: at random, and every checkpoint wrote them all back: a cold ``scrape --once`` of 1,000
-#: feeds x 17 entries (bench/poll.py's feeds) took 24.5-26.1 s at 1,000 pages, 23.0 s at
-#: 3,000, 20.5-21.9 s at 10,000 and 21.1 s at 30,000, the same CPU (efe5cb7, alternated).
-#: The WAL file keeps its largest size, here about 40 MiB, until the last connection closes.
+#: 1,000: 4 MiB), on every connection (an export's bookkeeping commits too).  A cold run's
+#: transactions each dirty some 300 pages of the dedup key table at random, and every
+#: checkpoint wrote them all back: a cold ``scrape --once`` of 1,000 feeds x 17 entries
+#: (bench/poll.py's feeds) took 24.5-26.1 s at 1,000 pages, 23.0 s at 3,000, 20.5-21.9 s at
+#: 10,000 and 21.1 s at 30,000, the same CPU (efe5cb7, alternated).  The WAL file keeps its
+#: largest size until the last connection closes: 40 MiB, or more when one transaction
+#: writes more (an FTS5 segment merge: 66 MiB after that cold run, 57 MiB at 1,000 pages).
 WAL_AUTOCHECKPOINT_PAGES = 10_000
 
 #: The open database every storage function takes (``connect``): SQLite's, or PostgreSQL's
@@ -121,7 +125,6 @@ def connect(path: str | Path, *, create: bool = True) -> Connection:
         _check_version(path, version, reading=False)
         _use_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
         migrate(conn)
         if not writable(conn):
             raise DatabaseError(f"{path}: cannot be written (a read-only file, folder or "
@@ -224,6 +227,7 @@ def _open(uri: str) -> tuple[sqlite3.Connection, int]:
         # 0.68 (bench/dedup_scale.py, issue 4 notes); 64 MiB measured no better.
         conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
         return conn, schema_version(conn)
     except BaseException:
         conn.close()
