@@ -146,6 +146,12 @@ def decide(now: datetime, feed: FeedFacts, attempt: Attempt, rng: random.Random,
     ttl = feed.ttl if attempt.not_modified and attempt.ttl is None else attempt.ttl
     if attempt.not_modified and max_age is None:
         max_age = feed.cache_max_age
+    # Kept as the schedule honours them: a max-age or <ttl> of 20 digits (seen in review)
+    # overflowed the database's 64-bit column, and the feed failed at every poll.
+    if max_age is not None:
+        max_age = min(max_age, schedule.MAX_HINT)
+    if ttl is not None:
+        ttl = min(ttl, schedule.MAX_HINT // 60)
     due = schedule.next_due(now, feed.interval, 0,
                             schedule.Outcome(ok=True, max_age=max_age, ttl_minutes=ttl,
                                              adaptive=adaptive), rng)

@@ -38,6 +38,12 @@ from scraper.core.doctype import DoctypeRefused, expand_doctype
 _XML_DECL = re.compile(rb"^\s*<\?xml[^>]*?\?>", re.IGNORECASE)
 _DECL_ENCODING = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._\-]+)["']""", re.IGNORECASE)
 _TTL = re.compile(rb"<ttl>\s*(\d+)\s*</ttl>", re.IGNORECASE)
+#: Any element fastfeedparser takes an entry's date from (prefixed or not: dc:date).
+_DATE_ELEMENT = re.compile(rb"<(?:[\w.-]+:)?(?:pubDate|published|issued|date|updated|modified)"
+                           rb"[\s>]", re.IGNORECASE)
+_FIRST_ITEM = re.compile(rb"<(?:[\w.-]+:)?(?:item|entry)[\s>]", re.IGNORECASE)
+#: Dates before this are placeholders for none (``_stamp``).
+_FIRST_DATE = datetime(1970, 1, 2, tzinfo=UTC)
 _CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._\-]+)", re.IGNORECASE)
 #: Labels that mean "some GB encoding": all decoded as GB18030, which contains them all.
 _GB_LABELS = {"gb2312", "gbk", "gb18030", "x-gbk", "cp936", "ms936", "euc-cn", "csgb2312",
@@ -166,7 +172,7 @@ def parse_feed(body: bytes, headers: Mapping[str, str], url: str = "") -> Parsed
     fast = None
     if _well_formed(body):
         try:
-            fast = _parse_fast(body, ttl)
+            fast = _parse_fast(body, url, ttl)
         except Exception as exc:  # noqa: BLE001 - any failure: let feedparser try
             log.debug("fastfeedparser failed on %s, using feedparser: %s", url, exc)
         else:
@@ -190,20 +196,29 @@ def _well_formed(body: bytes) -> bool:
     return True
 
 
-def _parse_fast(body: bytes, ttl: int | None) -> ParsedFeed:
+def _parse_fast(body: bytes, url: str, ttl: int | None) -> ParsedFeed:
     parsed = fastfeedparser.parse(body, include_tags=False, include_media=False,
                                   include_enclosures=False)
+    feed = parsed.get("feed") or {}
+    base = _site(url, feed.get("link"))
+    # fastfeedparser 0.6 reads an undated item's GUID as a date when it is not a URL: GUIDs
+    # "42" and "7" became 2042-12-07 and the 7th of this month (found in review), pinned
+    # above every other entry.  A document with no date element from its first item on (the
+    # channel's own <pubDate> comes before) has only such dates; feedparser, the other path,
+    # never guesses one.
+    first = _FIRST_ITEM.search(body)
+    dated = first is not None and _DATE_ELEMENT.search(body, first.start()) is not None
     entries = []
     for e in parsed.get("entries") or []:
         content = _longest([c.get("value") or "" for c in e.get("content") or []]
                            + [e.get("description") or "", e.get("summary") or ""])
-        when = e.get("published") or e.get("updated")
+        when = (e.get("published") or e.get("updated")) if dated else None
         entries.append(ParsedEntry(
-            guid=_clean(e.get("id")), url=_clean(e.get("link")),
+            guid=_clean(e.get("id")), url=_link(base, _clean(e.get("link"))),
             title=_clean(e.get("title")) or "", author=_clean(e.get("author")),
             published=_iso(when), content_html=content))
     return ParsedFeed(entries=[e for e in entries if _has_substance(e)],
-                      title=(parsed.get("feed") or {}).get("title"), ttl=ttl)
+                      title=feed.get("title"), ttl=ttl)
 
 
 def _parse_loose(body: bytes, headers: Mapping[str, str], url: str,
@@ -224,6 +239,7 @@ def _parse_loose(body: bytes, headers: Mapping[str, str], url: str,
         if _HTML_PAGE.match(body):
             raise ParseError(f"not a feed: an HTML page; {_linked_feeds(body, url)}")
         raise ParseError(f"not a feed: {problem or 'no RSS or Atom document found'}")
+    base = _site(url, parsed.feed.get("link"))
     entries = []
     for e in parsed.entries:
         content = _longest([c.get("value") or "" for c in e.get("content") or []]
@@ -231,14 +247,17 @@ def _parse_loose(body: bytes, headers: Mapping[str, str], url: str,
         when = e.get("published_parsed") or e.get("updated_parsed")
         published = None
         if when:
-            stamp = datetime.fromtimestamp(calendar.timegm(when), UTC)
-            published = stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+            try:
+                published = _stamp(datetime.fromtimestamp(calendar.timegm(when), UTC))
+            except (OverflowError, OSError, ValueError):  # a year feedparser read, we cannot
+                published = None
         link = _clean(e.get("link"))
         entries.append(ParsedEntry(
             # fastfeedparser reports the link as the id when there is no GUID; do the same
             # here, so an entry keeps its key whichever parser read the document.
-            guid=_clean(e.get("id")) or link, url=link, title=_clean(e.get("title")) or "",
-            author=_clean(e.get("author")), published=published, content_html=content))
+            guid=_clean(e.get("id")) or link, url=_link(base, link),
+            title=_clean(e.get("title")) or "", author=_clean(e.get("author")),
+            published=published, content_html=content))
     return ParsedFeed(entries=[e for e in entries if _has_substance(e)],
                       title=parsed.feed.get("title"), problem=problem, ttl=ttl)
 
@@ -297,11 +316,43 @@ def _iso(value: object) -> str | None:
         return None
     try:
         when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return _stamp(when.astimezone(UTC))
+    except (ValueError, OverflowError):  # OverflowError: year 1 east of UTC is year 0
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _stamp(when: datetime) -> str | None:
+    """A UTC date as stored ("...Z"), or None for a date before ``_FIRST_DATE``: Go's zero
+    time (0001-01-01, which Hugo writes for an undated page) and the Unix epoch are what
+    generators write for "no date".  Stored, year 1 came out as "1-01-01..." (strftime pads
+    no year before 1000), which no ISO reader takes: every export failed on it."""
+    if when < _FIRST_DATE:
+        return None
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _site(url: str, channel_link: object) -> str:
+    """What an item's relative link is relative to: the channel's <link> (the site, made
+    absolute against the document's URL), as Miniflux reads it, else the document's URL;
+    a feed served through a proxy (RSSHub, FeedBurner) links into the site, not the proxy."""
+    site = _absolute(url, _clean(channel_link)) if channel_link else None
+    return site or url
+
+
+def _link(base: str, link: str | None) -> str | None:
+    """An item's relative link made absolute against ``base``; any other kept as sent (its
+    hash is the entry's: rewritten, every stored entry would count as updated once).
+    Relative, it was stored so, and left normalize no base: every image and link of the
+    content was dropped (found in review)."""
+    if not link or not base:
+        return link
+    try:
+        relative = not urlsplit(link).scheme
+    except ValueError:  # "http://[::1": kept as sent, as before
+        return link
+    return (_absolute(base, link) or link) if relative else link
 
 
 def header(headers: Mapping[str, str], name: str) -> str:

@@ -1,0 +1,131 @@
+"""Items whose dates, links or hints are odd in ways real generators produce (found by an
+exploratory review): each must be stored, dated or undated truthfully, and exportable."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from server import FeedServer, Response
+
+from scraper.cli import main
+from scraper.core.parse import parse_feed
+
+RSS = {"content-type": "application/rss+xml; charset=utf-8"}
+ARTICLE = "<p>Long enough to be an article of its own, with some words in it.</p>"
+
+
+def rss(items: str, channel: str = "") -> bytes:
+    return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+            f"<title>t</title><link>https://blog.example.org/</link>{channel}{items}"
+            "</channel></rss>").encode()
+
+
+def item(title: str, extra: str) -> str:
+    return f"<item><title>{title}</title>{extra}<description><![CDATA[{ARTICLE} {title}]]>" \
+           "</description></item>"
+
+
+def test_a_go_zero_date_is_no_date_and_the_exports_still_work(
+        tmp_path: Path, feed_server: FeedServer) -> None:
+    """Hugo writes 0001-01-01 for an undated page; stored as "1-01-01...", it failed every
+    export of the database."""
+    feed_server.route("/hugo.xml", Response(body=rss(
+        item("Dated", "<guid>https://blog.example.org/a</guid>"
+             "<pubDate>Tue, 01 Dec 2026 08:00:00 +0000</pubDate>")
+        + item("Undated", "<guid>https://blog.example.org/b</guid>"
+               "<pubDate>Mon, 01 Jan 0001 00:00:00 +0000</pubDate>")), headers=RSS))
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_text(yaml.safe_dump({"feeds": [{"name": "hugo",
+                                              "url": feed_server.url("/hugo.xml")}]}))
+    db = tmp_path / "scrape.db"
+    assert main(["--once", "--config", str(cfg), "--db", str(db)]) == 0
+    assert main(["--db", str(db), "export", "feed", str(tmp_path / "merged.xml")]) == 0
+    assert main(["--db", str(db), "export", "hexo", str(tmp_path / "posts")]) == 0
+    assert main(["--db", str(db), "export", "jsonl", str(tmp_path / "out.jsonl")]) == 0
+    lines = (tmp_path / "out.jsonl").read_text("utf-8").splitlines()
+    dates = {row["title"]: row.get("published") for row in map(json.loads, lines)}
+    assert dates["Undated"] is None
+    assert dates["Dated"].startswith("2026-12-01")
+    assert len(list((tmp_path / "posts").rglob("*.md"))) == 2
+
+
+def test_placeholder_dates_are_no_dates() -> None:
+    for stamp in ("Mon, 01 Jan 0001 00:00:00 +0000", "Thu, 01 Jan 1970 00:00:00 GMT",
+                  "0001-01-01T00:00:00+05:00"):
+        body = rss(item("x", f"<guid>https://e.org/1</guid><pubDate>{stamp}</pubDate>"))
+        assert parse_feed(body, RSS, "https://e.org/feed").entries[0].published is None, stamp
+        # the same through feedparser's path (a malformed document)
+        broken = body.replace(b"</channel>", b"<p></channel>")
+        assert parse_feed(broken, RSS, "https://e.org/feed").entries[0].published is None
+
+
+def test_an_undated_item_is_not_dated_by_its_guid() -> None:
+    """fastfeedparser reads a GUID that is not a URL as a date when the item has none: "42"
+    became 2042, the current year's date."""
+    body = rss("".join(item(f"Thread {n}", f'<guid isPermaLink="false">{n}</guid>')
+                       for n in ("42", "7", "2024", "nd1")),
+               channel="<pubDate>Tue, 01 Dec 2026 08:00:00 +0000</pubDate>")
+    entries = parse_feed(body, RSS, "https://forum.example/rss").entries
+    assert [e.guid for e in entries] == ["42", "7", "2024", "nd1"]
+    assert [e.published for e in entries] == [None] * 4
+
+
+def test_a_dated_item_keeps_its_date_beside_undated_ones() -> None:
+    body = rss(item("a", '<guid isPermaLink="false">1</guid>'
+                    "<pubDate>Tue, 01 Dec 2026 08:00:00 +0000</pubDate>")
+               + item("b", '<guid isPermaLink="false">2</guid>'))
+    entries = parse_feed(body, RSS, "https://forum.example/rss").entries
+    assert entries[0].published == "2026-12-01T08:00:00Z"
+
+
+def test_relative_links_are_made_absolute_against_the_site(
+        tmp_path: Path, feed_server: FeedServer) -> None:
+    """A relative <link> was stored relative, and the content's images and links, resolved
+    against it, were all dropped."""
+    body = rss('<item><title>One</title><link>/posts/one/</link><description><![CDATA['
+               f'{ARTICLE}<p><img src="/img/chart.png"> See <a href="/posts/zero/">the last'
+               " one</a>.</p>]]></description></item>")
+    feed_server.route("/blog.xml", Response(body=body, headers=RSS))
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_text(yaml.safe_dump({"feeds": [{"name": "blog",
+                                              "url": feed_server.url("/blog.xml")}]}))
+    db = tmp_path / "scrape.db"
+    assert main(["--once", "--config", str(cfg), "--db", str(db)]) == 0
+    assert main(["--db", str(db), "export", "jsonl", str(tmp_path / "out.jsonl")]) == 0
+    row = json.loads((tmp_path / "out.jsonl").read_text("utf-8"))
+    assert row["url"] == "https://blog.example.org/posts/one/"
+    html = row["content_html"]
+    assert "https://blog.example.org/img/chart.png" in html
+    assert "https://blog.example.org/posts/zero/" in html
+
+
+def test_a_relative_link_with_no_site_resolves_against_the_document() -> None:
+    body = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+            b"<item><title>x</title><link>p/1.html</link></item></channel></rss>")
+    entry = parse_feed(body, RSS, "https://e.org/feeds/all.xml").entries[0]
+    assert entry.url == "https://e.org/feeds/p/1.html"
+
+
+def test_absolute_links_are_kept_as_sent() -> None:
+    link = "https://e.org/a b/c.html"  # a space: kept, or every stored entry would change
+    body = rss(item("x", f"<link>{link}</link>"))
+    assert parse_feed(body, RSS, "https://e.org/feed").entries[0].url == link
+
+
+def test_absurd_cache_hints_do_not_fail_the_feed(tmp_path: Path,
+                                                  feed_server: FeedServer) -> None:
+    """A 20-digit max-age or <ttl> overflowed the database's integer column: the feed
+    failed at every poll and its entries were never stored."""
+    huge = "99999999999999999999"
+    body = rss(item("Hinted", "<guid>https://blog.example.org/h</guid>"), f"<ttl>{huge}</ttl>")
+    feed_server.route("/hint.xml", Response(body=body, headers={
+        **RSS, "cache-control": f"max-age={huge}"}))
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_text(yaml.safe_dump({"feeds": [{"name": "hint",
+                                              "url": feed_server.url("/hint.xml")}]}))
+    db = tmp_path / "scrape.db"
+    assert main(["--once", "--config", str(cfg), "--db", str(db)]) == 0
+    assert main(["--db", str(db), "export", "jsonl", str(tmp_path / "out.jsonl")]) == 0
+    assert json.loads((tmp_path / "out.jsonl").read_text("utf-8"))["title"] == "Hinted"
