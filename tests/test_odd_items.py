@@ -4,6 +4,7 @@ exploratory review): each must be stored, dated or undated truthfully, and expor
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 import yaml
@@ -23,8 +24,11 @@ def rss(items: str, channel: str = "") -> bytes:
 
 
 def item(title: str, extra: str) -> str:
-    return f"<item><title>{title}</title>{extra}<description><![CDATA[{ARTICLE} {title}]]>" \
-           "</description></item>"
+    """An item whose text is its own (the same text twice would be linked as a reprint, and
+    left out of the exports)."""
+    words = " ".join(f"{title.lower()}{n}" for n in range(12))
+    return f"<item><title>{title}</title>{extra}<description><![CDATA[{ARTICLE}<p>{words}</p>" \
+           "]]></description></item>"
 
 
 def test_a_go_zero_date_is_no_date_and_the_exports_still_work(
@@ -129,3 +133,29 @@ def test_absurd_cache_hints_do_not_fail_the_feed(tmp_path: Path,
     assert main(["--once", "--config", str(cfg), "--db", str(db)]) == 0
     assert main(["--db", str(db), "export", "jsonl", str(tmp_path / "out.jsonl")]) == 0
     assert json.loads((tmp_path / "out.jsonl").read_text("utf-8"))["title"] == "Hinted"
+
+
+def test_a_database_holding_a_year_one_date_is_repaired_on_upgrade(
+        tmp_path: Path, feed_server: FeedServer) -> None:
+    """The rows an earlier release stored with "1-01-01T00:00:00Z" lose that date when the
+    database is opened, and its exports work again; real dates stay."""
+    feed_server.route("/two.xml", Response(body=rss(
+        item("Old", "<guid>https://blog.example.org/o</guid>"
+             "<pubDate>Tue, 01 Dec 2026 08:00:00 +0000</pubDate>")
+        + item("Real", "<guid>https://blog.example.org/r</guid>"
+               "<pubDate>Wed, 02 Dec 2026 08:00:00 +0000</pubDate>")), headers=RSS))
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_text(yaml.safe_dump({"feeds": [{"name": "two",
+                                              "url": feed_server.url("/two.xml")}]}))
+    db = tmp_path / "scrape.db"
+    assert main(["--once", "--config", str(cfg), "--db", str(db)]) == 0
+    with sqlite3.connect(db) as conn:  # as the release before the repair left it
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        conn.execute("UPDATE entries SET published = '1-01-01T00:00:00Z' WHERE title = 'Old'")
+        conn.execute(f"PRAGMA user_version = {version - 1}")
+    assert main(["--once", "--config", str(cfg), "--db", str(db)]) == 0  # opens, upgrades
+    assert main(["--db", str(db), "export", "jsonl", str(tmp_path / "out.jsonl")]) == 0
+    lines = (tmp_path / "out.jsonl").read_text("utf-8").splitlines()
+    dates = {row["title"]: row.get("published") for row in map(json.loads, lines)}
+    assert dates["Old"] is None
+    assert dates["Real"].startswith("2026-12-02")

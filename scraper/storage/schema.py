@@ -39,6 +39,15 @@ _BODY_HASH = """
 ALTER TABLE feeds ADD COLUMN body_hash TEXT;
 """
 
+# 14: placeholder dates taken back.  Go's zero time (0001-01-01, which Hugo writes for an
+# undated page) was stored as "1-01-01T00:00:00Z" (strftime pads no year before 1000), which
+# no ISO reader takes: every export of the database failed on it.  The parser now reads a
+# date before 1970-01-02 as none (``core.parse._stamp``); this does the same for the rows
+# stored before.  Compared byte by byte: '1-' sorts before '19', as '0001' and '1969' do.
+_PLACEHOLDER_DATES = """
+UPDATE entries SET published = NULL WHERE published < '1970-01-02';
+"""
+
 # Each migration runs once, in order, inside one transaction; the list index + 1 is the
 # schema version (SQLite: PRAGMA user_version; PostgreSQL: the schema_version table).
 # Append, never edit a released entry.
@@ -271,6 +280,7 @@ CREATE INDEX feeds_claimed ON feeds(claimed_by) WHERE claimed_by IS NOT NULL;
 """,
     _WORKERS,
     _BODY_HASH,
+    _PLACEHOLDER_DATES,
 ]
 
 # The schema of step 11 on PostgreSQL, in its types: ids are identities (``db copy`` sets
@@ -370,5 +380,6 @@ MIGRATIONS: list[Step] = [
     *(Step(script) for script in _SQLITE[1:11]),
     Step(_WORKERS, _WORKERS.replace("REAL", "DOUBLE PRECISION")),
     Step(_BODY_HASH, _BODY_HASH),
+    Step(_PLACEHOLDER_DATES, _PLACEHOLDER_DATES.replace("published <", 'published COLLATE "C" <')),
 ]
 assert len(MIGRATIONS) == len(_SQLITE)
