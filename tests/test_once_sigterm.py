@@ -1,0 +1,59 @@
+"""``scrape --once`` stopped by SIGTERM (``docker stop``, systemd) ends as Ctrl-C ends it:
+exit 143, a line saying so, and its ``workers`` row marked stopped.  Killed outright, the
+row stayed "running" and ``scrape status`` showed a live process holding its feeds."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+from server import FeedServer, Response, hang
+
+REPO = Path(__file__).resolve().parent.parent
+RSS = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><item>'
+       b"<title>One</title><guid>https://e.org/1</guid><description>Some text here."
+       b"</description></item></channel></rss>")
+
+
+def test_sigterm_stops_the_run_cleanly(tmp_path: Path, feed_server: FeedServer) -> None:
+    feed_server.route("/quick.xml", Response(body=RSS))
+    feed_server.route("/slow.xml", hang(60))
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_text(yaml.safe_dump({"feeds": [
+        {"name": "quick", "url": feed_server.url("/quick.xml")},
+        {"name": "slow", "url": feed_server.url("/slow.xml")}]}))
+    db = tmp_path / "scrape.db"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "scraper", "--once", "--config", str(cfg),
+                             "--db", str(db), "--workers", "0"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60  # a guard against a hang, not a timing
+        while (not any(r.path == "/slow.xml" for r in feed_server.requests)
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        assert any(r.path == "/slow.xml" for r in feed_server.requests)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert proc.returncode == 128 + signal.SIGTERM
+    text = err.decode("utf-8", "replace")
+    assert "SIGTERM" in text and "Traceback" not in text
+    out = subprocess.run([sys.executable, "-m", "scraper", "--db", str(db), "status",
+                          "--json"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=60)
+    workers = json.loads(out.stdout)["workers"]
+    runs = [w for w in workers if w["pid"] == proc.pid]
+    assert runs and all(w["state"] == "stopped" and not w["alive"] and w["holds"] == 0
+                        for w in runs), runs
