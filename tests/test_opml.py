@@ -268,3 +268,25 @@ def test_export_into_a_missing_folder_is_one_line_exit_2(
     assert scrape("opml", "export", tmp_path / "no" / "subs.opml", "--config", cfg) == 2
     err = capsys.readouterr().err
     assert "subs.opml" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+MALFORMED = """<?xml version="1.0"?>
+<opml version="2.0"><head><title>mixed</title></head><body>
+  <outline type="rss" text="Bracket" xmlUrl="http://[::1/rss"/>
+  <outline type="rss" text="Big port" xmlUrl="http://a.example:99999/rss"/>
+  <outline type="rss" text="Good" xmlUrl="https://ok.example/feed"/>
+</body></opml>
+"""
+
+
+def test_a_malformed_url_skips_its_outline_not_the_import(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write(tmp_path / "feeds.yaml", "feeds: []\n")
+    opml = write(tmp_path / "mixed.opml", MALFORMED)
+    assert scrape("opml", "import", opml, "--config", cfg) == 0
+    assert {f.url for f in app.load(cfg).feeds} == {"https://ok.example/feed"}
+    lines = capsys.readouterr().out.splitlines()
+    assert any("'Bracket'" in line and "http://[::1/rss" in line and "not a valid URL" in line
+               for line in lines)
+    assert any("'Big port'" in line and "a.example:99999" in line and "not a valid URL" in line
+               for line in lines)

@@ -10,7 +10,7 @@ would fetch itself, with requests).  It reads with lxml's HTML parser (html.pars
 lxml is missing): neither expands a DOCTYPE's entities, so a billion-laughs bomb stays a
 short literal ``&a;`` and an external entity (``SYSTEM "file:///etc/passwd"``) is never
 read (tests/test_opml.py checks both).  Only http(s) feed URLs are imported: a
-``javascript:`` or ``file:`` xmlUrl is skipped with its reason.
+``javascript:`` or ``file:`` xmlUrl, or one urllib cannot split, is skipped with its reason.
 """
 
 from __future__ import annotations
@@ -106,7 +106,14 @@ def read_opml(data: bytes) -> tuple[list[Outline], list[Skipped]]:
     for item in parsed.feeds:
         title = (item.get("title") or "").strip()
         url = (item.get("url") or "").strip()
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            _ = parts.port  # a port out of range or not a number raises only when read
+        except ValueError as exc:
+            # One malformed outline (``http://[::1/rss``) is that outline's problem: the
+            # rest of the file is still imported, as with a non-http(s) URL.
+            skipped.append(Skipped(title or url, f"not a valid URL ({exc}): {url[:80]!r}"))
+            continue
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             skipped.append(Skipped(title or url, f"not an http(s) feed URL: {url[:80]!r}"))
             continue
