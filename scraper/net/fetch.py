@@ -240,7 +240,7 @@ class Fetcher:
         """The start of an error answer's body; None if it cannot be read (the status stands)."""
         try:
             return await self._read(response, ERROR_BODY_CAP, truncate=True)
-        except (FetchError, httpx.TransportError, zlib.error):
+        except (FetchError, httpx.TransportError):
             return None
 
     async def _read(self, response: httpx.Response, cap: int, *, truncate: bool = False
@@ -262,13 +262,19 @@ class Fetcher:
         async for raw in response.aiter_raw(_READ_CHUNK):
             # max_length bounds what one chunk may inflate to: a bomb stops one byte past the
             # cap (and, having reached it, leaves the rest of its input unconsumed).
-            data = raw if inflater is None else inflater.decompress(raw, cap - size + 1)
+            try:
+                data = raw if inflater is None else inflater.decompress(raw, cap - size + 1)
+            except zlib.error:
+                raise FetchError(_not_encoded(encoding, raw if size == 0 else b"")) from None
             chunks.append(data)
             size += len(data)
             if size > cap:
                 return _over(chunks, cap, truncate)
         if inflater is not None:
-            data = inflater.flush()
+            try:
+                data = inflater.flush()
+            except zlib.error:
+                raise FetchError(_not_encoded(encoding, b"")) from None
             chunks.append(data)
             size += len(data)
             if size > cap:
@@ -302,6 +308,19 @@ def _over(chunks: list[bytes], cap: int, truncate: bool) -> bytes:
 
 def _too_large(cap: int) -> str:
     return f"body larger than {cap / 1048576:g} MiB (decompressed); raise fetch.max_bytes to allow"
+
+
+def _not_encoded(encoding: str, start: bytes) -> str:
+    """A body its Content-Encoding does not describe: the server's mistake, said as such.
+
+    Such a body is not taken as it is even when it looks like plain XML (feedparser would):
+    that is a guess, browsers refuse it too, and the failing feed is what gets the server
+    fixed.  Saying it looks uncompressed tells the user which mistake the server made.
+    """
+    kind = "gzip" if encoding in ("gzip", "x-gzip") else "deflate data"
+    plain = " (it looks uncompressed)" if start.lstrip()[:1] == b"<" else ""
+    return f"the body is not valid {kind}, though the server says Content-Encoding: " \
+           f"{encoding}{plain}"
 
 
 def _gaierror(exc: BaseException) -> socket.gaierror | None:
