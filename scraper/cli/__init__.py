@@ -4,7 +4,7 @@
 commands register themselves through each module's ``register(subparsers, common)``.
 Exit codes: 0 success, 1 some feed failed (the others are stored), 2 config or usage error,
 70 (sysexits' EX_SOFTWARE) an unexpected error, which is a bug: neither a feed's fault nor
-the user's.
+the user's; 141 (128 + SIGPIPE) stdout's reader left early, as in ``scrape list | head``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import argparse
 import copy
 import json
 import logging
+import os
+import select
 import sys
 import traceback
 from collections.abc import Sequence
@@ -25,6 +27,10 @@ from scraper.version import __version__
 log = logging.getLogger("scraper")
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_BUG = 0, 1, 2, 70
+#: stdout's reader left (``| head``): 128 + SIGPIPE, what a shell reports for a tool the
+#: signal killed, so ``set -o pipefail`` sees the same as for ``seq``; not 1, which here
+#: means that a feed failed.
+EXIT_READER_GONE = 141
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -157,25 +163,66 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = getattr(args, "verbose", 0) or 0
     setup_logging(verbose, getattr(args, "log_format", "text"))
     try:
-        if args.func is not None:
-            return int(args.func(args) or 0)
-        if args.once:
-            from scraper.cli.once import run_once_command
-
-            return run_once_command(args)
-        return run_daemon_command(args)
+        code = _dispatch(args)
+        sys.stdout.flush()  # here, not at exit: a reader gone is then seen below
+        return code
     except ConfigError as exc:
         print(f"scrape: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # a bug: one line, the traceback only when asked for
-        if verbose >= 2:
-            traceback.print_exc(file=sys.stderr)
-            print(f"scrape: unexpected error: {brief(exc)}", file=sys.stderr)
-        else:
-            print(f"scrape: unexpected error: {brief(exc)}; {TRACEBACK_HINT}", file=sys.stderr)
-        return EXIT_BUG
+    except BrokenPipeError as exc:
+        if _stdout_gone():
+            return _reader_gone()
+        return _bug(exc, verbose)  # another pipe (a worker's, a socket's): not the reader
+    except Exception as exc:
+        return _bug(exc, verbose)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.func is not None:
+        return int(args.func(args) or 0)
+    if args.once:
+        from scraper.cli.once import run_once_command
+
+        return run_once_command(args)
+    return run_daemon_command(args)
+
+
+def _bug(exc: Exception, verbose: int) -> int:
+    """A bug: one line, the traceback only when asked for."""
+    if verbose >= 2:
+        traceback.print_exc(file=sys.stderr)
+        print(f"scrape: unexpected error: {brief(exc)}", file=sys.stderr)
+    else:
+        print(f"scrape: unexpected error: {brief(exc)}; {TRACEBACK_HINT}", file=sys.stderr)
+    return EXIT_BUG
+
+
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe or socket whose reader has left (``scrape list | head``).
+
+    Asked rather than assumed: a BrokenPipeError from a worker's pipe or a connection is a
+    real error and must still be reported.  poll reports POLLERR/POLLHUP without asking.
+    """
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+    except (AttributeError, OSError, ValueError):
+        return False
+    poller.register(fd, 0)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _reader_gone() -> int:
+    """Leave quietly, as Unix tools do when their reader goes (the recipe in the signal
+    module's "Note on SIGPIPE").  Not ``SIG_DFL`` for SIGPIPE: it would kill the daemon at
+    the first write to a closed socket.  stdout goes to /dev/null so that the interpreter's
+    final flush of what is still buffered does not raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_READER_GONE
 
 
 def run_daemon_command(args: argparse.Namespace) -> int:
