@@ -159,3 +159,24 @@ def test_a_database_holding_a_year_one_date_is_repaired_on_upgrade(
     dates = {row["title"]: row.get("published") for row in map(json.loads, lines)}
     assert dates["Old"] is None
     assert dates["Real"].startswith("2026-12-02")
+
+
+def test_utf8_labelled_gb2312_is_read_as_utf8_and_said() -> None:
+    """Read as labelled, its Chinese was stored as mojibake without a word."""
+    body = ('<?xml version="1.0" encoding="gb2312"?><rss version="2.0"><channel><title>t'
+            "</title><item><title>你好，世界</title><guid>https://e.org/1</guid></item>"
+            "</channel></rss>").encode()
+    for headers in ({"content-type": "text/xml; charset=gb2312"}, {}):
+        feed = parse_feed(body, headers, "https://e.org/feed")
+        assert feed.entries[0].title == "你好，世界"
+        assert feed.problem and "UTF-8" in feed.problem
+
+
+def test_bytes_no_charset_reads_are_replaced_and_said() -> None:
+    """A byte neither the label nor UTF-8 decodes: replaced, and the feed says so."""
+    gbk = '<?xml version="1.0" encoding="gbk"?><rss version="2.0"><channel><title>t</title>' \
+          '<item><title>新闻</title><guid>https://e.org/1</guid></item></channel></rss>'
+    broken = gbk.encode("gb18030").replace("新".encode("gb18030"), b"\x81\x20")
+    feed = parse_feed(broken, {}, "https://e.org/feed")
+    assert feed.problem and "replaced" in feed.problem
+    assert feed.entries[0].guid == "https://e.org/1"

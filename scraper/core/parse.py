@@ -24,7 +24,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from urllib.parse import urljoin, urlsplit
 from xml.parsers import expat
@@ -133,18 +133,35 @@ def detect_charset(body: bytes, headers: Mapping[str, str]) -> str:
         return "gb18030"
 
 
-def to_utf8(body: bytes, headers: Mapping[str, str]) -> bytes:
-    """Re-encode the document as UTF-8 with a declaration that says so."""
+def to_utf8(body: bytes, headers: Mapping[str, str]) -> tuple[bytes, str | None]:
+    """Re-encode the document as UTF-8 with a declaration that says so; and what was wrong
+    with its charset, if anything (shown as a malformed feed's problem).
+
+    A document its declared charset cannot decode but UTF-8 can is UTF-8 mislabelled (a
+    server's default charset header over a UTF-8 file, the usual case): read as labelled,
+    its Chinese came out as mojibake, stored without a word (found in review).  Any other
+    undecodable byte is replaced, and said."""
     charset = detect_charset(body, headers)
+    problem = None
     if charset in ("utf-8", "utf-8-sig"):
         text_bytes = body[3:] if body.startswith(codecs.BOM_UTF8) else body
     else:
-        text_bytes = body.decode(charset, errors="replace").encode("utf-8")
+        try:
+            text_bytes = body.decode(charset).encode("utf-8")
+        except UnicodeDecodeError as exc:
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError:
+                text_bytes = body.decode(charset, errors="replace").encode("utf-8")
+                problem = f"not valid {charset} at byte {exc.start}: such bytes replaced"
+            else:
+                text_bytes = body
+                problem = f"declared {charset} but written in UTF-8: read as UTF-8"
     decl = _XML_DECL.match(text_bytes)
     if decl:
         fixed = _DECL_ENCODING.sub(b'encoding="utf-8"', decl.group(0))
         text_bytes = fixed + text_bytes[decl.end():]
-    return text_bytes
+    return text_bytes, problem
 
 
 def parse_feed(body: bytes, headers: Mapping[str, str], url: str = "") -> ParsedFeed:
@@ -162,10 +179,19 @@ def parse_feed(body: bytes, headers: Mapping[str, str], url: str = "") -> Parsed
     shown, and all such entries would share one key.  One with a title or content but no
     GUID or link is kept, keyed by their hash (:attr:`ParsedEntry.key`).
     """
+    body, charset_problem = to_utf8(body, headers)
     try:
-        body = expand_doctype(to_utf8(body, headers))
+        body = expand_doctype(body)
     except DoctypeRefused as exc:
         raise ParseError(str(exc)) from None
+    parsed = _parse(body, headers, url)
+    if charset_problem and not parsed.problem:
+        return replace(parsed, problem=charset_problem)
+    return parsed
+
+
+def _parse(body: bytes, headers: Mapping[str, str], url: str) -> ParsedFeed:
+    """``parse_feed`` of a document made UTF-8."""
     ttl = None
     if m := _TTL.search(body, 0, 65536):
         ttl = int(m.group(1))
