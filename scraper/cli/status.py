@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -65,17 +64,12 @@ def run(args: argparse.Namespace) -> int:
         report = scraper.status(now, args.max_age)
     if config_problem:
         report["config_problem"] = config_problem
-    try:
-        if args.json:
-            json.dump(report, sys.stdout, ensure_ascii=False, indent=2)
-            sys.stdout.write("\n")
-        else:
-            print_report(report, sys.stdout, now, urls=args.urls)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # `scrape status | head`: the reader left; not an error.  Point stdout at
-        # /dev/null so the interpreter's final flush does not raise again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    # (`scrape status | head`: the reader leaving is cli.main's, as for every command.)
+    if args.json:
+        json.dump(report, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print_report(report, sys.stdout, now, urls=args.urls)
     return 0
 
 
