@@ -251,3 +251,13 @@ def test_site_url_must_be_an_http_url(tmp_path: Path, capsys: pytest.CaptureFixt
     config.write_text("site_url: news.example.com\nfeeds: []\n", "utf-8")
     assert main(["export", "feed", "-", "--config", str(config)]) == 2
     assert "feeds.yaml: site_url: expected an http(s) URL" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("link", ["javascript:alert(1)", "notaurl", "http://[::1/feed"])
+def test_link_must_be_an_http_url(tmp_path: Path, link: str,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """As site_url: the feed's id and self link go to every reader of the export."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["export", "feed", "-", "--link", link, "--db", str(tmp_path / "x.db")])
+    assert exit_.value.code == 2
+    assert f"--link: expected an http(s) URL, got {link!r}" in capsys.readouterr().err

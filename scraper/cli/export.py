@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from scraper.app import Scraper, Selection
 from scraper.cli.common import open_from_args, since, whole
@@ -69,12 +70,25 @@ def register(subparsers: argparse._SubParsersAction, common: argparse.ArgumentPa
     feed.add_argument("--limit", type=whole(1), default=50, metavar="N",
                       help="latest N entries (default 50)")
     feed.add_argument("--title", default="scrape: merged feed", help="the feed's title")
-    feed.add_argument("--link", metavar="URL",
+    feed.add_argument("--link", metavar="URL", type=_http_url,
                       help="where the feed will be published (its self link and id; RSS: "
                            "the channel link, default site_url: from the config, else the "
                            "first feed's site)")
     selection_options(feed, duplicates=False)
     feed.set_defaults(func=_cmd_feed)
+
+
+def _http_url(value: str) -> str:
+    """An http(s) URL, as the config's ``site_url`` must be: the feed's id and self link are
+    read by every reader of the export (``javascript:`` or a bare word went in as they were)."""
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(f"expected an http(s) URL, got {value!r}")
+    return value
 
 
 def _selection(args: argparse.Namespace) -> Selection:
