@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 import yaml
 
 from scraper.core import rules
+from scraper.core.feedsfile import DuplicateKeyError, load_yaml
 
 DEFAULT_RSSHUB = "https://rsshub.app"
 #: The environment variable that overrides ``rsshub_base`` (docker-compose.yml sets it).
@@ -281,7 +282,7 @@ def load_config(path: str | Path) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
     try:
-        data = _load_yaml(text)
+        data = load_yaml(text)
     except DuplicateKeyError as exc:
         where = f"{exc.where}: " if exc.where else ""
         raise ConfigError(f"{label}: line {exc.line}: {where}duplicate key {exc.key!r} "
@@ -292,90 +293,6 @@ def load_config(path: str | Path) -> Config:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{label}:{where}: invalid YAML: {problem}") from None
     return config_from_data(data, path)
-
-
-class DuplicateKeyError(yaml.YAMLError):
-    """A key given twice in one mapping: PyYAML keeps the last one without a word, which
-    dropped a whole ``feeds:`` block (and ``scrape feeds prune`` then deleted its data)."""
-
-    def __init__(self, key: object, line: int, first_line: int, where: str) -> None:
-        super().__init__(f"line {line}: duplicate key {key!r}")
-        self.key, self.line, self.first_line, self.where = key, line, first_line, where
-
-
-#: libyaml when PyYAML has it: load_config of 2,000 feeds in 102 ms of CPU, not 530.
-_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_MERGE_TAG = "tag:yaml.org,2002:merge"
-
-
-def _load_yaml(text: str) -> object:
-    """The document, after :func:`_check_duplicates` has seen every mapping of it.
-
-    The check walks the composed nodes rather than overriding ``construct_mapping``: the
-    constructor flattens ``<<`` merges in place, sometimes before the merged mapping is
-    constructed itself, and a key that overrides a merged one would then look repeated.
-    """
-    loader = _LOADER(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _check_duplicates(loader, node, "", set())
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
-
-
-def _check_duplicates(loader: yaml.SafeLoader, node: yaml.Node, where: str,
-                      seen: set[int]) -> None:
-    """Raise DuplicateKeyError for a key repeated in one mapping of ``node``'s tree.
-
-    ``where`` names the mapping as the config errors do (``feeds[1] 'b'``, ``fetch``).
-    A ``<<`` merge is not a repetition (a key beside it overrides the merged one), and an
-    alias is checked once, where its anchor is: ``seen`` also stops recursive aliases.
-    """
-    if id(node) in seen:
-        return
-    seen.add(id(node))
-    if isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _check_duplicates(loader, item, f"{where}[{index}]{_name_of(item)}", seen)
-        return
-    if not isinstance(node, yaml.MappingNode):
-        return
-    first: dict[object, int] = {}
-    for key_node, value_node in node.value:
-        if key_node.tag == _MERGE_TAG:
-            _check_duplicates(loader, value_node, where, seen)
-            continue
-        if not isinstance(key_node, yaml.ScalarNode):
-            continue  # a mapping as a key: the constructor refuses it (unhashable)
-        # Constructed, so that spellings of one key compare equal (url, "url", 'url').
-        key = loader.construct_object(key_node)
-        line = key_node.start_mark.line + 1
-        if key in first:
-            raise DuplicateKeyError(key, line, first[key], where)
-        first[key] = line
-        _check_duplicates(loader, value_node, _inside(where, key), seen)
-
-
-def _inside(where: str, key: object) -> str:
-    """The path of ``key`` in the mapping at ``where``: ``fetch.timeout``, and after a list
-    item ``feeds[1] 'b': rules``, as the validation errors write them."""
-    if not where:
-        return str(key)
-    after_item = where.endswith(("]", "'"))
-    return f"{where}{': ' if after_item else '.'}{key}"
-
-
-def _name_of(node: yaml.Node) -> str:
-    """`` 'name'`` of a list item that has a ``name:`` (a feed), as errors show a feed."""
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            if (isinstance(key_node, yaml.ScalarNode) and key_node.value == "name"
-                    and isinstance(value_node, yaml.ScalarNode) and value_node.value):
-                return f" '{value_node.value}'"
-    return ""
 
 
 def config_from_data(data: object, path: Path) -> Config:

@@ -81,3 +81,15 @@ def test_a_repeated_key_inside_a_merged_mapping_is_an_error(tmp_path: Path) -> N
     message = error_of(tmp_path, "feeds:\n  - {<<: {url: 'http://x/a', url: 'http://x/b'}, "
                                  "name: a}\n")
     assert message == "feeds.yaml: line 2: feeds[0] 'a': duplicate key 'url' (first on line 2)"
+
+
+def test_the_first_repetition_in_the_file_is_reported(tmp_path: Path) -> None:
+    message = error_of(tmp_path, "feeds:\n  - {name: a, url: 'http://x/a', url: 'http://x/b'}\n"
+                                 "  - {name: b, url: 'http://x/a', url: 'http://x/b'}\n")
+    assert message.startswith("feeds.yaml: line 2: feeds[0] 'a': duplicate key 'url'")
+
+
+def test_deep_nesting_is_a_config_error_not_a_crash(tmp_path: Path) -> None:
+    """libyaml nests 1,000 levels deep, more than Python's recursion limit allows."""
+    message = error_of(tmp_path, "feeds: " + "[" * 999 + "]" * 999 + "\n")
+    assert message == "feeds.yaml: feeds[0]: expected a mapping with name and url"

@@ -1,10 +1,10 @@
-"""Edits of feeds.yaml as text: feeds appended (``scrape opml import``), a feed renamed
-(``scrape feeds rename``).
+"""feeds.yaml as YAML text: its loading, strict about repeated keys (``load_yaml``), and its
+edits: feeds appended (``scrape opml import``), a feed renamed (``scrape feeds rename``).
 
-The file is the user's: its comments, order, quoting and layout stay.  So nothing is
-dumped through a YAML writer (PyYAML's drops every comment); the places to edit come from
-``yaml.compose``, whose nodes know where they start and end in the text, and only those
-places change.  The caller loads the result with the config loader and compares it with
+An edit leaves the file the user's: its comments, order, quoting and layout stay.  So
+nothing is dumped through a YAML writer (PyYAML's drops every comment); the places to edit
+come from ``yaml.compose``, whose nodes know where they start and end in the text, and only
+those places change.  The caller loads the result with the config loader and compares it with
 what it meant before writing anything.
 """
 
@@ -47,6 +47,95 @@ def unique_name(title: str, url: str, taken: set[str]) -> str:
         name = f"{base}-{n}"
     taken.add(name)
     return name
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A key given twice in one mapping: PyYAML keeps the last one without a word, which
+    dropped a whole ``feeds:`` block (and ``scrape feeds prune`` then deleted its data)."""
+
+    def __init__(self, key: object, line: int, first_line: int, where: str) -> None:
+        super().__init__(f"line {line}: duplicate key {key!r}")
+        self.key, self.line, self.first_line, self.where = key, line, first_line, where
+
+
+#: libyaml when PyYAML has it: load_config of 2,000 feeds in 102 ms of CPU, not 530.
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def load_yaml(text: str) -> object:
+    """The document, after :func:`_check_duplicates` has seen every mapping of it.
+
+    The check walks the composed nodes rather than overriding ``construct_mapping``: the
+    constructor flattens ``<<`` merges in place, sometimes before the merged mapping is
+    constructed itself, and a key that overrides a merged one would then look repeated.
+    """
+    loader = _LOADER(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_duplicates(loader, node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_duplicates(loader: yaml.SafeLoader, root: yaml.Node) -> None:
+    """Raise DuplicateKeyError for a key repeated in one mapping of ``root``'s tree.
+
+    Each mapping is named as the config errors name it (``feeds[1] 'b'``, ``fetch``).  A
+    ``<<`` merge is not a repetition (a key beside it overrides the merged one), and an
+    alias is checked once, where its anchor is, which also ends recursive aliases.  A stack,
+    not recursion: libyaml allows 1,000 levels of nesting, Python's recursion limit fewer.
+    """
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    while stack:
+        node, where = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        children: list[tuple[yaml.Node, str]] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = [(item, f"{where}[{index}]{_name_of(item)}")
+                        for index, item in enumerate(node.value)]
+        first: dict[object, int] = {}
+        for key_node, value_node in node.value if isinstance(node, yaml.MappingNode) else ():
+            if key_node.tag == _MERGE_TAG:
+                children.append((value_node, where))
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue  # a mapping as a key: the constructor refuses it (unhashable)
+            # Constructed, so that spellings of one key compare equal (url, "url", 'url').
+            key = loader.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if key in first:
+                raise DuplicateKeyError(key, line, first[key], where)
+            first[key] = line
+            children.append((value_node, _inside(where, key)))
+        stack.extend(reversed(children))  # the file's first repetition is the one reported
+
+
+def _inside(where: str, key: object) -> str:
+    """The path of ``key`` in the mapping at ``where``: ``fetch.timeout``, and after a list
+    item ``feeds[1] 'b': rules``, as the validation errors write them."""
+    if not where:
+        return str(key)
+    after_item = where.endswith(("]", "'"))
+    return f"{where}{': ' if after_item else '.'}{key}"
+
+
+def _name_of(node: yaml.Node) -> str:
+    """`` 'name'`` of a list item that has a ``name:`` (a feed), as errors show a feed."""
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if (isinstance(key_node, yaml.ScalarNode) and key_node.value == "name"
+                    and isinstance(value_node, yaml.ScalarNode) and value_node.value):
+                return f" '{value_node.value}'"
+    return ""
 
 
 # -- YAML text --------------------------------------------------------------------------------
