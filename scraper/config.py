@@ -30,6 +30,19 @@ DEFAULT_TIMEOUT = 30.0
 #: 100 items) is under 5 MiB; 15 MiB leaves room without letting a gzip bomb through.
 DEFAULT_MAX_BYTES = 15 * 1024 * 1024
 
+# Upper bounds: past them a number is a typo, and what uses it breaks (timedelta's ten
+# thousand years, asyncio's timers, a read buffer's index-sized length, SQLite's integers).
+#: A feed polled less than once a year is a typo (``enabled: false`` stops a feed).
+MAX_INTERVAL = 365 * 86400
+#: A request still going after an hour is stuck; and a claim on a feed lasts its timeout
+#: x (retries + 1) x 4 (refresh.claim_seconds): a dead worker holds its feeds that long.
+MAX_TIMEOUT = 3600
+#: The daemon's timings: a heartbeat or a tick a day apart already means a daemon that looks
+#: dead, or feeds a day late; a shutdown grace of a day outlives any service manager's.
+MAX_DAEMON_SECONDS = 86400
+#: A decompressed body is held in memory whole; 1 GiB is some 70 times the default cap.
+MAX_BODY_BYTES = 1 << 30
+
 _INTERVAL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d)?\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}
 
@@ -160,7 +173,8 @@ DAEMON_ENV = {"heartbeat": "SCRAPE_HEARTBEAT", "config_poll": "SCRAPE_CONFIG_POL
 
 
 def _duration(value: object, example: str) -> float:
-    """Seconds from ``90``, ``"90s"``, ``"30m"``, ``"2h"`` or ``"1d"`` (not yet range-checked)."""
+    """Seconds from ``90``, ``"90s"``, ``"30m"``, ``"2h"`` or ``"1d"``; not range-checked
+    (``inf`` passes, for :func:`_at_most` to refuse with the bound)."""
     if isinstance(value, str) and (m := _INTERVAL_RE.match(value)):
         unit = m.group(2).lower() if m.group(2) else None
         return float(m.group(1)) * _UNIT_SECONDS[unit]
@@ -169,16 +183,28 @@ def _duration(value: object, example: str) -> float:
     return float(value)
 
 
+def _span(seconds: float) -> str:
+    """A bound as a user writes it in feeds.yaml: ``365d``, ``1h``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def _at_most(seconds: float, most: float, value: object) -> float:
+    if not seconds <= most:
+        raise ValueError(f"must be at most {_span(most)}, got {value!r}")
+    return seconds
+
+
 def _seconds(key: str, value: object) -> float:
-    """A daemon timing; only the config watch may be 0 (off)."""
-    try:
-        seconds = _duration(value, "30s")
-    except ValueError as exc:
-        raise ValueError(f"{key}: {exc}") from None
+    """A daemon timing; only the config watch may be 0 (off).  The error does not name
+    ``key``: the file's and the environment's errors name it each in their own way."""
+    seconds = _duration(value, "30s")
     if seconds < 0 or (seconds == 0 and key != "config_poll"):
         shown = seconds if isinstance(value, str) else value
-        raise ValueError(f"{key}: expected a positive number of seconds, got {shown!r}")
-    return seconds
+        raise ValueError(f"expected a positive number of seconds, got {shown!r}")
+    return _at_most(seconds, MAX_DAEMON_SECONDS, value)
 
 
 def _daemon_from_mapping(data: object, where: str) -> DaemonSettings:
@@ -189,7 +215,10 @@ def _daemon_from_mapping(data: object, where: str) -> DaemonSettings:
     for key, value in data.items():
         if key not in known:
             raise ValueError(f"{key}: unknown key (expected one of: {', '.join(known)})")
-        values[key] = _seconds(key, value)
+        try:
+            values[key] = _seconds(key, value)
+        except ValueError as exc:
+            raise ValueError(f"{key}: {exc}") from None
     return DaemonSettings(**values)
 
 
@@ -204,9 +233,8 @@ def daemon_settings(config: Config, env: Mapping[str, str] | None = None) -> Dae
             continue
         try:
             values[key] = _seconds(key, raw.strip())
-        except ValueError:
-            raise ConfigError(f"{name}: expected a positive number of seconds, got {raw!r}"
-                              ) from None
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
     return replace(config.daemon, **values)
 
 
@@ -249,12 +277,21 @@ class Config:
         raise KeyError(name)
 
 
-def parse_interval(value: object) -> int:
-    """Whole seconds from a positive duration (see :func:`_duration`)."""
+def parse_interval(value: object, most: float = MAX_INTERVAL) -> int:
+    """Whole seconds from a positive duration (see :func:`_duration`) up to ``most``."""
     seconds = _duration(value, "30m")
     if seconds <= 0:
         raise ValueError(f"must be positive, got {value!r}")
-    return int(seconds)
+    return int(_at_most(seconds, most, value))
+
+
+def _timeout(value: object) -> float:
+    """A request's total deadline (a feed's, or ``fetch.timeout``): positive seconds up to
+    :data:`MAX_TIMEOUT`; fractions allowed."""
+    seconds = _duration(value, "30s")
+    if seconds <= 0:
+        raise ValueError(f"expected positive seconds, got {value!r}")
+    return _at_most(seconds, MAX_TIMEOUT, value)
 
 
 T = TypeVar("T")
@@ -430,12 +467,9 @@ def _feed(index: int, raw: object, defaults: dict, rsshub_base: str, label: str,
     timeout = merged.get("timeout")
     if timeout is not None:
         try:
-            timeout = float(parse_interval(timeout)) if isinstance(timeout, str) else timeout
+            timeout = _timeout(timeout)
         except ValueError as exc:
             raise fail("timeout", str(exc)) from None
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise fail("timeout", f"expected positive seconds, got {timeout!r}")
-        timeout = float(timeout)
 
     flags: dict[str, bool] = {}
     for key, default in (("enabled", True), ("fulltext", False), ("adaptive", False)):
@@ -520,18 +554,31 @@ def resolve_url(url: str, rsshub_base: str) -> str:
     return url
 
 
+#: The whole-number ``fetch:`` settings and their ranges.  Each retry lengthens every claim
+#: (refresh.claim_seconds; a huge count overflowed its timedelta) and waits up to twice the
+#: last (10 retries: 17 minutes of backoff for one feed); browsers give up after 20
+#: redirects; 10,000 requests in flight is ten times the file descriptors a process gets by
+#: default (``ulimit -n``, 1,024).
+_FETCH_INTS = {"concurrency": (1, 10_000), "per_host": (1, 10_000), "max_redirects": (0, 20),
+               "retries": (0, 10), "max_bytes": (1, MAX_BODY_BYTES)}
+
+
 def _fetch_from_mapping(data: object, where: str) -> FetchSettings:
     if not isinstance(data, dict):
         raise ValueError("expected a mapping")
     values: dict[str, Any] = {}
     for key, value in data.items():
-        if key in ("concurrency", "per_host", "max_redirects", "retries", "max_bytes"):
-            low = 0 if key in ("max_redirects", "retries") else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{key}: expected a whole number >= {low}, got {value!r}")
+        if key in _FETCH_INTS:
+            low, high = _FETCH_INTS[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{key}: expected a whole number from {low} to {high}, "
+                                 f"got {value!r}")
             values[key] = value
         elif key == "timeout":
-            values[key] = float(parse_interval(value))
+            try:
+                values[key] = _timeout(value)
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
         elif key == "allow_private":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ValueError(f"{key}: expected a list of host names or CIDRs, got {value!r}")

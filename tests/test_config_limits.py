@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from scraper.cli import main
-from scraper.config import ConfigError, load_config
+from scraper.config import ConfigError, daemon_settings, load_config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -93,3 +93,99 @@ def test_deep_nesting_is_a_config_error_not_a_crash(tmp_path: Path) -> None:
     """libyaml nests 1,000 levels deep, more than Python's recursion limit allows."""
     message = error_of(tmp_path, "feeds: " + "[" * 999 + "]" * 999 + "\n")
     assert message == "feeds.yaml: feeds[0]: expected a mapping with name and url"
+
+
+# -- numbers out of range ---------------------------------------------------------------------
+
+def feed_with(line: str) -> str:
+    return f"feeds:\n  - name: a\n    url: 'http://x/a'\n    {line}\n"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (feed_with("interval: .inf"), "feeds.yaml: feeds[0] 'a': interval: must be at most 365d, "
+                                  "got inf"),
+    (feed_with("interval: 99999999999999d"), "feeds.yaml: feeds[0] 'a': interval: must be at "
+                                             "most 365d, got '99999999999999d'"),
+    (feed_with("interval: 99999999999999999999"), "feeds.yaml: feeds[0] 'a': interval: must be "
+                                                  "at most 365d, got 99999999999999999999"),
+    (feed_with("interval: 1.0e+300"), "feeds.yaml: feeds[0] 'a': interval: must be at most "
+                                      "365d"),
+    (feed_with("interval: 366d"), "feeds.yaml: feeds[0] 'a': interval: must be at most 365d"),
+    (feed_with("interval: '" + "9" * 400 + "s'"),  # float() of it is inf
+     "feeds.yaml: feeds[0] 'a': interval: must be at most 365d"),
+    ("defaults: {interval: .inf}\n" + feed_with("enabled: true"),
+     "feeds.yaml: feeds[0] 'a': interval: must be at most 365d, got inf"),
+    (feed_with("timeout: .inf"), "feeds.yaml: feeds[0] 'a': timeout: must be at most 1h, "
+                                 "got inf"),
+    (feed_with("timeout: 3601"), "feeds.yaml: feeds[0] 'a': timeout: must be at most 1h"),
+    (feed_with("timeout: 2h"), "feeds.yaml: feeds[0] 'a': timeout: must be at most 1h"),
+    (feed_with("timeout: .nan"), "feeds.yaml: feeds[0] 'a': timeout: expected seconds"),
+    ("fetch: {timeout: .inf}\nfeeds: []\n", "feeds.yaml: fetch: timeout: must be at most 1h, "
+                                            "got inf"),
+    ("fetch: {max_bytes: 99999999999999999999999}\nfeeds: []\n",
+     "feeds.yaml: fetch: max_bytes: expected a whole number from 1 to 1073741824, "
+     "got 99999999999999999999999"),
+    ("fetch: {retries: 99999999999999999999}\nfeeds: []\n",
+     "feeds.yaml: fetch: retries: expected a whole number from 0 to 10"),
+    ("fetch: {max_redirects: 21}\nfeeds: []\n",
+     "feeds.yaml: fetch: max_redirects: expected a whole number from 0 to 20"),
+    ("fetch: {concurrency: 10001}\nfeeds: []\n",
+     "feeds.yaml: fetch: concurrency: expected a whole number from 1 to 10000"),
+    ("fetch: {per_host: 10001}\nfeeds: []\n",
+     "feeds.yaml: fetch: per_host: expected a whole number from 1 to 10000"),
+    ("daemon: {tick: .inf}\nfeeds: []\n", "feeds.yaml: daemon: tick: must be at most 1d, "
+                                          "got inf"),
+    ("daemon: {heartbeat: 2d}\nfeeds: []\n", "feeds.yaml: daemon: heartbeat: must be at most "
+                                             "1d"),
+    ("daemon: {config_poll: 86401}\nfeeds: []\n", "feeds.yaml: daemon: config_poll: must be "
+                                                  "at most 1d"),
+    ("daemon: {shutdown_grace: .inf}\nfeeds: []\n", "feeds.yaml: daemon: shutdown_grace: must "
+                                                    "be at most 1d"),
+])
+def test_numbers_out_of_range_name_file_feed_and_field(tmp_path: Path, text: str,
+                                                       expected: str) -> None:
+    assert error_of(tmp_path, text).startswith(expected)
+
+
+def test_the_bounds_themselves_are_allowed(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, """\
+fetch: {timeout: 1h, max_bytes: 1073741824, retries: 10, max_redirects: 20,
+        concurrency: 10000, per_host: 10000}
+daemon: {tick: 1d, heartbeat: 86400, config_poll: 24h, shutdown_grace: 1440m}
+feeds:
+  - {name: a, url: 'http://x/a', interval: 365d, timeout: 3600}
+  - {name: b, url: 'http://x/b', interval: 31536000, timeout: 0.5}
+"""))
+    a, b = config.feeds
+    assert (a.interval, a.timeout, b.interval, b.timeout) == (31_536_000, 3600.0,
+                                                              31_536_000, 0.5)
+    assert config.fetch.timeout == 3600.0 and config.fetch.max_bytes == 1 << 30
+    assert config.daemon.tick == config.daemon.shutdown_grace == 86400.0
+
+
+@pytest.mark.parametrize("line", ["interval: .inf", "interval: 99999999999999d",
+                                  "timeout: .inf"])
+def test_an_out_of_range_feed_value_exits_2(tmp_path: Path, line: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: exit 70 (OverflowError), or every feed failed with an internal error."""
+    cfg = write(tmp_path, f"feeds:\n  - name: a\n    url: a.xml\n    {line}\n")
+    db = tmp_path / "out.db"
+    assert main(["--once", "--config", str(cfg), "--db", str(db)]) == 2
+    field = line.split(":")[0]
+    assert f"feeds.yaml: feeds[0] 'a': {field}: must be at most" in capsys.readouterr().err
+    assert not db.exists()
+
+
+def test_an_absurd_max_bytes_exits_2(tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write(tmp_path, "fetch: {max_bytes: 99999999999999999999999}\n"
+                          "feeds:\n  - {name: a, url: a.xml}\n")
+    assert main(["--once", "--config", str(cfg), "--db", str(tmp_path / "out.db")]) == 2
+    assert "feeds.yaml: fetch: max_bytes: expected a whole number" in capsys.readouterr().err
+
+
+def test_an_out_of_range_daemon_variable_names_it(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "feeds: []\n"))
+    with pytest.raises(ConfigError) as info:
+        daemon_settings(config, {"SCRAPE_TICK": "2d"})
+    assert str(info.value) == "SCRAPE_TICK: must be at most 1d, got '2d'"
