@@ -189,3 +189,14 @@ def test_an_out_of_range_daemon_variable_names_it(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         daemon_settings(config, {"SCRAPE_TICK": "2d"})
     assert str(info.value) == "SCRAPE_TICK: must be at most 1d, got '2d'"
+
+
+def test_negative_workers_is_a_usage_error(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: ``--workers -1`` was taken (and worked inline, as 0 does)."""
+    cfg = write(tmp_path, "feeds: []\n")
+    with pytest.raises(SystemExit) as usage:
+        main(["--once", "--config", str(cfg), "--db", str(tmp_path / "out.db"),
+              "--workers", "-1"])
+    assert usage.value.code == 2
+    assert "argument --workers: expected 0 or more, got -1" in capsys.readouterr().err

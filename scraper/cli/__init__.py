@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Sequence
 
 from scraper.app import select_feeds
-from scraper.cli.common import load_from_args, open_from_args
+from scraper.cli.common import load_from_args, open_from_args, whole
 from scraper.config import ConfigError
 from scraper.version import __version__
 
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only this feed (repeatable); the daemon then claims only these")
     parser.add_argument("--json", action="store_true",
                         help="with --once: the summary as one JSON object on stdout")
-    parser.add_argument("--workers", type=int, default=None, metavar="N",
+    parser.add_argument("--workers", type=whole(0), default=None, metavar="N",
                         help="processes for parsing and normalizing (default: one per core; "
                              "0 works inline)")
     parser.set_defaults(func=None)
