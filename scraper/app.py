@@ -460,8 +460,10 @@ def _config_text(config: Config) -> str:
 
 def _reload(config: Config, text: str) -> Config:
     """``text`` as the config loader reads it; a ConfigError when it does not validate."""
+    from scraper.core.feedsfile import load_yaml  # as load_config reads it: strict keys
+
     try:
-        return config_from_data(yaml.safe_load(text), config.path)
+        return config_from_data(load_yaml(text), config.path)
     except (ConfigError, yaml.YAMLError) as exc:
         raise ConfigError(f"{config.path.name}: the edited file would not load ({exc}); "
                           "nothing written") from None

@@ -32,16 +32,11 @@ DEFAULT_MAX_BYTES = 15 * 1024 * 1024
 
 # Upper bounds: past them a number is a typo, and what uses it breaks (timedelta's ten
 # thousand years, asyncio's timers, a read buffer's index-sized length, SQLite's integers).
-#: A feed polled less than once a year is a typo (``enabled: false`` stops a feed).
-MAX_INTERVAL = 365 * 86400
-#: A request still going after an hour is stuck; and a claim on a feed lasts its timeout
-#: x (retries + 1) x 4 (refresh.claim_seconds): a dead worker holds its feeds that long.
-MAX_TIMEOUT = 3600
-#: The daemon's timings: a heartbeat or a tick a day apart already means a daemon that looks
-#: dead, or feeds a day late; a shutdown grace of a day outlives any service manager's.
-MAX_DAEMON_SECONDS = 86400
-#: A decompressed body is held in memory whole; 1 GiB is some 70 times the default cap.
-MAX_BODY_BYTES = 1 << 30
+# An interval over a year is a typo (``enabled: false`` stops a feed); a request still going
+# after an hour is stuck, and a claim lasts timeout x (retries + 1) x 4 (a dead worker holds
+# its feeds that long); a daemon timing of a day means a daemon that looks dead or feeds a
+# day late; a body is held in memory whole, and 1 GiB is some 70 times the default cap.
+MAX_INTERVAL, MAX_TIMEOUT, MAX_DAEMON_SECONDS, MAX_BODY_BYTES = 365 * 86400, 3600, 86400, 1 << 30
 
 _INTERVAL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d)?\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400}
