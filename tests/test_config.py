@@ -5,23 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from configfiles import error_of, write
 
 from scraper.cli import main
-from scraper.config import ConfigError, load_config, parse_interval
+from scraper.config import load_config, parse_interval
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "feeds.yaml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def error_of(tmp_path: Path, text: str) -> str:
-    with pytest.raises(ConfigError) as info:
-        load_config(write(tmp_path, text))
-    return str(info.value)
 
 
 def test_shipped_feeds_yaml_is_valid() -> None:

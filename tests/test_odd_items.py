@@ -31,25 +31,37 @@ def item(title: str, extra: str) -> str:
            "]]></description></item>"
 
 
+def serve_and_store(tmp_path: Path, feed_server: FeedServer, name: str,
+                    response: Response) -> Path:
+    """``name``'s document served, a feeds.yaml for it, and one ``--once`` run: the database."""
+    feed_server.route(f"/{name}.xml", response)
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_text(yaml.safe_dump({"feeds": [{"name": name,
+                                              "url": feed_server.url(f"/{name}.xml")}]}))
+    db = tmp_path / "scrape.db"
+    assert main(["--once", "--config", str(cfg), "--db", str(db)]) == 0
+    return db
+
+
+def exported(tmp_path: Path, db: Path) -> list[dict]:
+    """Every entry of ``db`` as ``scrape export jsonl`` writes it."""
+    out = tmp_path / "out.jsonl"
+    assert main(["--db", str(db), "export", "jsonl", str(out)]) == 0
+    return [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+
+
 def test_a_go_zero_date_is_no_date_and_the_exports_still_work(
         tmp_path: Path, feed_server: FeedServer) -> None:
     """Hugo writes 0001-01-01 for an undated page; stored as "1-01-01...", it failed every
     export of the database."""
-    feed_server.route("/hugo.xml", Response(body=rss(
+    db = serve_and_store(tmp_path, feed_server, "hugo", Response(body=rss(
         item("Dated", "<guid>https://blog.example.org/a</guid>"
              "<pubDate>Tue, 01 Dec 2026 08:00:00 +0000</pubDate>")
         + item("Undated", "<guid>https://blog.example.org/b</guid>"
                "<pubDate>Mon, 01 Jan 0001 00:00:00 +0000</pubDate>")), headers=RSS))
-    cfg = tmp_path / "feeds.yaml"
-    cfg.write_text(yaml.safe_dump({"feeds": [{"name": "hugo",
-                                              "url": feed_server.url("/hugo.xml")}]}))
-    db = tmp_path / "scrape.db"
-    assert main(["--once", "--config", str(cfg), "--db", str(db)]) == 0
     assert main(["--db", str(db), "export", "feed", str(tmp_path / "merged.xml")]) == 0
     assert main(["--db", str(db), "export", "hexo", str(tmp_path / "posts")]) == 0
-    assert main(["--db", str(db), "export", "jsonl", str(tmp_path / "out.jsonl")]) == 0
-    lines = (tmp_path / "out.jsonl").read_text("utf-8").splitlines()
-    dates = {row["title"]: row.get("published") for row in map(json.loads, lines)}
+    dates = {row["title"]: row.get("published") for row in exported(tmp_path, db)}
     assert dates["Undated"] is None
     assert dates["Dated"].startswith("2026-12-01")
     assert len(list((tmp_path / "posts").rglob("*.md"))) == 2
@@ -91,14 +103,8 @@ def test_relative_links_are_made_absolute_against_the_site(
     body = rss('<item><title>One</title><link>/posts/one/</link><description><![CDATA['
                f'{ARTICLE}<p><img src="/img/chart.png"> See <a href="/posts/zero/">the last'
                " one</a>.</p>]]></description></item>")
-    feed_server.route("/blog.xml", Response(body=body, headers=RSS))
-    cfg = tmp_path / "feeds.yaml"
-    cfg.write_text(yaml.safe_dump({"feeds": [{"name": "blog",
-                                              "url": feed_server.url("/blog.xml")}]}))
-    db = tmp_path / "scrape.db"
-    assert main(["--once", "--config", str(cfg), "--db", str(db)]) == 0
-    assert main(["--db", str(db), "export", "jsonl", str(tmp_path / "out.jsonl")]) == 0
-    row = json.loads((tmp_path / "out.jsonl").read_text("utf-8"))
+    db = serve_and_store(tmp_path, feed_server, "blog", Response(body=body, headers=RSS))
+    [row] = exported(tmp_path, db)
     assert row["url"] == "https://blog.example.org/posts/one/"
     html = row["content_html"]
     assert "https://blog.example.org/img/chart.png" in html
@@ -124,39 +130,27 @@ def test_absurd_cache_hints_do_not_fail_the_feed(tmp_path: Path,
     failed at every poll and its entries were never stored."""
     huge = "99999999999999999999"
     body = rss(item("Hinted", "<guid>https://blog.example.org/h</guid>"), f"<ttl>{huge}</ttl>")
-    feed_server.route("/hint.xml", Response(body=body, headers={
+    db = serve_and_store(tmp_path, feed_server, "hint", Response(body=body, headers={
         **RSS, "cache-control": f"max-age={huge}"}))
-    cfg = tmp_path / "feeds.yaml"
-    cfg.write_text(yaml.safe_dump({"feeds": [{"name": "hint",
-                                              "url": feed_server.url("/hint.xml")}]}))
-    db = tmp_path / "scrape.db"
-    assert main(["--once", "--config", str(cfg), "--db", str(db)]) == 0
-    assert main(["--db", str(db), "export", "jsonl", str(tmp_path / "out.jsonl")]) == 0
-    assert json.loads((tmp_path / "out.jsonl").read_text("utf-8"))["title"] == "Hinted"
+    assert [row["title"] for row in exported(tmp_path, db)] == ["Hinted"]
 
 
 def test_a_database_holding_a_year_one_date_is_repaired_on_upgrade(
         tmp_path: Path, feed_server: FeedServer) -> None:
     """The rows an earlier release stored with "1-01-01T00:00:00Z" lose that date when the
     database is opened, and its exports work again; real dates stay."""
-    feed_server.route("/two.xml", Response(body=rss(
+    db = serve_and_store(tmp_path, feed_server, "two", Response(body=rss(
         item("Old", "<guid>https://blog.example.org/o</guid>"
              "<pubDate>Tue, 01 Dec 2026 08:00:00 +0000</pubDate>")
         + item("Real", "<guid>https://blog.example.org/r</guid>"
                "<pubDate>Wed, 02 Dec 2026 08:00:00 +0000</pubDate>")), headers=RSS))
-    cfg = tmp_path / "feeds.yaml"
-    cfg.write_text(yaml.safe_dump({"feeds": [{"name": "two",
-                                              "url": feed_server.url("/two.xml")}]}))
-    db = tmp_path / "scrape.db"
-    assert main(["--once", "--config", str(cfg), "--db", str(db)]) == 0
     with sqlite3.connect(db) as conn:  # as the release before the repair left it
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         conn.execute("UPDATE entries SET published = '1-01-01T00:00:00Z' WHERE title = 'Old'")
         conn.execute(f"PRAGMA user_version = {version - 1}")
+    cfg = tmp_path / "feeds.yaml"
     assert main(["--once", "--config", str(cfg), "--db", str(db)]) == 0  # opens, upgrades
-    assert main(["--db", str(db), "export", "jsonl", str(tmp_path / "out.jsonl")]) == 0
-    lines = (tmp_path / "out.jsonl").read_text("utf-8").splitlines()
-    dates = {row["title"]: row.get("published") for row in map(json.loads, lines)}
+    dates = {row["title"]: row.get("published") for row in exported(tmp_path, db)}
     assert dates["Old"] is None
     assert dates["Real"].startswith("2026-12-02")
 
