@@ -7,6 +7,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
 import yaml
 from server import FeedServer, Response
 
@@ -174,3 +175,22 @@ def test_bytes_no_charset_reads_are_replaced_and_said() -> None:
     feed = parse_feed(broken, {}, "https://e.org/feed")
     assert feed.problem and "replaced" in feed.problem
     assert feed.entries[0].guid == "https://e.org/1"
+
+
+def test_items_sharing_one_guid_are_all_stored(tmp_path: Path, feed_server: FeedServer,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A generator that gives every item the GUID "0": all but the first were dropped as
+    repeats of it, without a word."""
+    items = "".join(item(f"Story {n}", f'<guid isPermaLink="false">0</guid>'
+                         f"<link>https://blog.example.org/{n}</link>") for n in range(3))
+    db = serve_and_store(tmp_path, feed_server, "zero", Response(body=rss(items), headers=RSS))
+    assert "share 1 GUID" in capsys.readouterr().out
+    assert sorted(row["title"] for row in exported(tmp_path, db)) == [
+        "Story 0", "Story 1", "Story 2"]
+
+
+def test_an_item_repeated_whole_stays_one_entry() -> None:
+    one = item("Same", '<guid isPermaLink="false">7</guid><link>https://e.org/7</link>')
+    feed = parse_feed(rss(one + one), RSS, "https://e.org/feed")
+    assert {e.key for e in feed.entries} == {"7"}
+    assert feed.problem is None

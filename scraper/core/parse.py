@@ -185,9 +185,30 @@ def parse_feed(body: bytes, headers: Mapping[str, str], url: str = "") -> Parsed
     except DoctypeRefused as exc:
         raise ParseError(str(exc)) from None
     parsed = _parse(body, headers, url)
-    if charset_problem and not parsed.problem:
-        return replace(parsed, problem=charset_problem)
+    entries, shared = _unshare_guids(parsed.entries)
+    problem = parsed.problem or charset_problem or shared
+    if entries is not parsed.entries or problem != parsed.problem:
+        return replace(parsed, entries=entries, problem=problem)
     return parsed
+
+
+def _unshare_guids(entries: list[ParsedEntry]) -> tuple[list[ParsedEntry], str | None]:
+    """Entries whose GUID another, different entry of the document also carries, keyed by
+    their link instead (else by their text, :attr:`ParsedEntry.key`); and a line saying so.
+
+    Some generators give every item one GUID ("0", the feed's URL): keyed by it, all but
+    the first item were dropped as repeats of it, without a word (found in review).  An item
+    repeated whole keeps its GUID, and stays one entry."""
+    variants: dict[str, set[tuple[str | None, str, str]]] = {}
+    for e in entries:
+        if e.guid:
+            variants.setdefault(e.guid, set()).add((e.url, e.title, e.content_html))
+    shared = {guid for guid, seen in variants.items() if len(seen) > 1}
+    if not shared:
+        return entries, None
+    out = [replace(e, guid=None) if e.guid in shared else e for e in entries]
+    count = sum(1 for e in entries if e.guid in shared)
+    return out, f"{count} different items share {len(shared)} GUID(s): keyed by their links"
 
 
 def _parse(body: bytes, headers: Mapping[str, str], url: str) -> ParsedFeed:
