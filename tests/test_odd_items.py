@@ -90,11 +90,19 @@ def test_an_undated_item_is_not_dated_by_its_guid() -> None:
 
 
 def test_a_dated_item_keeps_its_date_beside_undated_ones() -> None:
+    """Each item judged by its own elements: the undated one beside a dated one, or before a
+    channel <pubDate> written after the items, is still not dated by its GUID."""
     body = rss(item("a", '<guid isPermaLink="false">1</guid>'
                     "<pubDate>Tue, 01 Dec 2026 08:00:00 +0000</pubDate>")
-               + item("b", '<guid isPermaLink="false">2</guid>'))
+               + item("b", '<guid isPermaLink="false">42</guid>')
+               + item("c", '<guid isPermaLink="false">c1</guid>'
+                      "<lastBuildDate>Wed, 02 Dec 2026 08:00:00 +0000</lastBuildDate>"))
     entries = parse_feed(body, RSS, "https://forum.example/rss").entries
-    assert entries[0].published == "2026-12-01T08:00:00Z"
+    assert [e.published for e in entries] == ["2026-12-01T08:00:00Z", None,
+                                              "2026-12-02T08:00:00Z"]
+    late = rss(item("d", '<guid isPermaLink="false">42</guid>')).replace(
+        b"</channel>", b"<pubDate>Tue, 01 Dec 2026 08:00:00 +0000</pubDate></channel>")
+    assert parse_feed(late, RSS, "https://forum.example/rss").entries[0].published is None
 
 
 def test_relative_links_are_made_absolute_against_the_site(
@@ -110,6 +118,17 @@ def test_relative_links_are_made_absolute_against_the_site(
     html = row["content_html"]
     assert "https://blog.example.org/img/chart.png" in html
     assert "https://blog.example.org/posts/zero/" in html
+
+
+def test_both_parsers_resolve_a_relative_link_against_the_site() -> None:
+    """A malformed document goes to feedparser, which resolved links against the document's
+    URL (a proxy's, for an RSSHub feed): the same item had another URL by each path."""
+    good = rss('<item><title>x</title><link>/p/1</link></item>')
+    broken = good.replace(b"</channel>", b"<p></channel>")
+    for body in (good, broken):
+        entry = parse_feed(body, RSS, "https://rsshub.example/blog/feed").entries[0]
+        assert entry.url == "https://blog.example.org/p/1"
+        assert entry.key == "/p/1"  # the key stays the link as sent, on either path
 
 
 def test_a_relative_link_with_no_site_resolves_against_the_document() -> None:
@@ -143,16 +162,20 @@ def test_a_database_holding_a_year_one_date_is_repaired_on_upgrade(
     db = serve_and_store(tmp_path, feed_server, "two", Response(body=rss(
         item("Old", "<guid>https://blog.example.org/o</guid>"
              "<pubDate>Tue, 01 Dec 2026 08:00:00 +0000</pubDate>")
+        + item("Older", "<guid>https://blog.example.org/d</guid>"
+               "<pubDate>Tue, 01 Dec 2026 09:00:00 +0000</pubDate>")
         + item("Real", "<guid>https://blog.example.org/r</guid>"
                "<pubDate>Wed, 02 Dec 2026 08:00:00 +0000</pubDate>")), headers=RSS))
     with sqlite3.connect(db) as conn:  # as the release before the repair left it
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         conn.execute("UPDATE entries SET published = '1-01-01T00:00:00Z' WHERE title = 'Old'")
+        conn.execute("UPDATE entries SET published = '202-05-01T00:00:00Z' "
+                     "WHERE title = 'Older'")
         conn.execute(f"PRAGMA user_version = {version - 1}")
     cfg = tmp_path / "feeds.yaml"
     assert main(["--once", "--config", str(cfg), "--db", str(db)]) == 0  # opens, upgrades
     dates = {row["title"]: row.get("published") for row in exported(tmp_path, db)}
-    assert dates["Old"] is None
+    assert dates["Old"] is None and dates["Older"] is None
     assert dates["Real"].startswith("2026-12-02")
 
 

@@ -22,7 +22,10 @@ RSS = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><item>
        b"</description></item></channel></rss>")
 
 
-def test_sigterm_stops_the_run_cleanly(tmp_path: Path, feed_server: FeedServer) -> None:
+def terminated_run(tmp_path: Path, feed_server: FeedServer, ignore_sigint: bool = False
+                   ) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """A ``--once`` run sent SIGTERM while one of its feeds hangs: the process, its stderr
+    and its database."""
     feed_server.route("/quick.xml", Response(body=RSS))
     feed_server.route("/slow.xml", hang(60))
     cfg = tmp_path / "feeds.yaml"
@@ -31,10 +34,12 @@ def test_sigterm_stops_the_run_cleanly(tmp_path: Path, feed_server: FeedServer) 
         {"name": "slow", "url": feed_server.url("/slow.xml")}]}))
     db = tmp_path / "scrape.db"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # As a shell starts a background job (``scrape --once &`` in a script): SIGINT ignored.
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignore_sigint else None
     proc = subprocess.Popen([sys.executable, "-m", "scraper", "--once", "--config", str(cfg),
                              "--db", str(db), "--workers", "0"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=ignore)
     try:
         deadline = time.monotonic() + 60  # a guard against a hang, not a timing
         while (not any(r.path == "/slow.xml" for r in feed_server.requests)
@@ -47,8 +52,20 @@ def test_sigterm_stops_the_run_cleanly(tmp_path: Path, feed_server: FeedServer) 
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+    return proc, err.decode("utf-8", "replace"), db
+
+
+def test_with_sigint_ignored_sigterm_still_ends_the_run(tmp_path: Path,
+                                                         feed_server: FeedServer) -> None:
+    """asyncio.run takes no SIGINT that is ignored: sent on to it, SIGTERM did nothing."""
+    proc, _, _ = terminated_run(tmp_path, feed_server, ignore_sigint=True)
+    assert proc.returncode == -signal.SIGTERM
+
+
+def test_sigterm_stops_the_run_cleanly(tmp_path: Path, feed_server: FeedServer) -> None:
+    proc, text, db = terminated_run(tmp_path, feed_server)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     assert proc.returncode == 128 + signal.SIGTERM
-    text = err.decode("utf-8", "replace")
     assert "SIGTERM" in text and "Traceback" not in text
     out = subprocess.run([sys.executable, "-m", "scraper", "--db", str(db), "status",
                           "--json"], cwd=tmp_path, env=env, capture_output=True, text=True,

@@ -37,8 +37,12 @@ def _terminate_as_interrupt() -> Iterator[None]:
         terminated = True
         signal.raise_signal(signal.SIGINT)
 
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signals reach the main thread only (``main`` called from a thread)
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        # Signals reach the main thread only (``main`` called from a thread); and with
+        # SIGINT ignored (``scrape --once &`` from a script) asyncio.run takes no SIGINT,
+        # so sent on, SIGTERM would do nothing at all: it keeps its default.
+        yield
         return
     previous = signal.signal(signal.SIGTERM, on_term)
     try:

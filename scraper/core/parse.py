@@ -39,9 +39,12 @@ _XML_DECL = re.compile(rb"^\s*<\?xml[^>]*?\?>", re.IGNORECASE)
 _DECL_ENCODING = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._\-]+)["']""", re.IGNORECASE)
 _TTL = re.compile(rb"<ttl>\s*(\d+)\s*</ttl>", re.IGNORECASE)
 #: Any element fastfeedparser takes an entry's date from (prefixed or not: dc:date).
-_DATE_ELEMENT = re.compile(rb"<(?:[\w.-]+:)?(?:pubDate|published|issued|date|updated|modified)"
-                           rb"[\s>]", re.IGNORECASE)
-_FIRST_ITEM = re.compile(rb"<(?:[\w.-]+:)?(?:item|entry)[\s>]", re.IGNORECASE)
+_DATE_ELEMENT = re.compile(rb"<(?:[\w.-]+:)?(?:pubDate|published|issued|date|updated|modified"
+                           rb"|lastBuildDate)[\s>]", re.IGNORECASE)
+_ITEM_START = re.compile(rb"<(?:[\w.-]+:)?(?:item|entry)[\s>]", re.IGNORECASE)
+#: An item or entry, whole (none nests another).
+_ITEM = re.compile(rb"<((?:[\w.-]+:)?(?:item|entry))[\s>].*?</\1\s*>",
+                   re.IGNORECASE | re.DOTALL)
 #: Dates before this are placeholders for none (``_stamp``).
 _FIRST_DATE = datetime(1970, 1, 2, tzinfo=UTC)
 _CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._\-]+)", re.IGNORECASE)
@@ -248,18 +251,13 @@ def _parse_fast(body: bytes, url: str, ttl: int | None) -> ParsedFeed:
                                   include_enclosures=False)
     feed = parsed.get("feed") or {}
     base = _site(url, feed.get("link"))
-    # fastfeedparser 0.6 reads an undated item's GUID as a date when it is not a URL: GUIDs
-    # "42" and "7" became 2042-12-07 and the 7th of this month (found in review), pinned
-    # above every other entry.  A document with no date element from its first item on (the
-    # channel's own <pubDate> comes before) has only such dates; feedparser, the other path,
-    # never guesses one.
-    first = _FIRST_ITEM.search(body)
-    dated = first is not None and _DATE_ELEMENT.search(body, first.start()) is not None
+    raw = parsed.get("entries") or []
+    dated = _dated_items(body, len(raw))
     entries = []
-    for e in parsed.get("entries") or []:
+    for e, has_date in zip(raw, dated, strict=True):
         content = _longest([c.get("value") or "" for c in e.get("content") or []]
                            + [e.get("description") or "", e.get("summary") or ""])
-        when = (e.get("published") or e.get("updated")) if dated else None
+        when = (e.get("published") or e.get("updated")) if has_date else None
         entries.append(ParsedEntry(
             guid=_clean(e.get("id")), url=_link(base, _clean(e.get("link"))),
             title=_clean(e.get("title")) or "", author=_clean(e.get("author")),
@@ -268,14 +266,31 @@ def _parse_fast(body: bytes, url: str, ttl: int | None) -> ParsedFeed:
                       title=feed.get("title"), ttl=ttl)
 
 
+def _dated_items(body: bytes, count: int) -> list[bool]:
+    """Whether each of the document's ``count`` entries has a date element of its own.
+
+    fastfeedparser 0.6 reads an undated item's GUID as a date when it is not a URL: GUIDs
+    "42" and "7" became 2042-12-07 and the 7th of this month (found in review), pinned above
+    every other entry.  feedparser, the other path, never guesses one.  The items are found
+    in the text, in document order as fastfeedparser lists them; if they are not as many
+    as its entries, a document with no date element from its first item on stands for all.
+    """
+    items = [bool(_DATE_ELEMENT.search(m.group(0))) for m in _ITEM.finditer(body)]
+    if len(items) == count:
+        return items
+    first = _ITEM_START.search(body)
+    dated = first is not None and _DATE_ELEMENT.search(body, first.start()) is not None
+    return [dated] * count
+
+
 def _parse_loose(body: bytes, headers: Mapping[str, str], url: str,
                  ttl: int | None) -> ParsedFeed:
     response_headers = {k.lower(): v for k, v in headers.items()}
     content_type = response_headers.get("content-type", "application/xml").split(";")[0]
     response_headers["content-type"] = f"{content_type or 'application/xml'}; charset=utf-8"
     response_headers.pop("content-encoding", None)  # the fetcher already inflated it
-    if url:
-        response_headers.setdefault("content-location", url)
+    # No content-location: feedparser would resolve relative links against the document,
+    # where ``_link`` resolves them against the site, as on the other path.
     parsed = feedparser.parse(body, response_headers=response_headers,
                               sanitize_html=False, resolve_relative_uris=False)
     problem = None

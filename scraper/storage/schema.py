@@ -43,9 +43,11 @@ ALTER TABLE feeds ADD COLUMN body_hash TEXT;
 # undated page) was stored as "1-01-01T00:00:00Z" (strftime pads no year before 1000), which
 # no ISO reader takes: every export of the database failed on it.  The parser now reads a
 # date before 1970-01-02 as none (``core.parse._stamp``); this does the same for the rows
-# stored before.  Compared byte by byte: '1-' sorts before '19', as '0001' and '1969' do.
+# stored before: those before it byte by byte, and those whose year is not four digits
+# ('202-05-01...' sorts after '1970').
 _PLACEHOLDER_DATES = """
-UPDATE entries SET published = NULL WHERE published < '1970-01-02';
+UPDATE entries SET published = NULL
+    WHERE published < '1970-01-02' OR substr(published, 5, 1) <> '-';
 """
 
 # Each migration runs once, in order, inside one transaction; the list index + 1 is the
