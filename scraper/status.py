@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from scraper import storage as store
-from scraper.claimant import same_machine
+from scraper.claimant import claim_is_dead, same_machine
 from scraper.config import Config
 from scraper.storage import reads
 from scraper.storage.meta import (
@@ -74,8 +74,10 @@ def daemon_health(conn: Connection, now: datetime,
     beat last (one replica's clean stop made every replica "stopped")."""
     here = [held.worker for held in store.list_workers(conn, now)
             if held.worker.kind == "daemon" and same_machine(held.worker.name)]
+    gone = False
     if here:
         mine = max(here, key=lambda worker: worker.heartbeat_at)
+        gone = mine.state != "stopped" and claim_is_dead(mine.name)
         meta = {HEARTBEAT: mine.heartbeat_at, STATE: mine.state, PID: str(mine.pid),
                 HOST: mine.host, STARTED: mine.started_at,
                 HEARTBEAT_INTERVAL: f"{mine.heartbeat_interval:g}"}.get
@@ -95,6 +97,10 @@ def daemon_health(conn: Connection, now: datetime,
         healthy, reason = False, "no heartbeat: the daemon has never run on this database"
     elif state == "stopped":
         healthy, reason = False, f"the daemon stopped {ago(age)}"
+    elif gone:
+        # Its process is gone from this machine (kill -9, OOM) though its heartbeat is
+        # fresh: dead now, not after the heartbeat goes stale (found in review).
+        healthy, reason = False, f"the daemon (pid {meta(PID)}) is gone: killed, not stopped"
     elif age is not None and age > max_age:
         healthy, reason = False, (f"heartbeat is stale: last {ago(age)}, "
                                   f"limit {max_age:g} s")
@@ -169,7 +175,8 @@ def worker_report(conn: Connection, now: datetime) -> list[dict[str, Any]]:
         beat = store.parse_iso(w.heartbeat_at)
         age = None if beat is None else (now - beat).total_seconds()
         limit = stale_after(float(w.heartbeat_interval or 0))
-        alive = w.state != "stopped" and age is not None and age <= limit
+        alive = (w.state != "stopped" and age is not None and age <= limit
+                 and not claim_is_dead(w.name))  # a process of this machine gone: killed
         out.append({"name": w.name, "host": w.host, "pid": w.pid, "kind": w.kind,
                     "state": w.state, "alive": alive, "started_at": w.started_at,
                     "heartbeat_at": w.heartbeat_at,

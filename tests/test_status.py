@@ -5,6 +5,7 @@ matters."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -405,7 +406,8 @@ def test_check_follows_this_machines_daemon_where_it_has_one(
     import socket
 
     conn = store.connect(database)
-    store.put_worker(conn, worker(f"{socket.gethostname()}:7", "daemon", mine, 5))
+    # This process's pid: a daemon row of this machine whose pid is gone is a killed one.
+    store.put_worker(conn, worker(f"{socket.gethostname()}:{os.getpid()}", "daemon", mine, 5))
     store.put_worker(conn, worker("elsewhere:8", "daemon", other, 2))
     conn.close()
     beat(database, 2, other)  # the other daemon beat last: the database-wide heartbeat is its
@@ -413,3 +415,27 @@ def test_check_follows_this_machines_daemon_where_it_has_one(
     line = capsys.readouterr().out
     assert ("daemon healthy" if expected == 0 else "daemon UNHEALTHY") in line
     assert "the daemon stopped" in line if expected else "heartbeat" in line
+
+
+def test_a_daemon_of_this_machine_killed_is_neither_alive_nor_healthy(
+        database: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``kill -9`` leaves a fresh heartbeat behind: status showed the daemon running and
+    healthy, and its worker alive, until the heartbeat went stale.  Its pid, gone from this
+    machine, says at once that it is dead."""
+    import subprocess
+    import sys
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    host, machine = CLAIMANT.partition(":")[0], CLAIMANT.partition("@")[2]
+    conn = store.connect(database)
+    store.put_worker(conn, store.Worker(
+        name=f"{host}:{ended.pid}@{machine}", host=host, pid=ended.pid, kind="daemon",
+        state="running", started_at=ago(60), heartbeat_at=ago(1), heartbeat_interval=30,
+        version="0.1.0"))
+    conn.close()
+    assert run("status", "--check", "--db", database) == 1
+    assert f"pid {ended.pid}) is gone" in capsys.readouterr().out
+    assert run("status", "--json", "--db", database) == 0
+    [row] = json.loads(capsys.readouterr().out)["workers"]
+    assert row["alive"] is False
