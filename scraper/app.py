@@ -80,6 +80,22 @@ class Scraper:
             raise ConfigError(f"{what} needs a config: this scraper was opened without one")
         return self.config
 
+    def check_feeds(self, names: Sequence[str]) -> None:
+        """A ConfigError naming each of ``names`` that is neither configured nor stored,
+        and the known ones.  Unchecked, a mistyped ``--feed`` selects nothing: a listing
+        says "no entries" and an export replaces its file with an empty one.  Stored names
+        count: a feed removed from the config keeps its entries, and ``--db`` alone has
+        no config."""
+        configured = {f.name for f in self.config.feeds} if self.config else set()
+        if all(n in configured for n in names):  # the usual case needs no query
+            return
+        from scraper.storage import feeds as stored
+
+        known = configured | set(stored.stored_feeds(self.conn))
+        if missing := [n for n in dict.fromkeys(names) if n not in known]:
+            raise ConfigError(f"--feed: no feed named {', '.join(repr(m) for m in missing)} "
+                              f"(known: {', '.join(sorted(known)) or 'none'})")
+
     def refresh_once(self, feeds: Sequence[str | FeedConfig] | None = None, *,
                      workers: int | None = None,
                      on_done: Callable[[FeedResult], None] | None = None) -> list[FeedResult]:
@@ -210,6 +226,7 @@ class Scraper:
         ``directory`` (see ``scraper.export.hexo``); recorded only if ``writable``."""
         from scraper.export import hexo
 
+        self.check_feeds(selection.feeds if selection else ())
         with _cannot_write(directory):
             return hexo.export_hexo(self.conn, self.config, directory, flat=flat,
                                     rewrite_all=rewrite_all, selection=selection,
@@ -221,6 +238,7 @@ class Scraper:
         file holds is recorded (for ``incremental``) only if ``writable``."""
         from scraper.export import jsonl
 
+        self.check_feeds(selection.feeds if selection else ())
         with _cannot_write(file):
             return jsonl.export_jsonl(self.conn, file, selection=selection,
                                       incremental=incremental, raw=raw, record=self.writable)
@@ -231,6 +249,7 @@ class Scraper:
         """Write the latest ``limit`` stories as one Atom or RSS feed; how many entries."""
         from scraper.export import feed
 
+        self.check_feeds(selection.feeds if selection else ())
         with _cannot_write(file):
             return feed.export_feed(self.conn, self.config, file, fmt=fmt, limit=limit,
                                     title=title, link=link, selection=selection)
@@ -245,6 +264,7 @@ class Scraper:
         with a ``snippet`` whose matches are wrapped in ``marks``; duplicates left out
         unless ``include_duplicates``.  Words shorter than three characters are found
         too, by a slower scan (the index holds trigrams)."""
+        self.check_feeds(feeds)
         return storage.search_entries(self.conn, query, feeds=feeds, since=since,
                                       limit=limit or None,
                                       include_duplicates=include_duplicates, marks=marks)
@@ -254,6 +274,7 @@ class Scraper:
                 ) -> list[dict[str, Any]]:
         """The newest entries; ``duplicates``: None all, True only the duplicates, False
         none of them."""
+        self.check_feeds(feeds)
         return storage.list_entries(self.conn, feeds=feeds, since=since, limit=limit or None,
                                     duplicates=duplicates)
 
