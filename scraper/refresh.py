@@ -366,7 +366,8 @@ class Refresher:
         attempt = replace(attempt, ttl=scan.ttl)
         if scan.problem:
             result.warning = f"malformed feed, entries kept: {scan.problem}"
-            log.warning("%s: %s", feed.name, result.warning)
+            log.warning("%s: %s", feed.name, result.warning,
+                        extra={"fields": {"event": "malformed", "feed": feed.name}})
         keys = [key for key, _ in scan.identities]
         known = await self._call(store.known_hashes, self.conn, feed.name, keys)
         if all(known.get(key) == raw for key, raw in scan.identities):
@@ -394,7 +395,9 @@ class Refresher:
                                             accept="text/html,application/xhtml+xml,*/*;q=0.8")
             if not page.ok or not page.body:
                 log.warning("%s: full text of %s not fetched, feed content kept: %s",
-                            feed.name, url, page.error or f"HTTP {page.status}")
+                            feed.name, url, page.error or f"HTTP {page.status}",
+                            extra={"fields": {"event": "fulltext-failed", "feed": feed.name,
+                                              "url": url}})
                 return
             entries[index] = await self._cpu(prepare.prepare_fulltext, page.body, page.headers,
                                              page.url, item, feed, self.config.sites,

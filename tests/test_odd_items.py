@@ -217,3 +217,19 @@ def test_an_item_repeated_whole_stays_one_entry() -> None:
     feed = parse_feed(rss(one + one), RSS, "https://e.org/feed")
     assert {e.key for e in feed.entries} == {"7"}
     assert feed.problem is None
+
+
+def test_a_feeds_warning_names_it_in_json_logs(tmp_path: Path, feed_server: FeedServer,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A log reader filters by the ``feed`` field; the feed's name was only in the text."""
+    items = "".join(item(f"Story {n}", f'<guid isPermaLink="false">0</guid>'
+                         f"<link>https://blog.example.org/{n}</link>") for n in range(2))
+    feed_server.route("/warned.xml", Response(body=rss(items), headers=RSS))
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_text(yaml.safe_dump({"feeds": [{"name": "warned",
+                                              "url": feed_server.url("/warned.xml")}]}))
+    assert main(["--once", "--log-format", "json", "--config", str(cfg),
+                 "--db", str(tmp_path / "scrape.db")]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().err.splitlines()
+              if line.startswith("{")]
+    assert [e["feed"] for e in events if e["level"] == "warning"] == ["warned"]
