@@ -71,7 +71,8 @@ CANCEL_WAIT = 3.0
 
 def run_daemon(config: Config, conn: store.Connection, *, workers: int | None = None,
                only: list[str] | None = None, db_fixed: bool = False) -> int:
-    """Run the daemon until SIGTERM/SIGINT, then return 0.
+    """Run the daemon until SIGTERM/SIGINT, then return 0; 1 when it stopped because its
+    database file was deleted or replaced.
 
     ``only``: refresh (claim) only these feeds; ``db_fixed``: the database was named on the
     command line, so a reload of a config naming another one does not warn about it.
@@ -118,6 +119,8 @@ class Daemon:
         self._stop: asyncio.Event | None = None
         self._abandon: asyncio.Event | None = None
         self._config_key: tuple[int, int, int] | None = None
+        self._db_file = store.file_identity(conn)  # see _heartbeat_job
+        self._exit = 0
         self._config_missing = False
         self._db_problem: str | None = None  # the database error the log said last
         self._started = clock()
@@ -147,7 +150,7 @@ class Daemon:
             await self._stop.wait()
         finally:
             await self._shutdown()
-        return 0
+        return self._exit
 
     async def _start_up(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.workers != 0:
@@ -404,6 +407,11 @@ class Daemon:
     # -- housekeeping jobs ---------------------------------------------------------------
 
     async def _heartbeat_job(self) -> None:
+        if self._db_file is not None and not store.same_file(self._db_file):
+            log.error("%s: deleted or replaced since the daemon opened it; stopping (the "
+                      "refreshes since went to the old file)", self._db_file[0])
+            self._exit, self._db_file = 1, None
+            self.request_stop("database file gone")
         if not self.stopping:
             await self._db(self._beat, "running")
 

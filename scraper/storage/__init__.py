@@ -12,10 +12,12 @@ from scraper.storage.db import (
     NoDatabase,
     connect,
     database_path,
+    file_identity,
     is_pg,
     iso,
     open_existing,
     parse_iso,
+    same_file,
     schema_version,
     transaction,
     utcnow,
@@ -49,7 +51,8 @@ from scraper.storage.workers import (
 
 __all__ = ["CACHE_KIB", "MIGRATIONS", "Claimed", "Connection", "DatabaseError", "DatabaseLocked",
            "NoDatabase", "apply_plan", "bring_forward", "claim_due", "claim_feeds", "connect",
-           "database_path", "feed_state", "forget_validators", "iso", "known_hashes",
+           "database_path", "feed_state", "file_identity", "forget_validators", "iso",
+           "known_hashes", "same_file",
            "open_existing", "parse_iso", "read_heartbeat", "recent_dates", "release_claim",
            "release_claims", "record_outcomes", "schema_version", "set_meta", "sync_feeds",
            "transaction", "utcnow", "writable", "write_heartbeat"]

@@ -326,6 +326,32 @@ def writable(conn: Connection) -> bool:
     return True
 
 
+def file_identity(conn: Connection) -> tuple[str, int, int] | None:
+    """The SQLite file's path, device and inode; None for PostgreSQL, or when no file is
+    there.  ``scrape`` running on a file deleted or replaced since it opened it (``rm
+    scrape.db``) stores into an inode nobody can open again: ``same_file`` compares the
+    path's file now with this (found in review)."""
+    if isinstance(conn, PgConnection):
+        return None
+    path = database_path(conn)
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return (path, st.st_dev, st.st_ino)
+
+
+def same_file(identity: tuple[str, int, int]) -> bool:
+    """Is the file at ``identity``'s path still the one it names?  (No database call: the
+    daemon asks from its event loop, and every statement runs on its database thread.)"""
+    path, device, inode = identity
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (device, inode)
+
+
 def database_path(conn: Connection) -> str:
     """The file the connection reads and writes, for messages and the daemon's start line
     (PostgreSQL's URL, its password hidden)."""
