@@ -309,7 +309,7 @@ def test_no_self_or_forward_links(conn: Connection) -> None:
     ids = [add(conn, "同题", ARTICLE, feed=f"f{i}", when=T0 + timedelta(hours=i))
            for i in range(4)]
     link(conn, list(reversed(ids)))  # processing order does not matter: id order is used
-    rows = conn.execute("SELECT id, duplicate_of FROM entries").fetchall()
+    rows = conn.execute("SELECT id, duplicate_of FROM entries ORDER BY id").fetchall()
     assert rows[0][1] is None
     assert all(dup == ids[0] for _, dup in rows[1:])
 
