@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
+from server import FeedServer
 
 import scraper
 from scraper import storage as store
@@ -142,3 +144,54 @@ def test_what_a_failed_export_staged_is_never_recorded(db: store.Connection) -> 
     exports.stage(db, [(second, "hash-2")])
     exports.commit_staged(db, "jsonl:test")
     assert exports.recorded(db, "jsonl:test") == {second: exports.Recorded(None, "hash-2")}
+
+
+def _feed(site: str, body: str) -> bytes:
+    """One item, carried by ``site`` under its own link: the same article on every site."""
+    return (f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel>'
+            f"<title>{site}</title><link>https://{site}.example.org/</link>"
+            f"<item><title>小米发布新款手机</title><link>https://{site}.example.org/1</link>"
+            f"<guid>{site}-1</guid><pubDate>Tue, 28 Jun 2022 01:50:00 GMT</pubDate>"
+            f"<description><![CDATA[<p>{body}</p>]]></description></item>"
+            "</channel></rss>").encode()
+
+
+def test_incremental_resends_an_original_that_gains_a_duplicate(
+        tmp_path: Path, feed_server: FeedServer, database: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The original's record names its duplicates and the other feeds carrying it: when a
+    reprint arrives after the original was exported, the next incremental export sends the
+    original again, though the original's own row did not change."""
+    body = ("小米今天在北京发布了新款手机，搭载自研芯片和全新影像系统，" * 6).strip()
+    for site in ("a", "b"):
+        feed_server.serve(f"/{site}.xml", _feed(site, body))
+    cfg = tmp_path / "feeds.yaml"
+    cfg.write_text(yaml.safe_dump({"feeds": [
+        {"name": site, "url": feed_server.url(f"/{site}.xml")} for site in ("a", "b")]}),
+        "utf-8")
+    args = ["--config", str(cfg), "--db", database]
+    out = tmp_path / "i.jsonl"
+    export = ["export", "jsonl", "--incremental", str(out), *args]
+
+    assert main(["--once", "--feed", "b", *args]) == 0
+    # b was stored a while before the export (instead of sleeping past the second)
+    conn = store.connect(database)
+    try:
+        with store.transaction(conn):
+            conn.execute("UPDATE entries SET updated_at = '2000-01-01T00:00:00Z'")
+    finally:
+        conn.close()
+    assert main(export) == 0
+    (original,) = read(out)
+    assert original["feed"] == "b" and original["duplicates"] == []
+
+    assert main(["--once", "--feed", "a", *args]) == 0
+    capsys.readouterr()
+    assert main(export) == 0
+    assert "jsonl: 1 entries" in capsys.readouterr().out
+    first, again = read(out)
+    assert again["id"] == original["id"]
+    assert [d["feed"] for d in again["duplicates"]] == ["a"]
+    assert again["also_reported_by"] == ["a"]
+    assert main(export) == 0  # and nothing more after that
+    assert len(read(out)) == 2

@@ -16,7 +16,7 @@ from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from scraper.storage.db import Connection, in_lists, is_pg
+from scraper.storage.db import Connection, in_lists, is_pg, iso, utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,10 +239,48 @@ def unindex_keys(conn: Connection, entry_id: int, blob: bytes) -> None:
                      [(k, entry_id) for k in blob_keys(blob)])
 
 
+# -- what the exports see change ---------------------------------------------------------------
+#
+# An exported record shows more than its own row: an original's ``duplicates`` (and the feeds
+# in ``also_reported_by``), a story's other originals in ``same_story``.  The incremental
+# exports re-send what was ``updated_at`` since they last wrote it, so every link or story
+# change stamps the entries whose records it changes, in the same transaction: the entry
+# itself, the originals it leaves and joins, and the story's entries when its originals
+# change.  (``updated_at`` is the row's "changed since" mark; the hexo export and the merged
+# feed read no link and compare their own content hashes, so a stamp alone rewrites nothing.)
+
+
+def _stamp() -> str:
+    return iso(utcnow()) or ""
+
+
+def _touch(conn: Connection, ids: Iterable[int | None]) -> None:
+    """Stamp ``updated_at`` of the entries ``ids`` (Nones skipped)."""
+    wanted = sorted({i for i in ids if i is not None})
+    stamp = _stamp()
+    for marks, params in in_lists(wanted):
+        conn.execute(f"UPDATE entries SET updated_at = ? WHERE id IN ({marks})",
+                     [stamp, *params])
+
+
+def _touch_stories(conn: Connection, stories: Iterable[int | None]) -> None:
+    """Stamp every entry of ``stories``: their ``same_story`` lists the story's originals."""
+    stamp = _stamp()
+    for story in sorted({s for s in stories if s is not None}):
+        conn.execute("UPDATE entries SET updated_at = ? WHERE story = ?", (stamp, story))
+
+
 def set_link(conn: Connection, entry_id: int, duplicate_of: int | None,
              method: str | None, score: float | None) -> None:
-    conn.execute("UPDATE entries SET duplicate_of = ?, dup_method = ?, dup_score = ? "
-                 "WHERE id = ?", (duplicate_of, method, score, entry_id))
+    row = conn.execute("SELECT duplicate_of, story FROM entries WHERE id = ?",
+                       (entry_id,)).fetchone()
+    old, story = (None, None) if row is None else (row[0], row[1])
+    if (old is None) != (duplicate_of is None):
+        _touch_stories(conn, [story])  # one original more or fewer in its story
+    _touch(conn, [old, duplicate_of])  # the original it leaves, the one it joins
+    conn.execute("UPDATE entries SET duplicate_of = ?, dup_method = ?, dup_score = ?, "
+                 "updated_at = ? WHERE id = ?",
+                 (duplicate_of, method, score, _stamp(), entry_id))
 
 
 def move_followers(conn: Connection, old_root: int, new_root: int) -> int:
@@ -250,8 +288,11 @@ def move_followers(conn: Connection, old_root: int, new_root: int) -> int:
     ``duplicate_of`` always names the cluster root; returns how many moved."""
     conn.execute("UPDATE dedup_fingerprints SET root = ? WHERE entry_id IN "
                  "(SELECT id FROM entries WHERE duplicate_of = ?)", (new_root, old_root))
-    return conn.execute("UPDATE entries SET duplicate_of = ? WHERE duplicate_of = ?",
-                        (new_root, old_root)).rowcount
+    moved = conn.execute("UPDATE entries SET duplicate_of = ?, updated_at = ? "
+                         "WHERE duplicate_of = ?", (new_root, _stamp(), old_root)).rowcount
+    if moved:
+        _touch(conn, [old_root, new_root])  # one lost its duplicates, the other gained them
+    return moved
 
 
 # -- the window -------------------------------------------------------------------------------
@@ -378,13 +419,16 @@ def promote(conn: Connection, new_root: int, old_root: int, method: str,
             score: float) -> None:
     """Make ``new_root`` (a member of ``old_root``'s cluster) the cluster's root: the old root
     and its duplicates link to it, with their methods; ``old_root`` takes the link that
-    brought ``new_root`` in.  A cluster's members are few, and ``duplicate_of`` is indexed."""
-    conn.execute("UPDATE entries SET duplicate_of = ? WHERE duplicate_of = ? AND id != ?",
-                 (new_root, old_root, new_root))
-    conn.execute("UPDATE entries SET duplicate_of = ?, dup_method = ?, dup_score = ? "
-                 "WHERE id = ?", (new_root, method, score, old_root))
-    conn.execute("UPDATE entries SET duplicate_of = NULL, dup_method = NULL, dup_score = NULL "
-                 "WHERE id = ?", (new_root,))
+    brought ``new_root`` in.  A cluster's members are few, and ``duplicate_of`` is indexed.
+    Every member's record changes, and the story's list of originals (see ``_touch``)."""
+    _touch_stories(conn, [story_of(conn, old_root), story_of(conn, new_root)])
+    stamp = _stamp()
+    conn.execute("UPDATE entries SET duplicate_of = ?, updated_at = ? "
+                 "WHERE duplicate_of = ? AND id != ?", (new_root, stamp, old_root, new_root))
+    conn.execute("UPDATE entries SET duplicate_of = ?, dup_method = ?, dup_score = ?, "
+                 "updated_at = ? WHERE id = ?", (new_root, method, score, stamp, old_root))
+    conn.execute("UPDATE entries SET duplicate_of = NULL, dup_method = NULL, dup_score = NULL, "
+                 "updated_at = ? WHERE id = ?", (stamp, new_root))
     conn.execute("UPDATE dedup_fingerprints SET root = ? WHERE entry_id IN "
                  "(SELECT id FROM entries WHERE duplicate_of = ?) OR entry_id = ?",
                  (new_root, new_root, new_root))
@@ -398,18 +442,30 @@ def cluster_stories(conn: Connection, root: int) -> list[int]:
 
 
 def set_cluster_story(conn: Connection, root: int, story: int | None) -> None:
-    conn.execute("UPDATE entries SET story = ? WHERE id = ? OR duplicate_of = ?",
-                 (story, root, root))
+    """Put ``root``'s cluster in ``story``; only the members not in it already are written
+    (and stamped).  When the root moves, the originals of the story it leaves and of the one
+    it joins change: those entries are stamped too."""
+    old = story_of(conn, root)
+    if old != story:
+        _touch_stories(conn, [old, story])
+    other = "story IS NOT NULL" if story is None else "(story IS NULL OR story != ?)"
+    conn.execute(f"UPDATE entries SET story = ?, updated_at = ? WHERE (id = ? OR duplicate_of "
+                 f"= ?) AND {other}",
+                 (story, _stamp(), root, root, *(() if story is None else (story,))))
 
 
 def merge_story(conn: Connection, old: int, new: int) -> None:
-    """Every entry of story ``old`` joins story ``new`` (two stories found to be one)."""
-    conn.execute("UPDATE entries SET story = ? WHERE story = ?", (new, old))
+    """Every entry of story ``old`` joins story ``new`` (two stories found to be one); the
+    entries of both see the other's originals."""
+    _touch_stories(conn, [new])
+    conn.execute("UPDATE entries SET story = ?, updated_at = ? WHERE story = ?",
+                 (new, _stamp(), old))
 
 
 def clear_stories(conn: Connection) -> None:
     """Forget every story (a rebuild finds them again)."""
-    conn.execute("UPDATE entries SET story = NULL WHERE story IS NOT NULL")
+    conn.execute("UPDATE entries SET story = NULL, updated_at = ? WHERE story IS NOT NULL",
+                 (_stamp(),))
 
 
 def story_of(conn: Connection, entry_id: int) -> int | None:
