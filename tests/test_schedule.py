@@ -365,3 +365,13 @@ def test_a_feed_never_fetched_or_already_due_is_left_alone() -> None:
     assert schedule.clamp_due(never, 60, random.Random(1)) is None
     due_now = schedule.Scheduled(last_fetch=None, next_due=NOW)
     assert schedule.clamp_due(due_now, 60, random.Random(1)) == NOW
+
+
+@pytest.mark.parametrize("interval", [80_000, 86_400, 172_800, 604_800])
+def test_a_failing_feeds_retry_stays_under_the_cap_and_spread(interval: int) -> None:
+    """The interval's floor moved the jitter's window up; it must not carry it past the
+    cap (a daily feed retried up to 26.4 h after a failure), nor pile it on the cap."""
+    for errors in (1, 2, 5):
+        values = delays(interval, errors, FAILED, n=500)
+        assert max(values) <= MAX_BACKOFF + 1e-6, (interval, errors, max(values))
+        assert len({round(v) for v in values}) > 400, (interval, errors)

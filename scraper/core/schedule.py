@@ -119,6 +119,8 @@ def jittered(seconds: float, rng: random.Random, spread: float = JITTER,
         low = min(low, ceiling * (1 - spread))
     if low < floor:
         low, high = floor, floor + (high - low)
+        if ceiling is not None:
+            high = max(low, min(high, ceiling))
     return rng.uniform(low, high)
 
 
@@ -136,8 +138,10 @@ def backoff(interval: int, error_count: int) -> float:
 def delay_after(interval: int, error_count: int, outcome: Outcome, rng: random.Random) -> float:
     """Seconds until the next refresh."""
     if not outcome.ok:
+        # The floor stays under the cap's own window: failing feeds of a daily interval
+        # still retry spread over the last tenth of the day, not all on the cap.
         delay = jittered(backoff(interval, error_count), rng, ceiling=MAX_BACKOFF,
-                         floor=min(float(interval), MAX_BACKOFF))
+                         floor=min(float(interval), MAX_BACKOFF * (1 - JITTER)))
     else:
         base = float(outcome.adaptive if outcome.adaptive else interval)
         hints = [h for h in (outcome.max_age,
