@@ -233,3 +233,22 @@ def test_a_feeds_warning_names_it_in_json_logs(tmp_path: Path, feed_server: Feed
     events = [json.loads(line) for line in capsys.readouterr().err.splitlines()
               if line.startswith("{")]
     assert [e["feed"] for e in events if e["level"] == "warning"] == ["warned"]
+
+
+def test_a_pinned_copy_keeps_the_guid_as_its_key() -> None:
+    """The same GUID and link twice, the copy's text a little different: one entry, keyed
+    by the GUID at every poll (keyed by the link only while the copy is there, it would be
+    stored twice)."""
+    body = rss(item("Pinned", '<guid isPermaLink="false">g1</guid><link>https://e.org/p</link>')
+               + item("Pinned again", '<guid isPermaLink="false">g1</guid>'
+                      "<link>https://e.org/p</link>"))
+    assert {e.key for e in parse_feed(body, RSS, "https://e.org/feed").entries} == {"g1"}
+
+
+def test_markup_quoted_in_cdata_is_not_an_item() -> None:
+    """An HTML description quoting "<item>" ended the item early: its date went unseen."""
+    body = rss('<item><title>x</title><guid>https://e.org/1</guid><description><![CDATA['
+               "<item>quoted</item> and <updated>not a date</updated>]]></description>"
+               "<pubDate>Tue, 01 Dec 2026 08:00:00 +0000</pubDate></item>")
+    entry = parse_feed(body, RSS, "https://e.org/feed").entries[0]
+    assert entry.published == "2026-12-01T08:00:00Z"

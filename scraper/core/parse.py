@@ -42,6 +42,7 @@ _TTL = re.compile(rb"<ttl>\s*(\d+)\s*</ttl>", re.IGNORECASE)
 _DATE_ELEMENT = re.compile(rb"<(?:[\w.-]+:)?(?:pubDate|published|issued|date|updated|modified"
                            rb"|lastBuildDate)[\s>]", re.IGNORECASE)
 _ITEM_START = re.compile(rb"<(?:[\w.-]+:)?(?:item|entry)[\s>]", re.IGNORECASE)
+_OPAQUE = re.compile(rb"<!\[CDATA\[.*?\]\]>|<!--.*?-->", re.DOTALL)
 #: An item or entry, whole (none nests another).
 _ITEM = re.compile(rb"<((?:[\w.-]+:)?(?:item|entry))[\s>].*?</\1\s*>",
                    re.IGNORECASE | re.DOTALL)
@@ -196,22 +197,25 @@ def parse_feed(body: bytes, headers: Mapping[str, str], url: str = "") -> Parsed
 
 
 def _unshare_guids(entries: list[ParsedEntry]) -> tuple[list[ParsedEntry], str | None]:
-    """Entries whose GUID another, different entry of the document also carries, keyed by
-    their link instead (else by their text, :attr:`ParsedEntry.key`); and a line saying so.
+    """Entries whose GUID other items of the document carry too, each with a link of its
+    own, keyed by their link instead (:attr:`ParsedEntry.key`); and a line saying so.
 
-    Some generators give every item one GUID ("0", the feed's URL): keyed by it, all but
-    the first item were dropped as repeats of it, without a word (found in review).  An item
-    repeated whole keeps its GUID, and stays one entry."""
-    variants: dict[str, set[tuple[str | None, str, str]]] = {}
+    Some generators give every item one GUID ("0", the feed's URL): keyed by it, all but the
+    first item were dropped as repeats of it, without a word (found in review).  Only items
+    that all have different links are told apart so: an item repeated (a pinned copy, the
+    same link) keeps its GUID, and its key does not change from one poll to the next."""
+    groups: dict[str, list[ParsedEntry]] = {}
     for e in entries:
         if e.guid:
-            variants.setdefault(e.guid, set()).add((e.url, e.title, e.content_html))
-    shared = {guid for guid, seen in variants.items() if len(seen) > 1}
+            groups.setdefault(e.guid, []).append(e)
+    shared = {guid for guid, group in groups.items() if len(group) > 1
+              and all(e.url for e in group) and len({e.url for e in group}) == len(group)}
     if not shared:
         return entries, None
     out = [replace(e, guid=None) if e.guid in shared else e for e in entries]
-    count = sum(1 for e in entries if e.guid in shared)
-    return out, f"{count} different items share {len(shared)} GUID(s): keyed by their links"
+    count = sum(len(groups[guid]) for guid in shared)
+    return out, f"{count} items with links of their own share {len(shared)} GUID(s): keyed " \
+                "by their links"
 
 
 def _parse(body: bytes, headers: Mapping[str, str], url: str) -> ParsedFeed:
@@ -275,11 +279,13 @@ def _dated_items(body: bytes, count: int) -> list[bool]:
     in the text, in document order as fastfeedparser lists them; if they are not as many
     as its entries, a document with no date element from its first item on stands for all.
     """
-    items = [bool(_DATE_ELEMENT.search(m.group(0))) for m in _ITEM.finditer(body)]
+    # Markup inside CDATA or a comment (an HTML description quoting "<item>") is no item.
+    bare = _OPAQUE.sub(b"", body)
+    items = [bool(_DATE_ELEMENT.search(m.group(0))) for m in _ITEM.finditer(bare)]
     if len(items) == count:
         return items
-    first = _ITEM_START.search(body)
-    dated = first is not None and _DATE_ELEMENT.search(body, first.start()) is not None
+    first = _ITEM_START.search(bare)
+    dated = first is not None and _DATE_ELEMENT.search(bare, first.start()) is not None
     return [dated] * count
 
 
