@@ -103,6 +103,10 @@ def _cmd_hexo(args: argparse.Namespace) -> int:
         _unrecorded(app)
     print(f"hexo: {report.written} written ({report.new} new, {report.updated} updated), "
           f"{report.unchanged} unchanged -> {args.directory}")
+    for entry, original, path in report.stale:
+        # A story is published once; deleting a file in the user's folder is the user's call.
+        print(f"hexo: {path}: entry #{entry} is now a duplicate of #{original}, whose post "
+              "carries the story; remove this post to publish it once", file=sys.stderr)
     return 0
 
 

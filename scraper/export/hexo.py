@@ -76,6 +76,9 @@ class HexoReport:
     updated: int = 0
     unchanged: int = 0
     paths: list[Path] = field(default_factory=list)  # the files written, in order
+    #: Posts of entries that became duplicates after their post was written: (entry,
+    #: original, file).  Left in place (the folder is the user's), and said.
+    stale: list[tuple[int, int, Path]] = field(default_factory=list)
 
     @property
     def written(self) -> int:
@@ -280,6 +283,10 @@ def export_hexo(conn: Connection, config: Config | None, directory: str | Path, 
             if len(pending) >= 100:
                 _flush(conn, directory, target, pending, report, record)
     _flush(conn, directory, target, pending, report, record)
+    if not selection.include_duplicates:
+        report.stale = [(entry, original, directory / path) for entry, original, path
+                        in stored.duplicates_with_files(conn, target)
+                        if (directory / path).exists()]
     return report
 
 

@@ -177,6 +177,15 @@ def links_of(conn: Connection, ids: Iterable[int]) -> dict[int, str | None]:
     return out
 
 
+def duplicates_with_files(conn: Connection, target: str) -> list[tuple[int, int, str]]:
+    """(entry id, its original, path) for each entry ``target`` wrote a file for that is a
+    duplicate now: linked after its post was written (a rebuild, an entry updated)."""
+    return [(int(r[0]), int(r[1]), str(r[2])) for r in conn.execute(
+        "SELECT e.id, e.duplicate_of, x.path FROM exports x JOIN entries e "
+        "ON e.id = x.entry_id WHERE x.target = ? AND x.path IS NOT NULL "
+        "AND e.duplicate_of IS NOT NULL ORDER BY e.id", (target,))]
+
+
 def recorded(conn: Connection, target: str) -> dict[int, Recorded]:
     """entry id -> what ``target`` was given for it."""
     return {row[0]: Recorded(row[1], row[2]) for row in conn.execute(
