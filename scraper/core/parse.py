@@ -42,6 +42,8 @@ _TTL = re.compile(rb"<ttl>\s*(\d+)\s*</ttl>", re.IGNORECASE)
 _DATE_ELEMENT = re.compile(rb"<(?:[\w.-]+:)?(?:pubDate|published|issued|date|updated|modified"
                            rb"|lastBuildDate)[\s>]", re.IGNORECASE)
 _ITEM_START = re.compile(rb"<(?:[\w.-]+:)?(?:item|entry)[\s>]", re.IGNORECASE)
+#: fastfeedparser dates an undated item by its GUID only when the GUID does not start so.
+_URL_PREFIXES = ("http://", "https://")
 _OPAQUE = re.compile(rb"<!\[CDATA\[.*?\]\]>|<!--.*?-->", re.DOTALL)
 #: An item or entry, whole (none nests another).
 _ITEM = re.compile(rb"<((?:[\w.-]+:)?(?:item|entry))[\s>].*?</\1\s*>",
@@ -256,7 +258,11 @@ def _parse_fast(body: bytes, url: str, ttl: int | None) -> ParsedFeed:
     feed = parsed.get("feed") or {}
     base = _site(url, feed.get("link"))
     raw = parsed.get("entries") or []
-    dated = _dated_items(body, len(raw))
+    # Only a dated entry whose id is not a URL can owe its date to its GUID (the common
+    # feed, GUIDs that are links, is not scanned again).
+    guessed = any(e.get("published") and not str(e.get("id") or "").startswith(_URL_PREFIXES)
+                  for e in raw)
+    dated = _dated_items(body, len(raw)) if guessed else [True] * len(raw)
     entries = []
     for e, has_date in zip(raw, dated, strict=True):
         content = _longest([c.get("value") or "" for c in e.get("content") or []]
